@@ -1,0 +1,34 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf data/demo-store
+	$(BIN)/msgtrace ingest --store data/demo-store --timezone UTC --year 2026 data/sample
+	MSGTRACE_NOW=2026-06-14T12:00:00Z $(BIN)/msgtrace trace --store data/demo-store --start-date 2026-06-12 --end-date 2026-06-14
+	MSGTRACE_NOW=2026-06-14T12:00:00Z $(BIN)/msgtrace trace --store data/demo-store --start-date 2026-06-12 --end-date 2026-06-14 --status Failed,Pending
+
+test: $(STAMP)
+	$(BIN)/ruff check ingest query tests
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check ingest query tests
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick
+
+clean:
+	rm -rf $(VENV) data/demo-store

@@ -1,0 +1,34 @@
+"""What a parser needs to know beyond the lines themselves: time, zone, naming; never the clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+
+@dataclass
+class ParseContext:
+    """Per-source settings, plus `state` carried from one chunk of the same source to the next."""
+
+    timezone: str = "UTC"  # IANA zone of timestamps that carry none (RFC 3164 syslog)
+    year: int | None = None  # year of the first RFC 3164 line; None: infer from `reference`
+    reference: dt.datetime = field(default_factory=lambda: dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+    organization: str | None = None  # None: derived from the host name
+    source: str = ""  # fingerprint of the source file, stored with every event
+    host: str | None = None  # host for formats whose lines do not name one (Exim mainlog, Exchange)
+    state: dict = field(default_factory=dict)  # parser state carried between chunks of one source
+
+    def reference_local(self) -> dt.datetime:
+        """The reference time (file mtime) as wall time in the configured zone."""
+        return self.reference.astimezone(ZoneInfo(self.timezone))
+
+
+def organization_expr(host: pl.Expr, ctx: ParseContext) -> pl.Expr:
+    """--organization, else the domain of the host name (mx1.example.org -> example.org), else the host."""
+    if ctx.organization:
+        return pl.lit(ctx.organization)
+    domain = host.str.extract(r"^[^.]+\.(.+\..+)$", 1)
+    return pl.coalesce(domain, host).fill_null("")

@@ -1,0 +1,135 @@
+"""The syslog envelope shared by Postfix, Sendmail and syslog-forwarded Exim lines.
+
+    Jun 13 10:00:00 mx1 postfix/smtpd[123]: 3F1A22C01: client=...          RFC 3164: no year, no zone
+    2026-06-13T10:00:00.123456+02:00 mx1 postfix/smtpd[123]: ...            RFC 3339 / ISO 8601
+
+Both shapes may appear in one file. RFC 3164 times get their year from ``ctx.year`` (rolling
+over at New Year) or, failing that, from the file's modification time, and their zone from
+``ctx.timezone``; the DST fall-back hour, which happens twice, is resolved by the order of lines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from ingest.formats.context import ParseContext
+from ingest.schema import TIME
+
+_MONTHS = {m: i + 1 for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())}
+
+# Short captures only: the body is sliced off by the header's length, never captured.
+_HEADER = (
+    r"^(?:<\d{1,3}>(?:1 )?)?"
+    r"(?:([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d:\d\d:\d\d)(?:\.\d+)?"
+    r"|(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?))"
+    r" (\S+) ([^\s\[:]+)(?:\[(\d+)\])?: "
+)
+
+
+def split(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """Split syslog lines into time (UTC), host, program, pid and body; `ok` is false for non-syslog lines.
+
+    `lines` has columns line_no and line. Rows keep their order; nothing is dropped.
+    """
+    g = pl.col("line").str.extract_groups(_HEADER)
+    df = lines.with_columns(
+        g.struct.field("1").alias("_mon"),
+        g.struct.field("2").alias("_day"),
+        g.struct.field("3").alias("_hms"),
+        g.struct.field("4").alias("_iso"),
+        g.struct.field("5").alias("host"),
+        g.struct.field("6").alias("program"),
+        g.struct.field("7").alias("pid"),
+        pl.col("line").str.extract(_HEADER, 0).str.len_chars().alias("_hlen"),
+    )
+    df = df.with_columns(
+        pl.col("line").str.slice(pl.col("_hlen").fill_null(0)).alias("body"),
+        pl.col("_hlen").is_not_null().alias("ok"),
+    )
+    iso = (
+        pl.col("_iso")
+        .str.replace("T", " ", literal=True)
+        .str.to_datetime("%Y-%m-%d %H:%M:%S%.f%#z", strict=False, time_zone="UTC")
+    )
+    iso_naive = pl.col("_iso").str.replace("T", " ", literal=True).str.to_datetime(
+        "%Y-%m-%d %H:%M:%S%.f", strict=False
+    )
+    df = df.with_columns(iso.alias("_iso_utc"), iso_naive.alias("_iso_local"))
+    df = _rfc3164_local(df, ctx)
+    local = pl.coalesce(pl.col("_local"), pl.col("_iso_local"))
+    df = df.with_columns(local.alias("_local"))
+    df = df.with_columns(localize(pl.col("_local"), ctx, "syslog").alias("_local_utc"))
+    remember_max_local(df, "_local", ctx, "syslog")
+    df = df.with_columns(pl.coalesce(pl.col("_iso_utc"), pl.col("_local_utc")).cast(TIME).alias("time"))
+    df = df.with_columns((pl.col("ok") & pl.col("time").is_not_null()).alias("ok"))
+    return df.select(
+        "line_no", "line", "time", "host", "program", "pid", "body", "ok"
+    )
+
+
+def _rfc3164_local(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """Naive local datetimes for RFC 3164 rows, with the year inferred."""
+    month = pl.col("_mon").replace_strict(_MONTHS, default=None, return_dtype=pl.Int32)
+    day = pl.col("_day").cast(pl.Int32, strict=False)
+    df = df.with_columns(month.alias("_m"), day.alias("_d"))
+    if ctx.year is not None:
+        # Explicit year for the first line; +1 each time the month drops by more than six
+        # (December -> January). A stray line a month back (clock skew) does not count.
+        state = ctx.state.setdefault("syslog", {})
+        last = state.get("last_month")
+        m = df.filter(pl.col("_m").is_not_null()).select("line_no", "_m")
+        if m.height:
+            m = m.with_columns(pl.col("_m").shift(1, fill_value=last if last is not None else 0).alias("_p"))
+            m = m.with_columns(
+                ((pl.col("_m") - pl.col("_p") < -6) & (pl.col("_p") > 0)).cast(pl.Int32).cum_sum().alias("_roll")
+            )
+            base = state.get("rollovers", 0)
+            state["last_month"] = int(m["_m"][-1])
+            state["rollovers"] = base + int(m["_roll"][-1])
+            df = df.join(m.select("line_no", (pl.col("_roll") + base).alias("_roll")), on="line_no", how="left")
+        else:
+            df = df.with_columns(pl.lit(0).alias("_roll"))
+        year = pl.lit(ctx.year) + pl.col("_roll").fill_null(0)
+    else:
+        # No year given: the file was last written at ctx.reference, so a line dated after that
+        # (with a day of slack for clock skew) belongs to the year before.
+        ref = ctx.reference_local()
+        ref_ord = ref.month * 100 + ref.day + 1
+        year = pl.when(pl.col("_m") * 100 + pl.col("_d") > ref_ord).then(ref.year - 1).otherwise(ref.year)
+    date = pl.date(year, pl.col("_m"), pl.col("_d"))
+    hms = pl.col("_hms").str.to_time("%H:%M:%S", strict=False)
+    return df.with_columns(date.dt.combine(hms).alias("_local"))
+
+
+def localize(local: pl.Expr, ctx: ParseContext, state_key: str) -> pl.Expr:
+    """Naive local datetimes -> UTC in ctx.timezone, resolving DST edges.
+
+    Spring forward: a time in the skipped hour cannot exist; it is read in the zone's offset
+    before the change (a clock not yet moved forward). Fall back: an hour happens twice; a row whose wall
+    time is at least ten minutes behind the latest wall time seen before it is in the second
+    pass (the later instant); otherwise the first. Carried across chunks in ctx.state.
+    """
+    tz = ctx.timezone
+    state = ctx.state.setdefault(state_key, {})
+    seen = state.get("max_local")
+    running = local.cum_max().shift(1)
+    if seen is not None:
+        running = pl.max_horizontal(running.fill_null(pl.lit(seen)), pl.lit(seen))
+    second_pass = (running - local) >= pl.duration(minutes=10)
+    earliest = local.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+    latest = local.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")
+    shifted = (local + pl.duration(hours=1)).dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+    gap = shifted  # 02:30 in a skipped hour is 03:30 new offset, the same instant as 02:30 old offset
+    value = pl.when(second_pass).then(latest).otherwise(earliest)
+    return pl.coalesce(value, gap).dt.convert_time_zone("UTC")
+
+
+def remember_max_local(df: pl.DataFrame, local_col: str, ctx: ParseContext, state_key: str) -> None:
+    """Record the latest wall time of a chunk so the next chunk resolves DST consistently."""
+    value = df.get_column(local_col).max()
+    if isinstance(value, dt.datetime):
+        state = ctx.state.setdefault(state_key, {})
+        prev = state.get("max_local")
+        state["max_local"] = value if prev is None or value > prev else prev
