@@ -133,9 +133,4 @@ def empty_events() -> pl.DataFrame:
 def conform(df: pl.DataFrame | pl.LazyFrame, schema: dict[str, pl.DataType]):
     """Select exactly the schema's columns, in order, cast; missing ones become typed nulls."""
     names = set(df.collect_schema().names())
-    return df.select(
-        [
-            (pl.col(c).cast(t) if c in names else pl.lit(None, dtype=t)).alias(c)
-            for c, t in schema.items()
-        ]
-    )
+    return df.select([(pl.col(c).cast(t) if c in names else pl.lit(None, dtype=t)).alias(c) for c, t in schema.items()])

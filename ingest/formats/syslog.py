@@ -53,9 +53,7 @@ def split(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         .str.replace("T", " ", literal=True)
         .str.to_datetime("%Y-%m-%d %H:%M:%S%.f%#z", strict=False, time_zone="UTC")
     )
-    iso_naive = pl.col("_iso").str.replace("T", " ", literal=True).str.to_datetime(
-        "%Y-%m-%d %H:%M:%S%.f", strict=False
-    )
+    iso_naive = pl.col("_iso").str.replace("T", " ", literal=True).str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False)
     df = df.with_columns(iso.alias("_iso_utc"), iso_naive.alias("_iso_local"))
     df = _rfc3164_local(df, ctx)
     local = pl.coalesce(pl.col("_local"), pl.col("_iso_local"))
@@ -64,9 +62,7 @@ def split(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     remember_max_local(df, "_local", ctx, "syslog")
     df = df.with_columns(pl.coalesce(pl.col("_iso_utc"), pl.col("_local_utc")).cast(TIME).alias("time"))
     df = df.with_columns((pl.col("ok") & pl.col("time").is_not_null()).alias("ok"))
-    return df.select(
-        "line_no", "line", "time", "host", "program", "pid", "body", "ok"
-    )
+    return df.select("line_no", "line", "time", "host", "program", "pid", "body", "ok")
 
 
 def _rfc3164_local(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:

@@ -1,0 +1,291 @@
+"""Events of any format -> one row per (message, recipient), with group_by/join, never a loop per line.
+
+The input must hold every event of the messages it touches (the pipeline loads earlier events
+of the same queue ids from the store), so this is a pure function: the same events always give
+the same rows, whatever order the files were ingested in.
+
+1. Instances: a queue id is reused over time; a new message starts after `removed`, or after a
+   silence longer than any queue lifetime.
+2. Chains: a content filter hand-off (`queued as NEWQID` on the loopback) makes NEWQID's instance
+   a continuation of the parent; the root of a chain is the message a trace shows.
+3. Message fields come from the chain (Received, FromIP and size from the root); each
+   recipient's status is its latest outcome; aliases get Expanded (several members) or None
+   (one-to-one rewrite) rows; holds override; a message with no outcome yet is GettingStatus.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, conform
+from ingest.traceid import trace_ids
+
+# A queue id silent for longer than this is a new message even without `removed` (lost lines).
+REUSE_GAP = pl.duration(days=6)
+# How far a re-queued message's first line may lie from the hand-off line that names it.
+HANDOFF_WINDOW = "1h"
+_FINAL = ["Delivered", "Failed", "Expanded", "None", "FilteredAsSpam", "Quarantined"]
+_OUTCOME_KINDS = ["deliver", "handoff", "reject", "expand"]
+_ORDER = ["time", "source", "line_no"]
+
+
+def correlate(events: pl.DataFrame) -> pl.DataFrame:
+    """Message rows (MESSAGE_SCHEMA) for every message the events belong to."""
+    events = conform(events, EVENT_SCHEMA)
+    queued = events.filter(pl.col("queue_id").is_not_null())
+    standalone = events.filter(pl.col("queue_id").is_null() & pl.col("kind").eq("reject"))
+    parts = [_standalone_rows(standalone)]
+    if queued.height:
+        parts.append(_queued_rows(_chains(_instances(queued))))
+    rows = pl.concat(parts, how="diagonal_relaxed")
+    return _finish(rows)
+
+
+def _instances(ev: pl.DataFrame) -> pl.DataFrame:
+    """Add `inst`: host|queue_id|first-time of the instance the event belongs to."""
+    ev = ev.sort(["host", "queue_id", *_ORDER])
+    key = ["host", "queue_id"]
+    new = (
+        pl.col("kind").shift(1).over(key).is_null()
+        | pl.col("kind").shift(1).over(key).eq("removed")
+        | (pl.col("time").diff().over(key) > REUSE_GAP)
+    )
+    ev = ev.with_columns(new.cast(pl.Int32).cum_sum().over(key).alias("_n"))
+    start = pl.col("time").first().over([*key, "_n"])
+    return (
+        ev.with_columns(start.alias("inst_start"))
+        .with_columns(
+            pl.concat_str(
+                [pl.col("host"), pl.col("queue_id"), pl.col("inst_start").dt.epoch("us").cast(pl.String)], separator="|"
+            ).alias("inst")
+        )
+        .drop("_n")
+    )
+
+
+def _chains(ev: pl.DataFrame) -> pl.DataFrame:
+    """Add `root`: the instance of the first queue id of the message (content filters re-queue)."""
+    insts = ev.group_by("inst").agg(pl.col("host").first(), pl.col("queue_id").first(), pl.col("inst_start").first())
+    hand = ev.filter(pl.col("kind").eq("handoff") & pl.col("next_queue_id").is_not_null()).select(
+        "host", pl.col("next_queue_id").alias("queue_id"), "time", pl.col("inst").alias("parent")
+    )
+    links = pl.DataFrame(schema={"inst": pl.String, "parent": pl.String})
+    if hand.height:
+        cand = insts.sort("inst_start")
+        links = (
+            hand.sort("time")
+            .join_asof(
+                cand,
+                left_on="time",
+                right_on="inst_start",
+                by=["host", "queue_id"],
+                strategy="nearest",
+                tolerance=HANDOFF_WINDOW,
+                check_sortedness=False,
+            )
+            .filter(pl.col("inst").is_not_null() & (pl.col("inst") != pl.col("parent")))
+            .unique("inst", keep="first")
+            .select("inst", "parent")
+        )
+    roots = insts.select("inst").with_columns(pl.col("inst").alias("root"))
+    for _ in range(4):  # chains are short: smtpd -> amavis -> dkim signer at most
+        roots = roots.join(links.rename({"inst": "root", "parent": "_up"}), on="root", how="left").select(
+            "inst", pl.coalesce("_up", "root").alias("root")
+        )
+    linked = links.get_column("inst")
+    return (
+        ev.join(roots, on="inst", how="left")
+        .with_columns(
+            # a hand-off whose continuation we have is not an outcome of its own
+            (pl.col("kind").eq("handoff") & pl.col("next_queue_id").is_not_null()).alias("_handoff")
+        )
+        .with_columns(
+            pl.when(pl.col("_handoff"))
+            .then(
+                pl.concat_str([pl.col("inst"), pl.col("next_queue_id")], separator=">").is_in(
+                    _handoff_keys(ev, links, linked).implode()
+                )
+            )
+            .otherwise(False)
+            .alias("_linked")
+        )
+    )
+
+
+def _handoff_keys(ev: pl.DataFrame, links: pl.DataFrame, linked: pl.Series) -> pl.Series:
+    """parent-instance>child-queue-id for every hand-off whose child instance was found."""
+    if not links.height:
+        return pl.Series("k", [], pl.String)
+    child_qid = ev.select("inst", "queue_id").unique("inst")
+    k = links.join(child_qid, on="inst", how="left").select(
+        pl.concat_str([pl.col("parent"), pl.col("queue_id")], separator=">").alias("k")
+    )
+    return k.get_column("k")
+
+
+def _queued_rows(ev: pl.DataFrame) -> pl.DataFrame:
+    root_ev = ev.filter(pl.col("inst") == pl.col("root"))
+    first = pl.col
+    head = (
+        root_ev.sort(_ORDER)
+        .group_by("root")
+        .agg(
+            first("inst_start").first().alias("received"),
+            first("host").first(),
+            first("queue_id").first(),
+            first("format").first(),
+            first("organization").first(),
+            first("client_ip").drop_nulls().first().alias("from_ip"),
+            first("size").drop_nulls().first().alias("size"),
+            first("kind").is_in(["client", "receive"]).any().alias("_has_start"),
+        )
+    )
+    chain = (
+        ev.sort(_ORDER)
+        .group_by("root")
+        .agg(
+            first("sender").drop_nulls().first().alias("sender_address"),
+            first("message_id").drop_nulls().first().alias("message_id"),
+            first("subject").drop_nulls().first().alias("subject"),
+            first("size").drop_nulls().first().alias("_chain_size"),
+            first("client_ip").drop_nulls().first().alias("_chain_ip"),
+            first("queue_id").unique(maintain_order=True).str.join(" ").alias("queue_ids"),
+            first("kind").eq("removed").any().alias("_has_end"),
+            first("time").max().alias("_last_time"),
+        )
+    )
+    msgs = head.join(chain, on="root", how="left").with_columns(
+        pl.coalesce("size", "_chain_size").alias("size"),
+        pl.coalesce("from_ip", "_chain_ip").alias("from_ip"),
+    )
+    rcpt = _recipient_rows(ev)
+    rows = msgs.join(rcpt, on="root", how="left")
+    rows = _apply_holds(rows, ev)
+    final = pl.col("status").is_in(_FINAL)
+    incomplete = ~pl.col("_has_start") | ~(pl.col("_has_end") | final.all().over("root"))
+    rows = rows.with_columns(
+        pl.col("recipient_address").fill_null(""),
+        pl.col("status").fill_null("GettingStatus"),
+        pl.col("last_event").fill_null(pl.col("_last_time")),
+    ).with_columns(incomplete.alias("incomplete"))
+    return rows.with_columns(pl.concat_str([pl.col("host"), pl.col("queue_id")], separator="|").alias("_key"))
+
+
+def _recipient_rows(ev: pl.DataFrame) -> pl.DataFrame:
+    """Latest outcome per (root, recipient), plus Expanded / None rows for aliases."""
+    out = ev.filter(pl.col("kind").is_in(_OUTCOME_KINDS) & pl.col("recipient").is_not_null() & ~pl.col("_linked"))
+    out = out.with_columns(pl.col("recipient").str.to_lowercase().alias("_rl"))
+    latest = (
+        out.sort(_ORDER)
+        .group_by(["root", "_rl"])
+        .agg(
+            pl.col("recipient").last().alias("recipient_address"),
+            pl.col("status").last(),
+            pl.col("to_ip").last(),
+            pl.col("relay").last(),
+            pl.col("dsn").last(),
+            pl.col("detail").last(),
+            pl.col("delay").last(),
+            pl.col("orig_recipient").drop_nulls().last().alias("orig_recipient"),
+            pl.col("time").last().alias("last_event"),
+        )
+    )
+    members = (
+        out.filter(pl.col("kind").ne("expand") & pl.col("orig_recipient").is_not_null())
+        .with_columns(pl.col("orig_recipient").str.to_lowercase().alias("_ol"))
+        .filter(pl.col("_ol") != pl.col("_rl"))
+        .group_by(["root", "_ol"])
+        .agg(
+            pl.col("orig_recipient").first().alias("recipient_address"),
+            pl.col("_rl").n_unique().alias("_members"),
+            pl.col("time").min().alias("last_event"),
+        )
+        .with_columns(
+            pl.when(pl.col("_members") > 1).then(pl.lit("Expanded")).otherwise(pl.lit("None")).alias("status"),
+            pl.format("expanded to {} recipients", pl.col("_members")).alias("detail"),
+        )
+        .rename({"_ol": "_rl"})
+        .drop("_members")
+    )
+    # an alias that is also delivered to itself keeps its own delivery row
+    members = members.join(latest.select("root", "_rl"), on=["root", "_rl"], how="anti")
+    return pl.concat([latest, members], how="diagonal_relaxed").drop("_rl")
+
+
+def _apply_holds(rows: pl.DataFrame, ev: pl.DataFrame) -> pl.DataFrame:
+    """A hold/discard/expiry decides the status of recipients it caught.
+
+    Expiry (Failed) only replaces outcomes still open. A quarantine or spam drop also replaces a
+    "sent" logged just after it (amavis decides, then answers 250 to Postfix), but not a delivery
+    that came well after (a release from hold).
+    """
+    holds = ev.filter(pl.col("kind").eq("hold") & pl.col("status").is_not_null()).sort(_ORDER)
+    holds = holds.group_by("root").agg(
+        pl.col("status").last().alias("_hold"),
+        pl.col("time").last().alias("_hold_time"),
+        pl.col("detail").last().alias("_hold_detail"),
+    )
+    rows = rows.join(holds, on="root", how="left")
+    open_ = pl.col("status").is_null() | pl.col("status").is_in(["GettingStatus", "Pending"])
+    caught = pl.col("_hold").is_not_null() & (
+        open_
+        | (pl.col("_hold").ne("Failed") & (pl.col("last_event") <= pl.col("_hold_time") + pl.duration(seconds=10)))
+    )
+    return rows.with_columns(
+        pl.when(caught).then(pl.col("_hold")).otherwise(pl.col("status")).alias("status"),
+        pl.when(caught).then(pl.col("_hold_detail")).otherwise(pl.col("detail")).alias("detail"),
+    )
+
+
+def _standalone_rows(ev: pl.DataFrame) -> pl.DataFrame:
+    """NOQUEUE-style rejects: each line is a message of its own."""
+    return ev.select(
+        pl.col("time").alias("received"),
+        "host",
+        "format",
+        "organization",
+        pl.lit("").alias("queue_id"),
+        pl.lit("").alias("queue_ids"),
+        pl.lit("").alias("message_id"),
+        pl.col("sender").alias("sender_address"),
+        pl.col("recipient").fill_null("").alias("recipient_address"),
+        "subject",
+        "status",
+        "to_ip",
+        pl.col("client_ip").alias("from_ip"),
+        "size",
+        "orig_recipient",
+        "relay",
+        "dsn",
+        "detail",
+        "delay",
+        pl.col("time").alias("last_event"),
+        pl.lit(False).alias("incomplete"),
+        pl.concat_str([pl.col("host"), pl.col("source"), pl.col("line_no").cast(pl.String)], separator="|").alias(
+            "_key"
+        ),
+    )
+
+
+def _finish(rows: pl.DataFrame) -> pl.DataFrame:
+    rows = rows.with_columns(
+        pl.col("sender_address").fill_null(""),
+        pl.col("message_id").fill_null(""),
+        pl.col("subject").fill_null(""),
+        pl.col("to_ip").fill_null(""),
+        pl.col("from_ip").fill_null(""),
+        pl.col("organization").fill_null(""),
+        pl.col("host").fill_null(""),
+    )
+    ids = trace_ids(
+        pl.concat_str([pl.col("_key"), pl.col("received").dt.epoch("us").cast(pl.String)], separator="|")
+        .alias("k")
+        .pipe(lambda e: rows.select(e).to_series()),
+        rows.get_column("received"),
+    )
+    rows = rows.with_columns(
+        ids.alias("message_trace_id"),
+        pl.col("sender_address").str.to_lowercase().alias("sender_lower"),
+        pl.col("recipient_address").str.to_lowercase().alias("recipient_lower"),
+    )
+    return conform(rows, MESSAGE_SCHEMA).sort(["received", "message_trace_id", "recipient_lower"])

@@ -1,0 +1,146 @@
+"""Reading and writing the store's two tables; one writer at a time (a lock file).
+
+Events are append-only. Message rows are replaced when a message's state changes: the
+partitions holding superseded rows are rewritten as one complete file (ingest.layout), so a
+deferral delivered in a later run ends up Delivered in the message's own `date=` partition,
+with no duplicate row and nothing to merge at query time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+from pathlib import Path
+
+import polars as pl
+
+from ingest import layout
+from ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR, conform
+
+
+class StoreError(Exception):
+    """The store cannot be used (locked, unwritable, corrupt)."""
+
+
+class StoreLock:
+    """An exclusive lock on a store, held for the life of an ingest or watch."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / ".lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> StoreLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StoreError(
+                f"store {self.path.parent} is in use by msgtrace process {holder}; "
+                "stop it first (only one ingest or watch may write a store)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class Store:
+    """The tables of one store directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.messages = root / MESSAGES_DIR
+        self.events = root / EVENTS_DIR
+
+    def scan(self, table: str, days: list[dt.date] | None = None) -> pl.LazyFrame | None:
+        """Current rows of a table for the given days (all days when None), or None if there are none."""
+        table_dir = self.events if table == EVENTS_DIR else self.messages
+        schema = EVENT_SCHEMA if table == EVENTS_DIR else MESSAGE_SCHEMA
+        wanted = layout.partition_days(table_dir) if days is None else days
+        files = layout.files_for_days(table_dir, wanted)
+        if not files:
+            return None
+        return pl.scan_parquet(files, schema=schema, hive_partitioning=False)
+
+    def append_events(self, events: pl.DataFrame) -> int:
+        """Add new events, one file per UTC day; returns files written."""
+        return self._append(self.events, conform(events, EVENT_SCHEMA), "time", EVENT_SCHEMA)
+
+    def _append(self, table_dir: Path, df: pl.DataFrame, time_col: str, schema: dict) -> int:
+        if not df.height:
+            return 0
+        df = df.with_columns(pl.col(time_col).dt.date().alias("_day"))
+        written = 0
+        for (day,), part in df.partition_by("_day", as_dict=True, maintain_order=True).items():
+            pdir = layout.partition_dir(table_dir, day)
+            layout.write_parquet_atomic(
+                part.drop("_day").sort(time_col), layout.next_file(pdir, complete=False), schema
+            )
+            written += 1
+        return written
+
+    def replace_messages(self, rows: pl.DataFrame, stale: pl.Expr, days: set[dt.date]) -> int:
+        """Write message rows, dropping existing rows matched by `stale` in the given days.
+
+        Days whose existing rows include stale ones are rewritten as one complete file;
+        other days just get the new rows appended. Returns files written.
+        """
+        rows = conform(rows, MESSAGE_SCHEMA)
+        new_by_day = {}
+        if rows.height:
+            rows = rows.with_columns(pl.col("received").dt.date().alias("_day"))
+            new_by_day = {k[0]: v.drop("_day") for k, v in rows.partition_by("_day", as_dict=True).items()}
+        written = 0
+        for day in sorted(days | set(new_by_day)):
+            pdir = layout.partition_dir(self.messages, day)
+            new = new_by_day.get(day)
+            files = layout.current_files(pdir)
+            existing = pl.scan_parquet(files, schema=MESSAGE_SCHEMA, hive_partitioning=False) if files else None
+            has_stale = existing is not None and existing.filter(stale).select(pl.len()).collect().item() > 0
+            if has_stale:
+                assert existing is not None
+                kept = existing.filter(~stale).collect()
+                merged = pl.concat([kept, new], how="vertical_relaxed") if new is not None else kept
+                layout.write_parquet_atomic(
+                    merged.sort("received"), layout.next_file(pdir, complete=True), MESSAGE_SCHEMA
+                )
+                written += 1
+                self._drop_superseded(pdir)
+            elif new is not None and new.height:
+                layout.write_parquet_atomic(
+                    new.sort("received"), layout.next_file(pdir, complete=False), MESSAGE_SCHEMA
+                )
+                written += 1
+        return written
+
+    def compact(self, table: str, day: dt.date, min_files: int = 2) -> bool:
+        """Merge a partition's current files into one sorted complete file; True if it did."""
+        table_dir = self.events if table == EVENTS_DIR else self.messages
+        schema = EVENT_SCHEMA if table == EVENTS_DIR else MESSAGE_SCHEMA
+        time_col = "time" if table == EVENTS_DIR else "received"
+        pdir = layout.partition_dir(table_dir, day)
+        files = layout.current_files(pdir)
+        if len(files) < min_files:
+            self._drop_superseded(pdir)
+            return False
+        df = pl.scan_parquet(files, schema=schema, hive_partitioning=False).collect()
+        layout.write_parquet_atomic(df.sort(time_col), layout.next_file(pdir, complete=True), schema)
+        self._drop_superseded(pdir)
+        return True
+
+    def _drop_superseded(self, pdir: Path) -> None:
+        for p in layout.superseded_files(pdir):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
