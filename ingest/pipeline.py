@@ -177,8 +177,8 @@ class Pipeline:
         """Correlate buffered events with the stored events of the same messages, write, checkpoint."""
         if self._buffer:
             parsed = pl.concat(self._buffer, how="vertical_relaxed")
+            self._write(parsed)  # on failure (disk full) the buffer and checkpoints stay for a retry
             self._buffer, self._buffered = [], 0
-            self._write(parsed)
         if self._pending:
             self.checkpoints.update(self._pending.values())
             self._pending = {}
