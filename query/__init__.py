@@ -1,0 +1,34 @@
+"""Query a msgtrace store like Get-MessageTrace.
+
+    from query import message_trace
+    df = message_trace("data/store", sender_address="*@contoso.com", start_date="2026-06-13")
+
+Names are imported lazily so that `msgtrace --help` does not pay for Polars.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from query.engine import message_trace, message_trace_lazy
+    from query.filters import QueryError, TraceFilter
+
+__all__ = ["QueryError", "TraceFilter", "message_trace", "message_trace_lazy"]
+
+_HOMES = {
+    "message_trace": "query.engine",
+    "message_trace_lazy": "query.engine",
+    "QueryError": "query.filters",
+    "TraceFilter": "query.filters",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public names on first use."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'query' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(home), name)

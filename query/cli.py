@@ -1,0 +1,253 @@
+"""The `msgtrace` root command group and `msgtrace trace` (Get-MessageTrace)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+# polars/pyarrow are imported inside the commands: `msgtrace --help` and start-up stay fast.
+
+PROG = "msgtrace"
+
+
+class BadInput(click.ClickException):
+    """A usage error shown as one line `Error: ...` (no usage block), exit code 2."""
+
+    exit_code = 2
+
+
+class OneLineGroup(click.Group):
+    """A group whose subcommands' usage errors (bad option values, unknown options) print one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand, turning click usage errors into one-line errors."""
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as e:
+            raise BadInput(e.format_message()) from None
+
+
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="msgtrace", prog_name=PROG)
+def cli() -> None:
+    """Message trace for self-hosted mail servers, like Exchange Online's Get-MessageTrace.
+
+    Ingest Postfix, Exim, Sendmail and Exchange logs into a Parquet store, then trace messages.
+
+    \b
+    Example: msgtrace trace --sender-address john@contoso.com --start-date 06/13/2018 --end-date 06/15/2018
+    """
+
+
+def _store_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--store",
+        metavar="DIR",
+        default=None,
+        help="Store directory [env MSGTRACE_STORE; default data/store].",
+    )(f)
+
+
+def _multi(name: str, help_text: str) -> Callable[..., Any]:
+    return click.option(name, multiple=True, metavar="VALUE[,VALUE...]", help=help_text)
+
+
+TRACE_OPTIONS: list[Callable[..., Any]] = [
+    _store_option,
+    click.option("--start-date", metavar="DATE", help="Start of the window (inclusive)."),
+    click.option("--end-date", metavar="DATE", help="End of the window (exclusive)."),
+    _multi("--sender-address", "Envelope sender(s); *@domain and user@* wildcards; <> is the null sender."),
+    _multi("--recipient-address", "Recipient(s); *@domain and user@* wildcards."),
+    click.option("--from-ip", metavar="IP", help="IPv4/IPv6 address of the client that sent the message."),
+    click.option("--to-ip", metavar="IP", help="IPv4/IPv6 address the message was delivered to."),
+    _multi("--message-id", "Message-ID header(s), with or without <>."),
+    click.option("--message-trace-id", metavar="GUID", help="The MessageTraceId of one message."),
+    _multi("--status", "GettingStatus, Pending, Delivered, Failed, Expanded, Quarantined, FilteredAsSpam, None."),
+    click.option("--subject", metavar="TEXT", help="Subject text (case-insensitive)."),
+    click.option(
+        "--subject-filter-type", metavar="TYPE", help="How --subject matches: Contains (default), StartsWith, EndsWith."
+    ),
+    click.option("--page", type=int, help="V1 paging: page number, 1-1000 [default 1]."),
+    click.option("--page-size", type=int, help="V1 paging: rows per page, 1-5000 [default 1000]."),
+    click.option("--result-size", type=int, help="V2 paging: rows to return, 1-5000 [default 1000]."),
+    click.option(
+        "--starting-recipient-address",
+        metavar="ADDRESS",
+        help="V2 cursor: with --end-date, continue after this recipient of the last row.",
+    ),
+    click.option(
+        "--output",
+        "output_format",
+        type=click.Choice(["table", "csv", "json", "jsonl", "parquet"], case_sensitive=False),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    ),
+    click.option(
+        "--out",
+        "out",
+        metavar="FILE",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write to FILE instead of stdout (required for parquet).",
+    ),
+    click.option(
+        "--now",
+        metavar="TIME",
+        envvar="MSGTRACE_NOW",
+        help="Pretend the current time is TIME (reproducible runs) [env MSGTRACE_NOW].",
+    ),
+    click.option(
+        "--max-age-days",
+        type=int,
+        default=10,
+        show_default=True,
+        help="Refuse a start date older than this many days before now; 0 lifts the limit.",
+    ),
+    click.option(
+        "--timezone",
+        metavar="TZ",
+        envvar="MSGTRACE_TZ",
+        help="Zone of dates typed without one, e.g. Europe/Paris, UTC, +02:00 "
+        "[env MSGTRACE_TZ; default the machine's zone].",
+    ),
+]
+
+
+def trace_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Apply every `msgtrace trace` option."""
+    for option in reversed(TRACE_OPTIONS):
+        f = option(f)
+    return f
+
+
+_FILTER_KEYS = (
+    "start_date", "end_date", "sender_address", "recipient_address", "message_id", "message_trace_id",
+    "status", "from_ip", "to_ip", "subject", "subject_filter_type", "starting_recipient_address",
+    "now", "max_age_days", "timezone",
+)  # fmt: skip
+
+# What the user gave, re-emitted (in this order) in the command that fetches the next V2 page.
+_CARRIED = [
+    "sender_address", "recipient_address", "from_ip", "to_ip", "message_id", "message_trace_id",
+    "status", "subject", "subject_filter_type", "output_format", "out", "now", "max_age_days",
+]  # fmt: skip
+
+
+def _carried_options(store: Path, params: dict[str, Any]) -> list[tuple[str, str]]:
+    from query.filters import split_values
+
+    options = [("--store", str(store))]
+    for key in _CARRIED:
+        value = params.get(key)
+        if value is None or value == () or (key == "max_age_days" and value == 10):
+            continue
+        if key == "output_format" and value == "table":
+            continue
+        name = "--output" if key == "output_format" else "--" + key.replace("_", "-")
+        text = ",".join(split_values(value)) if isinstance(value, tuple) else str(value)
+        options.append((name, text))
+    return options
+
+
+def _run_trace(params: dict[str, Any]) -> None:
+    from query import engine, output
+    from query.dates import iso_z
+    from query.filters import TraceFilter
+    from query.paging import Paging, next_page_command
+
+    fmt = params["output_format"].lower()
+    out: Path | None = params["out"]
+    if fmt == "parquet" and out is None:
+        raise BadInput("--output parquet needs --out FILE")
+    store = engine.resolve_store(params["store"])
+    flt = TraceFilter.from_params(**{k: params[k] for k in _FILTER_KEYS})
+    paging = Paging.from_params(
+        params["page"], params["page_size"], params["result_size"], params["starting_recipient_address"]
+    )
+    result = engine.trace(store, flt, paging)
+    rows = result.rows
+    if rows.height == 0 and fmt == "table":
+        click.echo("No messages found.", err=True)
+    else:
+        output.write(rows, fmt, out, sys.stdout)
+    if result.more:
+        last = rows.row(rows.height - 1, named=True)
+        cmd = next_page_command(
+            PROG,
+            _carried_options(store, params),
+            iso_z(flt.start),
+            iso_z(last["Received"]),
+            last["RecipientAddress"],
+            paging.result_size,
+        )
+        click.echo(f"More results: {cmd}", err=True)
+    elif paging.mode == "v1" and result.total and paging.offset + paging.page_size < result.total:
+        pages = -(-result.total // paging.page_size)
+        click.echo(
+            f"Page {paging.page} of {pages} ({result.total:,} rows); add --page {paging.page + 1} for the next page.",
+            err=True,
+        )
+
+
+@cli.command()
+@trace_options
+def trace(**params: Any) -> None:
+    """Find messages by sender, recipient, status, IP or id, like Get-MessageTrace.
+
+    One row per message and recipient, newest first. Without dates the last 48 hours are
+    searched. DATE is ISO 8601 (2018-06-13, 2018-06-13T17:00:00Z) or a US short date
+    (06/13/2018, "06/13/2018 5:00 PM"); a date alone means midnight at the start of that day
+    (so --end-date 06/15/2018 stops before June 15), read in --timezone unless the value has
+    its own zone. Output times are UTC.
+
+    Paging: --page/--page-size (V1), or --result-size with --starting-recipient-address (V2),
+    which prints the command for the next page on stderr. Multi-valued options take
+    comma-separated values or a repeated option.
+
+    \b
+    Example: msgtrace trace --sender-address john@contoso.com --start-date 06/13/2018 --end-date 06/15/2018
+    Example: msgtrace trace --recipient-address '*@contoso.com' --status Failed,Pending --output csv
+    Example: msgtrace trace --message-trace-id 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b --output json
+    """
+    from query.filters import QueryError
+
+    try:
+        _run_trace(params)
+    except QueryError as e:
+        raise click.ClickException(str(e)) from None
+    except click.ClickException:
+        raise
+    except Exception as e:  # polars, pyarrow, OS errors: one line for the user, not a traceback
+        if os.environ.get("MSGTRACE_DEBUG"):
+            raise
+        raise click.ClickException(_one_line(e)) from None
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _register() -> None:
+    from ingest.cli import register_commands
+
+    register_commands(cli)
+
+
+_register()
+
+
+def main() -> None:
+    """Console entry point of `msgtrace`."""
+    try:
+        cli(prog_name=PROG)
+    except BrokenPipeError:
+        # `msgtrace trace | head`: stop quietly; point stdout at devnull so the exit flush does not fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)

@@ -1,0 +1,168 @@
+"""Answer trace queries: open only the needed partitions' current files, filter, sort, page."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ingest import layout
+from ingest.schema import CONTRACT_COLUMNS, MESSAGE_SCHEMA, MESSAGES_DIR
+from query.filters import QueryError, TraceFilter
+from query.paging import Paging, check_total
+
+DEFAULT_STORE = "data/store"
+STORE_ENV = "MSGTRACE_STORE"
+OUTPUT_COLUMNS: tuple[str, ...] = (*CONTRACT_COLUMNS.values(), "StartDate", "EndDate", "Index")
+_STRING_OUTPUTS = [c for c, t in MESSAGE_SCHEMA.items() if c in CONTRACT_COLUMNS and t == pl.String]
+
+# Newest first, ties by recipient; the trace id makes the order total, so V1 pages never overlap.
+_SORT_BY = [
+    pl.col("received"),
+    pl.col("recipient_address").fill_null(""),
+    pl.col("message_trace_id").fill_null(""),
+]
+_DESCENDING = [True, False, False]
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    """One page of a trace: rows in contract columns, the whole result's size (V1), a next page (V2)."""
+
+    rows: pl.DataFrame
+    filter: TraceFilter
+    paging: Paging
+    total: int | None = None
+    more: bool = False
+
+
+def resolve_store(store: str | os.PathLike[str] | None) -> Path:
+    """The store directory: the argument, else $MSGTRACE_STORE, else data/store; it must exist."""
+    path = Path(store if store is not None else os.environ.get(STORE_ENV) or DEFAULT_STORE)
+    if not path.is_dir():
+        raise QueryError(f"store {str(path)!r} does not exist: pass --store DIR or set {STORE_ENV}")
+    return path
+
+
+def needed_files(store: Path, flt: TraceFilter) -> list[Path]:
+    """The current files of exactly the partitions the filter's window (or trace id) can touch."""
+    return layout.files_for_days(store / MESSAGES_DIR, flt.days())
+
+
+def open_files(files: list[Path]) -> pl.LazyFrame:
+    """A lazy scan of these files in MESSAGE_SCHEMA (no glob, no hive inference)."""
+    if not files:
+        return pl.LazyFrame(schema=MESSAGE_SCHEMA)
+    return pl.scan_parquet(
+        [str(f) for f in files],
+        schema=MESSAGE_SCHEMA,
+        hive_partitioning=False,
+        glob=False,
+        missing_columns="insert",
+        extra_columns="ignore",
+    )
+
+
+def scan(store: Path, flt: TraceFilter) -> pl.LazyFrame:
+    """The store's message rows (MESSAGE_SCHEMA columns) that pass the filter, unsorted."""
+    return open_files(needed_files(store, flt)).filter(flt.expr())
+
+
+def sort(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """The contract's order: Received descending, then RecipientAddress, then MessageTraceId."""
+    return lf.sort(_SORT_BY, descending=_DESCENDING)
+
+
+def page_rows(lf: pl.LazyFrame, offset: int, limit: int | None) -> tuple[pl.LazyFrame, int]:
+    """Rows [offset, offset+limit) of the sorted lf, and the size of the whole result.
+
+    Two passes so that only the page's rows are materialised: the first reads just `received`
+    (plus the filter columns) to count and to find the page's time range [low, high]; the
+    second reads full rows in that range only, sorts them and skips the rows above `high`.
+    """
+    received = lf.select("received").collect().to_series()
+    total = received.len()
+    if offset >= total or limit == 0:
+        return lf.clear(), total
+    if limit is None:
+        return sort(lf).slice(offset), total
+    top = received.top_k(min(offset + limit, total)).sort(descending=True)
+    high, low = top[offset], top[-1]
+    above = int((received > high).sum())
+    rows = sort(lf.filter(pl.col("received").is_between(low, high))).slice(offset - above, limit)
+    return rows, total
+
+
+def contract_frame(lf: pl.LazyFrame, flt: TraceFilter, first_index: int = 0) -> pl.LazyFrame:
+    """Contract columns in order, absent strings as "", the window echoed, Index from first_index."""
+    cols = [
+        (pl.col(c).fill_null("") if c in _STRING_OUTPUTS else pl.col(c)).alias(name)
+        for c, name in CONTRACT_COLUMNS.items()
+    ]
+    return lf.select(
+        *cols,
+        pl.lit(flt.start, dtype=MESSAGE_SCHEMA["received"]).alias("StartDate"),
+        pl.lit(flt.end, dtype=MESSAGE_SCHEMA["received"]).alias("EndDate"),
+        (pl.int_range(pl.len(), dtype=pl.Int64) + first_index).alias("Index"),
+    )
+
+
+def trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:
+    """Run one trace query: the requested page of the sorted, filtered rows."""
+    lf = scan(store, flt).select(list(CONTRACT_COLUMNS))
+    if paging.mode == "v2":
+        page, more = _cursor_page(lf, paging.result_size)
+        return TraceResult(contract_frame(page.lazy(), flt).collect(), flt, paging, more=more)
+    rows, total = page_rows(lf, paging.offset, paging.limit)
+    check_total(total)
+    page = contract_frame(rows, flt, paging.offset).collect()
+    return TraceResult(page, flt, paging, total=total)
+
+
+def _cursor_page(lf: pl.LazyFrame, size: int) -> tuple[pl.DataFrame, bool]:
+    """The first `size` sorted rows, extended so a (Received, RecipientAddress) tie is never split.
+
+    The V2 cursor resumes strictly after (Received, RecipientAddress) of the last row, so a page
+    ending inside a group of rows sharing both would make the next page skip the rest of it.
+    """
+    k = size + 1
+    while True:
+        rows, _ = page_rows(lf, 0, k)
+        got = rows.collect()
+        keys = got.select("received", pl.col("recipient_address").fill_null(""))
+        if got.height <= size:
+            return got, False
+        cut = size
+        while cut < got.height and keys.row(cut) == keys.row(size - 1):
+            cut += 1
+        if cut < got.height:
+            return got.head(cut), True
+        if got.height < k:  # the tie group runs to the end of the result
+            return got, False
+        k *= 2
+
+
+def message_trace(
+    store: str | os.PathLike[str] | None = None,
+    *,
+    page: int | None = None,
+    page_size: int | None = None,
+    result_size: int | None = None,
+    **params: object,
+) -> pl.DataFrame:
+    """Get-MessageTrace as a DataFrame; without page/page_size/result_size every row (up to 1,000,000).
+
+    Parameters are TraceFilter.from_params's (start_date, end_date, sender_address, ..., now,
+    max_age_days, timezone). Example: message_trace("data/store", sender_address="*@contoso.com").
+    """
+    flt = TraceFilter.from_params(**params)  # type: ignore[arg-type]
+    paging = Paging.from_params(page, page_size, result_size, flt.starting_recipient, default="all")
+    return trace(resolve_store(store), flt, paging).rows
+
+
+def message_trace_lazy(store: str | os.PathLike[str] | None = None, **params: object) -> pl.LazyFrame:
+    """The filtered rows as a LazyFrame in MESSAGE_SCHEMA (all stored columns), unsorted and unpaged."""
+    flt = TraceFilter.from_params(**params)  # type: ignore[arg-type]
+    return scan(resolve_store(store), flt)

@@ -1,0 +1,312 @@
+"""The trace parameters of the contract, validated, and turned into one Polars expression."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import polars as pl
+
+from ingest.schema import STATUSES
+from query.dates import DateError, iso_z, parse_datetime, zone
+
+DEFAULT_WINDOW = dt.timedelta(hours=48)
+DEFAULT_MAX_AGE_DAYS = 10
+SUBJECT_FILTER_TYPES = ("Contains", "StartsWith", "EndsWith")
+_STATUS_BY_LOWER = {s.lower(): s for s in STATUSES}
+
+DateLike = str | dt.datetime | dt.date
+Values = str | Iterable[str] | None
+
+
+class QueryError(ValueError):
+    """Bad query input or a query the store cannot answer; the message is meant for the user."""
+
+
+def split_values(values: Values) -> tuple[str, ...]:
+    """Multi-valued input: a string or several, each possibly comma-separated; blanks dropped."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    out: list[str] = []
+    for v in values:
+        out.extend(p.strip() for p in str(v).split(",") if p.strip())
+    return tuple(out)
+
+
+def normalize_address(value: str) -> str:
+    """A sender/recipient pattern, lowercased; `<>` means the null sender; `*` only at either end."""
+    v = value.strip()
+    if v == "<>":
+        return ""
+    if v.startswith("<") and v.endswith(">"):
+        v = v[1:-1]
+    if "*" in v.strip("*"):
+        raise QueryError(f"invalid address {value!r}: a * wildcard may only start or end it (*@contoso.com, john@*)")
+    return v.lower()
+
+
+def address_match(col: pl.Expr, patterns: Iterable[str]) -> pl.Expr:
+    """Match a lowercased address column against exact addresses and leading/trailing `*` wildcards."""
+    exact: list[str] = []
+    parts: list[pl.Expr] = []
+    for p in patterns:
+        if p.strip("*") == "" and "*" in p:
+            return pl.lit(True)
+        if p.startswith("*") and p.endswith("*"):
+            parts.append(col.str.contains(p.strip("*"), literal=True))
+        elif p.startswith("*"):
+            parts.append(col.str.ends_with(p[1:]))
+        elif p.endswith("*"):
+            parts.append(col.str.starts_with(p[:-1]))
+        else:
+            exact.append(p)
+    if exact:
+        parts.insert(0, col.eq(exact[0]) if len(exact) == 1 else col.is_in(exact))
+    expr = parts[0]
+    for p in parts[1:]:
+        expr = expr | p
+    return expr
+
+
+def normalize_status(value: str) -> str:
+    """The canonical spelling of a status, or QueryError listing the valid ones."""
+    s = _STATUS_BY_LOWER.get(value.strip().lower())
+    if s is None:
+        raise QueryError(f"invalid --status {value!r}: valid values are {', '.join(STATUSES)}")
+    return s
+
+
+def normalize_message_id(value: str) -> str:
+    """A Message-ID in its bracketed form, whether or not the user typed the brackets."""
+    v = value.strip()
+    if not v.startswith("<"):
+        v = "<" + v
+    if not v.endswith(">"):
+        v = v + ">"
+    return v
+
+
+def normalize_trace_id(value: str) -> str:
+    """A MessageTraceId as lowercase 8-4-4-4-12 text, or QueryError when it is not a GUID."""
+    try:
+        return str(uuid.UUID(value.strip()))
+    except (ValueError, AttributeError):
+        raise QueryError(
+            f"invalid --message-trace-id {value!r}: expected a GUID like 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b"
+        ) from None
+
+
+def trace_id_time(trace_id: str) -> dt.datetime | None:
+    """The Received time (ms) a UUIDv7-layout MessageTraceId carries in its first 48 bits, or None."""
+    u = uuid.UUID(trace_id)
+    if u.version != 7:
+        return None
+    ms = u.int >> 80
+    try:
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
+    except OverflowError:
+        return None
+
+
+def normalize_ip(value: str, what: str) -> str:
+    """An IPv4/IPv6 address in canonical text, or QueryError."""
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise QueryError(f"invalid {what} {value!r}: expected an IPv4 or IPv6 address") from None
+
+
+def ipv6_forms(addr: ipaddress.IPv6Address) -> list[str]:
+    """Every text form of addr once leading zeros are dropped: full, or any zero run as `::`."""
+    groups = [f"{int(h, 16):x}" for h in addr.exploded.split(":")]
+    forms = {":".join(groups)}
+    for i in range(8):
+        for j in range(i + 1, 9):
+            if all(g == "0" for g in groups[i:j]):
+                forms.add(":".join(groups[:i]) + "::" + ":".join(groups[j:]))
+    if addr.ipv4_mapped is not None:
+        forms.add(f"::ffff:{addr.ipv4_mapped}")
+    return sorted(forms)
+
+
+def ip_match(col: pl.Expr, ip: str) -> pl.Expr:
+    """Match an IP column; IPv6 in any notation (case, leading zeros, `::` placement, `IPv6:` prefix)."""
+    addr = ipaddress.ip_address(ip)
+    if addr.version == 4:
+        # a dual-stack listener logs IPv4 clients as ::ffff:a.b.c.d
+        return col.is_in([ip, "::ffff:" + ip])
+    assert isinstance(addr, ipaddress.IPv6Address)
+    text = col.str.to_lowercase().str.strip_prefix("ipv6:").str.replace_all(r"(^|:)0+([0-9a-f])", "${1}${2}")
+    return text.is_in(ipv6_forms(addr))
+
+
+def subject_match(col: pl.Expr, subject: str, kind: str) -> pl.Expr:
+    """Case-insensitive Contains / StartsWith / EndsWith on the subject."""
+    low = col.str.to_lowercase()
+    s = subject.lower()
+    if kind == "StartsWith":
+        return low.str.starts_with(s)
+    if kind == "EndsWith":
+        return low.str.ends_with(s)
+    return low.str.contains(s, literal=True)
+
+
+@dataclass(frozen=True)
+class TraceFilter:
+    """Validated trace parameters; `expr()` is the row filter, `days()` the partitions to open."""
+
+    start: dt.datetime
+    end: dt.datetime
+    senders: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
+    message_ids: tuple[str, ...] = ()
+    message_trace_id: str | None = None
+    statuses: tuple[str, ...] = ()
+    from_ip: str | None = None
+    to_ip: str | None = None
+    subject: str | None = None
+    subject_filter_type: str = "Contains"
+    # V2 cursor: rows strictly after (end, starting_recipient) in the sort order are also in.
+    starting_recipient: str | None = None
+
+    @classmethod
+    def from_params(
+        cls,
+        *,
+        start_date: DateLike | None = None,
+        end_date: DateLike | None = None,
+        sender_address: Values = None,
+        recipient_address: Values = None,
+        message_id: Values = None,
+        message_trace_id: str | None = None,
+        status: Values = None,
+        from_ip: str | None = None,
+        to_ip: str | None = None,
+        subject: str | None = None,
+        subject_filter_type: str | None = None,
+        starting_recipient_address: str | None = None,
+        now: DateLike | None = None,
+        max_age_days: int = DEFAULT_MAX_AGE_DAYS,
+        timezone: str | dt.tzinfo | None = None,
+    ) -> TraceFilter:
+        """Validate the contract's parameters (dates, age limit, values) into a TraceFilter."""
+        try:
+            tz = zone(timezone) if timezone is None or isinstance(timezone, str) else timezone
+            now_utc = parse_datetime(now, tz) if now is not None else dt.datetime.now(dt.UTC)
+        except DateError as e:
+            raise QueryError(str(e).replace("invalid date", "invalid --now", 1)) from None
+        start = _date(start_date, tz, "--start-date")
+        end = _date(end_date, tz, "--end-date")
+        start, end = window(start, end, now_utc, max_age_days)
+        if starting_recipient_address is not None and end_date is None:
+            raise QueryError(
+                "--starting-recipient-address needs --end-date: the Received of the last row of the previous page"
+            )
+        kind = _subject_filter_type(subject_filter_type)
+        return cls(
+            start=start,
+            end=end,
+            senders=tuple(normalize_address(v) for v in split_values(sender_address)),
+            recipients=tuple(normalize_address(v) for v in split_values(recipient_address)),
+            message_ids=tuple(normalize_message_id(v) for v in split_values(message_id)),
+            message_trace_id=normalize_trace_id(message_trace_id) if message_trace_id else None,
+            statuses=tuple(dict.fromkeys(normalize_status(v) for v in split_values(status))),
+            from_ip=normalize_ip(from_ip, "--from-ip") if from_ip else None,
+            to_ip=normalize_ip(to_ip, "--to-ip") if to_ip else None,
+            subject=subject if subject else None,
+            subject_filter_type=kind,
+            starting_recipient=starting_recipient_address,
+        )
+
+    def days(self) -> list[dt.date]:
+        """The UTC days whose partitions can hold matching rows (a MessageTraceId pins one day)."""
+        first = self.start.date()
+        # The window is [start, end): a midnight end needs no file of that day, unless the V2
+        # cursor also takes rows received exactly at `end`.
+        last = self.end if self.starting_recipient is not None else self.end - dt.timedelta(microseconds=1)
+        if last < self.start:
+            return []
+        days = [first + dt.timedelta(days=i) for i in range((last.date() - first).days + 1)]
+        if self.message_trace_id:
+            t = trace_id_time(self.message_trace_id)
+            if t is not None:
+                days = [d for d in days if d == t.date()]
+        return days
+
+    def expr(self, partition: bool = False) -> pl.Expr:
+        """Every filter as one expression; with partition=True a hive `date` predicate comes first."""
+        received = pl.col("received")
+        window = received.is_between(self.start, self.end, closed="left")
+        if self.starting_recipient is not None:
+            after = (received == self.end) & (pl.col("recipient_address").fill_null("") > self.starting_recipient)
+            window = (received >= self.start) & ((received < self.end) | after)
+        e = window
+        if partition:
+            days = self.days()
+            e = pl.col("date").is_in(days) & e if days else pl.lit(False)
+        if self.message_trace_id:
+            e &= pl.col("message_trace_id") == self.message_trace_id
+        if self.senders:
+            e &= address_match(pl.col("sender_lower"), self.senders)
+        if self.recipients:
+            e &= address_match(pl.col("recipient_lower"), self.recipients)
+        if self.message_ids:
+            bare = [m[1:-1] for m in self.message_ids]
+            e &= pl.col("message_id").is_in(list(self.message_ids) + bare)
+        if self.statuses:
+            e &= pl.col("status").is_in(list(self.statuses))
+        if self.from_ip:
+            e &= ip_match(pl.col("from_ip"), self.from_ip)
+        if self.to_ip:
+            e &= ip_match(pl.col("to_ip"), self.to_ip)
+        if self.subject:
+            e &= subject_match(pl.col("subject"), self.subject, self.subject_filter_type)
+        return e
+
+
+def window(
+    start: dt.datetime | None, end: dt.datetime | None, now: dt.datetime, max_age_days: int
+) -> tuple[dt.datetime, dt.datetime]:
+    """Fill in the default 48-hour window and check StartDate <= EndDate and the age limit."""
+    if start is None and end is None:
+        start, end = now - DEFAULT_WINDOW, now
+    elif end is None:
+        end = now
+    elif start is None:
+        start = end - DEFAULT_WINDOW
+    assert start is not None and end is not None
+    if start > end:
+        raise QueryError(f"--start-date {iso_z(start)} is after --end-date {iso_z(end)}")
+    if max_age_days < 0:
+        raise QueryError(f"invalid --max-age-days {max_age_days}: use 0 (no limit) or a number of days")
+    if max_age_days:
+        limit = now - dt.timedelta(days=max_age_days)
+        if start < limit:
+            raise QueryError(
+                f"--start-date {iso_z(start)} is older than the {max_age_days}-day limit "
+                f"(before {iso_z(limit)}); pass --max-age-days 0 (or a larger value) to search older data"
+            )
+    return start, end
+
+
+def _subject_filter_type(value: str | None) -> str:
+    if value is None:
+        return "Contains"
+    for kind in SUBJECT_FILTER_TYPES:
+        if kind.lower() == value.strip().lower():
+            return kind
+    raise QueryError(f"invalid --subject-filter-type {value!r}: valid values are {', '.join(SUBJECT_FILTER_TYPES)}")
+
+
+def _date(value: DateLike | None, tz: dt.tzinfo | None, option: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_datetime(value, tz)
+    except DateError as e:
+        raise QueryError(str(e).replace("invalid date", f"invalid {option}", 1)) from None

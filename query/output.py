@@ -1,0 +1,147 @@
+"""Write trace rows as a terminal table, CSV, JSON, JSON lines or Parquet."""
+
+from __future__ import annotations
+
+import shutil
+import unicodedata
+from pathlib import Path
+from typing import TextIO
+
+import polars as pl
+
+FORMATS = ("table", "csv", "json", "jsonl", "parquet")
+TABLE_COLUMNS = ("Received", "SenderAddress", "RecipientAddress", "Subject", "Status")
+_TIME_COLUMNS = ("Received", "StartDate", "EndDate")
+_ISO = "%Y-%m-%dT%H:%M:%S%.fZ"
+# OWASP CSV injection: a cell starting with one of these is a formula in spreadsheet programs.
+_FORMULA_START = r"^[=+\-@\t\r]"
+# Which columns give up width first when the table is too wide, and how narrow they may get.
+_MIN_WIDTH = {"Subject": 6, "SenderAddress": 10, "RecipientAddress": 10, "Received": 20, "Status": 9}
+_SEP = "  "
+
+
+def _escapes() -> dict[int, str]:
+    table = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+    # Bidi and line/paragraph separators can reorder or break what a terminal shows.
+    for c in [*range(0x200B, 0x2010), *range(0x2028, 0x202F), *range(0x2066, 0x206A), 0xFEFF]:
+        table[c] = f"\\u{c:04x}"
+    return table
+
+
+_ESCAPES = _escapes()
+
+
+def neutralize(text: str) -> str:
+    """Text safe for a terminal: control, bidi and separator characters become visible escapes."""
+    return text.translate(_ESCAPES)
+
+
+def display_width(text: str) -> int:
+    """Terminal columns text occupies (wide East Asian characters 2, combining marks 0)."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def fit(text: str, width: int) -> str:
+    """Text cut to width display columns (ending in … when cut) and padded to exactly width."""
+    w = display_width(text)
+    if w > width:
+        out, used = [], 0
+        for ch in text:
+            cw = display_width(ch)
+            if used + cw > width - 1:
+                break
+            out.append(ch)
+            used += cw
+        text, w = "".join(out) + "…", used + 1
+    return text + " " * (width - w)
+
+
+def text_times(df: pl.DataFrame) -> pl.DataFrame:
+    """The time columns as ISO 8601 UTC strings ending in Z."""
+    return df.with_columns(pl.col(c).dt.strftime(_ISO) for c in _TIME_COLUMNS if c in df.columns)
+
+
+def to_csv(df: pl.DataFrame) -> str:
+    """CSV with a header; cells that a spreadsheet would run as formulas get a leading '."""
+    strings = [c for c, t in text_times(df).schema.items() if t == pl.String]
+    safe = text_times(df).with_columns(
+        pl.when(pl.col(c).str.contains(_FORMULA_START)).then("'" + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        for c in strings
+    )
+    return safe.write_csv()
+
+
+def to_json(df: pl.DataFrame) -> str:
+    """A JSON array of objects keyed by column name."""
+    return text_times(df).write_json() + "\n"
+
+
+def to_jsonl(df: pl.DataFrame) -> str:
+    """One JSON object a line."""
+    return text_times(df).write_ndjson() if df.height else ""
+
+
+def column_widths(natural: dict[str, int], total: int | None) -> dict[str, int]:
+    """Shrink the widest shrinkable columns until the row (with separators) fits in total."""
+    widths = dict(natural)
+    if total is None:
+        return widths
+    budget = total - len(_SEP) * (len(widths) - 1)
+    while sum(widths.values()) > budget:
+        shrinkable = [c for c in widths if widths[c] > _MIN_WIDTH.get(c, 8)]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda c: widths[c] - _MIN_WIDTH.get(c, 8))
+        widths[widest] -= 1
+    return widths
+
+
+def to_table(df: pl.DataFrame, width: int | None = None) -> str:
+    """An aligned text table of the main columns, neutralised, fitting width columns when given."""
+    shown = df.select(
+        pl.col("Received").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        *[pl.col(c).cast(pl.String).fill_null("") for c in TABLE_COLUMNS[1:]],
+    )
+    cells = {c: [neutralize(v) for v in shown[c].to_list()] for c in TABLE_COLUMNS}
+    natural = {c: max([len(c)] + [display_width(v) for v in cells[c]]) for c in TABLE_COLUMNS}
+    widths = column_widths(natural, width)
+    lines = [_SEP.join(fit(c, widths[c]) for c in TABLE_COLUMNS).rstrip()]
+    lines.append(_SEP.join("-" * widths[c] for c in TABLE_COLUMNS))
+    for i in range(df.height):
+        lines.append(_SEP.join(fit(cells[c][i], widths[c]) for c in TABLE_COLUMNS).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def terminal_width() -> int:
+    """The terminal's width ($COLUMNS first), 120 when unknown."""
+    return shutil.get_terminal_size((120, 24)).columns
+
+
+def render(df: pl.DataFrame, fmt: str, width: int | None = None) -> str:
+    """Rows in a text format (table, csv, json, jsonl)."""
+    if fmt == "table":
+        return to_table(df, width)
+    if fmt == "csv":
+        return to_csv(df)
+    if fmt == "json":
+        return to_json(df)
+    if fmt == "jsonl":
+        return to_jsonl(df)
+    raise ValueError(f"not a text format: {fmt}")
+
+
+def write(df: pl.DataFrame, fmt: str, out: Path | None, stream: TextIO) -> None:
+    """Write rows in fmt to the file out (atomically for parquet) or, for text formats, to stream."""
+    if fmt == "parquet":
+        if out is None:
+            raise ValueError("--output parquet needs --out FILE")
+        tmp = out.with_name(f".{out.name}.tmp")
+        df.write_parquet(tmp)
+        tmp.replace(out)
+        return
+    if out is not None:
+        out.write_text(render(df, fmt), encoding="utf-8")
+        return
+    stream.write(render(df, fmt, terminal_width() if fmt == "table" else None))
