@@ -42,40 +42,38 @@ def correlate(events: pl.DataFrame) -> pl.DataFrame:
 
 
 def _instances(ev: pl.DataFrame) -> pl.DataFrame:
-    """Add `inst`: host|queue_id|first-time of the instance the event belongs to."""
+    """Add `inst` (an integer per message instance) and `inst_start` (its first event's time).
+
+    Sorted by queue id then time, an instance starts where the queue id changes, after a
+    `removed`, or after a long silence; plain shifts over the sorted frame, no window functions.
+    """
     ev = ev.sort(["host", "queue_id", *_ORDER])
-    key = ["host", "queue_id"]
+    same = (pl.col("host") == pl.col("host").shift(1)) & (pl.col("queue_id") == pl.col("queue_id").shift(1))
     new = (
-        pl.col("kind").shift(1).over(key).is_null()
-        | pl.col("kind").shift(1).over(key).eq("removed")
-        | (pl.col("time").diff().over(key) > REUSE_GAP)
+        ~same.fill_null(False)
+        | pl.col("kind").shift(1).eq("removed").fill_null(False)
+        | ((pl.col("time") - pl.col("time").shift(1)) > REUSE_GAP).fill_null(False)
     )
-    ev = ev.with_columns(new.cast(pl.Int32).cum_sum().over(key).alias("_n"))
-    start = pl.col("time").first().over([*key, "_n"])
-    return (
-        ev.with_columns(start.alias("inst_start"))
-        .with_columns(
-            pl.concat_str(
-                [pl.col("host"), pl.col("queue_id"), pl.col("inst_start").dt.epoch("us").cast(pl.String)], separator="|"
-            ).alias("inst")
-        )
-        .drop("_n")
-    )
+    ev = ev.with_columns(new.alias("_new"))
+    return ev.with_columns(
+        pl.col("_new").cast(pl.Int64).cum_sum().alias("inst"),
+        pl.when(pl.col("_new")).then(pl.col("time")).otherwise(None).forward_fill().alias("inst_start"),
+    ).drop("_new")
 
 
 def _chains(ev: pl.DataFrame) -> pl.DataFrame:
-    """Add `root`: the instance of the first queue id of the message (content filters re-queue)."""
+    """Add `root`: the instance of the first queue id of the message (content filters re-queue),
+    and `_linked`: a hand-off whose continuation was found, which is then not an outcome itself."""
     insts = ev.group_by("inst").agg(pl.col("host").first(), pl.col("queue_id").first(), pl.col("inst_start").first())
     hand = ev.filter(pl.col("kind").eq("handoff") & pl.col("next_queue_id").is_not_null()).select(
         "host", pl.col("next_queue_id").alias("queue_id"), "time", pl.col("inst").alias("parent")
     )
-    links = pl.DataFrame(schema={"inst": pl.String, "parent": pl.String})
+    links = pl.DataFrame(schema={"inst": pl.Int64, "parent": pl.Int64, "queue_id": pl.String})
     if hand.height:
-        cand = insts.sort("inst_start")
         links = (
             hand.sort("time")
             .join_asof(
-                cand,
+                insts.sort("inst_start"),
                 left_on="time",
                 right_on="inst_start",
                 by=["host", "queue_id"],
@@ -85,42 +83,20 @@ def _chains(ev: pl.DataFrame) -> pl.DataFrame:
             )
             .filter(pl.col("inst").is_not_null() & (pl.col("inst") != pl.col("parent")))
             .unique("inst", keep="first")
-            .select("inst", "parent")
+            .select("inst", "parent", "queue_id")
         )
-    roots = insts.select("inst").with_columns(pl.col("inst").alias("root"))
+    roots = insts.select("inst", pl.col("inst").alias("root"))
+    up = links.select(pl.col("inst").alias("root"), pl.col("parent").alias("_up"))
     for _ in range(4):  # chains are short: smtpd -> amavis -> dkim signer at most
-        roots = roots.join(links.rename({"inst": "root", "parent": "_up"}), on="root", how="left").select(
-            "inst", pl.coalesce("_up", "root").alias("root")
-        )
-    linked = links.get_column("inst")
+        roots = roots.join(up, on="root", how="left").select("inst", pl.coalesce("_up", "root").alias("root"))
+    found = links.select(
+        pl.col("parent").alias("inst"), pl.col("queue_id").alias("next_queue_id"), pl.lit(True).alias("_linked")
+    )
     return (
         ev.join(roots, on="inst", how="left")
-        .with_columns(
-            # a hand-off whose continuation we have is not an outcome of its own
-            (pl.col("kind").eq("handoff") & pl.col("next_queue_id").is_not_null()).alias("_handoff")
-        )
-        .with_columns(
-            pl.when(pl.col("_handoff"))
-            .then(
-                pl.concat_str([pl.col("inst"), pl.col("next_queue_id")], separator=">").is_in(
-                    _handoff_keys(ev, links, linked).implode()
-                )
-            )
-            .otherwise(False)
-            .alias("_linked")
-        )
+        .join(found, on=["inst", "next_queue_id"], how="left")
+        .with_columns((pl.col("_linked").fill_null(False) & pl.col("kind").eq("handoff")).alias("_linked"))
     )
-
-
-def _handoff_keys(ev: pl.DataFrame, links: pl.DataFrame, linked: pl.Series) -> pl.Series:
-    """parent-instance>child-queue-id for every hand-off whose child instance was found."""
-    if not links.height:
-        return pl.Series("k", [], pl.String)
-    child_qid = ev.select("inst", "queue_id").unique("inst")
-    k = links.join(child_qid, on="inst", how="left").select(
-        pl.concat_str([pl.col("parent"), pl.col("queue_id")], separator=">").alias("k")
-    )
-    return k.get_column("k")
 
 
 def _queued_rows(ev: pl.DataFrame) -> pl.DataFrame:
@@ -277,14 +253,11 @@ def _finish(rows: pl.DataFrame) -> pl.DataFrame:
         pl.col("organization").fill_null(""),
         pl.col("host").fill_null(""),
     )
-    ids = trace_ids(
-        pl.concat_str([pl.col("_key"), pl.col("received").dt.epoch("us").cast(pl.String)], separator="|")
-        .alias("k")
-        .pipe(lambda e: rows.select(e).to_series()),
-        rows.get_column("received"),
-    )
-    rows = rows.with_columns(
-        ids.alias("message_trace_id"),
+    # one id per message, hashed once per message rather than once per recipient row
+    msgs = rows.select("_key", "received").unique()
+    key = pl.concat_str([pl.col("_key"), pl.col("received").dt.epoch("us").cast(pl.String)], separator="|")
+    msgs = msgs.with_columns(trace_ids(msgs.select(key).to_series(), msgs.get_column("received")))
+    rows = rows.join(msgs, on=["_key", "received"], how="left").with_columns(
         pl.col("sender_address").str.to_lowercase().alias("sender_lower"),
         pl.col("recipient_address").str.to_lowercase().alias("recipient_lower"),
     )

@@ -42,7 +42,7 @@ _NOISE = (
     r"Trusted|Untrusted|Verified|Anonymous|message repeated)"
 )
 
-_ADDR_PAIR = r"from=<([^>]{0,320})>,? to=<([^>]{0,320})>"
+_ADDR_PAIR = r"from=<([^>]*)>,? to=<([^>]*)>"
 
 
 def detect(sample: list[str]) -> bool:
@@ -129,7 +129,7 @@ def _cols(df: pl.DataFrame, kind: str, *exprs: pl.Expr) -> pl.DataFrame:
 
 
 def _host_ip(text: pl.Expr, prefix: str) -> list[pl.Expr]:
-    g = text.str.extract_groups(prefix + r"([^\[\s,]{0,255})\[([^\]]{0,64})\]")
+    g = text.str.extract_groups(prefix + r"([^\[\s,]*)\[([^\]]*)\]")
     return [g.struct.field("1").alias("client_host"), ip_or_null(g.struct.field("2")).alias("client_ip")]
 
 
@@ -144,13 +144,13 @@ def _client(q: pl.DataFrame) -> pl.DataFrame:
 def _msgid(q: pl.DataFrame) -> pl.DataFrame:
     # cleanup 3F1A22C01: message-id=<abc@example.com>   (may be empty or lack brackets)
     df = q.filter(pl.col("rest").str.starts_with("message-id="))
-    return _cols(df, "msgid", pl.col("rest").str.extract(r"^message-id=(\S{0,500})", 1).alias("message_id"))
+    return _cols(df, "msgid", pl.col("rest").str.extract(r"^message-id=(\S*)", 1).alias("message_id"))
 
 
 def _qmgr_from(q: pl.DataFrame) -> pl.DataFrame:
     # qmgr 3F1A22C01: from=<alice@example.com>, size=1234, nrcpt=2 (queue active)
     df = q.filter(pl.col("daemon").eq("qmgr") & pl.col("rest").str.starts_with("from=<"))
-    g = pl.col("rest").str.extract_groups(r"^from=<([^>]{0,320})>, (?:size=(\d+), nrcpt=(\d+)|(status=expired))")
+    g = pl.col("rest").str.extract_groups(r"^from=<([^>]*)>, (?:size=(\d+), nrcpt=(\d+)|(status=expired))")
     df = df.with_columns(g.alias("_g"))
     expired = df.filter(pl.col("_g").struct.field("4").is_not_null())
     received = df.filter(pl.col("_g").struct.field("2").is_not_null())
@@ -173,7 +173,7 @@ def _qmgr_from(q: pl.DataFrame) -> pl.DataFrame:
 def _pickup(q: pl.DataFrame) -> pl.DataFrame:
     # pickup 3F1A22C01: uid=1000 from=<alice>   (local submission: no client IP)
     df = q.filter(pl.col("daemon").eq("pickup") & pl.col("rest").str.contains("from=<", literal=True))
-    return _cols(df, "receive", pl.col("rest").str.extract(r"from=<([^>]{0,320})>", 1).alias("sender"))
+    return _cols(df, "receive", pl.col("rest").str.extract(r"from=<([^>]*)>", 1).alias("sender"))
 
 
 def _removed(q: pl.DataFrame) -> pl.DataFrame:
@@ -185,47 +185,49 @@ def _deliveries(q: pl.DataFrame) -> pl.DataFrame:
     # smtp 3F1A22C01: to=<bob@x>, orig_to=<b@x>, relay=mx.x[203.0.113.7]:25, delay=1.2, delays=..., dsn=2.0.0, status=sent (250 ...)
     df = q.filter(pl.col("daemon").is_in(_DELIVERY_DAEMONS) & pl.col("rest").str.starts_with("to="))
     rest = pl.col("rest")
-    g = rest.str.extract_groups(
-        r"^to=<?([^>,\s]{0,320})>?, (?:orig_to=<?([^>,\s]{0,320})>?, )?relay=([^,\[\s]{0,255})(?:\[([^\]]{0,128})\])?"
-    )
-    raw = rest.str.extract(r", status=([a-z-]{1,40})", 1)
+    g = rest.str.extract_groups(r"^to=<?([^>,\s]*)>?, (?:orig_to=<?([^>,\s]*)>?, )?relay=([^,\[\s]*)(?:\[([^\]]*)\])?")
+    # one pass for the three short fields; other fields (conn_use=, tls=) may sit between them
+    o = rest.str.extract_groups(r", delay=([\d.]+), .*?dsn=(\d\.\d{1,3}\.\d{1,3}), status=([a-z-]+)")
+    df = df.with_columns(g.alias("_g"), o.alias("_o"), rest.str.find(", status=", literal=True).alias("_at"))
+    raw = pl.col("_o").struct.field("3")
     status = raw.replace_strict(
         {"sent": "Delivered", "deferred": "Pending", "bounced": "Failed", "expired": "Failed"},
         default="Failed",
     )
-    at = rest.str.find(", status=", literal=True)
-    response = rest.str.slice(at + 9 + raw.str.len_chars() + 2).str.strip_suffix(")")
-    df = df.with_columns(
-        g.struct.field("1").alias("recipient"),
-        g.struct.field("2").alias("orig_recipient"),
-        g.struct.field("3").alias("relay"),
-        ip_or_null(g.struct.field("4")).alias("to_ip"),
-        rest.str.extract(r", delay=([\d.]{1,20})", 1).cast(pl.Float64, strict=False).alias("delay"),
-        rest.str.extract(r", dsn=(\d\.\d{1,3}\.\d{1,3})", 1).alias("dsn"),
+    response = rest.str.slice(pl.col("_at") + 9 + raw.str.len_chars() + 2).str.strip_suffix(")")
+    df = df.select(
+        "line_no",
+        "time",
+        "host",
+        "program",
+        "queue_id",
+        pl.col("_g").struct.field("1").alias("recipient"),
+        pl.col("_g").struct.field("2").alias("orig_recipient"),
+        pl.col("_g").struct.field("3").alias("relay"),
+        ip_or_null(pl.col("_g").struct.field("4")).alias("to_ip"),
+        pl.col("_o").struct.field("1").cast(pl.Float64, strict=False).alias("delay"),
+        pl.col("_o").struct.field("2").alias("dsn"),
         raw.alias("_raw"),
         status.alias("status"),
         clip(response).alias("detail"),
     ).filter(pl.col("_raw").is_not_null() & ~pl.col("_raw").is_in(["deliverable", "undeliverable"]))
     # A hand-off to a content filter on the loopback (amavis on 10024) that answered
-    # "queued as NEWQID": the message continues under NEWQID on this host.
-    loopback = pl.col("to_ip").str.starts_with("127.") | pl.col("to_ip").eq("::1")
-    next_qid = pl.col("detail").str.extract(r"queued as ([0-9A-Za-z]{5,20})\)?$", 1)
-    df = df.with_columns(
-        pl.when(loopback & pl.col("_raw").eq("sent") & next_qid.is_not_null())
-        .then(next_qid)
-        .otherwise(None)
-        .alias("next_queue_id")
-    )
-    kind = pl.when(pl.col("next_queue_id").is_not_null()).then(pl.lit("handoff")).otherwise(pl.lit("deliver"))
+    # "queued as NEWQID": the message continues under NEWQID on this host. Only loopback
+    # deliveries are searched: remote servers answer "queued as" too, in their own queue.
+    loopback = (pl.col("to_ip").str.starts_with("127.") | pl.col("to_ip").eq("::1")) & pl.col("_raw").eq("sent")
+    local = df.filter(loopback.fill_null(False))
+    local = local.with_columns(pl.col("detail").str.extract(r"queued as ([0-9A-Za-z]+)\)?$", 1).alias("next_queue_id"))
+    df = pl.concat([df.filter(~loopback.fill_null(False)), local], how="diagonal_relaxed")
+    handoff = pl.col("next_queue_id").is_not_null()
     return df.select(
         "line_no",
         "time",
         "host",
         "program",
         "queue_id",
-        kind.alias("kind"),
+        pl.when(handoff).then(pl.lit("handoff")).otherwise(pl.lit("deliver")).alias("kind"),
         # a hand-off alone is not a delivery: until the re-queued message is seen, it is under way
-        pl.when(pl.col("next_queue_id").is_not_null()).then(pl.lit("Pending")).otherwise("status").alias("status"),
+        pl.when(handoff).then(pl.lit("Pending")).otherwise("status").alias("status"),
         "recipient",
         "orig_recipient",
         "relay",
@@ -243,7 +245,7 @@ def _bounce(q: pl.DataFrame) -> pl.DataFrame:
     return _cols(
         df,
         "bounce",
-        pl.col("rest").str.extract(r"notification: ([0-9A-Za-z]{5,20})$", 1).alias("next_queue_id"),
+        pl.col("rest").str.extract(r"notification: ([0-9A-Za-z]+)$", 1).alias("next_queue_id"),
         clip(pl.col("rest")).alias("detail"),
     )
 
@@ -284,7 +286,7 @@ def _holds(q: pl.DataFrame) -> pl.DataFrame:
 def _subject(q: pl.DataFrame) -> pl.DataFrame:
     # cleanup 3F1A22C01: warning: header Subject: Hello there from h[ip]; from=<a> to=<b> proto=ESMTP
     df = q.filter(pl.col("rest").str.contains(r"^(?:warning|info): header Subject: "))
-    subject = pl.col("rest").str.extract(r"^(?:warning|info): header Subject: (.{0,200}?) from \S{0,255}\[", 1)
+    subject = pl.col("rest").str.extract(r"^(?:warning|info): header Subject: (.*?) from \S*\[", 1)
     return _cols(df, "subject", subject.alias("subject"))
 
 
@@ -311,7 +313,7 @@ def _amavis(am: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit("FilteredAsSpam"))
         .otherwise(pl.lit("Failed"))
     )
-    df = df.with_columns(body.str.extract(r"Queue-ID: ([0-9A-Za-z]{5,20})", 1).alias("queue_id"))
+    df = df.with_columns(body.str.extract(r"Queue-ID: ([0-9A-Za-z]+)", 1).alias("queue_id"))
     return _cols(
         df, "hold", status.alias("status"), clip(body.str.slice(body.str.find(") ", literal=True) + 2)).alias("detail")
     )

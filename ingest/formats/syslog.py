@@ -28,11 +28,49 @@ _HEADER = (
 )
 
 
+# The common case, cut by position and by spaces instead of a regex: "Jun 13 10:00:00 host tag: body".
+_FAST = r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d [^ ]+ [^ ]+: "
+_OUT = ["line_no", "line", "time", "host", "program", "pid", "body", "ok"]
+
+
 def split(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     """Split syslog lines into time (UTC), host, program, pid and body; `ok` is false for non-syslog lines.
 
     `lines` has columns line_no and line. Rows keep their order; nothing is dropped.
     """
+    fast = lines.select(pl.col("line").str.contains(_FAST)).to_series()
+    if fast.all():
+        return _finish(_split_fast(lines), ctx)
+    if not fast.any():
+        return _finish(_split_regex(lines), ctx)
+    parts = [_split_fast(lines.filter(fast)), _split_regex(lines.filter(~fast))]
+    return _finish(pl.concat(parts, how="diagonal_relaxed").sort("line_no"), ctx)
+
+
+def _split_fast(lines: pl.DataFrame) -> pl.DataFrame:
+    """RFC 3164 lines: fixed-width timestamp, then host, tag and body separated by spaces."""
+    f = lines.with_columns(
+        pl.col("line").str.slice(0, 3).alias("_mon"),
+        pl.col("line").str.slice(4, 2).str.strip_chars_start().alias("_day"),
+        pl.col("line").str.slice(7, 8).alias("_hms"),
+        pl.col("line").str.slice(16).str.splitn(" ", 3).alias("_s"),
+    )
+    f = f.with_columns(
+        pl.col("_s").struct.field("field_0").alias("host"),
+        pl.col("_s").struct.field("field_1").str.strip_suffix(":").alias("_tag"),
+        pl.col("_s").struct.field("field_2").fill_null("").alias("body"),
+    )
+    tag = pl.col("_tag").str.extract_groups(r"^([^\[]+)(?:\[(\d+)\])?$")
+    return f.with_columns(
+        tag.struct.field("1").alias("program"),
+        tag.struct.field("2").alias("pid"),
+        pl.lit(None, pl.String).alias("_iso"),
+        pl.lit(True).alias("ok"),
+    ).drop("_s", "_tag")
+
+
+def _split_regex(lines: pl.DataFrame) -> pl.DataFrame:
+    """Everything else: RFC 3339 timestamps, priority prefixes, odd spacing; short captures only."""
     g = pl.col("line").str.extract_groups(_HEADER)
     df = lines.with_columns(
         g.struct.field("1").alias("_mon"),
@@ -44,25 +82,36 @@ def split(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         g.struct.field("7").alias("pid"),
         pl.col("line").str.extract(_HEADER, 0).str.len_chars().alias("_hlen"),
     )
-    df = df.with_columns(
+    return df.with_columns(
         pl.col("line").str.slice(pl.col("_hlen").fill_null(0)).alias("body"),
         pl.col("_hlen").is_not_null().alias("ok"),
-    )
-    iso = (
-        pl.col("_iso")
-        .str.replace("T", " ", literal=True)
-        .str.to_datetime("%Y-%m-%d %H:%M:%S%.f%#z", strict=False, time_zone="UTC")
-    )
-    iso_naive = pl.col("_iso").str.replace("T", " ", literal=True).str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False)
-    df = df.with_columns(iso.alias("_iso_utc"), iso_naive.alias("_iso_local"))
+    ).drop("_hlen")
+
+
+def _finish(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """Timestamps to UTC: RFC 3339 ones carry their offset; RFC 3164 ones need year and zone."""
+    has_iso = df.get_column("_iso").is_not_null().any()
+    if has_iso:
+        iso = pl.col("_iso").str.replace("T", " ", literal=True)
+        df = df.with_columns(
+            iso.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%#z", strict=False, time_zone="UTC").alias("_iso_utc"),
+            iso.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False).alias("_iso_local"),
+        )
+    else:
+        df = df.with_columns(
+            pl.lit(None, dtype=TIME).alias("_iso_utc"), pl.lit(None, dtype=pl.Datetime("us")).alias("_iso_local")
+        )
     df = _rfc3164_local(df, ctx)
-    local = pl.coalesce(pl.col("_local"), pl.col("_iso_local"))
-    df = df.with_columns(local.alias("_local"))
-    df = df.with_columns(localize(pl.col("_local"), ctx, "syslog").alias("_local_utc"))
+    df = df.with_columns(pl.coalesce(pl.col("_local"), pl.col("_iso_local")).alias("_local"))
+    if ctx.timezone == "UTC":
+        local_utc = pl.col("_local").dt.replace_time_zone("UTC")
+    else:
+        local_utc = localize(pl.col("_local"), ctx, "syslog")
+    df = df.with_columns(local_utc.alias("_local_utc"))
     remember_max_local(df, "_local", ctx, "syslog")
     df = df.with_columns(pl.coalesce(pl.col("_iso_utc"), pl.col("_local_utc")).cast(TIME).alias("time"))
     df = df.with_columns((pl.col("ok") & pl.col("time").is_not_null()).alias("ok"))
-    return df.select("line_no", "line", "time", "host", "program", "pid", "body", "ok")
+    return df.select(_OUT)
 
 
 def _rfc3164_local(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
@@ -74,19 +123,15 @@ def _rfc3164_local(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         # Explicit year for the first line; +1 each time the month drops by more than six
         # (December -> January). A stray line a month back (clock skew) does not count.
         state = ctx.state.setdefault("syslog", {})
-        last = state.get("last_month")
-        m = df.filter(pl.col("_m").is_not_null()).select("line_no", "_m")
-        if m.height:
-            m = m.with_columns(pl.col("_m").shift(1, fill_value=last if last is not None else 0).alias("_p"))
-            m = m.with_columns(
-                ((pl.col("_m") - pl.col("_p") < -6) & (pl.col("_p") > 0)).cast(pl.Int32).cum_sum().alias("_roll")
-            )
-            base = state.get("rollovers", 0)
-            state["last_month"] = int(m["_m"][-1])
-            state["rollovers"] = base + int(m["_roll"][-1])
-            df = df.join(m.select("line_no", (pl.col("_roll") + base).alias("_roll")), on="line_no", how="left")
-        else:
-            df = df.with_columns(pl.lit(0).alias("_roll"))
+        last = state.get("last_month") or 0
+        base = state.get("rollovers", 0)
+        prev = pl.col("_m").forward_fill().shift(1).fill_null(last)
+        roll = ((pl.col("_m") - prev < -6) & (prev > 0)).fill_null(False).cast(pl.Int32).cum_sum() + base
+        df = df.with_columns(roll.alias("_roll"))
+        months = df.get_column("_m").drop_nulls()
+        if months.len():
+            state["last_month"] = int(months[-1])
+            state["rollovers"] = int(df.get_column("_roll")[-1])
         year = pl.lit(ctx.year) + pl.col("_roll").fill_null(0)
     else:
         # No year given: the file was last written at ctx.reference, so a line dated after that
@@ -94,9 +139,10 @@ def _rfc3164_local(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         ref = ctx.reference_local()
         ref_ord = ref.month * 100 + ref.day + 1
         year = pl.when(pl.col("_m") * 100 + pl.col("_d") > ref_ord).then(ref.year - 1).otherwise(ref.year)
-    date = pl.date(year, pl.col("_m"), pl.col("_d"))
-    hms = pl.col("_hms").str.to_time("%H:%M:%S", strict=False)
-    return df.with_columns(date.dt.combine(hms).alias("_local"))
+    # strptime over "YYYY Mon D HH:MM:SS": impossible stamps (Feb 30, 25:00) become null, not errors
+    stamp = pl.concat_str([year.cast(pl.String), pl.col("_mon"), pl.col("_day"), pl.col("_hms")], separator=" ")
+    local = stamp.str.to_datetime("%Y %b %d %H:%M:%S", strict=False)
+    return df.with_columns(local.alias("_local"))
 
 
 def localize(local: pl.Expr, ctx: ParseContext, state_key: str) -> pl.Expr:
