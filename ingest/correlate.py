@@ -47,7 +47,9 @@ def _instances(ev: pl.DataFrame) -> pl.DataFrame:
     Sorted by queue id then time, an instance starts where the queue id changes, after a
     `removed`, or after a long silence; plain shifts over the sorted frame, no window functions.
     """
-    ev = ev.sort(["host", "queue_id", *_ORDER])
+    # sort on a 64-bit hash of (host, queue id): numbers sort far faster than strings; the
+    # equality test below still compares the strings, so a collision cannot merge two messages
+    ev = ev.with_columns(pl.struct("host", "queue_id").hash().alias("_h")).sort(["_h", *_ORDER])
     same = (pl.col("host") == pl.col("host").shift(1)) & (pl.col("queue_id") == pl.col("queue_id").shift(1))
     new = (
         ~same.fill_null(False)
@@ -58,7 +60,7 @@ def _instances(ev: pl.DataFrame) -> pl.DataFrame:
     return ev.with_columns(
         pl.col("_new").cast(pl.Int64).cum_sum().alias("inst"),
         pl.when(pl.col("_new")).then(pl.col("time")).otherwise(None).forward_fill().alias("inst_start"),
-    ).drop("_new")
+    ).drop("_new", "_h")
 
 
 def _chains(ev: pl.DataFrame) -> pl.DataFrame:
@@ -99,41 +101,45 @@ def _chains(ev: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _first_per_root(ev: pl.DataFrame, kinds: list[str], col: str, name: str) -> pl.DataFrame:
+    """The first non-null value of a column among the events of some kinds, per root."""
+    sub = ev.filter(pl.col("kind").is_in(kinds) & pl.col(col).is_not_null())
+    return sub.group_by("root").agg(pl.col(col).sort_by("time").first().alias(name))
+
+
 def _queued_rows(ev: pl.DataFrame) -> pl.DataFrame:
-    root_ev = ev.filter(pl.col("inst") == pl.col("root"))
-    first = pl.col
-    head = (
-        root_ev.sort(_ORDER)
+    # Per-field subsets (a handful of events per message) instead of one wide aggregation over all events.
+    is_root = pl.col("inst") == pl.col("root")
+    msgs = (
+        ev.filter(is_root)
         .group_by("root")
         .agg(
-            first("inst_start").first().alias("received"),
-            first("host").first(),
-            first("queue_id").first(),
-            first("format").first(),
-            first("organization").first(),
-            first("client_ip").drop_nulls().first().alias("from_ip"),
-            first("size").drop_nulls().first().alias("size"),
-            first("kind").is_in(["client", "receive"]).any().alias("_has_start"),
+            pl.col("inst_start").first().alias("received"),
+            pl.col("host").first(),
+            pl.col("queue_id").first(),
+            pl.col("format").first(),
+            pl.col("organization").first(),
+            pl.col("kind").is_in(["client", "receive"]).any().alias("_has_start"),
         )
     )
-    chain = (
-        ev.sort(_ORDER)
-        .group_by("root")
-        .agg(
-            first("sender").drop_nulls().first().alias("sender_address"),
-            first("message_id").drop_nulls().first().alias("message_id"),
-            first("subject").drop_nulls().first().alias("subject"),
-            first("size").drop_nulls().first().alias("_chain_size"),
-            first("client_ip").drop_nulls().first().alias("_chain_ip"),
-            first("queue_id").unique(maintain_order=True).str.join(" ").alias("queue_ids"),
-            first("kind").eq("removed").any().alias("_has_end"),
-            first("time").max().alias("_last_time"),
-        )
+    chain = ev.group_by("root").agg(
+        pl.col("queue_id").sort_by(_ORDER).unique(maintain_order=True).str.join(" ").alias("queue_ids"),
+        pl.col("kind").eq("removed").any().alias("_has_end"),
+        pl.col("time").max().alias("_last_time"),
     )
-    msgs = head.join(chain, on="root", how="left").with_columns(
-        pl.coalesce("size", "_chain_size").alias("size"),
-        pl.coalesce("from_ip", "_chain_ip").alias("from_ip"),
-    )
+    rooted = ev.filter(is_root)
+    fields = [
+        chain,
+        _first_per_root(rooted, ["client", "receive"], "client_ip", "from_ip"),
+        _first_per_root(rooted, ["receive"], "size", "size"),
+        _first_per_root(ev, ["receive"], "sender", "sender_address"),
+        _first_per_root(ev, ["msgid", "receive"], "message_id", "message_id"),
+        _first_per_root(ev, ["subject", "receive"], "subject", "subject"),
+        _first_per_root(ev, ["receive"], "size", "_chain_size"),
+    ]
+    for f in fields:
+        msgs = msgs.join(f, on="root", how="left")
+    msgs = msgs.with_columns(pl.coalesce("size", "_chain_size").alias("size"))
     rcpt = _recipient_rows(ev)
     rows = msgs.join(rcpt, on="root", how="left")
     rows = _apply_holds(rows, ev)
