@@ -134,7 +134,7 @@ _FILTER_KEYS = (
 # What the user gave, re-emitted (in this order) in the command that fetches the next V2 page.
 _CARRIED = [
     "sender_address", "recipient_address", "from_ip", "to_ip", "message_id", "message_trace_id",
-    "status", "subject", "subject_filter_type", "output_format", "out", "now", "max_age_days",
+    "status", "subject", "subject_filter_type", "output_format", "out", "now", "timezone", "max_age_days",
 ]  # fmt: skip
 
 
@@ -186,12 +186,16 @@ def _run_trace(params: dict[str, Any]) -> None:
             paging.result_size,
         )
         click.echo(f"More results: {cmd}", err=True)
-    elif paging.mode == "v1" and result.total and paging.offset + paging.page_size < result.total:
-        pages = -(-result.total // paging.page_size)
-        click.echo(
-            f"Page {paging.page} of {pages} ({result.total:,} rows); add --page {paging.page + 1} for the next page.",
-            err=True,
-        )
+    elif paging.mode == "v1" and result.total:
+        _page_hint(paging.page, paging.page_size, result.total)
+
+
+def _page_hint(page: int, size: int, total: int) -> None:
+    pages = -(-total // size)
+    if page < pages:
+        click.echo(f"Page {page} of {pages} ({total:,} rows); add --page {page + 1} for the next page.", err=True)
+    elif page > pages:
+        click.echo(f"Page {page} is past the end: the result has {total:,} rows ({pages} pages).", err=True)
 
 
 @cli.command()

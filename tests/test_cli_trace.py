@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -177,6 +180,20 @@ def test_v1_paging_hint(store: Path) -> None:
     assert r.stderr == "Page 1 of 2 (4 rows); add --page 2 for the next page.\n"
     r = trace(store, "--page", "2", "--page-size", "3", "--output", "jsonl")
     assert [row["Index"] for row in jsonl(r)] == [3] and r.stderr == ""
+    r = trace(store, "--page", "3", "--page-size", "3")
+    assert (r.exit_code, r.stdout) == (0, "")
+    assert r.stderr == "No messages found.\nPage 3 is past the end: the result has 4 rows (2 pages).\n"
+
+
+def test_trace_does_not_import_watchdog(store: Path) -> None:
+    code = (
+        "import sys; from query.cli import cli; "
+        f"cli(['trace', '--store', {str(store)!r}, '--output', 'json'], standalone_mode=False); "
+        "print('watchdog' in sys.modules)"
+    )
+    env = {**os.environ, "MSGTRACE_NOW": NOW}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.splitlines()[-1] == "False"
 
 
 def test_v2_paging_prints_the_next_command_and_it_works(store: Path) -> None:
@@ -184,7 +201,7 @@ def test_v2_paging_prints_the_next_command_and_it_works(store: Path) -> None:
     assert [row["RecipientAddress"] for row in jsonl(r)] == ["alice@example.com", "bob@example.org", "bob@example.org"]
     assert r.stderr == (
         f"More results: msgtrace trace --store {shlex.quote(str(store))} --sender-address '*' --output jsonl "
-        f"--now {NOW} --start-date 2026-06-12T12:00:00Z --end-date 2026-06-13T10:00:00Z "
+        f"--now {NOW} --timezone UTC --start-date 2026-06-12T12:00:00Z --end-date 2026-06-13T10:00:00Z "
         "--starting-recipient-address bob@example.org --result-size 3\n"
     )
     argv = shlex.split(r.stderr.removeprefix("More results: "))[1:]
