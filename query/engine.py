@@ -111,6 +111,15 @@ def contract_frame(lf: pl.LazyFrame, flt: TraceFilter, first_index: int = 0) -> 
 
 def trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:
     """Run one trace query: the requested page of the sorted, filtered rows."""
+    try:
+        return _trace(store, flt, paging)
+    except FileNotFoundError:
+        # A compaction replaced a partition's files between our listing and our read: the new
+        # complete file is already in place, so listing again sees every row exactly once.
+        return _trace(store, flt, paging)
+
+
+def _trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:
     lf = scan(store, flt).select(list(CONTRACT_COLUMNS))
     if paging.mode == "v2":
         page, more = _cursor_page(lf, paging.result_size)

@@ -275,6 +275,7 @@ def window(
     start: dt.datetime | None, end: dt.datetime | None, now: dt.datetime, max_age_days: int
 ) -> tuple[dt.datetime, dt.datetime]:
     """Fill in the default 48-hour window and check StartDate <= EndDate and the age limit."""
+    what = "--start-date" if start is not None else "the window start (48 hours before its end)"
     if start is None and end is None:
         start, end = now - DEFAULT_WINDOW, now
     elif end is None:
@@ -290,7 +291,7 @@ def window(
         limit = now - dt.timedelta(days=max_age_days)
         if start < limit:
             raise QueryError(
-                f"--start-date {iso_z(start)} is older than the {max_age_days}-day limit "
+                f"{what} {iso_z(start)} is older than the {max_age_days}-day limit "
                 f"(before {iso_z(limit)}); pass --max-age-days 0 (or a larger value) to search older data"
             )
     return start, end

@@ -298,3 +298,19 @@ def test_v2_page_never_splits_a_cursor_tie(tmp_path: Path) -> None:
     only_ties = TraceFilter.from_params(now=NOW, start_date="2026-06-13")
     assert (engine.trace(store, only_ties, Paging.from_params(result_size=1)).rows.height, False) == (3, False)
     assert not engine.trace(store, only_ties, Paging.from_params(result_size=1)).more
+
+
+def test_a_file_removed_after_listing_is_retried(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = engine.needed_files
+
+    def listing_then_compaction(s: Path, flt: TraceFilter) -> list[Path]:
+        files = real(s, flt)
+        if not calls:  # the first listing names a file that a compaction then deletes
+            files = [*files, files[0].with_name("g999998-a.parquet")]
+        calls.append(1)
+        return files
+
+    monkeypatch.setattr(engine, "needed_files", listing_then_compaction)
+    assert run(store).height == 4
+    assert len(calls) == 2

@@ -256,3 +256,10 @@ def test_expr_with_partition_column() -> None:
     )
     assert df.filter(f.expr(partition=True)).height == 1
     assert df.filter(f.expr()).height == 2
+
+
+def test_age_limit_names_a_derived_start() -> None:
+    with pytest.raises(
+        QueryError, match=r"^the window start \(48 hours before its end\) 2026-05-30T00:00:00Z is older"
+    ):
+        make(end_date="2026-06-01")
