@@ -1,16 +1,17 @@
 """Files inside a partition: which are current, how new ones are named, atomic writes.
 
-A partition directory holds files named ``g<generation>-<a|c>.parquet``:
+A partition directory holds immutable files named ``g<generation>-<kind>.parquet``:
 
-- ``-a`` (append) files add rows;
-- a ``-c`` (complete) file holds every current row of the partition as of its generation:
-  it supersedes every file with a lower generation.
+- ``g000007-a``: appends rows;
+- ``g000009-r000005``: replaces the files of generations 5 to 8 (a rewrite of the partition's
+  tail: rows superseded by newer message states removed, the rest kept);
+- ``g000012-c``: holds every current row as of its generation: replaces everything below it
+  (compaction).
 
-A reader takes the newest ``-c`` file and every file with a higher generation. A rewrite
-(compaction, or replacing the rows of messages whose state changed) writes a new ``-c`` file
-and only then deletes what it superseded, so a query that lists the directory at any instant
-sees every row exactly once, and a crash between the two steps leaves only garbage that the
-next rewrite removes. Generations only grow; one writer per store (see ingest.lock).
+A reader keeps every file that no newer file replaces. A rewrite writes its new file first
+and deletes the replaced ones after, so a query that lists the directory at any instant sees
+every row exactly once, and a crash between the two steps leaves only garbage that the next
+write removes. Generations only grow; one writer per store (see ingest.store.StoreLock).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pyarrow.parquet as pq
 
 from ingest.schema import PARTITION_KEY
 
-_FILE = re.compile(r"^g(\d{6,})-([ac])\.parquet$")
+_FILE = re.compile(r"^g(\d{6,})-(a|c|r(\d{6,}))\.parquet$")
 
 
 def partition_dir(table_dir: Path, day: dt.date) -> Path:
@@ -50,7 +51,8 @@ def partition_days(table_dir: Path) -> list[dt.date]:
     return sorted(days)
 
 
-def _generations(part: Path) -> list[tuple[int, str, Path]]:
+def _generations(part: Path) -> list[tuple[int, int, Path]]:
+    """(generation, lowest generation it replaces, path), oldest first; `-a` files replace nothing."""
     out = []
     try:
         names = os.listdir(part)
@@ -59,33 +61,56 @@ def _generations(part: Path) -> list[tuple[int, str, Path]]:
     for name in names:
         m = _FILE.match(name)
         if m:
-            out.append((int(m.group(1)), m.group(2), part / name))
+            gen = int(m.group(1))
+            kind = m.group(2)
+            low = gen if kind == "a" else (0 if kind == "c" else int(m.group(3)))
+            out.append((gen, low, part / name))
     out.sort()
     return out
 
 
 def current_files(part: Path) -> list[Path]:
-    """The files a reader must scan: the newest complete file and everything after it."""
+    """The files a reader must scan: those no newer file replaces, oldest first."""
     gens = _generations(part)
-    start = 0
-    for i, (_, kind, _) in enumerate(gens):
-        if kind == "c":
-            start = i
-    return [p for _, _, p in gens[start:]]
+    current: list[Path] = []
+    covered_from = None  # generations >= this (and below the replacing file) are replaced
+    for gen, low, path in reversed(gens):
+        if covered_from is not None and gen >= covered_from:
+            continue
+        current.append(path)
+        if low < gen:
+            covered_from = low if covered_from is None else min(covered_from, low)
+    return current[::-1]
 
 
 def superseded_files(part: Path) -> list[Path]:
-    """Files that a newer complete file made obsolete (safe to delete)."""
-    gens = _generations(part)
+    """Files that a newer file made obsolete (safe to delete)."""
     current = set(current_files(part))
-    return [p for _, _, p in gens if p not in current]
+    return [p for _, _, p in _generations(part) if p not in current]
 
 
-def next_file(part: Path, complete: bool) -> Path:
-    """The name for the next file written into this partition."""
+def next_file(part: Path, complete: bool, replaces_from: int | None = None) -> Path:
+    """The name for the next file: an append, a complete file, or one replacing generations >= replaces_from."""
     gens = _generations(part)
     gen = gens[-1][0] + 1 if gens else 1
+    if replaces_from is not None:
+        return part / f"g{gen:06d}-r{replaces_from:06d}.parquet"
     return part / f"g{gen:06d}-{'c' if complete else 'a'}.parquet"
+
+
+def replaced_range_start(part: Path, tail: list[Path]) -> int:
+    """The lowest generation a file replacing `tail` (current files, the newest ones) must name,
+    so that nothing those files themselves replaced comes back."""
+    lows = {path: low for _, low, path in _generations(part)}
+    return min(lows[p] for p in tail)
+
+
+def generation(path: Path) -> int:
+    """The generation number in a partition file's name."""
+    m = _FILE.match(path.name)
+    if not m:
+        raise ValueError(f"not a partition file: {path}")
+    return int(m.group(1))
 
 
 def files_for_days(table_dir: Path, days: Iterable[dt.date]) -> list[Path]:

@@ -92,8 +92,9 @@ class Store:
     def replace_messages(self, rows: pl.DataFrame, stale: pl.Expr, days: set[dt.date]) -> int:
         """Write message rows, dropping existing rows matched by `stale` in the given days.
 
-        Days whose existing rows include stale ones are rewritten as one complete file;
-        other days just get the new rows appended. Returns files written.
+        Only the tail of a partition is rewritten: the files from the oldest one holding a stale
+        row to the newest (updates mostly touch rows written moments ago, in small recent files).
+        Days with no stale row just get the new rows appended. Returns files written.
         """
         rows = conform(rows, MESSAGE_SCHEMA)
         new_by_day = {}
@@ -105,15 +106,13 @@ class Store:
             pdir = layout.partition_dir(self.messages, day)
             new = new_by_day.get(day)
             files = layout.current_files(pdir)
-            existing = pl.scan_parquet(files, schema=MESSAGE_SCHEMA, hive_partitioning=False) if files else None
-            has_stale = existing is not None and existing.filter(stale).select(pl.len()).collect().item() > 0
-            if has_stale:
-                assert existing is not None
-                kept = existing.filter(~stale).collect()
+            first_stale = next((i for i, f in enumerate(files) if _count(f, stale) > 0), None)
+            if first_stale is not None:
+                tail = files[first_stale:]
+                kept = pl.scan_parquet(tail, schema=MESSAGE_SCHEMA, hive_partitioning=False).filter(~stale).collect()
                 merged = pl.concat([kept, new], how="vertical_relaxed") if new is not None else kept
-                layout.write_parquet_atomic(
-                    merged.sort("received"), layout.next_file(pdir, complete=True), MESSAGE_SCHEMA
-                )
+                target = layout.next_file(pdir, complete=False, replaces_from=layout.replaced_range_start(pdir, tail))
+                layout.write_parquet_atomic(merged.sort("received"), target, MESSAGE_SCHEMA)
                 written += 1
                 self._drop_superseded(pdir)
             elif new is not None and new.height:
@@ -144,3 +143,9 @@ class Store:
                 p.unlink()
             except FileNotFoundError:
                 pass
+
+
+def _count(path: Path, where: pl.Expr) -> int:
+    """Rows of one Parquet file matching a predicate (reads only the columns it needs)."""
+    lf = pl.scan_parquet(path, schema=MESSAGE_SCHEMA, hive_partitioning=False)
+    return int(lf.filter(where).select(pl.len()).collect().item())
