@@ -48,7 +48,12 @@ def resolve_store(store: str | os.PathLike[str] | None) -> Path:
 
 def needed_files(store: Path, flt: TraceFilter) -> list[Path]:
     """The current files of exactly the partitions the filter's window (or trace id) can touch."""
-    return layout.files_for_days(store / MESSAGES_DIR, flt.days())
+    table, days = store / MESSAGES_DIR, flt.days()
+    if len(days) > 62:
+        # A long window (--max-age-days 0): one listing beats a failed lookup per missing day.
+        existing = set(layout.partition_days(table))
+        days = [d for d in days if d in existing]
+    return layout.files_for_days(table, days)
 
 
 def open_files(files: list[Path]) -> pl.LazyFrame:

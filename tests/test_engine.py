@@ -314,3 +314,10 @@ def test_a_file_removed_after_listing_is_retried(store: Path, monkeypatch: pytes
     monkeypatch.setattr(engine, "needed_files", listing_then_compaction)
     assert run(store).height == 4
     assert len(calls) == 2
+
+
+def test_long_window_reads_existing_partitions(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened = spy_files(monkeypatch)
+    df = run(store, start_date="2000-01-01", end_date="2030-01-01", max_age_days=0)
+    assert df.height == 5
+    assert sorted({p.parent.name for p in opened}) == ["date=2026-06-12", "date=2026-06-13", "date=2026-06-14"]
