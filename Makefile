@@ -18,16 +18,22 @@ demo: $(STAMP)
 	MSGTRACE_NOW=2026-06-14T12:00:00Z $(BIN)/msgtrace trace --store data/demo-store --start-date 2026-06-12 --end-date 2026-06-14 --status Failed,Pending
 
 test: $(STAMP)
-	$(BIN)/ruff check ingest query tests
+	$(BIN)/ruff check ingest query tests bench
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check ingest query tests
+	$(BIN)/ruff check ingest query tests bench
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP)
+bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --quick
 
 clean:

@@ -1,0 +1,66 @@
+"""Ingest in a child process and print one JSON line: lines, rows, seconds, lines/s, MB/s, peak RSS.
+
+    python -m bench.probe STORE PATH... [--timezone TZ] [--year Y] [--flush-lines N] [--no-compact]
+
+--flush-lines makes the pipeline flush every N lines, as the watcher does under a steady stream,
+so the store gets the many small files continuous ingestion produces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import polars as pl
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("store")
+    ap.add_argument("paths", nargs="+")
+    ap.add_argument("--timezone", default="UTC")
+    ap.add_argument("--year", type=int, default=None)
+    ap.add_argument("--flush-lines", type=int, default=None)
+    ap.add_argument("--no-compact", action="store_true")
+    a = ap.parse_args()
+
+    from ingest import pipeline, reader
+    from ingest.store import StoreLock
+
+    if a.flush_lines:
+        # ~130 bytes a line: read and flush in steps of about that many lines
+        pipeline.FLUSH_EVENTS = max(1, int(a.flush_lines * 0.7))
+        reader.CHUNK_BYTES = a.flush_lines * 130
+    if a.no_compact:
+        pipeline.COMPACT_MIN_FILES = 10**9
+    store = Path(a.store)
+    opts = pipeline.IngestOptions(timezone=a.timezone, year=a.year)
+    nbytes = sum(Path(p).stat().st_size for p in a.paths)
+    t = time.perf_counter()
+    with StoreLock(store):
+        rep = pipeline.ingest_paths(a.paths, store, opts)
+    secs = time.perf_counter() - t
+    files = sorted((store / "messages").rglob("*.parquet"))
+    rows = pl.scan_parquet(files).select(pl.len()).collect().item() if files else 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "lines": rep.lines,
+                "rows": rows,
+                "unknown": rep.unknown,
+                "seconds": secs,
+                "lines_per_s": rep.lines / secs,
+                "mb_per_s": nbytes / secs / 1e6,
+                "input_mb": nbytes / 1e6,
+                "peak_rss_mb": peak,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
