@@ -11,6 +11,8 @@ from pathlib import Path
 import click
 
 DEFAULT_STORE = "data/store"
+# ingest.formats.FORMAT_NAMES, repeated so that `msgtrace --help` need not import Polars (a test checks they agree)
+FORMAT_NAMES = ("exchange", "exim", "sendmail", "postfix")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -33,8 +35,6 @@ def safe(text: str) -> str:
 
 def source_options(f):  # type: ignore[no-untyped-def]
     """Options shared by ingest and watch: how to read the logs."""
-    from ingest.formats import FORMAT_NAMES
-
     f = click.option("--host", default=None, help="Host name for logs that do not name one (Exim mainlog).")(f)
     f = click.option(
         "--format",
@@ -168,18 +168,13 @@ def compact_command(store: Path) -> None:
 
 
 def register_commands(group: click.Group) -> None:
-    """Add the ingest-side commands to the root `msgtrace` group."""
+    """Add the ingest-side commands to the root `msgtrace` group (heavy ones lazily)."""
     group.add_command(ingest_command)
     group.add_command(compact_command)
-    for module, name in (
-        ("ingest.generate.cli", "generate"),
-        ("ingest.watch_cli", "watch_command"),
-        ("ingest.watch_cli", "status_command"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ModuleNotFoundError:
-            continue  # a command still being written
-        cmd = getattr(mod, name, None)
-        if isinstance(cmd, click.Command):
-            group.add_command(cmd)
+    lazy = {
+        "generate": "ingest.generate.cli:generate",
+        "watch": "ingest.watch_cli:watch_command",
+        "status": "ingest.watch_cli:status_command",
+    }
+    for name, target in lazy.items():
+        group.add_lazy(name, target)  # type: ignore[attr-defined]

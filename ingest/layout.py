@@ -24,7 +24,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from ingest.schema import PARTITION_KEY
 
@@ -137,6 +136,8 @@ def fsync_dir(path: Path) -> None:
 
 def write_parquet_atomic(df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType]) -> None:
     """Write df (already in schema) to path via temp file + fsync + rename."""
+    import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never writes and starts faster
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
     os.close(fd)

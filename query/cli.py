@@ -22,7 +22,28 @@ class BadInput(click.ClickException):
 
 
 class OneLineGroup(click.Group):
-    """A group whose subcommands' usage errors (bad option values, unknown options) print one line."""
+    """A group whose subcommands' usage errors (bad option values, unknown options) print one line.
+
+    Subcommands can be registered lazily ("module:attribute"), so `msgtrace trace` does not pay
+    for importing the watcher or the generator.
+    """
+
+    lazy: dict[str, str] = {}
+
+    def add_lazy(self, name: str, target: str) -> None:
+        """Register a command imported only when it is used (or listed by --help)."""
+        self.lazy = {**self.lazy, name: target}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            import importlib
+
+            module, attr = self.lazy[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the subcommand, turning click usage errors into one-line errors."""
