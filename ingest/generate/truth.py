@@ -47,6 +47,8 @@ class Rules:
     dsn_msgid: bool = True  # a bounce notice's Message-ID is logged
     dsn_size: bool = True
     dsn_subject: bool = False
+    reject_size: int | None = None  # Sendmail logs `size=0` for a session whose recipients were all refused
+    dsn_received_at_delivery: bool = False  # the notice's first line is its delivery (Sendmail: no from=)
 
 
 def truth(model: M.Model, rules: Rules) -> pl.DataFrame:
@@ -77,12 +79,15 @@ def truth(model: M.Model, rules: Rules) -> pl.DataFrame:
         pl.lit("").alias("MessageId"),
         pl.lit("").alias("Subject"),
         pl.lit("").alias("ToIP"),
-        pl.lit(None, pl.Int64).alias("Size"),
+        pl.lit(rules.reject_size, pl.Int64).alias("Size"),
         pl.when(pl.col("reject").is_in([M.REJ_BLOCKLIST, M.REJ_DBL])).then(pl.lit("FilteredAsSpam"))
         .otherwise(pl.lit("None")).alias("Status"),
     )
     rows = _recipient_rows(model, rules)
     queued = head.filter(pl.col("kind") != M.REJECT)
+    if rules.dsn_received_at_delivery:
+        logged = model.attempts.get_column("m").unique().implode()
+        queued = queued.filter((pl.col("kind") != M.DSN) | pl.col("m").is_in(logged))
     with_rcpt = queued.join(rows, on="m", how="inner")
     # a message nobody was named for yet: one row, recipient unknown
     without = queued.join(rows.select("m").unique(), on="m", how="anti").with_columns(
