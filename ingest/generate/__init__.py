@@ -22,7 +22,7 @@ import polars as pl
 from ingest.generate import model as M
 from ingest.generate import truth as expected
 
-FORMATS = ("postfix", "exim", "sendmail")
+FORMATS = ("postfix", "exim", "sendmail", "exchange")
 JSONL_MAX_ROWS = 10_000
 END_SLACK_US = 500_000
 

@@ -48,7 +48,8 @@ class Rules:
     dsn_size: bool = True
     dsn_subject: bool = False
     reject_size: int | None = None  # Sendmail logs `size=0` for a session whose recipients were all refused
-    dsn_received_at_delivery: bool = False  # the notice's first line is its delivery (Sendmail: no from=)
+    dsn_received_at_delivery: bool = False
+    to_ip_on_failure: bool = True  # a deferral/bounce names the relay's IP (Exchange: only SEND does)  # the notice's first line is its delivery (Sendmail: no from=)
 
 
 def truth(model: M.Model, rules: Rules) -> pl.DataFrame:
@@ -113,6 +114,8 @@ def _recipient_rows(model: M.Model, rules: Rules) -> pl.DataFrame:
         pl.col("result").replace_strict(_STATUS, default="GettingStatus", return_dtype=pl.String).alias("Status"),
         pl.col("to_ip").fill_null(""),
     )
+    if not rules.to_ip_on_failure:
+        rc = rc.with_columns(pl.when(pl.col("result") == M.SENT).then("to_ip").otherwise(pl.lit("")).alias("to_ip"))
     members = rc.filter(pl.col("orig").is_not_null()).group_by("m", "orig").agg(pl.len().alias("n"))
     aliases = members.select(
         "m",
