@@ -1,0 +1,362 @@
+"""Exchange message tracking logs (MSGTRK*.LOG): CSV under a `#Fields` header, one event per line.
+
+    #Software: Microsoft Exchange Server
+    #Log-type: Message Tracking Log
+    #Fields: date-time,client-ip,client-hostname,server-ip,server-hostname,source-context,...
+    2026-06-13T10:00:00.120Z,203.0.113.7,mail.fabrikam.com,10.0.0.5,EX01,...,SMTP,RECEIVE,...
+
+Columns are mapped by name from `#Fields` (2010: 26 fields, 2013: 27, 2016/2019: 30); only the
+first chunk of a file carries the header, so it is remembered in ctx.state. Choices that shape a trace:
+
+- queue_id is the network-message-id when the log has one (2013+), else the internal-message-id.
+  The internal id differs per server *and* per transport service (Transport, Mailbox Transport
+  Submission/Delivery each log their own), so it cannot even join a message's DELIVER to its
+  RECEIVE on one server; the network id is one GUID for the message everywhere in the
+  organisation and is never reused. 2010 has no network id: its messages join per server only.
+- host is ctx.host, else "": no column names the server that wrote the log (server-hostname is
+  the next hop on SEND, client-hostname the previous hop on RECEIVE), and all events of a message
+  must share one host for the correlator to join them.
+- sender is return-path (the envelope MAIL FROM; `<>` becomes ""), else sender-address (a header).
+- One row per recipient for events that list recipients: RECEIVE/SUBMIT/DSN name them with status
+  GettingStatus (a message seen only arriving still lists its recipients), outcome events carry
+  the outcome; EXPAND, RESOLVE and REDIRECT are described at _rewrites().
+"""
+
+from __future__ import annotations
+
+import io
+
+import polars as pl
+import pyarrow as pa
+
+from ingest.formats import Parsed
+from ingest.formats.common import SPAM_REASON, clip
+from ingest.formats.context import ParseContext, organization_expr
+from ingest.schema import EVENT_SCHEMA, conform
+
+NAME = "exchange"
+
+_F2010 = (
+    "date-time", "client-ip", "client-hostname", "server-ip", "server-hostname", "source-context",
+    "connector-id", "source", "event-id", "internal-message-id", "message-id", "recipient-address",
+    "recipient-status", "total-bytes", "recipient-count", "related-recipient-address", "reference",
+    "message-subject", "sender-address", "return-path", "message-info", "directionality", "tenant-id",
+    "original-client-ip", "original-server-ip", "custom-data",
+)  # fmt: skip
+_F2013 = (*_F2010[:11], "network-message-id", *_F2010[11:])
+_F2016 = (*_F2013, "transport-traffic-type", "log-id", "schema-version")
+# A file read from the middle (no header seen, no saved state): the standard layout of its width.
+_BY_WIDTH = {len(f): f for f in (_F2010, _F2013, _F2016)}
+_USED = (
+    "date-time", "client-ip", "client-hostname", "server-ip", "server-hostname", "source-context",
+    "source", "event-id", "internal-message-id", "message-id", "network-message-id", "recipient-address",
+    "recipient-status", "total-bytes", "recipient-count", "related-recipient-address", "reference",
+    "message-subject", "sender-address", "return-path", "message-info",
+)  # fmt: skip
+
+# Events that bring a message in (DSN: the line is logged under the new DSN message's own ids,
+# naming the original only by Message-ID in `reference`, so it starts a message with sender <>).
+_RECEIVE = ("RECEIVE", "SUBMIT", "DSN")
+# Events that decide a recipient's status. DROP is silent (no NDR): spam filtering, else Failed.
+# Safety Net RESUBMIT*, shadow (HA*) and moderation events never decide: a resubmission of a
+# message already delivered must not turn it back to Pending or Failed.
+_OUTCOME = {
+    "DELIVER": "Delivered",
+    "DUPLICATEDELIVER": "Delivered",
+    "SEND": "Delivered",
+    "FAIL": "Failed",
+    "SUBMITFAIL": "Failed",
+    "BADMAIL": "Failed",
+    "DROP": "Failed",
+    "DEFER": "Pending",
+    "SUBMITDEFER": "Pending",
+}
+# The reason names a spam verdict: Exchange's content filter, SCL thresholds, blocklists.
+_SPAM = SPAM_REASON + r"|content ?filter|(?-u:\bSCL\b)|phish"
+# A recipient-status list is `;`-separated, but one status may contain `;` itself
+# (`550 4.4.7 QUEUE.Expired;Message expired`): split only before a token that starts a status.
+_NEXT_STATUS = r";\s*(\d{3}[ -]|\d\.\d{1,3}\.\d{1,3}(?-u:\b)|(?:To|Cc|Bcc)(?-u:\b))"
+_DSN = r"^(?:\d{3}[ -])?([245]\.\d{1,3}\.\d{1,3})"
+_SEP = "\x1f"
+# One CSV field and its delimiter: quoted (`""` inside), or plain (a quote only after its start).
+_FIELD = r'(?:"(?:[^"]|"")*"|[^,"][^,]*|)(?:,|$)'
+_ISO = r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)"
+_TIME_FMT = "%Y-%m-%dT%H:%M:%S%.fZ"
+
+
+def detect(sample: list[str]) -> bool:
+    """A tracking log: its `#Log-type`, else a `#Fields` line with event-id, else `#Software`."""
+    head = [line.lstrip("\ufeff").rstrip("\r") for line in sample[:12]]
+    for line in head:
+        if line.lower().startswith("#log-type:"):
+            return "message tracking" in line.lower()
+    for line in head:
+        if line.startswith("#Fields:"):
+            return "date-time" in line and "event-id" in line
+    return bool(head) and head[0].startswith("#Software: Microsoft Exchange Server")
+
+
+def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
+    """Events (EVENT_SCHEMA) from a batch of tracking-log lines; a `#Fields` line updates ctx.state."""
+    state = ctx.state.setdefault(NAME, {})
+    line = pl.col("line")
+    fields_line = line.str.starts_with("#Fields:") | line.str.starts_with("\ufeff#Fields:")
+    heads = lines.filter(fields_line).get_column("line").str.strip_prefix("\ufeff").str.strip_prefix("#Fields:")
+    # layouts[k]: the columns of data lines below the k-th `#Fields` line of this chunk
+    # (k = 0: above all of them, i.e. the layout remembered from an earlier chunk, if any).
+    layouts = [state.get("fields"), *(h.strip().split(",") for h in heads)]
+    if heads.len():
+        state["fields"] = layouts[-1]
+    comment = line.str.starts_with("#") | line.str.starts_with("\ufeff#")
+    data = lines.with_columns(fields_line.cum_sum().alias("_h")).filter(
+        ~comment & (line.str.len_bytes() > 0) & (line != "\r")
+    )
+    events, unknown = [], []
+    keys = data.get_column("_h").unique(maintain_order=True).to_list()
+    for k in keys:
+        part = data if len(keys) == 1 else data.filter(pl.col("_h") == k)
+        rows, bad = _rows(part, layouts[k])
+        ev, bad2 = _events(rows, ctx)
+        events.append(ev)
+        unknown += [bad, bad2]
+    out = pl.concat(events) if events else pl.DataFrame(schema=EVENT_SCHEMA)
+    bad = pl.concat(unknown) if unknown else lines.clear().select("line_no", "line")
+    return Parsed(events=out, unknown=bad.sort("line_no"))
+
+
+def _rows(part: pl.DataFrame, names: list[str] | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The used columns of each data line (null where the layout lacks them), and lines it cannot map."""
+    text = part.get_column("line")
+    fields = _split_csv(text, names) if names else None
+    if fields is not None:
+        return _named(fields, part), part.clear().select("line_no", "line")
+    # No header seen (a file read from the middle), or a malformed line (a quote never closed) made
+    # the CSV reader run across lines: match fields line by line. A line the matches do not cover
+    # end to end is malformed; without a header, a line's width picks the standard layout.
+    text = text.str.strip_suffix("\r")
+    parts = text.str.extract_all(_FIELD)
+    whole = parts.list.eval(pl.element().str.len_bytes()).list.sum() == text.str.len_bytes()
+    # After a delimiter the regex engine skips the empty match at the end: count that last field back.
+    width = parts.list.len() + parts.list.last().str.ends_with(",").cast(pl.UInt32)
+    layouts = [(whole, names)] if names else [(whole & (width == w), list(f)) for w, f in _BY_WIDTH.items()]
+    out = [_named(_split_regex(parts.filter(ok), n), part.filter(ok)) for ok, n in layouts]
+    mapped = pl.Series([False] * len(text))
+    for ok, _ in layouts:
+        mapped = mapped | ok
+    return pl.concat(out), part.filter(~mapped).select("line_no", "line")
+
+
+def _used(names: list[str]) -> dict[int, str]:
+    """Position -> name of the columns parse reads (the first, should a name repeat)."""
+    first = {n: i for i, n in reversed(list(enumerate(names)))}
+    return {i: n for n, i in sorted(first.items(), key=lambda kv: kv[1]) if n in _USED}
+
+
+def _named(fields: pl.DataFrame, part: pl.DataFrame) -> pl.DataFrame:
+    """line_no, line and every used column; those the layout lacks (2010: network-message-id) null."""
+    have = set(fields.columns)
+    cols = [(pl.col(n) if n in have else pl.lit(None, dtype=pl.String)).alias(n) for n in _USED]
+    return pl.concat([part.select("line_no", "line"), fields.select(cols)], how="horizontal")
+
+
+def _split_csv(text: pl.Series, names: list[str]) -> pl.DataFrame | None:
+    """Polars' CSV reader over the lines joined back into one buffer; None when rows do not align."""
+    used = _used(names)
+    if text.is_empty():
+        return pl.DataFrame(schema=dict.fromkeys(used.values(), pl.String))
+    arr = (text + "\n").to_arrow(compat_level=pl.CompatLevel.oldest())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    # The values buffer of a large_string array is the lines' text back to back: the joined file.
+    offsets = memoryview(arr.buffers()[1]).cast("q")
+    buf = memoryview(arr.buffers()[2])[offsets[arr.offset] : offsets[arr.offset + len(arr)]]
+    schema = {f"f{i}": pl.String for i in range(len(names))}
+    try:
+        df = pl.read_csv(
+            io.BytesIO(buf),
+            has_header=False,
+            schema=schema,
+            columns=list(used),
+            truncate_ragged_lines=True,
+            extra_columns="ignore",
+        )
+    except pl.exceptions.PolarsError:
+        return None
+    if df.height != len(text):
+        return None
+    return df.rename({f"f{i}": n for i, n in used.items()})
+
+
+def _split_regex(parts: pl.Series, names: list[str]) -> pl.DataFrame:
+    """The used columns from matched fields (slower than the CSV reader, never runs across lines)."""
+    frame = parts.alias("_p").to_frame()
+    return frame.select(
+        [_unquote(pl.col("_p").list.get(i, null_on_oob=True)).alias(n) for i, n in _used(names).items()]
+    )
+
+
+def _unquote(field: pl.Expr) -> pl.Expr:
+    """A matched field without its delimiter and quotes, `""` undoubled, "" as null (as read_csv)."""
+    f = field.str.strip_suffix(",")
+    quoted = f.str.starts_with('"') & f.str.ends_with('"') & (f.str.len_chars() >= 2)
+    inner = f.str.slice(1, f.str.len_chars() - 2).str.replace_all('""', '"', literal=True)
+    value = pl.when(quoted).then(inner).otherwise(f)
+    return pl.when(value != "").then(value)
+
+
+def _events(rows: pl.DataFrame, ctx: ParseContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Event rows of mapped lines, and the lines without a time or an event-id."""
+    c = pl.col
+    # Lazy, collected together: each part reads only the columns it needs, the shared start once.
+    f = rows.lazy().with_columns(
+        c("date-time").str.to_datetime(_TIME_FMT, time_unit="us", time_zone="UTC", strict=False).alias("time"),
+        c("event-id").str.strip_chars().alias("program"),
+        pl.coalesce(c("network-message-id"), c("internal-message-id")).alias("queue_id"),
+    )
+    ok = c("time").is_not_null() & c("program").is_not_null()
+    bad = f.filter(~ok).select("line_no", "line")
+    # A line with no message id at all (NOTIFYMAPI: an item seen in an Outbox) traces nothing.
+    f = f.filter(ok & c("queue_id").is_not_null())
+    ev, rp, rcpt = c("program"), c("return-path").str.strip_chars(), c("recipient-address")
+    f = f.select(
+        "time",
+        "program",
+        "queue_id",
+        "line_no",
+        pl.when(ev.is_in(_RECEIVE))
+        .then(pl.lit("receive"))
+        .when(ev.is_in(list(_OUTCOME)))
+        .then(pl.lit("deliver"))
+        .when(ev == "EXPAND")
+        .then(pl.lit("expand"))
+        .when(ev.is_in(["RESOLVE", "REDIRECT"]))
+        .then(pl.lit("rewrite"))
+        .otherwise(pl.lit("info"))
+        .alias("_cls"),
+        pl.when(rp == "<>")
+        .then(pl.lit(""))
+        .otherwise(pl.coalesce(rp.str.strip_prefix("<").str.strip_suffix(">"), c("sender-address")))
+        .alias("sender"),
+        c("message-id").alias("message_id"),
+        c("message-subject").alias("subject"),
+        pl.when(rcpt.is_not_null()).then(rcpt.str.count_matches(";", literal=True) + 1).otherwise(0).alias("_n"),
+        c("source").alias("_component"),
+        *(c(n) for n in _USED if n not in ("date-time", "event-id", "message-id", "message-subject", "source")),
+    )
+    host = ctx.host or ""
+    common = [
+        pl.lit(host).alias("host"),
+        organization_expr(pl.lit(host), ctx).alias("organization"),
+        pl.lit(NAME).alias("format"),
+        pl.lit(ctx.source).alias("source"),
+    ]
+    parts = [conform(p.with_columns(common), EVENT_SCHEMA) for p in (_message_rows(f), *_recipient_rows(f))]
+    bad_rows, *done = pl.collect_all([bad, *parts])
+    return pl.concat(done), bad_rows
+
+
+def _message_rows(f: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per receive line, and per line that decides nothing or names no recipient."""
+    c = pl.col
+    rows = f.filter(c("_cls").is_in(["receive", "info"]) | (c("_n") == 0))
+    receive = c("_cls") == "receive"
+    smtp_in = (c("program") == "RECEIVE") & (c("_component") == "SMTP")
+    return rows.with_columns(
+        pl.when(receive).then(pl.lit("receive")).otherwise(pl.lit("info")).alias("kind"),
+        pl.when(receive).then(c("total-bytes").cast(pl.Int64, strict=False)).alias("size"),
+        pl.when(receive).then(c("recipient-count").cast(pl.Int64, strict=False)).alias("nrcpt"),
+        pl.when(receive).then(c("client-hostname")).alias("client_host"),
+        pl.when(smtp_in).then(c("client-ip")).alias("client_ip"),
+        clip(pl.coalesce(c("source-context"), c("reference"))).alias("detail"),
+    )
+
+
+def _recipient_rows(f: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """One row per listed recipient (its outcome, or GettingStatus), and rows for rewritten addresses."""
+    c = pl.col
+    # Mailbox Transport Submission logs its RECEIVE/SUBMIT (source STOREDRIVER) in a file of its
+    # own (MSGTRKMS) whose last word on a message is never an outcome; the Transport service's
+    # RECEIVE lists the same recipients again, so naming them here would only add GettingStatus
+    # rows that an event order across files could place after a delivery.
+    submission = (c("_cls") == "receive") & (c("_component") == "STOREDRIVER")
+    rows = f.filter((c("_cls") != "info") & (c("_n") > 0) & ~submission)
+    origin = (
+        c("message-info").str.extract(_ISO, 1).str.to_datetime(_TIME_FMT, time_unit="us", time_zone="UTC", strict=False)
+    )
+    rows = rows.with_columns(
+        c("recipient-address").str.split(";").alias("_rcpt"),
+        pl.int_ranges(0, c("_n")).alias("_i"),
+        pl.when(c("_n") > 1)
+        .then(c("recipient-status").str.replace_all(_NEXT_STATUS, _SEP + "${1}").str.split(_SEP))
+        .alias("_st"),
+        ((c("time") - origin).dt.total_microseconds() / 1e6).round(6).alias("_delay"),
+        c("related-recipient-address").str.split(";").alias("_rel"),
+    )
+    rewritten = _rewrites(rows)
+    rows = rows.explode(["_rcpt", "_i"]).with_columns(c("_rcpt").str.strip_chars().alias("recipient"))
+    rows = rows.filter(c("recipient") != "")
+    # With one recipient the whole status is its own, whatever `;` it holds. With several, an
+    # unsplittable status (one piece) applies to each; otherwise pieces pair up by position.
+    own = (
+        pl.when(c("_n") == 1)
+        .then(c("recipient-status"))
+        .when(c("_st").list.len() == 1)
+        .then(c("_st").list.first())
+        .otherwise(c("_st").list.get(c("_i"), null_on_oob=True))
+        .str.strip_chars()
+    )
+    rows = rows.with_columns(own.alias("_own"))
+    outcome = c("_cls") == "deliver"
+    # Only FAIL and DROP can be spam verdicts; null elsewhere spares the regex every other row.
+    reason = pl.when(c("program").is_in(["FAIL", "DROP"])).then(
+        pl.concat_str([c("_own"), c("source-context")], separator=" ", ignore_nulls=True)
+    )
+    spam = reason.str.contains(_SPAM).fill_null(False)
+    status = pl.when(spam).then(pl.lit("FilteredAsSpam")).otherwise(c("program").replace_strict(_OUTCOME, default=None))
+    rewrite = c("_cls") == "rewrite"
+    orig = (
+        pl.when(c("_cls") == "expand")
+        .then(c("_rel").list.first())
+        .when(rewrite & (c("_rel").list.len() == c("_n")))
+        .then(c("_rel").list.get(c("_i"), null_on_oob=True))
+        .when(rewrite)
+        .then(c("_rel").list.first())
+        .str.strip_chars()
+    )
+    # an address "resolved" to itself (only its case differs) was not rewritten
+    orig = pl.when(orig.str.to_lowercase() != c("recipient").str.to_lowercase()).then(orig)
+    rows = rows.with_columns(
+        pl.lit("deliver").alias("kind"),
+        pl.when(outcome).then(status).otherwise(pl.lit("GettingStatus")).alias("status"),
+        orig.alias("orig_recipient"),
+        pl.when(outcome).then(c("server-hostname")).alias("relay"),
+        pl.when(c("program") == "SEND").then(c("server-ip")).alias("to_ip"),
+        pl.when(outcome).then(c("_own").str.extract(_DSN, 1)).alias("dsn"),
+        pl.when(outcome).then(clip(pl.coalesce(c("_own"), c("source-context")))).alias("detail"),
+        pl.when(outcome & (c("_delay") >= 0)).then(c("_delay")).alias("delay"),
+    )
+    return rows, rewritten
+
+
+def _rewrites(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Rows for the addresses EXPAND, RESOLVE and REDIRECT lines replaced (related-recipient-address).
+
+    EXPAND: the group gets Expanded; its members (recipient-address) get GettingStatus rows with
+    orig_recipient = the group. RESOLVE (an alias resolved to the primary address) and REDIRECT (to
+    an alternate recipient) are one-to-one rewrites: the contract gives the original address None,
+    and the new address goes on under its own events.
+    """
+    c = pl.col
+    rows = rows.filter(c("_cls").is_in(["expand", "rewrite"]) & c("_rel").is_not_null())
+    new = c("recipient-address").str.to_lowercase().str.split(";").list.eval(pl.element().str.strip_chars())
+    rows = rows.with_columns(new.alias("_new")).explode("_rel").with_columns(c("_rel").str.strip_chars())
+    expand = c("_cls") == "expand"
+    # An address resolved to itself is not a rewrite.
+    rows = rows.filter((c("_rel") != "") & (expand | ~c("_new").list.contains(c("_rel").str.to_lowercase())))
+    verb = pl.when(c("program") == "RESOLVE").then(pl.lit("resolved to ")).otherwise(pl.lit("redirected to "))
+    return rows.with_columns(
+        pl.when(expand).then(pl.lit("expand")).otherwise(pl.lit("deliver")).alias("kind"),
+        pl.when(expand).then(pl.lit("Expanded")).otherwise(pl.lit("None")).alias("status"),
+        c("_rel").alias("recipient"),
+        clip(pl.when(expand).then(pl.lit("expanded to ")).otherwise(verb) + c("recipient-address")).alias("detail"),
+    )
