@@ -20,7 +20,9 @@ from ingest.generate.render import HEX, concat, encode, lines, write_lines
 from ingest.generate.truth import Rules
 
 NAME = "exchange"
-FEATURES = M.Features(content_filter=False, rejects=False)
+# Mailbox submissions (STOREDRIVER) belong to the MSGTRKMS file; this log is the Transport service's,
+# where users' mail arrives over SMTP on the Client Frontend: no local submission of its own.
+FEATURES = M.Features(content_filter=False, rejects=False, pickup=False)
 RULES = Rules(millis=True, subject="all", rcpts_on_receive=True, dsn_subject=True, to_ip_on_failure=False)
 VERSION = "15.02.1118.007"
 MY_IP = "192.0.2.25"
@@ -38,12 +40,17 @@ def _q(e: pl.Expr) -> pl.Expr:
     return pl.when(e.str.contains(r'[,"]')).then(pl.format('"{}"', e.str.replace_all('"', '""', literal=True))).otherwise(e)
 
 
+# Only these can hold a comma or a quote; quoting is checked there alone (the rest are ids, IPs, addresses).
+_FREE_TEXT = {"recipient-status", "message-subject"}
+
+
 def _row(**values: pl.Expr | str) -> pl.Expr:
     """The fields after date-time, in #Fields order; missing ones empty."""
     out = []
     for name in FIELDS[1:]:
         v = values.get(name.replace("-", "_"), "")
-        out.append(_q(pl.lit(v) if isinstance(v, str) else v.cast(pl.String)))
+        e = pl.lit(v) if isinstance(v, str) else v.cast(pl.String)
+        out.append(_q(e) if name in _FREE_TEXT and not isinstance(v, str) else e)
     return pl.concat_str(out, separator=",")
 
 
