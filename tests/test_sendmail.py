@@ -187,3 +187,68 @@ def test_corpus_fail2ban(corpus: Path) -> None:
     assert rejects.filter(pl.col("status") == "FilteredAsSpam").height == 4  # spamhaus, SpamCop, Barracuda RBL, PBL
     # Only the fail2ban annotations (`# ...`) are unknown.
     assert all(s.startswith("#") for s in p.unknown["line"])
+
+
+# --- through the correlator: one row per (message, recipient) -------------------------------------------
+
+MESSAGE_COLUMNS = [
+    "received", "host", "queue_ids", "message_id", "sender_address", "recipient_address", "subject", "status",
+    "to_ip", "from_ip", "size", "orig_recipient", "relay", "dsn", "detail", "delay", "incomplete",
+]
+# Queued rejects naming no recipient (check_mail, milter `data, reject`): see test_whole_message_rejects.
+CORRELATOR_GAP = {"61P8Qni004012", "65HIbcGI002800"}
+
+
+def message_rows(events: pl.DataFrame) -> list[dict]:
+    from ingest.correlate import correlate
+
+    m = correlate(events).select(MESSAGE_COLUMNS).sort("queue_ids", "recipient_address", "status", "detail")
+    m = m.filter(~pl.col("queue_ids").is_in(list(CORRELATOR_GAP)))
+    return [{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()} for r in m.iter_rows(named=True)]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_messages_golden(case: str, update_golden: bool) -> None:
+    pytest.importorskip("ingest.correlate")
+    got = message_rows(parse_fixture(case).events)
+    golden = FIXTURES / f"{case}.messages.jsonl"
+    if update_golden:
+        golden.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in got))
+    assert got == [json.loads(s) for s in golden.read_text().splitlines()]
+
+
+def test_messages_hops() -> None:
+    pytest.importorskip("ingest.correlate")
+    got = [(r["queue_ids"], r["sender_address"], r["recipient_address"], r["status"], r["from_ip"], r["size"]) for r in message_rows(parse_fixture("hops").events)]
+    assert got == [
+        # MSP -> MTA: one message under both ids; its hand-off row is suppressed, its origin is local.
+        ("632A0000003100 632A0001003101", "alice", "bob@example.com", "Failed", "", 120),
+        ("632A0005003102", "", "alice@mta1.example.org", "Delivered", "", 2400),  # the DSN
+        ("632A0100003110", "", "carol@example.net", "Delivered", "", None),
+    ]
+
+
+def test_messages_rejects() -> None:
+    pytest.importorskip("ingest.correlate")
+    got = [(r["queue_ids"], r["sender_address"], r["recipient_address"], r["status"]) for r in message_rows(parse_fixture("rejects").events)]
+    assert got == [
+        ("", "", "", "None"),  # check_relay: a refused connection
+        ("61P706jo003992", "", "joao@example.pt", "FilteredAsSpam"),
+        ("61P7ZTSC026254", "davao@example.org", "spamela@example.com", "None"),
+        ("61P819mk027713", "spammer@example.com", "victim@example.ru", "None"),
+        ("65HIbcGI002794", "root@yourhost.example", "baduser@yourhost.example", "None"),
+        ("65HIbcGI002801", "", "", "FilteredAsSpam"),  # milter discard
+        ("65HIbcGI002802", "", "", "Quarantined"),
+    ]
+
+
+@pytest.mark.xfail(strict=True, reason="ingest.correlate: a queued reject naming no recipient leaves the row GettingStatus")
+def test_whole_message_rejects() -> None:
+    pytest.importorskip("ingest.correlate")
+    from ingest.correlate import correlate
+
+    m = correlate(parse_fixture("rejects").events).filter(pl.col("queue_ids").is_in(list(CORRELATOR_GAP)))
+    assert m.sort("queue_ids").select("queue_ids", "sender_address", "status").rows() == [
+        ("61P8Qni004012", "test@service.example.com", "None"),
+        ("65HIbcGI002800", "", "FilteredAsSpam"),
+    ]

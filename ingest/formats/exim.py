@@ -271,6 +271,7 @@ def _expansions(dlv: pl.DataFrame, done: pl.DataFrame, ctx: ParseContext) -> pl.
     return out.select(
         "time", "host", "program", "queue_id", "line_no", pl.lit("expand").alias("kind"),
         pl.lit("Expanded").alias("status"), pl.col("orig_recipient").alias("recipient"),
+        pl.format("expanded to {} recipients", "n").alias("detail"),
     )
 
 
@@ -286,6 +287,9 @@ def _rejects(df: pl.DataFrame) -> pl.DataFrame:
     )
     rcpt = pl.coalesce(t.str.extract(r"rejected RCPT <([^>]*)>", 1), t.str.extract(r"rejected RCPT ([^\s:<>]+)", 1))
     df = df.with_columns(
+        # Refused before it was queued, even after DATA with an id assigned: no other line will name
+        # that id, so the reject is a message of its own (as NOQUEUE is for Postfix).
+        pl.lit(None, pl.String).alias("queue_id"),
         pl.lit("reject").alias("kind"),
         sender.alias("sender"),
         rcpt.alias("recipient"),
