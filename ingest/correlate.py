@@ -25,13 +25,17 @@ REUSE_GAP = pl.duration(days=6)
 # How far a re-queued message's first line may lie from the hand-off line that names it.
 HANDOFF_WINDOW = "1h"
 _FINAL = ["Delivered", "Failed", "Expanded", "None", "FilteredAsSpam", "Quarantined"]
-_OUTCOME_KINDS = ["deliver", "handoff", "reject", "expand"]
-_ORDER = ["time", "source", "line_no"]
+# a hold/discard naming a recipient (Postfix milter-hold ...; to=<b>) is that recipient's outcome too
+_OUTCOME_KINDS = ["deliver", "handoff", "reject", "expand", "hold"]
+# Event order: by second, then by position in the log. Within one second the log's own order
+# wins: RFC 3164 stamps have no fraction, and a file mixing them with RFC 3339 ones would
+# otherwise put a "removed" logged after a delivery before it.
+_ORDER = ["_sec", "source", "line_no"]
 
 
 def correlate(events: pl.DataFrame) -> pl.DataFrame:
     """Message rows (MESSAGE_SCHEMA) for every message the events belong to."""
-    events = conform(events, EVENT_SCHEMA)
+    events = conform(events, EVENT_SCHEMA).with_columns(pl.col("time").dt.truncate("1s").alias("_sec"))
     queued = events.filter(pl.col("queue_id").is_not_null())
     standalone = events.filter(pl.col("queue_id").is_null() & pl.col("kind").eq("reject"))
     parts = [_standalone_rows(standalone)]
@@ -120,7 +124,10 @@ def _queued_rows(ev: pl.DataFrame) -> pl.DataFrame:
             pl.col("format").first(),
             pl.col("organization").first(),
             pl.col("kind").is_in(["client", "receive"]).any().alias("_has_start"),
+            # only lines we could not interpret (foreign output under a postfix tag): no message
+            pl.col("kind").ne("info").any().alias("_has_state"),
         )
+        .filter(pl.col("_has_state"))
     )
     chain = ev.group_by("root").agg(
         pl.col("queue_id").sort_by(_ORDER).unique(maintain_order=True).str.join(" ").alias("queue_ids"),
@@ -132,7 +139,8 @@ def _queued_rows(ev: pl.DataFrame) -> pl.DataFrame:
         chain,
         _first_per_root(rooted, ["client", "receive"], "client_ip", "from_ip"),
         _first_per_root(rooted, ["receive"], "size", "size"),
-        _first_per_root(ev, ["receive"], "sender", "sender_address"),
+        _first_per_root(rooted, ["receive"], "nrcpt", "_nrcpt"),
+        _sender_per_root(ev),
         _first_per_root(ev, ["msgid", "receive"], "message_id", "message_id"),
         _first_per_root(ev, ["subject", "receive"], "subject", "subject"),
         _first_per_root(ev, ["receive"], "size", "_chain_size"),
@@ -143,14 +151,35 @@ def _queued_rows(ev: pl.DataFrame) -> pl.DataFrame:
     rcpt = _recipient_rows(ev)
     rows = msgs.join(rcpt, on="root", how="left")
     rows = _apply_holds(rows, ev)
-    final = pl.col("status").is_in(_FINAL)
-    incomplete = ~pl.col("_has_start") | ~(pl.col("_has_end") | final.all().over("root"))
+    # The end is outside the input while an outcome is open (deferred, handed to a filter not seen
+    # since), or, without `removed`, while fewer recipients have an outcome than qmgr counted.
+    final = pl.col("status").is_in(_FINAL).fill_null(False)
+    outcomes = pl.col("_outcome").sum().over("root")
+    ended = final.all().over("root") & (pl.col("_has_end") | (outcomes >= pl.col("_nrcpt").fill_null(0)))
+    incomplete = ~pl.col("_has_start") | ~ended
     rows = rows.with_columns(
         pl.col("recipient_address").fill_null(""),
         pl.col("status").fill_null("GettingStatus"),
         pl.col("last_event").fill_null(pl.col("_last_time")),
     ).with_columns(incomplete.alias("incomplete"))
     return rows.with_columns(pl.concat_str([pl.col("host"), pl.col("queue_id")], separator="|").alias("_key"))
+
+
+def _sender_per_root(ev: pl.DataFrame) -> pl.DataFrame:
+    """The envelope sender: from the receive event that has the size (Postfix qmgr, rewritten to a
+    full address), else any receive event (pickup's raw `from=<root>`), else a reject or hold line."""
+    sub = ev.filter(pl.col("sender").is_not_null()).select(
+        "root",
+        "sender",
+        "time",
+        pl.when(pl.col("kind").eq("receive") & pl.col("size").is_not_null())
+        .then(0)
+        .when(pl.col("kind").eq("receive"))
+        .then(1)
+        .otherwise(2)
+        .alias("_rank"),
+    )
+    return sub.group_by("root").agg(pl.col("sender").sort_by(["_rank", "time"]).first().alias("sender_address"))
 
 
 def _recipient_rows(ev: pl.DataFrame) -> pl.DataFrame:
@@ -171,6 +200,7 @@ def _recipient_rows(ev: pl.DataFrame) -> pl.DataFrame:
             pl.col("orig_recipient").drop_nulls().last().alias("orig_recipient"),
             pl.col("time").last().alias("last_event"),
         )
+        .with_columns(pl.lit(1).alias("_outcome"))
     )
     members = (
         out.filter(pl.col("kind").ne("expand") & pl.col("orig_recipient").is_not_null())
@@ -180,14 +210,18 @@ def _recipient_rows(ev: pl.DataFrame) -> pl.DataFrame:
         .agg(
             pl.col("orig_recipient").first().alias("recipient_address"),
             pl.col("_rl").n_unique().alias("_members"),
+            pl.col("recipient").first().alias("_member"),
             pl.col("time").min().alias("last_event"),
         )
         .with_columns(
             pl.when(pl.col("_members") > 1).then(pl.lit("Expanded")).otherwise(pl.lit("None")).alias("status"),
-            pl.format("expanded to {} recipients", pl.col("_members")).alias("detail"),
+            pl.when(pl.col("_members") > 1)
+            .then(pl.format("expanded to {} recipients", pl.col("_members")))
+            .otherwise(pl.format("redirected to {}", pl.col("_member")))
+            .alias("detail"),
         )
         .rename({"_ol": "_rl"})
-        .drop("_members")
+        .drop("_members", "_member")
     )
     # an alias that is also delivered to itself keeps its own delivery row
     members = members.join(latest.select("root", "_rl"), on=["root", "_rl"], how="anti")

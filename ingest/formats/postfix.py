@@ -24,9 +24,10 @@ from ingest.schema import EVENT_SCHEMA, conform
 
 NAME = "postfix"
 
-# Short queue ids are hex; long ones (enable_long_queue_ids) use a vowel-free base-52 alphabet.
-# Foreign lines under postfix tags ("STATISTICS1:", "FOOBAR99:") match neither.
-_QID = r"^([0-9A-F]{5,12}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,20}): "
+# Short queue ids are hex: 5 digits of microseconds, then the inode number, so up to 21 digits on
+# 64-bit inodes (ED06590130AA1C9D6D862); long ones (enable_long_queue_ids) use a vowel-free
+# base-52 alphabet. Foreign lines under postfix tags ("STATISTICS1:", "FOOBAR99:") match neither.
+_QID = r"^([0-9A-F]{5,24}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,20}): "
 
 _DELIVERY_DAEMONS = ["smtp", "lmtp", "local", "virtual", "pipe", "error", "retry", "discard"]
 
@@ -37,12 +38,17 @@ _NOISE = (
     r"|improper command pipelining|too many errors|NOQUEUE:|proxy-accept|CONNECT from|PASS |DNSBL rank"
     r"|discarding EHLO keywords|addr \S+ listed by domain|Connection |SSL |lost connection"
     r"|HANGUP|COMMAND |PREGREET|BARE NEWLINE|NON-SMTP|DISCONNECT|WHITELISTED|BLACKLISTED|PASS NEW|PASS OLD"
-    r"|daemon started|reload|terminating|starting|stopping|refreshing|mail system|(?:Placed|Released|Deleted|Requeued) "
+    r"|daemon started|reload|terminating|starting|stopping|refreshing|mail system|(?:Placed|Released|Deleted|Requeued)[ :]"
+    r"|connect to |SSL_connect error|(?:WHITELIST|ALLOWLIST) VETO|ALLOWLISTED|DENYLISTED|bare <LF>"
     r"|max |cache |table |host |begin |end |conversation|certificate|client=|dict_|match_|premature|"
     r"Trusted|Untrusted|Verified|Anonymous|message repeated)"
 )
 
-_ADDR_PAIR = r"from=<([^>]*)>,? to=<([^>]*)>"
+# The envelope Postfix appends to reject/hold/discard lines: "; from=<a> to=<b> proto=ESMTP helo=<h>"
+# (postscreen separates with commas). Cut off for the detail text, never captured whole.
+_TRAILER = r"; from=<[^>]*>,?(?: to=<[^>]*>,?)?(?: proto=[A-Z]+,?)?(?: helo=<[^>]*>)?"
+# What the spam test must not see: addresses, HELO names and client host[ip] (a host may be called "spam").
+_NAMES = r"<[^>]*>|[^\s\[]*\[[^\]]*\]"
 
 
 def detect(sample: list[str]) -> bool:
@@ -164,7 +170,13 @@ def _qmgr_from(q: pl.DataFrame) -> pl.DataFrame:
                 pl.col("_g").struct.field("3").cast(pl.Int64).alias("nrcpt"),
             ),
             # qmgr: from=<a>, status=expired, returned to sender: every undelivered recipient failed.
-            _cols(expired, "hold", pl.lit("Failed").alias("status"), clip(pl.col("rest")).alias("detail")),
+            _cols(
+                expired,
+                "hold",
+                pl.lit("Failed").alias("status"),
+                pl.col("_g").struct.field("1").alias("sender"),
+                clip(pl.col("rest")).alias("detail"),
+            ),
         ],
         how="diagonal_relaxed",
     )
@@ -210,7 +222,8 @@ def _deliveries(q: pl.DataFrame) -> pl.DataFrame:
         raw.alias("_raw"),
         status.alias("status"),
         clip(response).alias("detail"),
-    ).filter(pl.col("_raw").is_not_null() & ~pl.col("_raw").is_in(["deliverable", "undeliverable"]))
+    # address verification probes (status=deliverable, undeliverable, undeliverable-but-not-cached) deliver nothing
+    ).filter(pl.col("_raw").is_not_null() & ~pl.col("_raw").str.contains("deliverable", literal=True))
     # A hand-off to a content filter on the loopback (amavis on 10024) that answered
     # "queued as NEWQID": the message continues under NEWQID on this host. Only loopback
     # deliveries are searched: remote servers answer "queued as" too, in their own queue.
@@ -250,26 +263,46 @@ def _bounce(q: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _reject_fields(text: pl.Expr) -> list[pl.Expr]:
-    pair = text.str.extract_groups(_ADDR_PAIR)
-    host, ip = _host_ip(text, r"(?:from|RCPT from|MAIL from|END-OF-MESSAGE from|DATA from) ")
-    postscreen_ip = text.str.extract(r"from \[([0-9A-Fa-f:.]{2,64})\]:\d+", 1)
-    at = text.str.find(": ", literal=True)
+def _envelope(text: pl.Expr) -> list[pl.Expr]:
+    """Sender and recipient from the trailer of a reject/hold line (to= is absent for MAIL-stage rejects)."""
     return [
-        pair.struct.field("1").alias("sender"),
-        pair.struct.field("2").alias("recipient"),
+        text.str.extract(r"; from=<([^>]*)>", 1).alias("sender"),
+        text.str.extract(r"; from=<[^>]*>,? to=<([^>]*)>", 1).alias("recipient"),
+    ]
+
+
+def _rejects(df: pl.DataFrame, text: pl.Expr) -> pl.DataFrame:
+    """Reject lines as events; one without an envelope (CONNECT, VRFY, HELO stage) is no message: kind info."""
+    host, ip = _host_ip(text, r"(?:from|RCPT from|MAIL from|END-OF-MESSAGE from|DATA from) ")
+    postscreen_ip = text.str.extract(r"from \[([0-9A-Fa-f:.]+)\]:\d+", 1)
+    # "NOQUEUE: reject: ", "milter-reject: ", "proxy-reject: " ... : the detail starts after the verb
+    verb = text.str.extract(r"^((?:NOQUEUE: )?[a-z_-]+: )", 1).str.len_chars().fill_null(0)
+    reason = text.str.slice(verb).str.replace(_TRAILER, "")
+    has_envelope = text.str.contains("; from=<", literal=True)
+    df = df.with_columns(reason.alias("_reason"), has_envelope.alias("_env"))
+    # blocklist/spam wording in the reply decides FilteredAsSpam, not an address or host name that says "spam"
+    status = reject_status(pl.col("_reason").str.replace_all(_NAMES, ""))
+    return df.select(
+        "line_no",
+        "time",
+        "host",
+        "program",
+        "queue_id",
+        pl.when(pl.col("_env")).then(pl.lit("reject")).otherwise(pl.lit("info")).alias("kind"),
+        pl.when(pl.col("_env")).then(status).alias("status"),
+        *_envelope(text),
         host,
         pl.coalesce(ip, ip_or_null(postscreen_ip)).alias("client_ip"),
-        reject_status(text).alias("status"),
-        clip(text.str.slice(at + 2)).alias("detail"),
-    ]
+        clip(pl.col("_reason")).alias("detail"),
+    )
 
 
 def _rejects_with_qid(q: pl.DataFrame) -> pl.DataFrame:
     # smtpd 3F1A22C01: reject: RCPT from h[ip]: 550 5.1.1 <x>: ...; from=<a> to=<b> proto=ESMTP helo=<h>
     # cleanup 3F1A22C01: milter-reject: END-OF-MESSAGE from h[ip]: 5.7.1 Spam; from=<a> to=<b> ...
+    # cleanup 3F1A22C01: reject: header Subject: x from h[ip]; from=<a> to=<b> proto=ESMTP helo=<h>: 5.7.1 text
     df = q.filter(pl.col("rest").str.contains(r"^(?:milter-)?reject: "))
-    return _cols(df, "reject", *_reject_fields(pl.col("rest")))
+    return _rejects(df, pl.col("rest"))
 
 
 def _holds(q: pl.DataFrame) -> pl.DataFrame:
@@ -280,13 +313,15 @@ def _holds(q: pl.DataFrame) -> pl.DataFrame:
     dropped = rest.str.contains(r"^(?:milter-)?discard: ")
     df = q.filter(held | dropped)
     status = pl.when(held).then(pl.lit("Quarantined")).otherwise(pl.lit("FilteredAsSpam"))
-    return _cols(df, "hold", status.alias("status"), clip(rest).alias("detail"))
+    # the trailer names the sender and one recipient: the message's row for that recipient
+    return _cols(df, "hold", status.alias("status"), *_envelope(rest), clip(rest).alias("detail"))
 
 
 def _subject(q: pl.DataFrame) -> pl.DataFrame:
     # cleanup 3F1A22C01: warning: header Subject: Hello there from h[ip]; from=<a> to=<b> proto=ESMTP
+    # cleanup 3F1A22C01: info: header Subject: Cron <root@mx1> date from local; from=<root> to=<root>   (pickup)
     df = q.filter(pl.col("rest").str.contains(r"^(?:warning|info): header Subject: "))
-    subject = pl.col("rest").str.extract(r"^(?:warning|info): header Subject: (.*?) from \S*\[", 1)
+    subject = pl.col("rest").str.extract(r"^(?:warning|info): header Subject: (.*?) from (?:\S*\[|local; )", 1)
     return _cols(df, "subject", subject.alias("subject"))
 
 
@@ -297,7 +332,7 @@ def _noqueue_rejects(nq: pl.DataFrame) -> pl.DataFrame:
     body = pl.col("body")
     df = nq.filter(body.str.contains(r"^(?:NOQUEUE: (?:reject|discard|milter-reject): |proxy-reject: )"))
     df = df.with_columns(pl.lit(None, pl.String).alias("queue_id"))
-    return _cols(df, "reject", *_reject_fields(body))
+    return _rejects(df, body)
 
 
 def _amavis(am: pl.DataFrame) -> pl.DataFrame:
