@@ -9,24 +9,27 @@ from all their stored events, so the store ends up as if the crash never happene
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
 from ingest import formats
-from ingest.checkpoint import Checkpoints, SourceState
+from ingest.checkpoint import STATE_DIR, Checkpoints, SourceState
 from ingest.correlate import correlate
 from ingest.formats import ParseContext
-from ingest.reader import ReadError, discover, fingerprint, read_chunks, sample_lines
-from ingest.schema import EVENT_SCHEMA, EVENTS_DIR, conform
+from ingest.openset import OpenSet
+from ingest.reader import ReadError, discover, fingerprint_open, is_compressed, open_binary, read_open, sample_lines
+from ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, conform
 from ingest.store import Store
 
 # Events of one message may lie this far apart (Postfix maximal_queue_lifetime is 5 days).
 QUEUE_LIFETIME = dt.timedelta(days=6)
-FLUSH_EVENTS = 1_500_000
+FLUSH_EVENTS = 250_000  # events per flush: bounds memory (~1 GB at most); larger gains little
 SAMPLE_UNKNOWN = 3
 
 
@@ -39,6 +42,7 @@ class IngestOptions:
     organization: str | None = None
     format: str = "auto"
     host: str | None = None
+    queue_lifetime: dt.timedelta = QUEUE_LIFETIME  # how far apart events of one message may lie
 
 
 @dataclass
@@ -46,6 +50,8 @@ class FileReport:
     """What happened to one input file."""
 
     path: str
+    source: str | None = None  # the source id (fingerprint) the lines were read as
+    start_offset: int = 0  # where reading started (the checkpoint)
     format: str | None = None
     lines: int = 0
     bytes: int = 0
@@ -74,6 +80,7 @@ class IngestReport:
 
 
 Progress = Callable[[str, int, int], None]  # (path, lines so far in run, bytes so far in run)
+SourceFor = Callable[[str, int], str]  # (fingerprint, file size) -> source id; see Pipeline.ingest_path
 
 
 class Pipeline:
@@ -89,6 +96,9 @@ class Pipeline:
         self._pending: dict[str, SourceState] = {}  # checkpoints to commit after the next flush
         self._contexts: dict[str, ParseContext] = {}
         self.report = IngestReport()
+        self.open = OpenSet(root / STATE_DIR)
+        self._verified: set[str] = set()  # sources already deduplicated against the store
+        self._newest: dict[str, dt.datetime] | None = None  # per source: its newest stored event
 
     def close(self) -> None:
         """Flush what is buffered and release files."""
@@ -96,20 +106,55 @@ class Pipeline:
         if self.rejects:
             self.rejects.close()
 
+    def state(self, source: str) -> SourceState | None:
+        """How far a source has been read, counting lines read but not yet flushed."""
+        return self._pending.get(source) or self.checkpoints.get(source)
+
+    @property
+    def dirty(self) -> bool:
+        """Whether lines were read that are not yet written and checkpointed."""
+        return bool(self._buffer or self._pending)
+
     # ---- reading -------------------------------------------------------------------------
-    def ingest_path(self, path: Path, progress: Progress | None = None) -> FileReport:
-        """Read a file's unread lines (from its checkpoint on) into the buffer, flushing as it fills."""
+    def ingest_path(
+        self, path: Path, progress: Progress | None = None, source_for: SourceFor | None = None
+    ) -> FileReport:
+        """Read a file's unread lines (from its checkpoint on) into the buffer, flushing as it fills.
+
+        `source_for` may map the file's fingerprint to another source id (the watcher does after a
+        truncation that kept the first line). A plain file shorter than its checkpoint is skipped.
+        """
         rep = FileReport(path=str(path))
         self.report.files.append(rep)
         try:
-            fp = fingerprint(path)
+            f = open_binary(path)
+        except OSError as e:
+            rep.skipped = f"cannot read {path}: {e}"
+            return rep
+        # One open file for fingerprint, size and lines: a rotation meanwhile cannot swap them.
+        with f:
+            self._read_open(f, path, rep, progress, source_for)
+        return rep
+
+    def _read_open(
+        self, f: BinaryIO, path: Path, rep: FileReport, progress: Progress | None, source_for: SourceFor | None
+    ) -> None:
+        try:
+            fp = fingerprint_open(f)
         except ReadError as e:
             rep.skipped = str(e)
-            return rep
+            return
         if fp is None:
             rep.skipped = "empty (no complete line yet)"
-            return rep
+            return
+        stat = os.fstat(f.fileno())
+        if source_for is not None:
+            fp = source_for(fp, stat.st_size)
         state = self._pending.get(fp) or self.checkpoints.get(fp) or SourceState(fingerprint=fp)
+        rep.source, rep.start_offset = fp, state.offset
+        if not is_compressed(path) and stat.st_size < state.offset:
+            rep.skipped = f"shorter ({stat.st_size} bytes) than what was read of it ({state.offset} bytes)"
+            return
         fmt = (
             self.options.format
             if self.options.format != "auto"
@@ -117,11 +162,11 @@ class Pipeline:
         )
         if fmt is None:
             rep.skipped = "not a known mail log format"
-            return rep
+            return
         rep.format = fmt
         parser = formats.parser(fmt)
-        ctx = self._context(fp, path)
-        for chunk in read_chunks(path, state.offset, state.line):
+        ctx = self._context(fp, stat.st_mtime)
+        for chunk in read_open(f, path, state.offset, state.line):
             parsed = parser.parse(chunk.lines, ctx)
             rep.lines += chunk.lines.height
             rep.bytes += chunk.end_offset - state.offset
@@ -140,16 +185,15 @@ class Pipeline:
                 self._buffer.append(parsed.events)
                 self._buffered += parsed.events.height
             if progress:
-                progress(str(path), self.report.lines, sum(f.bytes for f in self.report.files))
+                progress(str(path), self.report.lines, sum(r.bytes for r in self.report.files))
             if self._buffered >= FLUSH_EVENTS:
                 self.flush()
-        return rep
 
-    def _context(self, fp: str, path: Path) -> ParseContext:
+    def _context(self, fp: str, mtime_s: float) -> ParseContext:
         ctx = self._contexts.get(fp)
         if ctx is None:
             saved = self.checkpoints.get(fp)
-            mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.UTC)
+            mtime = dt.datetime.fromtimestamp(mtime_s, tz=dt.UTC)
             ctx = ParseContext(
                 timezone=self.options.timezone,
                 year=self.options.year,
@@ -184,22 +228,32 @@ class Pipeline:
             self._pending = {}
 
     def _write(self, parsed: pl.DataFrame) -> None:
-        parsed = conform(parsed, EVENT_SCHEMA).unique(["source", "line_no"], keep="first", maintain_order=True)
-        lo, hi = parsed.get_column("time").min(), parsed.get_column("time").max()
-        if lo is None or hi is None:
+        parsed = conform(parsed, EVENT_SCHEMA).unique(EVENT_KEY, keep="first", maintain_order=True)
+        if not parsed.height:
             return
-        days = _days(lo - QUEUE_LIFETIME, hi + QUEUE_LIFETIME)
-        stored = self.store.scan(EVENTS_DIR, [d for d in days])
-        new = parsed
-        related = pl.DataFrame(schema=EVENT_SCHEMA)
-        if stored is not None:
-            ident = stored.select("source", "line_no")
-            new = parsed.lazy().join(ident, on=["source", "line_no"], how="anti").collect()
-            related = _related(stored, parsed)
-        everything = pl.concat([related, parsed], how="vertical_relaxed").unique(["source", "line_no"], keep="first")
+        new = self._unseen(parsed)
+        # Everything the touched messages logged so far: the open messages' stored events plus
+        # the new lines. Lines re-read after a crash are in both and count once.
+        related = self.open.related(parsed)
+        oldest = parsed.get_column("time").min()
+        others = [t for src, t in self._newest_by_source().items() if src not in set(parsed.get_column("source"))]
+        if others and oldest is not None and oldest < max(others):
+            # Lines older than what is stored: a log read out of order (a rotated file's tail
+            # after the new file, files ingested newest first). Messages they touch may already
+            # be stored complete, so search the events table over the queue lifetime around them.
+            search = _keys(parsed)
+        else:
+            search = _orphans(parsed, related)  # in order: only messages neither starting nor open
+        if search.height:
+            related = pl.concat([related, self._stored_related(search, parsed)], how="vertical_relaxed")
+        everything = pl.concat([related, parsed], how="vertical_relaxed").unique(EVENT_KEY, keep="first")
         rows = correlate(everything)
         self.store.append_events(new)
         self.report.events += new.height
+        for src, t in parsed.group_by("source").agg(pl.col("time").max()).iter_rows():
+            if t is not None and t > self._newest_by_source().get(src, t):
+                self._newest[src] = t
+            self._newest.setdefault(src, t)
         touched = (
             everything.filter(pl.col("queue_id").is_not_null())
             .select(pl.concat_str(["host", "queue_id"], separator="|").unique())
@@ -209,21 +263,75 @@ class Pipeline:
         stale = (
             (pl.col("queue_id") != "") & pl.concat_str(["host", "queue_id"], separator="|").is_in(touched.implode())
         ) | pl.col("message_trace_id").is_in(standalone.implode())
-        self.store.replace_messages(rows, stale, set(days))
+        # a stored row of a touched message lies in the day of its first event, which is here
+        days = set(everything.get_column("time").dt.date().unique().drop_nulls().to_list())
+        self.store.replace_messages(rows, stale, days)
+        self.open.update(everything, rows, self.options.queue_lifetime)
+        self.open.save()
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
 
+    def _newest_by_source(self) -> dict[str, dt.datetime]:
+        """The newest stored event of each source seen within a queue lifetime of the newest one.
 
-def _related(stored: pl.LazyFrame, parsed: pl.DataFrame) -> pl.DataFrame:
-    """Stored events of the messages the parsed events touch, following content-filter links."""
-    keys = _keys(parsed)
+        Lines older than another source's newest were read out of order (a rotated file's tail
+        after the new file): they may belong to messages already stored as complete.
+        """
+        if self._newest is None:
+            self._newest = self.store.newest_by_source(self.options.queue_lifetime)
+        return self._newest
+
+    def _stored_related(self, keys: pl.DataFrame, parsed: pl.DataFrame) -> pl.DataFrame:
+        lo, hi = parsed.get_column("time").min(), parsed.get_column("time").max()
+        if lo is None or hi is None:
+            return pl.DataFrame(schema=EVENT_SCHEMA)
+        life = self.options.queue_lifetime
+        stored = self.store.scan(EVENTS_DIR, _days(lo - life, hi + life))
+        return pl.DataFrame(schema=EVENT_SCHEMA) if stored is None else _related(stored, keys)
+
+    def _unseen(self, parsed: pl.DataFrame) -> pl.DataFrame:
+        """Parsed events not already stored. Only a source's first flush in this process can hold
+        lines stored before (a crash after writing, before the checkpoint); later ones cannot."""
+        fresh = set(parsed.get_column("source").unique().to_list()) - self._verified
+        self._verified |= fresh
+        if not fresh:
+            return parsed
+        check = parsed.filter(pl.col("source").is_in(list(fresh)))
+        days = check.get_column("time").dt.date().unique().drop_nulls().to_list()
+        stored = self.store.scan(EVENTS_DIR, days)
+        if stored is None:
+            return parsed
+        ident = stored.filter(pl.col("source").is_in(list(fresh))).select(EVENT_KEY)
+        return parsed.lazy().join(ident, on=EVENT_KEY, how="anti", nulls_equal=True).collect()
+
+
+# Kinds that can open a message: its first line. Anything else first seen without its message
+# being open means earlier lines of it were stored before (or never seen).
+START_KINDS = ["client", "receive", "msgid"]
+
+
+def _orphans(parsed: pl.DataFrame, related: pl.DataFrame) -> pl.DataFrame:
+    """(host, queue_id) of parsed messages that neither start here nor are open."""
+    firsts = (
+        parsed.filter(pl.col("queue_id").is_not_null())
+        .sort("time", "source", "line_no")
+        .group_by("host", "queue_id")
+        .agg(pl.col("kind").first())
+        .filter(~pl.col("kind").is_in(START_KINDS))
+        .select("host", "queue_id")
+    )
+    return firsts.join(_keys(related), on=["host", "queue_id"], how="anti")
+
+
+def _related(stored: pl.LazyFrame, keys: pl.DataFrame) -> pl.DataFrame:
+    """Stored events of the given queue ids, following content-filter links."""
     found = pl.DataFrame(schema=EVENT_SCHEMA)
-    for _ in range(2):  # second pass: the other side of hand-offs found in the first
+    for _ in range(3):  # later passes: the other side of hand-offs found in the earlier ones
         by_qid = stored.join(keys.lazy(), on=["host", "queue_id"], how="semi")
         by_next = stored.join(
             keys.lazy().rename({"queue_id": "next_queue_id"}), on=["host", "next_queue_id"], how="semi"
         )
-        found = pl.concat([by_qid, by_next]).unique(["source", "line_no"]).collect()
+        found = pl.concat([by_qid, by_next]).unique(EVENT_KEY).collect()
         more = pl.concat([keys, _keys(found)]).unique()
         if more.height == keys.height:
             break

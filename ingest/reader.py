@@ -23,7 +23,7 @@ from typing import BinaryIO
 import polars as pl
 
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-CHUNK_BYTES = 64 * 1024 * 1024
+CHUNK_BYTES = 32 * 1024 * 1024
 FINGERPRINT_BYTES = 256  # of the first line; enough to tell files apart, cheap to read
 _ROTATED = re.compile(r"^(?P<base>.+?)(?:\.(?P<n>\d+)|-(?P<date>\d{8,10}))?(?:\.(?:gz|bz2|xz))?$")
 
@@ -56,27 +56,47 @@ def first_line(path: Path) -> bytes | None:
     """The first complete line (without newline), or None while the file has none."""
     try:
         with open_binary(path) as f:
-            head = f.read(64 * 1024)
-    except (OSError, EOFError, lzma.LZMAError) as e:
+            return _first_line(f)
+    except OSError as e:
         raise ReadError(f"cannot read {path}: {e}") from e
+
+
+def _first_line(f: BinaryIO) -> bytes | None:
+    try:
+        head = f.read(64 * 1024)
+    except (OSError, EOFError, lzma.LZMAError) as e:  # EOFError: a .gz still being written
+        raise ReadError(f"cannot read {getattr(f, 'name', '?')}: {e}") from e
     end = head.find(b"\n")
     if end < 0:
         return None
     return head[:end].rstrip(b"\r")
 
 
-def fingerprint(path: Path) -> str | None:
-    """A stable id for a log file's content: a hash of its first line (None while it has none)."""
-    line = first_line(path)
+def _hash(line: bytes | None) -> str | None:
     if line is None or not line.strip():
         return None
     return hashlib.sha256(line[:FINGERPRINT_BYTES]).hexdigest()[:16]
 
 
+def fingerprint(path: Path) -> str | None:
+    """A stable id for a log file's content: a hash of its first line (None while it has none)."""
+    return _hash(first_line(path))
+
+
+def fingerprint_open(f: BinaryIO) -> str | None:
+    """The fingerprint of an open file, which is left at offset 0 (so a rotation cannot swap files)."""
+    fp = _hash(_first_line(f))
+    f.seek(0)
+    return fp
+
+
 def sample_lines(path: Path, n: int = 20) -> list[str]:
     """The first n lines, decoded leniently, for format detection."""
-    with open_binary(path) as f:
-        head = f.read(64 * 1024)
+    try:
+        with open_binary(path) as f:
+            head = f.read(64 * 1024)
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        raise ReadError(f"cannot read {path}: {e}") from e
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
     return [line.rstrip("\r") for line in text.split("\n")[:n]]
 
@@ -110,8 +130,12 @@ def discover(paths: list[str]) -> list[Path]:
                 found.append(p)
             else:
                 raise ReadError(f"no such file or directory: {arg}")
-    unique = list(dict.fromkeys(found))
-    return sorted(unique, key=_series_key)
+    return order_series(found)
+
+
+def order_series(paths: list[Path]) -> list[Path]:
+    """Paths without duplicates, each rotated series oldest first (mail.log.1 before mail.log)."""
+    return sorted(dict.fromkeys(paths), key=_series_key)
 
 
 def _to_frame(block: bytes, first_line_no: int) -> pl.DataFrame:
@@ -142,38 +166,46 @@ def read_chunks(path: Path, offset: int, line_no: int, chunk_bytes: int = CHUNK_
     except OSError as e:
         raise ReadError(f"cannot read {path}: {e}") from e
     with f:
-        if offset:
-            if is_compressed(path):
-                _skip(f, offset)
-            else:
-                f.seek(offset)
-        carry = b""
-        while True:
-            try:
-                data = f.read(chunk_bytes)
-            except (OSError, EOFError, lzma.LZMAError) as e:
-                raise ReadError(f"cannot read {path}: {e}") from e
-            if not data:
-                return
-            data = carry + data
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
-                continue
-            block, carry = data[: cut + 1], data[cut + 1 :]
-            if offset == 0 and block.startswith(b"\xef\xbb\xbf"):
-                block_for_frame = block[3:]
-            else:
-                block_for_frame = block
-            frame = _to_frame(block_for_frame, line_no)
-            offset += len(block)
-            line_no += frame.height
-            yield Chunk(lines=frame, end_offset=offset, end_line=line_no)
+        yield from read_open(f, path, offset, line_no, chunk_bytes)
 
 
-def _skip(f: BinaryIO, n: int) -> None:
+def read_open(f: BinaryIO, path: Path, offset: int, line_no: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
+    """Like read_chunks, from a file the caller opened (and fingerprinted) with open_binary(path)."""
+    if offset:
+        if is_compressed(path):
+            _skip(f, offset, path)
+        else:
+            f.seek(offset)
+    carry = b""
+    while True:
+        try:
+            data = f.read(chunk_bytes)
+        except (OSError, EOFError, lzma.LZMAError) as e:
+            raise ReadError(f"cannot read {path}: {e}") from e
+        if not data:
+            return
+        data = carry + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        block, carry = data[: cut + 1], data[cut + 1 :]
+        if offset == 0 and block.startswith(b"\xef\xbb\xbf"):
+            block_for_frame = block[3:]
+        else:
+            block_for_frame = block
+        frame = _to_frame(block_for_frame, line_no)
+        offset += len(block)
+        line_no += frame.height
+        yield Chunk(lines=frame, end_offset=offset, end_line=line_no)
+
+
+def _skip(f: BinaryIO, n: int, path: Path) -> None:
     while n > 0:
-        got = f.read(min(n, 16 * 1024 * 1024))
+        try:
+            got = f.read(min(n, 16 * 1024 * 1024))
+        except (OSError, EOFError, lzma.LZMAError) as e:  # EOFError: a .gz still being written
+            raise ReadError(f"cannot read {path}: {e}") from e
         if not got:
             return
         n -= len(got)

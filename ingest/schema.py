@@ -59,6 +59,10 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "line_no": pl.Int64,  # 0-based line number in that source: (source, line_no) identifies the event
 }
 
+# What identifies an event: its line, and which of the line's events it is (a Sendmail `to=<a>,<b>`
+# or an Exchange `a;b` line gives one event per recipient). Re-read lines dedupe on this.
+EVENT_KEY: list[str] = ["source", "line_no", "kind", "recipient"]
+
 # Event kinds understood by the correlator.
 KINDS: dict[str, str] = {
     "client": "connection that submitted the message: client_host, client_ip (Postfix smtpd client=)",

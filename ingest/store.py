@@ -72,6 +72,18 @@ class Store:
             return None
         return pl.scan_parquet(files, schema=schema, hive_partitioning=False)
 
+    def newest_by_source(self, window: dt.timedelta) -> dict[str, dt.datetime]:
+        """Each source's newest event among the stored events within `window` of the newest day."""
+        days = layout.partition_days(self.events)
+        if not days:
+            return {}
+        recent = [d for d in days if d >= days[-1] - window - dt.timedelta(days=1)]
+        lf = self.scan(EVENTS_DIR, recent)
+        if lf is None:
+            return {}
+        df = lf.group_by("source").agg(pl.col("time").max()).collect()
+        return {src: t for src, t in df.iter_rows() if t is not None}
+
     def append_events(self, events: pl.DataFrame) -> int:
         """Add new events, one file per UTC day; returns files written."""
         return self._append(self.events, conform(events, EVENT_SCHEMA), "time", EVENT_SCHEMA)

@@ -200,13 +200,4 @@ def test_ingest_matches_truth(tmp_path: Path, fmt: str, case: int) -> None:
     report = ingest_paths([str(log)], tmp_path / "store", options)
     assert report.unknown == 0, report.files[0].unknown_sample
     got = T.to_contract(Store(tmp_path / "store").scan("messages").collect())
-    try:
-        _assert_same(expected, got)
-    except AssertionError:
-        if fmt not in _PIPELINE_DEDUP_BUG:
-            raise
-        pytest.xfail("ingest.pipeline keeps one event per (source, line_no): a line naming several "
-                     "recipients (Sendmail to=<a>,<b>; Exchange RECEIVE a;b) loses all but the first")
-
-
-_PIPELINE_DEDUP_BUG = {"sendmail", "exchange"}
+    _assert_same(expected, got)

@@ -1,0 +1,89 @@
+"""The events of messages still open: the state carried between flushes, runs and restarts.
+
+A message is open while its row is `incomplete`: received but not finished (no `removed`, an
+outcome still pending), or seen without its start (the file with its first lines not ingested
+yet). When new lines arrive, only their queue ids' open events are needed to recompute the
+messages they touch, so a flush never scans the events table. Open state expires once the newest
+event seen is more than the queue lifetime past it, so memory stays flat over weeks.
+
+Saved as one Parquet file (explicit schema, atomic), after the data it describes is durable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+
+from ingest.layout import write_parquet_atomic
+from ingest.schema import EVENT_KEY, EVENT_SCHEMA, conform
+
+OPEN_FILE = "open_events.parquet"
+
+
+class OpenSet:
+    """Open messages' events for one store, in memory, saved with each flush."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / OPEN_FILE
+        self.events = (
+            conform(pl.read_parquet(self.path), EVENT_SCHEMA)
+            if self.path.exists()
+            else pl.DataFrame(schema=EVENT_SCHEMA)
+        )
+
+    def related(self, parsed: pl.DataFrame) -> pl.DataFrame:
+        """Open events of the messages the parsed events touch, following content-filter links."""
+        if not self.events.height:
+            return self.events
+        keys = _keys(parsed)
+        found = self.events.clear()
+        for _ in range(3):  # later passes: the other side of hand-offs found in the earlier ones
+            by_qid = self.events.join(keys, on=["host", "queue_id"], how="semi")
+            by_next = self.events.join(
+                keys.rename({"queue_id": "next_queue_id"}), on=["host", "next_queue_id"], how="semi"
+            )
+            found = pl.concat([by_qid, by_next]).unique(EVENT_KEY)
+            more = pl.concat([keys, _keys(found)]).unique()
+            if more.height == keys.height:
+                break
+            keys = more
+        return found
+
+    def update(self, everything: pl.DataFrame, rows: pl.DataFrame, lifetime: dt.timedelta) -> None:
+        """Replace the touched messages' open events by those still open after this flush, then expire."""
+        touched = _keys(everything)
+        still_open = (
+            rows.filter(pl.col("incomplete") & (pl.col("queue_ids") != ""))
+            .select("host", pl.col("queue_ids").str.split(" ").alias("queue_id"))
+            .explode("queue_id")
+            .unique()
+        )
+        kept = self.events.join(touched, on=["host", "queue_id"], how="anti")
+        reopened = everything.filter(pl.col("queue_id").is_not_null()).join(
+            still_open, on=["host", "queue_id"], how="semi"
+        )
+        events = pl.concat([kept, conform(reopened, EVENT_SCHEMA)], how="vertical_relaxed")
+        newest = events.get_column("time").max()
+        if newest is not None:
+            last = events.group_by("host", "queue_id").agg(pl.col("time").max().alias("_last"))
+            alive = last.filter(pl.col("_last") >= newest - lifetime).select("host", "queue_id")
+            events = events.join(alive, on=["host", "queue_id"], how="semi")
+        self.events = events
+
+    def save(self) -> None:
+        """Write the open set atomically (call after the data it covers is durable)."""
+        write_parquet_atomic(self.events, self.path, EVENT_SCHEMA)
+
+    @property
+    def messages(self) -> int:
+        """How many queue ids are open."""
+        return self.events.select(pl.struct("host", "queue_id").n_unique()).item() if self.events.height else 0
+
+
+def _keys(ev: pl.DataFrame) -> pl.DataFrame:
+    """(host, queue_id) of every queue id the events name, hand-off targets included."""
+    a = ev.filter(pl.col("queue_id").is_not_null()).select("host", "queue_id")
+    b = ev.filter(pl.col("next_queue_id").is_not_null()).select("host", pl.col("next_queue_id").alias("queue_id"))
+    return pl.concat([a, b]).unique()
