@@ -31,6 +31,8 @@ from ingest.store import Store
 QUEUE_LIFETIME = dt.timedelta(days=6)
 FLUSH_EVENTS = 250_000  # events per flush: bounds memory (~1 GB at most); larger gains little
 SAMPLE_UNKNOWN = 3
+# After a batch ingest, a partition with this many files or more is merged into one.
+COMPACT_MIN_FILES = 8
 
 
 @dataclass
@@ -396,8 +398,8 @@ def ingest_paths(
     finally:
         pipe.close()
     for day in _all_days(pipe.store):
-        pipe.store.compact("messages", day, min_files=8)
-        pipe.store.compact(EVENTS_DIR, day, min_files=8)
+        pipe.store.compact("messages", day, min_files=COMPACT_MIN_FILES)
+        pipe.store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
     pipe.report.seconds = time.perf_counter() - started
     return pipe.report
 
