@@ -159,7 +159,7 @@ def _to_frame(block: bytes, first_line_no: int) -> pl.DataFrame:
     return df.with_row_index("line_no", offset=first_line_no).with_columns(pl.col("line_no").cast(pl.Int64))
 
 
-def read_chunks(path: Path, offset: int, line_no: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
+def read_chunks(path: Path, offset: int, line_no: int, chunk_bytes: int | None = None) -> Iterator[Chunk]:
     """Complete lines from byte `offset` (of the decompressed content) on, in chunks of about chunk_bytes."""
     try:
         f = open_binary(path)
@@ -169,7 +169,9 @@ def read_chunks(path: Path, offset: int, line_no: int, chunk_bytes: int = CHUNK_
         yield from read_open(f, path, offset, line_no, chunk_bytes)
 
 
-def read_open(f: BinaryIO, path: Path, offset: int, line_no: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
+def read_open(
+    f: BinaryIO, path: Path, offset: int, line_no: int, chunk_bytes: int | None = None
+) -> Iterator[Chunk]:
     """Like read_chunks, from a file the caller opened (and fingerprinted) with open_binary(path)."""
     if offset:
         if is_compressed(path):
@@ -179,7 +181,7 @@ def read_open(f: BinaryIO, path: Path, offset: int, line_no: int, chunk_bytes: i
     carry = b""
     while True:
         try:
-            data = f.read(chunk_bytes)
+            data = f.read(chunk_bytes or CHUNK_BYTES)  # module value read late: benchmarks tune it
         except (OSError, EOFError, lzma.LZMAError) as e:
             raise ReadError(f"cannot read {path}: {e}") from e
         if not data:
