@@ -253,6 +253,63 @@ def trace(**params: Any) -> None:
         raise click.ClickException(_one_line(e)) from None
 
 
+@cli.command()
+@_store_option
+@click.option("--message-trace-id", required=True, metavar="GUID", help="The message (from a trace row).")
+@click.option("--recipient-address", required=True, metavar="ADDRESS", help="The recipient whose delivery to explain.")
+@click.option("--start-date", metavar="DATE", help="Window start (default: 48 hours before now).")
+@click.option("--end-date", metavar="DATE", help="Window end (default: now).")
+@click.option("--timezone", metavar="TZ", envvar="MSGTRACE_TZ", help="Zone of dates typed without one.")
+@click.option("--now", metavar="TIME", envvar="MSGTRACE_NOW", help="Pretend the current time is TIME.")
+@click.option("--max-age-days", type=int, default=10, show_default=True, help="Age limit of --start-date; 0 lifts it.")
+@click.option(
+    "--output",
+    "output_format",
+    type=click.Choice(["table", "csv", "json", "jsonl"], case_sensitive=False),
+    default="table",
+    show_default=True,
+)
+def detail(**params: Any) -> None:
+    """Why a message's status is what it is, like Get-MessageTraceDetail.
+
+    The log events of one message for one recipient, oldest first: Date (UTC), Event (Receive,
+    Transfer, Defer, Send, Deliver, Fail, Expand, Spam, Quarantine, DSN, Complete...), Action,
+    Detail (relay, DSN code, response, reason) and Data (the raw fields). Same 48-hour default
+    window and age limit as trace.
+
+    \b
+    Example: msgtrace detail --message-trace-id 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b --recipient-address bob@fabrikam.com
+    """
+    from query import engine, output
+    from query.detail import check_recipient, message_trace_detail
+    from query.filters import QueryError, TraceFilter
+
+    try:
+        store = engine.resolve_store(params["store"])
+        rcpt = check_recipient(params["recipient_address"])
+        flt = TraceFilter.from_params(
+            message_trace_id=params["message_trace_id"],
+            recipient_address=rcpt,
+            start_date=params["start_date"],
+            end_date=params["end_date"],
+            now=params["now"],
+            max_age_days=params["max_age_days"],
+            timezone=params["timezone"],
+        )
+        rows = message_trace_detail(store, flt, rcpt)
+    except QueryError as e:
+        raise click.ClickException(str(e)) from None
+    except Exception as e:  # one line for the user, not a traceback
+        if os.environ.get("MSGTRACE_DEBUG"):
+            raise
+        raise click.ClickException(_one_line(e)) from None
+    fmt = params["output_format"].lower()
+    if rows.height == 0 and fmt == "table":
+        click.echo("No events found for that message and recipient.", err=True)
+        return
+    output.write(rows, fmt, None, sys.stdout, columns=["Date", "Event", "Action", "Detail"])
+
+
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")

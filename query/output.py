@@ -11,7 +11,6 @@ import polars as pl
 
 FORMATS = ("table", "csv", "json", "jsonl", "parquet")
 TABLE_COLUMNS = ("Received", "SenderAddress", "RecipientAddress", "Subject", "Status")
-_TIME_COLUMNS = ("Received", "StartDate", "EndDate")
 _ISO = "%Y-%m-%dT%H:%M:%S%.fZ"
 # OWASP CSV injection: a cell starting with one of these is a formula in spreadsheet programs.
 _FORMULA_START = r"^[=+\-@\t\r]"
@@ -60,7 +59,7 @@ def fit(text: str, width: int) -> str:
 
 def text_times(df: pl.DataFrame) -> pl.DataFrame:
     """The time columns as ISO 8601 UTC strings ending in Z."""
-    return df.with_columns(pl.col(c).dt.strftime(_ISO) for c in _TIME_COLUMNS if c in df.columns)
+    return df.with_columns(pl.col(c).dt.strftime(_ISO) for c, t in df.schema.items() if isinstance(t, pl.Datetime))
 
 
 def to_csv(df: pl.DataFrame) -> str:
@@ -98,19 +97,22 @@ def column_widths(natural: dict[str, int], total: int | None) -> dict[str, int]:
     return widths
 
 
-def to_table(df: pl.DataFrame, width: int | None = None) -> str:
+def to_table(df: pl.DataFrame, width: int | None = None, columns: list[str] | None = None) -> str:
     """An aligned text table of the main columns, neutralised, fitting width columns when given."""
+    cols = columns or TABLE_COLUMNS
     shown = df.select(
-        pl.col("Received").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        *[pl.col(c).cast(pl.String).fill_null("") for c in TABLE_COLUMNS[1:]],
+        pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if df.schema[c].is_temporal()
+        else pl.col(c).cast(pl.String).fill_null("")
+        for c in cols
     )
-    cells = {c: [neutralize(v) for v in shown[c].to_list()] for c in TABLE_COLUMNS}
-    natural = {c: max([len(c)] + [display_width(v) for v in cells[c]]) for c in TABLE_COLUMNS}
+    cells = {c: [neutralize(v or "") for v in shown[c].to_list()] for c in cols}
+    natural = {c: max([len(c)] + [display_width(v) for v in cells[c]]) for c in cols}
     widths = column_widths(natural, width)
-    lines = [_SEP.join(fit(c, widths[c]) for c in TABLE_COLUMNS).rstrip()]
-    lines.append(_SEP.join("-" * widths[c] for c in TABLE_COLUMNS))
+    lines = [_SEP.join(fit(c, widths[c]) for c in cols).rstrip()]
+    lines.append(_SEP.join("-" * widths[c] for c in cols))
     for i in range(df.height):
-        lines.append(_SEP.join(fit(cells[c][i], widths[c]) for c in TABLE_COLUMNS).rstrip())
+        lines.append(_SEP.join(fit(cells[c][i], widths[c]) for c in cols).rstrip())
     return "\n".join(lines) + "\n"
 
 
@@ -119,10 +121,10 @@ def terminal_width() -> int:
     return shutil.get_terminal_size((120, 24)).columns
 
 
-def render(df: pl.DataFrame, fmt: str, width: int | None = None) -> str:
-    """Rows in a text format (table, csv, json, jsonl)."""
+def render(df: pl.DataFrame, fmt: str, width: int | None = None, columns: list[str] | None = None) -> str:
+    """Rows in a text format (table, csv, json, jsonl); `columns` picks the table's columns."""
     if fmt == "table":
-        return to_table(df, width)
+        return to_table(df, width, columns)
     if fmt == "csv":
         return to_csv(df)
     if fmt == "json":
@@ -132,7 +134,7 @@ def render(df: pl.DataFrame, fmt: str, width: int | None = None) -> str:
     raise ValueError(f"not a text format: {fmt}")
 
 
-def write(df: pl.DataFrame, fmt: str, out: Path | None, stream: TextIO) -> None:
+def write(df: pl.DataFrame, fmt: str, out: Path | None, stream: TextIO, columns: list[str] | None = None) -> None:
     """Write rows in fmt to the file out (atomically for parquet) or, for text formats, to stream."""
     if fmt == "parquet":
         if out is None:
@@ -142,6 +144,6 @@ def write(df: pl.DataFrame, fmt: str, out: Path | None, stream: TextIO) -> None:
         tmp.replace(out)
         return
     if out is not None:
-        out.write_text(render(df, fmt), encoding="utf-8")
+        out.write_text(render(df, fmt, columns=columns), encoding="utf-8")
         return
-    stream.write(render(df, fmt, terminal_width() if fmt == "table" else None))
+    stream.write(render(df, fmt, terminal_width() if fmt == "table" else None, columns))
