@@ -17,9 +17,9 @@ first chunk of a file carries the header, so it is remembered in ctx.state. Choi
   the next hop on SEND, client-hostname the previous hop on RECEIVE), and all events of a message
   must share one host for the correlator to join them.
 - sender is return-path (the envelope MAIL FROM; `<>` becomes ""), else sender-address (a header).
-- One row per recipient for events that list recipients: RECEIVE/SUBMIT/DSN name them with status
-  GettingStatus (a message seen only arriving still lists its recipients), outcome events carry
-  the outcome; EXPAND, RESOLVE and REDIRECT are described at _rewrites().
+- One row per recipient: outcome events (DELIVER, SEND, FAIL, DEFER, DROP...) carry its status,
+  RECEIVE and DSN give each listed recipient GettingStatus (a message only seen arriving still has
+  its recipients), EXPAND/RESOLVE/REDIRECT see _rewrites(); anything else is an info row.
 """
 
 from __future__ import annotations
@@ -47,12 +47,7 @@ _F2013 = (*_F2010[:11], "network-message-id", *_F2010[11:])
 _F2016 = (*_F2013, "transport-traffic-type", "log-id", "schema-version")
 # A file read from the middle (no header seen, no saved state): the standard layout of its width.
 _BY_WIDTH = {len(f): f for f in (_F2010, _F2013, _F2016)}
-_USED = (
-    "date-time", "client-ip", "client-hostname", "server-ip", "server-hostname", "source-context",
-    "source", "event-id", "internal-message-id", "message-id", "network-message-id", "recipient-address",
-    "recipient-status", "total-bytes", "recipient-count", "related-recipient-address", "reference",
-    "message-subject", "sender-address", "return-path", "message-info",
-)  # fmt: skip
+_USED = tuple(n for n in _F2016[:22] if n != "connector-id")  # date-time ... message-info
 
 # Events that bring a message in (DSN: the line is logged under the new DSN message's own ids,
 # naming the original only by Message-ID in `reference`, so it starts a message with sender <>).
@@ -61,17 +56,16 @@ _RECEIVE = ("RECEIVE", "SUBMIT", "DSN")
 # Safety Net RESUBMIT*, shadow (HA*) and moderation events never decide: a resubmission of a
 # message already delivered must not turn it back to Pending or Failed.
 _OUTCOME = {
-    "DELIVER": "Delivered",
-    "DUPLICATEDELIVER": "Delivered",
-    "SEND": "Delivered",
-    "FAIL": "Failed",
-    "SUBMITFAIL": "Failed",
-    "BADMAIL": "Failed",
-    "DROP": "Failed",
-    "DEFER": "Pending",
-    "SUBMITDEFER": "Pending",
-}
+    "DELIVER": "Delivered", "DUPLICATEDELIVER": "Delivered", "SEND": "Delivered",
+    "FAIL": "Failed", "SUBMITFAIL": "Failed", "BADMAIL": "Failed", "DROP": "Failed",
+    "DEFER": "Pending", "SUBMITDEFER": "Pending",
+}  # fmt: skip
 # The reason names a spam verdict: Exchange's content filter, SCL thresholds, blocklists.
+# event-id -> what its line contributes (anything else: info).
+_CLASS = {
+    **dict.fromkeys(_RECEIVE, "receive"), **dict.fromkeys(_OUTCOME, "deliver"),
+    "EXPAND": "expand", "RESOLVE": "rewrite", "REDIRECT": "rewrite",
+}  # fmt: skip
 _SPAM = SPAM_REASON + r"|content ?filter|(?-u:\bSCL\b)|phish"
 # A recipient-status list is `;`-separated, but one status may contain `;` itself
 # (`550 4.4.7 QUEUE.Expired;Message expired`): split only before a token that starts a status.
@@ -130,9 +124,8 @@ def _rows(part: pl.DataFrame, names: list[str] | None) -> tuple[pl.DataFrame, pl
     fields = _split_csv(text, names) if names else None
     if fields is not None:
         return _named(fields, part), part.clear().select("line_no", "line")
-    # No header seen (a file read from the middle), or a malformed line (a quote never closed) made
-    # the CSV reader run across lines: match fields line by line. A line the matches do not cover
-    # end to end is malformed; without a header, a line's width picks the standard layout.
+    # No header (a file read from the middle), or a quote never closed made the CSV reader run
+    # across lines: match fields line by line. Matches that skip part of a line mean it is malformed.
     text = text.str.strip_suffix("\r")
     parts = text.str.extract_all(_FIELD)
     whole = parts.list.eval(pl.element().str.len_bytes()).list.sum() == text.str.len_bytes()
@@ -140,9 +133,7 @@ def _rows(part: pl.DataFrame, names: list[str] | None) -> tuple[pl.DataFrame, pl
     width = parts.list.len() + parts.list.last().str.ends_with(",").cast(pl.UInt32)
     layouts = [(whole, names)] if names else [(whole & (width == w), list(f)) for w, f in _BY_WIDTH.items()]
     out = [_named(_split_regex(parts.filter(ok), n), part.filter(ok)) for ok, n in layouts]
-    mapped = pl.Series([False] * len(text))
-    for ok, _ in layouts:
-        mapped = mapped | ok
+    mapped = pl.select(pl.any_horizontal([ok for ok, _ in layouts])).to_series()
     return pl.concat(out), part.filter(~mapped).select("line_no", "line")
 
 
@@ -184,7 +175,7 @@ def _split_csv(text: pl.Series, names: list[str]) -> pl.DataFrame | None:
         return None
     if df.height != len(text):
         return None
-    return df.rename({f"f{i}": n for i, n in used.items()})
+    return df.rename({f"f{i}": n for i, n in used.items()}).rechunk()
 
 
 def _split_regex(parts: pl.Series, names: list[str]) -> pl.DataFrame:
@@ -210,33 +201,21 @@ def _events(rows: pl.DataFrame, ctx: ParseContext) -> tuple[pl.DataFrame, pl.Dat
     # Lazy, collected together: each part reads only the columns it needs, the shared start once.
     f = rows.lazy().with_columns(
         c("date-time").str.to_datetime(_TIME_FMT, time_unit="us", time_zone="UTC", strict=False).alias("time"),
-        c("event-id").str.strip_chars().alias("program"),
+        c("event-id").alias("program"),
         pl.coalesce(c("network-message-id"), c("internal-message-id")).alias("queue_id"),
     )
     ok = c("time").is_not_null() & c("program").is_not_null()
     bad = f.filter(~ok).select("line_no", "line")
     # A line with no message id at all (NOTIFYMAPI: an item seen in an Outbox) traces nothing.
     f = f.filter(ok & c("queue_id").is_not_null())
-    ev, rp, rcpt = c("program"), c("return-path").str.strip_chars(), c("recipient-address")
+    rp, rcpt = c("return-path"), c("recipient-address")
     f = f.select(
         "time",
         "program",
         "queue_id",
         "line_no",
-        pl.when(ev.is_in(_RECEIVE))
-        .then(pl.lit("receive"))
-        .when(ev.is_in(list(_OUTCOME)))
-        .then(pl.lit("deliver"))
-        .when(ev == "EXPAND")
-        .then(pl.lit("expand"))
-        .when(ev.is_in(["RESOLVE", "REDIRECT"]))
-        .then(pl.lit("rewrite"))
-        .otherwise(pl.lit("info"))
-        .alias("_cls"),
-        pl.when(rp == "<>")
-        .then(pl.lit(""))
-        .otherwise(pl.coalesce(rp.str.strip_prefix("<").str.strip_suffix(">"), c("sender-address")))
-        .alias("sender"),
+        c("program").replace_strict(_CLASS, default="info", return_dtype=pl.String).alias("_cls"),
+        pl.when(rp == "<>").then(pl.lit("")).otherwise(pl.coalesce(rp, c("sender-address"))).alias("sender"),
         c("message-id").alias("message_id"),
         c("message-subject").alias("subject"),
         pl.when(rcpt.is_not_null()).then(rcpt.str.count_matches(";", literal=True) + 1).otherwise(0).alias("_n"),
@@ -274,6 +253,29 @@ def _message_rows(f: pl.LazyFrame) -> pl.LazyFrame:
 def _recipient_rows(f: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """One row per listed recipient (its outcome, or GettingStatus), and rows for rewritten addresses."""
     c = pl.col
+    rows = _listed(f)
+    outcome = c("_cls") == "deliver"
+    # Only FAIL and DROP can be spam verdicts; null elsewhere spares the regex every other row.
+    reason = pl.when(c("program").is_in(["FAIL", "DROP"])).then(
+        pl.concat_str([c("_own"), c("source-context")], separator=" ", ignore_nulls=True)
+    )
+    spam = reason.str.contains(_SPAM).fill_null(False)
+    status = pl.when(spam).then(pl.lit("FilteredAsSpam")).otherwise(c("program").replace_strict(_OUTCOME, default=None))
+    return rows.with_columns(
+        pl.lit("deliver").alias("kind"),
+        pl.when(outcome).then(status).otherwise(pl.lit("GettingStatus")).alias("status"),
+        _orig(),
+        pl.when(outcome).then(c("server-hostname")).alias("relay"),
+        pl.when(c("program") == "SEND").then(c("server-ip")).alias("to_ip"),
+        pl.when(outcome).then(c("_own").str.extract(_DSN, 1)).alias("dsn"),
+        pl.when(outcome).then(clip(pl.coalesce(c("_own"), c("source-context")))).alias("detail"),
+        pl.when(outcome & (c("_delay") >= 0)).then(c("_delay")).alias("delay"),
+    ), _rewrites(f.filter(c("_cls").is_in(["expand", "rewrite"])))
+
+
+def _listed(f: pl.LazyFrame) -> pl.LazyFrame:
+    """Lines that list recipients, one row per recipient with its own status text (`_own`)."""
+    c = pl.col
     # Mailbox Transport Submission logs its RECEIVE/SUBMIT (source STOREDRIVER) in a file of its
     # own (MSGTRKMS) whose last word on a message is never an outcome; the Transport service's
     # RECEIVE lists the same recipients again, so naming them here would only add GettingStatus
@@ -283,59 +285,55 @@ def _recipient_rows(f: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     origin = (
         c("message-info").str.extract(_ISO, 1).str.to_datetime(_TIME_FMT, time_unit="us", time_zone="UTC", strict=False)
     )
-    rows = rows.with_columns(
-        c("recipient-address").str.split(";").alias("_rcpt"),
-        pl.int_ranges(0, c("_n")).alias("_i"),
-        pl.when(c("_n") > 1)
-        .then(c("recipient-status").str.replace_all(_NEXT_STATUS, _SEP + "${1}").str.split(_SEP))
-        .alias("_st"),
-        ((c("time") - origin).dt.total_microseconds() / 1e6).round(6).alias("_delay"),
-        c("related-recipient-address").str.split(";").alias("_rel"),
+    rows = rows.with_columns(((c("time") - origin).dt.total_microseconds() / 1e6).round(6).alias("_delay"))
+    keep = [
+        *("time", "program", "queue_id", "line_no", "_cls", "_n", "sender", "message_id", "subject", "_delay"),
+        *("server-ip", "server-hostname", "source-context", "related-recipient-address", "recipient", "_own", "_i"),
+    ]
+    # Most lines name one recipient: the whole status is its own, whatever `;` it holds.
+    single = rows.filter(c("_n") == 1).with_columns(
+        c("recipient-address").str.strip_chars().alias("recipient"),
+        c("recipient-status").str.strip_chars().alias("_own"),
+        pl.lit(0, dtype=pl.Int64).alias("_i"),
     )
-    rewritten = _rewrites(rows)
-    rows = rows.explode(["_rcpt", "_i"]).with_columns(c("_rcpt").str.strip_chars().alias("recipient"))
-    rows = rows.filter(c("recipient") != "")
-    # With one recipient the whole status is its own, whatever `;` it holds. With several, an
-    # unsplittable status (one piece) applies to each; otherwise pieces pair up by position.
-    own = (
-        pl.when(c("_n") == 1)
-        .then(c("recipient-status"))
-        .when(c("_st").list.len() == 1)
-        .then(c("_st").list.first())
-        .otherwise(c("_st").list.get(c("_i"), null_on_oob=True))
-        .str.strip_chars()
+    # Several: an unsplittable status (one piece) applies to each, else pieces pair up by position.
+    multi = (
+        rows.filter(c("_n") > 1)
+        .with_columns(
+            c("recipient-address").str.split(";").alias("recipient"),
+            pl.int_ranges(0, c("_n")).alias("_i"),
+            c("recipient-status").str.replace_all(_NEXT_STATUS, _SEP + "${1}").str.split(_SEP).alias("_st"),
+        )
+        .select(*(k for k in keep if k != "_own"), "_st")  # explode copies every column it keeps
+        .explode(["recipient", "_i"])
+        .with_columns(
+            c("recipient").str.strip_chars(),
+            pl.when(c("_st").list.len() == 1)
+            .then(c("_st").list.first())
+            .otherwise(c("_st").list.get(c("_i"), null_on_oob=True))
+            .str.strip_chars()
+            .alias("_own"),
+        )
     )
-    rows = rows.with_columns(own.alias("_own"))
-    outcome = c("_cls") == "deliver"
-    # Only FAIL and DROP can be spam verdicts; null elsewhere spares the regex every other row.
-    reason = pl.when(c("program").is_in(["FAIL", "DROP"])).then(
-        pl.concat_str([c("_own"), c("source-context")], separator=" ", ignore_nulls=True)
-    )
-    spam = reason.str.contains(_SPAM).fill_null(False)
-    status = pl.when(spam).then(pl.lit("FilteredAsSpam")).otherwise(c("program").replace_strict(_OUTCOME, default=None))
-    rewrite = c("_cls") == "rewrite"
+    return pl.concat([single.select(keep), multi.select(keep)]).filter(c("recipient") != "")
+
+
+def _orig() -> pl.Expr:
+    """orig_recipient of a member row: the group (EXPAND), or the address rewritten (RESOLVE, REDIRECT).
+
+    related-recipient-address pairs up with recipient-address by position when both list as many.
+    """
+    c = pl.col
+    rel = pl.when(c("_cls").is_in(["expand", "rewrite"])).then(c("related-recipient-address")).str.split(";")
     orig = (
-        pl.when(c("_cls") == "expand")
-        .then(c("_rel").list.first())
-        .when(rewrite & (c("_rel").list.len() == c("_n")))
-        .then(c("_rel").list.get(c("_i"), null_on_oob=True))
-        .when(rewrite)
-        .then(c("_rel").list.first())
+        pl.when((c("_cls") == "rewrite") & (rel.list.len() == c("_n")))
+        .then(rel.list.get(c("_i"), null_on_oob=True))
+        .otherwise(rel.list.first())
         .str.strip_chars()
     )
     # an address "resolved" to itself (only its case differs) was not rewritten
-    orig = pl.when(orig.str.to_lowercase() != c("recipient").str.to_lowercase()).then(orig)
-    rows = rows.with_columns(
-        pl.lit("deliver").alias("kind"),
-        pl.when(outcome).then(status).otherwise(pl.lit("GettingStatus")).alias("status"),
-        orig.alias("orig_recipient"),
-        pl.when(outcome).then(c("server-hostname")).alias("relay"),
-        pl.when(c("program") == "SEND").then(c("server-ip")).alias("to_ip"),
-        pl.when(outcome).then(c("_own").str.extract(_DSN, 1)).alias("dsn"),
-        pl.when(outcome).then(clip(pl.coalesce(c("_own"), c("source-context")))).alias("detail"),
-        pl.when(outcome & (c("_delay") >= 0)).then(c("_delay")).alias("delay"),
-    )
-    return rows, rewritten
+    same = orig.str.to_lowercase() == pl.when(orig.is_not_null()).then(c("recipient")).str.to_lowercase()
+    return pl.when(~same).then(orig).alias("orig_recipient")
 
 
 def _rewrites(rows: pl.LazyFrame) -> pl.LazyFrame:
@@ -347,9 +345,15 @@ def _rewrites(rows: pl.LazyFrame) -> pl.LazyFrame:
     and the new address goes on under its own events.
     """
     c = pl.col
-    rows = rows.filter(c("_cls").is_in(["expand", "rewrite"]) & c("_rel").is_not_null())
-    new = c("recipient-address").str.to_lowercase().str.split(";").list.eval(pl.element().str.strip_chars())
-    rows = rows.with_columns(new.alias("_new")).explode("_rel").with_columns(c("_rel").str.strip_chars())
+    rows = rows.filter(c("related-recipient-address").is_not_null()).with_columns(
+        c("related-recipient-address").str.split(";").alias("_rel"),
+        c("recipient-address")
+        .str.to_lowercase()
+        .str.split(";")
+        .list.eval(pl.element().str.strip_chars())
+        .alias("_new"),
+    )
+    rows = rows.explode("_rel").with_columns(c("_rel").str.strip_chars())
     expand = c("_cls") == "expand"
     # An address resolved to itself is not a rewrite.
     rows = rows.filter((c("_rel") != "") & (expand | ~c("_new").list.contains(c("_rel").str.to_lowercase())))
