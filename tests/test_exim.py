@@ -256,7 +256,7 @@ def test_corpus_exim_testsuite(corpus: Path) -> None:
 
 MESSAGE_COLUMNS = [
     "received", "host", "queue_ids", "message_id", "sender_address", "recipient_address", "subject", "status",
-    "to_ip", "from_ip", "size", "orig_recipient", "relay", "dsn", "detail", "delay", "incomplete",
+    "to_ip", "from_ip", "size", "orig_recipient", "relay", "dsn", "detail", "delay",
 ]
 
 

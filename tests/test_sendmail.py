@@ -193,7 +193,7 @@ def test_corpus_fail2ban(corpus: Path) -> None:
 
 MESSAGE_COLUMNS = [
     "received", "host", "queue_ids", "message_id", "sender_address", "recipient_address", "subject", "status",
-    "to_ip", "from_ip", "size", "orig_recipient", "relay", "dsn", "detail", "delay", "incomplete",
+    "to_ip", "from_ip", "size", "orig_recipient", "relay", "dsn", "detail", "delay",
 ]
 # Queued rejects naming no recipient (check_mail, milter `data, reject`): see test_whole_message_rejects.
 CORRELATOR_GAP = {"61P8Qni004012", "65HIbcGI002800"}

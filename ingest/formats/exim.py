@@ -93,10 +93,12 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
 _FLAGS = [f + " " for f in _STATUS]
 
 
+_WORK = {k: v for k, v in EVENT_SCHEMA.items() if k not in ("organization", "format", "source")}
+
+
 def _when_any(fn: Callable[[pl.DataFrame], pl.DataFrame], df: pl.DataFrame) -> pl.DataFrame:
     """fn(df), or no events at all for an empty frame (small batches pay per operation, not per line)."""
     return fn(df) if df.height else pl.DataFrame(schema=_WORK)
-_WORK = {k: v for k, v in EVENT_SCHEMA.items() if k not in ("organization", "format", "source")}
 
 
 def _is_reject(text: pl.Expr) -> pl.Expr:
@@ -238,23 +240,28 @@ def _deliveries(df: pl.DataFrame) -> pl.DataFrame:
     # A local delivery shows just the local part (`=> bob <bob@example.com>`); give it the domain of the original.
     local = pl.when(disp.str.contains("@", literal=True) | domain.is_null()).then(disp).otherwise(disp + "@" + domain)
     parent = pl.col("parents").str.extract(r"^([^,\s]+)", 1)
-    literal = pl.col("hname").str.extract(r"^\[([^\]]+)\]", 1)
-    detail = tail_from(t, pl.col("_at"))
     df = df.with_columns(
         pl.when(pfr).then(pl.coalesce(parent, top, disp)).otherwise(local).alias("recipient"),
-        pl.coalesce(pl.when(literal.is_null()).then(pl.col("hname")), pl.when(pfr).then(disp.str.slice(0, 200)), "_transport").alias("relay"),
-        pl.coalesce("hip", literal).alias("to_ip"),
-        pl.when(pl.col("_flag").is_in(["=>", "->", ">>", "*>"])).then(detail.str.replace(r'"(?: \w+=\S*)*$', ""))
-        .otherwise(detail).alias("detail"),
+        pl.col("hname").str.extract(r"^\[([^\]]+)\]", 1).alias("_literal"),  # H=[ip]
+        tail_from(t, pl.col("_at")).alias("_raw"),
     )
+    relay = pl.coalesce(pl.when(pl.col("_literal").is_null()).then("hname"), pl.when(pfr).then(disp.str.slice(0, 200)), "_transport")
     orig = pl.when(top.is_not_null() & (top.str.to_lowercase() != pl.col("recipient").str.to_lowercase())).then(top)
-    suppressed = pl.when(pl.col("_flag") == "*>").then(pl.lit("delivery suppressed"))
+    # a response C="..." ends at its closing quote, before QT= DT=
+    response = pl.col("_raw").str.replace(r'"(?: \w+=\S*)*$', "")
+    detail = (
+        pl.when(pl.col("_flag") == "*>").then(pl.coalesce(response, pl.lit("delivery suppressed")))
+        .when(pl.col("_flag").is_in(["=>", "->", ">>"])).then(response)
+        .otherwise("_raw")
+    )
     return df.with_columns(
         pl.lit("deliver").alias("kind"),
         pl.col("_flag").replace_strict(_STATUS, default=None).alias("status"),
         orig.alias("orig_recipient"),
-        pl.coalesce("detail", suppressed).alias("detail"),
-        pl.col("detail").str.extract(r"\d\d\d[ -]([245]\.\d\d?\d?\.\d\d?\d?)", 1).alias("dsn"),
+        relay.alias("relay"),
+        pl.coalesce("hip", "_literal").alias("to_ip"),
+        detail.alias("detail"),
+        pl.col("_raw").str.extract(r"\d\d\d[ -]([245]\.\d\d?\d?\.\d\d?\d?)", 1).alias("dsn"),
         _seconds(df.get_column("_qt")).alias("delay"),
     )
 
@@ -356,6 +363,7 @@ def organizations(hosts: pl.Series, ctx: ParseContext) -> pl.Series:
     distinct = hosts.unique(maintain_order=True).to_list()
     orgs = [pl.select(organization_expr(pl.lit(h, pl.String), ctx)).item() for h in distinct]
     return hosts.replace_strict(distinct, orgs, default="", return_dtype=pl.String)
+
 
 DETAIL_CHARS = 300
 _SPAM = r"(?i)spam|\brbl\b|dnsbl|dnslist|black ?list|block ?list|blocked using|listed (?:at|in|on|by) |realtime blackhole"
