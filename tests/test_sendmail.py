@@ -252,3 +252,13 @@ def test_whole_message_rejects() -> None:
         ("61P8Qni004012", "test@service.example.com", "None"),
         ("65HIbcGI002800", "", "FilteredAsSpam"),
     ]
+
+
+def test_truncated_and_mangled_lines_never_crash() -> None:
+    """Every prefix of every fixture line, plus non-ASCII: parsed or unknown, never an exception."""
+    src = [s for case in CASES for s in (FIXTURES / f"{case}.log").read_text().splitlines()]
+    lines = [s[:i] for s in src for i in range(0, len(s) + 1, 3)] + [s.replace("e", "é") for s in src]
+    p = sendmail.parse(frame(lines), context())
+    assert p.events.schema == pl.Schema(EVENT_SCHEMA)
+    assert p.unknown["line_no"].is_between(0, len(lines) - 1).all()
+    assert p.events["detail"].drop_nulls().str.len_chars().max() <= 300
