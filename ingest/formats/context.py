@@ -30,7 +30,8 @@ def organization_expr(host: pl.Expr, ctx: ParseContext) -> pl.Expr:
     """--organization, else the domain of the host name (mx1.example.org -> example.org), else the host."""
     if ctx.organization:
         return pl.lit(ctx.organization)
-    # a handful of distinct hosts per batch: derive once per host, not once per line
-    domain = host.unique().str.extract(r"^[^.]+\.(.+\..+)$", 1)
-    mapping = pl.coalesce(domain, host.unique())
-    return host.replace_strict(host.unique(), mapping, default="").fill_null("")
+    # a handful of distinct hosts per batch: derive once per host, not once per line; both sides
+    # of the mapping come from the same ordered unique list so each host keeps its own domain
+    hosts = host.unique(maintain_order=True)
+    domains = pl.coalesce(hosts.str.extract(r"^[^.]+\.(.+\..+)$", 1), hosts)
+    return host.replace_strict(hosts, domains, default="").fill_null("")
