@@ -152,10 +152,14 @@ def _queued_rows(ev: pl.DataFrame) -> pl.DataFrame:
     rows = msgs.join(rcpt, on="root", how="left")
     rows = _apply_holds(rows, ev)
     # The end is outside the input while an outcome is open (deferred, handed to a filter not seen
-    # since), or, without `removed`, while fewer recipients have an outcome than qmgr counted.
+    # since). Without `removed`, it is in only when every recipient qmgr counted has an outcome and
+    # none is held (a release may follow): the pipeline keeps incomplete messages open, and a
+    # message closed too early would split in two when its next line arrives in a later flush.
     final = pl.col("status").is_in(_FINAL).fill_null(False)
     outcomes = pl.col("_outcome").sum().over("root")
-    ended = final.all().over("root") & (pl.col("_has_end") | (outcomes >= pl.col("_nrcpt").fill_null(0)))
+    held = pl.col("status").eq("Quarantined").any().over("root")
+    counted = pl.col("_nrcpt").is_not_null() & (outcomes >= pl.col("_nrcpt")) & ~held
+    ended = final.all().over("root") & (pl.col("_has_end") | counted)
     incomplete = ~pl.col("_has_start") | ~ended
     rows = rows.with_columns(
         pl.col("recipient_address").fill_null(""),
@@ -178,8 +182,12 @@ def _sender_per_root(ev: pl.DataFrame) -> pl.DataFrame:
         .then(1)
         .otherwise(2)
         .alias("_rank"),
+        # a qualified address beats a bare local part (Sendmail's MSP logs from=alice, the MTA from=<alice@host>)
+        ~(pl.col("sender").str.contains("@", literal=True) | (pl.col("sender") == "")).alias("_bare"),
     )
-    return sub.group_by("root").agg(pl.col("sender").sort_by(["_rank", "time"]).first().alias("sender_address"))
+    return sub.group_by("root").agg(
+        pl.col("sender").sort_by(["_bare", "_rank", "time"]).first().alias("sender_address")
+    )
 
 
 def _recipient_rows(ev: pl.DataFrame) -> pl.DataFrame:
@@ -235,7 +243,9 @@ def _apply_holds(rows: pl.DataFrame, ev: pl.DataFrame) -> pl.DataFrame:
     "sent" logged just after it (amavis decides, then answers 250 to Postfix), but not a delivery
     that came well after (a release from hold).
     """
-    holds = ev.filter(pl.col("kind").eq("hold") & pl.col("status").is_not_null()).sort(_ORDER)
+    # a reject naming no recipient (Sendmail check_mail, milter at DATA) refuses the whole message
+    whole = pl.col("kind").eq("hold") | (pl.col("kind").eq("reject") & pl.col("recipient").is_null())
+    holds = ev.filter(whole & pl.col("status").is_not_null()).sort(_ORDER)
     holds = holds.group_by("root").agg(
         pl.col("status").last().alias("_hold"),
         pl.col("time").last().alias("_hold_time"),

@@ -113,11 +113,6 @@ def test_every_case_has_a_log() -> None:
     assert logs == set(CASES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest/formats/context.py organization_expr maps host.unique() onto a second, "
-    "differently ordered host.unique(); needs unique(maintain_order=True) in both places",
-)
 def test_organization_follows_each_host(tmp_path: Path) -> None:
     hosts = [f"mx{i}.d{i}.example" for i in range(26)]
     log = tmp_path / "hosts.log"
