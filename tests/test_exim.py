@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from ingest.formats import ParseContext, exim
+from ingest.formats.common import DETAIL_MAX
 from ingest.schema import EVENT_SCHEMA, KINDS, STATUSES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "exim"
@@ -329,4 +330,4 @@ def test_truncated_and_mangled_lines_never_crash() -> None:
     p = exim.parse(frame(lines), context())
     assert p.events.schema == pl.Schema(EVENT_SCHEMA)
     assert p.unknown["line_no"].is_between(0, len(lines) - 1).all()
-    assert p.events["detail"].drop_nulls().str.len_chars().max() <= exim.DETAIL_CHARS
+    assert p.events["detail"].drop_nulls().str.len_chars().max() <= DETAIL_MAX

@@ -6,8 +6,8 @@ import polars as pl
 
 # A reject or drop whose reason names a blocklist or spam policy is FilteredAsSpam, not None.
 SPAM_REASON = (
-    r"(?i)spam|blocked using|block ?list|black ?list|dnsbl|\brbl\b|spamcop|barracudacentral"
-    r"|sorbs|uceprotect|junk|\bUBE\b|bulk mail"
+    r"(?i)spam|blocked using|block ?list|black ?list|dnsbl|dnslist|\brbl\b|spamcop|barracudacentral"
+    r"|sorbs|uceprotect|junk|\bUBE\b|bulk mail|listed (?:at|in|on|by) |realtime blackhole"
 )
 
 # An IPv4 or IPv6 literal (loose: enough to tell an address from a socket path or a name).
@@ -16,9 +16,19 @@ IP_LITERAL = r"^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)$"
 DETAIL_MAX = 300
 
 
+def spam_reason(reason: pl.Expr) -> pl.Expr:
+    """True when a reject reason names a blocklist, RBL/DNSBL or spam (addresses aside: spamela@example.org is no reason)."""
+    return reason.str.replace_all(r"<[^>]*>|\S+@\S+", "").str.contains(SPAM_REASON).fill_null(False)
+
+
 def reject_status(reason: pl.Expr) -> pl.Expr:
     """None, or FilteredAsSpam when the reject reason names a blocklist or spam."""
-    return pl.when(reason.str.contains(SPAM_REASON)).then(pl.lit("FilteredAsSpam")).otherwise(pl.lit("None"))
+    return pl.when(spam_reason(reason)).then(pl.lit("FilteredAsSpam")).otherwise(pl.lit("None"))
+
+
+def tail_from(text: pl.Expr, start: pl.Expr) -> pl.Expr:
+    """`text` from byte offset `start` (as str.find gives it), at most DETAIL_MAX characters; null when start is."""
+    return text.cast(pl.Binary).bin.slice(start).cast(pl.String).str.slice(0, DETAIL_MAX)
 
 
 def ip_or_null(value: pl.Expr) -> pl.Expr:

@@ -17,6 +17,7 @@ import polars as pl
 
 from ingest.formats import Parsed
 from ingest.formats import syslog as sl
+from ingest.formats.common import DETAIL_MAX, reject_status, tail_from
 from ingest.formats.context import ParseContext, organization_expr
 from ingest.schema import EVENT_SCHEMA, TIME, conform
 
@@ -81,7 +82,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     # Grouped by kind, each group in line order: a global sort would cost a third of the parse; sort by line_no when needed.
     events = pl.concat([conform(p, _WORK) for p in parts if p.height] or [pl.DataFrame(schema=_WORK)])
     events = events.with_columns(
-        organizations(events.get_column("host"), ctx).alias("organization"),
+        organization_expr(pl.col("host"), ctx).alias("organization"),
         pl.lit(NAME).alias("format"),
         pl.lit(ctx.source).alias("source"),
     )
@@ -317,7 +318,7 @@ def _rejects(df: pl.DataFrame) -> pl.DataFrame:
         tail_from(t, t.str.find(r"(?:temporarily )?rejected ")).alias("detail"),
         client(t).alias("_client"),
     ).unnest("_client")
-    status = pl.when(spam_reason(pl.col("detail"))).then(pl.lit("FilteredAsSpam")).otherwise(pl.lit("None"))
+    status = reject_status(pl.col("detail"))
     return df.with_columns(status.alias("status"))
 
 
@@ -333,7 +334,7 @@ def _message_lines(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(
         pl.when(removed).then(pl.lit("removed")).when(hold).then(pl.lit("hold")).otherwise(pl.lit("info")).alias("kind"),
         pl.when(hold).then(pl.lit("Quarantined")).alias("status"),
-        pl.when(t != "Completed").then(t.str.slice(0, DETAIL_CHARS)).alias("detail"),
+        pl.when(t != "Completed").then(t.str.slice(0, DETAIL_MAX)).alias("detail"),
     )
 
 
@@ -352,31 +353,6 @@ def _seconds(durations: pl.Series) -> pl.Series:
 
 
 # Helpers shared with the Sendmail parser (candidates for a common ingest/formats module).
-
-
-def organizations(hosts: pl.Series, ctx: ParseContext) -> pl.Series:
-    """organization_expr for each line's host, evaluated once per distinct host (a batch has a handful).
-
-    One host at a time also sidesteps organization_expr pairing two separate unique() calls, whose
-    orders differ when a batch holds several hosts.
-    """
-    distinct = hosts.unique(maintain_order=True).to_list()
-    orgs = [pl.select(organization_expr(pl.lit(h, pl.String), ctx)).item() for h in distinct]
-    return hosts.replace_strict(distinct, orgs, default="", return_dtype=pl.String)
-
-
-DETAIL_CHARS = 300
-_SPAM = r"(?i)spam|\brbl\b|dnsbl|dnslist|black ?list|block ?list|blocked using|listed (?:at|in|on|by) |realtime blackhole"
-
-
-def tail_from(text: pl.Expr, start: pl.Expr) -> pl.Expr:
-    """`text` from byte offset `start` (as str.find gives it), at most DETAIL_CHARS characters; null when start is."""
-    return text.cast(pl.Binary).bin.slice(start).cast(pl.String).str.slice(0, DETAIL_CHARS)
-
-
-def spam_reason(detail: pl.Expr) -> pl.Expr:
-    """True when a reject reason names a blocklist, RBL/DNSBL or spam (addresses aside: spamela@example.org is no reason)."""
-    return detail.str.replace_all(r"<[^>]*>|\S+@\S+", "").str.contains(_SPAM).fill_null(False)
 
 
 def client(text: pl.Expr) -> pl.Expr:

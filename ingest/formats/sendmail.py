@@ -16,10 +16,8 @@ import polars as pl
 
 from ingest.formats import Parsed
 from ingest.formats import syslog as sl
-from ingest.formats.context import ParseContext
-
-# Shared with the Exim parser (they would belong in a common module of the formats package).
-from ingest.formats.exim import DETAIL_CHARS, organizations, spam_reason, tail_from
+from ingest.formats.common import DETAIL_MAX, spam_reason, tail_from
+from ingest.formats.context import ParseContext, organization_expr
 from ingest.schema import EVENT_SCHEMA, conform
 
 NAME = "sendmail"
@@ -93,7 +91,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     # Grouped by kind, each group in line order (as for Exim: sort by line_no when needed).
     events = pl.concat([conform(p, _WORK) for p in parts if p.height] or [pl.DataFrame(schema=_WORK)])
     events = events.with_columns(
-        organizations(events.get_column("host"), ctx).alias("organization"),
+        organization_expr(pl.col("host"), ctx).alias("organization"),
         pl.lit(NAME).alias("format"),
         pl.lit(ctx.source).alias("source"),
     )
@@ -272,5 +270,5 @@ def _message_lines(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(
         pl.when(quarantine | discard).then(pl.lit("hold")).otherwise(pl.lit("info")).alias("kind"),
         pl.when(quarantine).then(pl.lit("Quarantined")).when(discard).then(pl.lit("FilteredAsSpam")).alias("status"),
-        t.str.slice(0, DETAIL_CHARS).alias("detail"),
+        t.str.slice(0, DETAIL_MAX).alias("detail"),
     )
