@@ -407,3 +407,37 @@ def test_corpus_exchange_2013(corpus: Path) -> None:
     # Two internal ids (64712272257893, ...894) share one network id; with only info events
     # (no RECEIVE in the sample) the correlator makes no message of it.
     assert correlate(p.events).is_empty()
+
+
+# ---- through the pipeline ---------------------------------------------------------------------------
+
+
+def _store_messages(store: Path) -> pl.DataFrame:
+    import pyarrow.dataset as ds
+
+    return pl.from_arrow(ds.dataset(store / "messages", format="parquet", partitioning="hive").to_table())  # type: ignore[return-value]
+
+
+def test_ingest_one_file(tmp_path: Path) -> None:
+    from ingest.pipeline import IngestOptions, ingest_paths
+
+    report = ingest_paths([str(FIXTURES / "ex2013_routing.log")], tmp_path / "store", IngestOptions())
+    assert [(f.format, f.unknown, f.skipped) for f in report.files] == [("exchange", 0, None)]
+    got = _store_messages(tmp_path / "store").sort("received", "recipient_lower")
+    assert got.select("recipient_address", "status").rows() == [(r[2], r[3]) for r in contract("ex2013_routing")]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ingest/reader.py fingerprints a file by its first line, and every tracking log starts with "
+    "'#Software: Microsoft Exchange Server': the second file is taken for the first one (skipped, or read "
+    "from the first one's offset). The fingerprint needs the header block (its #Date line) for '#' files.",
+)
+def test_ingest_two_servers_as_one_message(tmp_path: Path) -> None:
+    from ingest.pipeline import IngestOptions, ingest_paths
+
+    logs = [str(FIXTURES / f"{name}.log") for name in CASES["ex2016_cross"]]
+    report = ingest_paths(logs, tmp_path / "store", IngestOptions())
+    assert [(f.unknown, f.skipped) for f in report.files] == [(0, None), (0, None)]
+    (row,) = _store_messages(tmp_path / "store").iter_rows(named=True)
+    assert (row["from_ip"], row["status"], row["recipient_address"]) == ("203.0.113.7", "Delivered", "pat@contoso.com")

@@ -6,7 +6,9 @@
     2026-06-13T10:00:00.120Z,203.0.113.7,mail.fabrikam.com,10.0.0.5,EX01,...,SMTP,RECEIVE,...
 
 Columns are mapped by name from `#Fields` (2010: 26 fields, 2013: 27, 2016/2019: 30); only the
-first chunk of a file carries the header, so it is remembered in ctx.state. Choices that shape a trace:
+first chunk of a file carries the header, so it is remembered in ctx.state. A batch is read by
+Polars' CSV reader over its lines joined back together; a line that derails it (a quote never
+closed) sends the batch through a per-line regex instead. Choices that shape a trace:
 
 - queue_id is the network-message-id when the log has one (2013+), else the internal-message-id.
   The internal id differs per server *and* per transport service (Transport, Mailbox Transport
@@ -94,16 +96,18 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     """Events (EVENT_SCHEMA) from a batch of tracking-log lines; a `#Fields` line updates ctx.state."""
     state = ctx.state.setdefault(NAME, {})
     line = pl.col("line")
-    fields_line = line.str.starts_with("#Fields:") | line.str.starts_with("\ufeff#Fields:")
-    heads = lines.filter(fields_line).get_column("line").str.strip_prefix("\ufeff").str.strip_prefix("#Fields:")
+    if lines.height and lines.item(0, "line").startswith("\ufeff"):  # a UTF-8 BOM opens the file
+        lines = lines.with_columns(line.str.strip_prefix("\ufeff"))
+    fields_line = line.str.starts_with("#Fields:")
+    heads = lines.filter(fields_line).get_column("line").str.strip_prefix("#Fields:")
     # layouts[k]: the columns of data lines below the k-th `#Fields` line of this chunk
     # (k = 0: above all of them, i.e. the layout remembered from an earlier chunk, if any).
     layouts = [state.get("fields"), *(h.strip().split(",") for h in heads)]
     if heads.len():
         state["fields"] = layouts[-1]
-    comment = line.str.starts_with("#") | line.str.starts_with("\ufeff#")
-    data = lines.with_columns(fields_line.cum_sum().alias("_h")).filter(
-        ~comment & (line.str.len_bytes() > 0) & (line != "\r")
+    header_k = fields_line.cum_sum() if heads.len() else pl.lit(0, dtype=pl.UInt32)
+    data = lines.with_columns(header_k.alias("_h")).filter(
+        ~line.str.starts_with("#") & (line.str.len_bytes() > 0) & (line != "\r")
     )
     events, unknown = [], []
     keys = data.get_column("_h").unique(maintain_order=True).to_list()
