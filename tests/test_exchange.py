@@ -75,13 +75,16 @@ def message_rows(case: str) -> list[dict]:
     """Every message column but the trace id (a hash, checked on its own below)."""
     df = messages(case).drop("message_trace_id")
     return [
-        {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()} for r in df.iter_rows(named=True)
+        {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()}
+        for r in df.iter_rows(named=True)
     ]
 
 
 def check_golden(got: list[dict], path: Path, update: bool) -> None:
     if update:
-        path.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in got), encoding="utf-8")
+        path.write_text(
+            "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in got), encoding="utf-8"
+        )
     assert path.exists(), f"no golden file {path.name}: run pytest --update-golden and review it"
     want = [json.loads(s) for s in path.read_text(encoding="utf-8").splitlines()]
     for i, (g, w) in enumerate(zip(got, want, strict=False)):
@@ -147,7 +150,9 @@ def test_no_client_ip_unless_received_by_smtp() -> None:
 def test_mailbox_submission_names_no_recipients() -> None:
     """MSGTRKMS RECEIVE/SUBMIT: message rows only (see exchange._recipient_rows)."""
     assert by("ex2016_outbound", program="SUBMIT", kind="deliver") == []
-    assert by("ex2016_outbound", program="RECEIVE", queue_id="b2b2b2b2-0000-4000-8000-00000000000b", kind="deliver") == []
+    assert (
+        by("ex2016_outbound", program="RECEIVE", queue_id="b2b2b2b2-0000-4000-8000-00000000000b", kind="deliver") == []
+    )
 
 
 def test_notifymapi_without_ids_is_dropped() -> None:
@@ -184,8 +189,15 @@ def test_statuses_holding_semicolons_pair_by_code() -> None:
 
 def test_defer_keeps_a_quoted_status() -> None:
     (d,) = by("ex2016_outbound", program="DEFER")
-    assert (d["recipient"], d["status"], d["dsn"], d["relay"]) == ("zoe@example.net", "Pending", "4.4.0", "mx.example.net")
-    assert d["detail"].startswith('451 4.4.0 Primary target IP address responded with: "421 4.3.2 Service not available,')
+    assert (d["recipient"], d["status"], d["dsn"], d["relay"]) == (
+        "zoe@example.net",
+        "Pending",
+        "4.4.0",
+        "mx.example.net",
+    )
+    assert d["detail"].startswith(
+        '451 4.4.0 Primary target IP address responded with: "421 4.3.2 Service not available,'
+    )
 
 
 def test_dsn_starts_a_message_from_the_null_sender() -> None:
@@ -297,7 +309,11 @@ def test_detect() -> None:
         assert detect(read_lines(name)[:20]) == "exchange"
     assert exchange.detect(["#Fields: date-time,client-ip,event-id,internal-message-id"])
     assert not exchange.detect(
-        ["#Software: Microsoft Exchange Server", "#Log-type: SMTP Receive Protocol Log", "#Fields: date-time,connector-id"]
+        [
+            "#Software: Microsoft Exchange Server",
+            "#Log-type: SMTP Receive Protocol Log",
+            "#Fields: date-time,connector-id",
+        ]
     )
     assert not exchange.detect(["Jun 13 10:00:00 mx1 postfix/qmgr[9]: 3F1A22C01: removed"])
     assert not exchange.detect([])
