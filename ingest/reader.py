@@ -24,7 +24,7 @@ import polars as pl
 
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 CHUNK_BYTES = 32 * 1024 * 1024
-FINGERPRINT_BYTES = 256  # of the first line; enough to tell files apart, cheap to read
+FINGERPRINT_BYTES = 4096  # of the identifying head; enough to tell files apart, cheap to read
 _ROTATED = re.compile(r"^(?P<base>.+?)(?:\.(?P<n>\d+)|-(?P<date>\d{8,10}))?(?:\.(?:gz|bz2|xz))?$")
 
 
@@ -62,20 +62,28 @@ def first_line(path: Path) -> bytes | None:
 
 
 def _first_line(f: BinaryIO) -> bytes | None:
+    """The identifying head of a file: its first line, or, when it opens with `#` header lines (an
+    Exchange tracking log: every file starts `#Software: Microsoft Exchange Server`), the header
+    up to and including the first data line. None until that much is complete."""
     try:
         head = f.read(64 * 1024)
     except (OSError, EOFError, lzma.LZMAError) as e:  # EOFError: a .gz still being written
         raise ReadError(f"cannot read {getattr(f, 'name', '?')}: {e}") from e
-    end = head.find(b"\n")
-    if end < 0:
-        return None
-    return head[:end].rstrip(b"\r")
+    head = head.removeprefix(b"\xef\xbb\xbf")
+    start = 0
+    while True:
+        end = head.find(b"\n", start)
+        if end < 0:
+            return None
+        if not head.startswith(b"#", start):
+            return head[:end].rstrip(b"\r")
+        start = end + 1
 
 
 def _hash(line: bytes | None) -> str | None:
     if line is None or not line.strip():
         return None
-    return hashlib.sha256(line[:FINGERPRINT_BYTES]).hexdigest()[:16]
+    return hashlib.sha256(line[-FINGERPRINT_BYTES:]).hexdigest()[:16]
 
 
 def fingerprint(path: Path) -> str | None:

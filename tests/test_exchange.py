@@ -443,12 +443,6 @@ def test_ingest_one_file(tmp_path: Path) -> None:
     assert got.select("recipient_address", "status").rows() == [(r[2], r[3]) for r in contract("ex2013_routing")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest/reader.py fingerprints a file by its first line, and every tracking log starts with "
-    "'#Software: Microsoft Exchange Server': the second file is taken for the first one (skipped, or read "
-    "from the first one's offset). The fingerprint needs the header block (its #Date line) for '#' files.",
-)
 def test_ingest_two_servers_as_one_message(tmp_path: Path) -> None:
     from ingest.pipeline import IngestOptions, ingest_paths
 
