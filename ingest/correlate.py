@@ -57,7 +57,10 @@ def _instances(ev: pl.DataFrame) -> pl.DataFrame:
     same = (pl.col("host") == pl.col("host").shift(1)) & (pl.col("queue_id") == pl.col("queue_id").shift(1))
     new = (
         ~same.fill_null(False)
-        | pl.col("kind").shift(1).eq("removed").fill_null(False)
+        # after `removed`, but not within the same second: events of one second may come from two
+        # files (a rotation mid-message) whose order is not known, and Postfix cannot hand the
+        # same queue id (microseconds + inode) to a new message within the second it freed it
+        | (pl.col("kind").shift(1).eq("removed") & (pl.col("_sec") > pl.col("_sec").shift(1))).fill_null(False)
         | ((pl.col("time") - pl.col("time").shift(1)) > REUSE_GAP).fill_null(False)
     )
     ev = ev.with_columns(new.alias("_new"))

@@ -239,7 +239,7 @@ class Pipeline:
         related = self.open.related(parsed)
         oldest = parsed.get_column("time").min()
         others = [t for src, t in self._newest_by_source().items() if src not in set(parsed.get_column("source"))]
-        if others and oldest is not None and oldest < max(others):
+        if others and oldest is not None and oldest <= max(others):  # <=: a rotation splits a second
             # Lines older than what is stored: a log read out of order (a rotated file's tail
             # after the new file, files ingested newest first). Messages they touch may already
             # be stored complete, so search the events table over the queue lifetime around them.
@@ -256,15 +256,18 @@ class Pipeline:
             if t is not None and t > self._newest_by_source().get(src, t):
                 self._newest[src] = t
             self._newest.setdefault(src, t)
+        # A stored row was recomputed here when its queue id and Received (its first event's time)
+        # are those of an event here; an earlier message under a reused queue id, complete and not
+        # loaded, keeps its row.
         touched = (
             everything.filter(pl.col("queue_id").is_not_null())
-            .select(pl.concat_str(["host", "queue_id"], separator="|").unique())
+            .select(_message_key(pl.col("time")).unique())
             .to_series()
         )
         standalone = rows.filter(pl.col("queue_id") == "").get_column("message_trace_id")
-        stale = (
-            (pl.col("queue_id") != "") & pl.concat_str(["host", "queue_id"], separator="|").is_in(touched.implode())
-        ) | pl.col("message_trace_id").is_in(standalone.implode())
+        stale = ((pl.col("queue_id") != "") & _message_key(pl.col("received")).is_in(touched.implode())) | pl.col(
+            "message_trace_id"
+        ).is_in(standalone.implode())
         # a stored row of a touched message lies in the day of its first event, which is here
         days = set(everything.get_column("time").dt.date().unique().drop_nulls().to_list())
         self.store.replace_messages(rows, stale, days)
@@ -339,6 +342,11 @@ def _related(stored: pl.LazyFrame, keys: pl.DataFrame) -> pl.DataFrame:
             break
         keys = more
     return found
+
+
+def _message_key(t: pl.Expr) -> pl.Expr:
+    """host|queue id|time in microseconds: a message's identity in the messages table."""
+    return pl.concat_str(["host", "queue_id", t.dt.epoch("us").cast(pl.String)], separator="|")
 
 
 def _keys(ev: pl.DataFrame) -> pl.DataFrame:
