@@ -35,7 +35,7 @@ def safe(text: str) -> str:
 
 def source_options(f):  # type: ignore[no-untyped-def]
     """Options shared by ingest and watch: how to read the logs."""
-    f = click.option("--host", default=None, help="Host name for logs that do not name one (Exim mainlog).")(f)
+    f = click.option("--host", default=None, help="Host name for logs that do not name one (Exim mainlog, Exchange tracking logs).")(f)
     f = click.option(
         "--format",
         "fmt",

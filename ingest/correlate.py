@@ -196,9 +196,14 @@ def _sender_per_root(ev: pl.DataFrame) -> pl.DataFrame:
 def _recipient_rows(ev: pl.DataFrame) -> pl.DataFrame:
     """Latest outcome per (root, recipient), plus Expanded / None rows for aliases."""
     out = ev.filter(pl.col("kind").is_in(_OUTCOME_KINDS) & pl.col("recipient").is_not_null() & ~pl.col("_linked"))
-    out = out.with_columns(pl.col("recipient").str.to_lowercase().alias("_rl"))
+    # "no outcome yet" (Exchange lists recipients on RECEIVE, again on the next server) never
+    # replaces an outcome: decided events sort after undecided ones, so last() is the latest decision
+    out = out.with_columns(
+        pl.col("recipient").str.to_lowercase().alias("_rl"),
+        pl.col("status").ne("GettingStatus").fill_null(True).alias("_decided"),
+    )
     latest = (
-        out.sort(_ORDER)
+        out.sort(["_decided", *_ORDER])
         .group_by(["root", "_rl"])
         .agg(
             pl.col("recipient").last().alias("recipient_address"),
