@@ -201,6 +201,14 @@ def test_year_runs_on_over_a_long_log() -> None:
     ]
 
 
+def test_a_gap_of_more_than_six_months_ahead_keeps_the_year() -> None:
+    # pmg-log-tracker's timechange log jumps from March to October
+    got = utc_times(
+        ["Mar 28 10:00:00", "Oct 31 10:00:00", "Dec 31 23:59:59", "Jan 01 00:00:00"], ParseContext(year=2021)
+    )
+    assert [g[:10] for g in got if g] == ["2021-03-28", "2021-10-31", "2021-12-31", "2022-01-01"]
+
+
 def test_year_from_mtime() -> None:
     # the file was last written on Jan 2 2026: a December line is from 2025
     ctx = ParseContext(reference=dt.datetime(2026, 1, 2, 12, tzinfo=UTC))

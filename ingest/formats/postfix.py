@@ -39,7 +39,7 @@ _NOISE = (
     r"|discarding EHLO keywords|addr \S+ listed by domain|Connection |SSL |lost connection"
     r"|HANGUP|COMMAND |PREGREET|BARE NEWLINE|NON-SMTP|DISCONNECT|WHITELISTED|BLACKLISTED|PASS NEW|PASS OLD"
     r"|daemon started|reload|terminating|starting|stopping|refreshing|mail system|(?:Placed|Released|Deleted|Requeued)[ :]"
-    r"|connect to |SSL_connect error|(?:WHITELIST|ALLOWLIST) VETO|ALLOWLISTED|DENYLISTED|bare <LF>"
+    r"|connect to |SSL_connect error|(?:WHITELIST|ALLOWLIST) VETO|ALLOWLISTED|DENYLISTED|bare <LF>|using backwards-compatible"
     r"|max |cache |table |host |begin |end |conversation|certificate|client=|dict_|match_|premature|"
     r"Trusted|Untrusted|Verified|Anonymous|message repeated)"
 )

@@ -121,14 +121,15 @@ def _rfc3164_local(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     df = df.with_columns(month.alias("_m"), day.alias("_d"))
     if ctx.year is not None:
         # Explicit year for the first line; +1 each time the month drops by more than six
-        # (December -> January), -1 each time it jumps ahead by more than six: a December line
-        # after January ones is a late line of the old year (processes interleave around
-        # midnight), and the January line after it is the new year again.
+        # (December -> January). A December line right after January ones is a late line of the
+        # old year (processes interleave around midnight): -1, and the next January line is +1
+        # again. A jump ahead (March -> October: a gap in the log) keeps the year.
         state = ctx.state.setdefault("syslog", {})
         last = state.get("last_month") or 0
         base = state.get("rollovers", 0)
         prev = pl.col("_m").forward_fill().shift(1).fill_null(last)
-        step = pl.when(prev <= 0).then(0).when(pl.col("_m") - prev < -6).then(1).when(pl.col("_m") - prev > 6).then(-1)
+        late = (prev == 1) & (pl.col("_m") == 12)
+        step = pl.when(prev <= 0).then(0).when(pl.col("_m") - prev < -6).then(1).when(late).then(-1)
         roll = step.otherwise(0).fill_null(0).cast(pl.Int32).cum_sum() + base
         df = df.with_columns(roll.alias("_roll"))
         months = df.get_column("_m").drop_nulls()
