@@ -237,9 +237,7 @@ class Pipeline:
         # Everything the touched messages logged so far: the open messages' stored events plus
         # the new lines. Lines re-read after a crash are in both and count once.
         related = self.open.related(parsed)
-        oldest = parsed.get_column("time").min()
-        others = [t for src, t in self._newest_by_source().items() if src not in set(parsed.get_column("source"))]
-        if others and oldest is not None and oldest <= max(others):  # <=: a rotation splits a second
+        if self._read_out_of_order(parsed):
             # Lines older than what is stored: a log read out of order (a rotated file's tail
             # after the new file, files ingested newest first). Messages they touch may already
             # be stored complete, so search the events table over the queue lifetime around them.
@@ -275,6 +273,16 @@ class Pipeline:
         self.open.save()
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
+
+    def _read_out_of_order(self, parsed: pl.DataFrame) -> bool:
+        """Whether a source's lines here are no newer than what another source stored, even one
+        read in this same flush (a rotated file's tail after the start of the next file).
+        <=: a rotation splits a second."""
+        newest = self._newest_by_source()
+        for src, oldest in parsed.group_by("source").agg(pl.col("time").min()).iter_rows():
+            if oldest is not None and any(oldest <= t for s, t in newest.items() if s != src and t is not None):
+                return True
+        return False
 
     def _newest_by_source(self) -> dict[str, dt.datetime]:
         """The newest stored event of each source seen within a queue lifetime of the newest one.
