@@ -141,6 +141,13 @@ def test_fall_back_repeated_hour_resolved_by_line_order(chunk: int | None) -> No
     assert utc_times(FALL_BACK, ctx, chunk) == FALL_BACK_UTC
 
 
+def test_fall_back_second_pass_after_a_line_that_is_not_syslog() -> None:
+    ctx = ParseContext(timezone="Europe/Vienna", year=2026)
+    lines = ["Oct 25 02:58:00" + TAIL, "", "garbage", "Oct 25 02:00:12" + TAIL]
+    got = [t.isoformat() if t else None for t in split(frame(lines), ctx).get_column("time").to_list()]
+    assert got == ["2026-10-25T00:58:00+00:00", None, None, "2026-10-25T01:00:12+00:00"]
+
+
 def test_fall_back_small_disorder_stays_in_the_first_pass() -> None:
     # lines a few seconds out of order (two processes) are not a second pass
     ctx = ParseContext(timezone="Europe/Vienna", year=2026)

@@ -160,7 +160,7 @@ def localize(local: pl.Expr, ctx: ParseContext, state_key: str) -> pl.Expr:
     tz = ctx.timezone
     state = ctx.state.setdefault(state_key, {})
     seen = state.get("max_local")
-    running = local.cum_max().shift(1)
+    running = local.cum_max().forward_fill().shift(1)  # a non-syslog line (null) must not reset it
     if seen is not None:
         running = pl.max_horizontal(running.fill_null(pl.lit(seen)), pl.lit(seen))
     second_pass = (running - local) >= pl.duration(minutes=10)
