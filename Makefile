@@ -16,6 +16,12 @@ demo: $(STAMP)
 	$(BIN)/msgtrace ingest --store data/demo-store --timezone UTC --year 2026 data/sample
 	MSGTRACE_NOW=2026-06-14T12:00:00Z $(BIN)/msgtrace trace --store data/demo-store --start-date 2026-06-12 --end-date 2026-06-14
 	MSGTRACE_NOW=2026-06-14T12:00:00Z $(BIN)/msgtrace trace --store data/demo-store --start-date 2026-06-12 --end-date 2026-06-14 --status Failed,Pending
+	@echo "# why did it fail? the detail of the first failed row:"
+	@set -- $$(MSGTRACE_NOW=2026-06-14T12:00:00Z $(BIN)/msgtrace trace --store data/demo-store --start-date 2026-06-12 \
+	    --end-date 2026-06-14 --status Failed --output jsonl | head -n 1 | \
+	    $(BIN)/python -c "import json,sys; r=json.load(sys.stdin); print(r['MessageTraceId'], r['RecipientAddress'])"); \
+	  MSGTRACE_NOW=2026-06-14T12:00:00Z $(BIN)/msgtrace detail --store data/demo-store --start-date 2026-06-12 \
+	    --end-date 2026-06-14 --message-trace-id $$1 --recipient-address $$2
 
 test: $(STAMP)
 	$(BIN)/ruff check ingest query tests bench
