@@ -223,7 +223,12 @@ class Pipeline:
         """Correlate buffered events with the stored events of the same messages, write, checkpoint."""
         if self._buffer:
             parsed = pl.concat(self._buffer, how="vertical_relaxed")
-            self._write(parsed)  # on failure (disk full) the buffer and checkpoints stay for a retry
+            try:
+                self._write(parsed)  # on failure (disk full) the buffer and checkpoints stay for a retry
+            except BaseException:
+                # the failed write may have stored some events already: the retry must check again
+                self._verified -= set(parsed.get_column("source").unique().to_list())
+                raise
             self._buffer, self._buffered = [], 0
         if self._pending:
             self.checkpoints.update(self._pending.values())
@@ -244,6 +249,11 @@ class Pipeline:
             search = _keys(parsed)
         else:
             search = _orphans(parsed, related)  # in order: only messages neither starting nor open
+        if new.height < parsed.height:
+            # Lines stored before a crash (or a failed flush) and read again: the open set saved
+            # then may already have closed their messages, so their stored events are needed too.
+            again = parsed.join(new.select(EVENT_KEY), on=EVENT_KEY, how="anti", nulls_equal=True)
+            search = pl.concat([search, _keys(again)]).unique()
         if search.height:
             related = pl.concat([related, self._stored_related(search, parsed)], how="vertical_relaxed")
         everything = pl.concat([related, parsed], how="vertical_relaxed").unique(EVENT_KEY, keep="first")

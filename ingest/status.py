@@ -1,0 +1,303 @@
+"""What a store holds and how far its sources have been read: the report of `msgtrace status`.
+
+Also the watcher's small state file (<store>/_state/watch.json: last flush, whether store writes
+are failing), so `status` can tell without talking to the process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import glob
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from ingest import layout
+from ingest.checkpoint import STATE_DIR, Checkpoints
+from ingest.reader import ReadError, fingerprint, is_compressed
+from ingest.schema import MESSAGES_DIR
+from ingest.store import Store
+
+WATCH_FILE = "watch.json"
+_ROTATION_SUFFIX = re.compile(r"(?:\.\d+|-\d{8,10})?(?:\.(?:gz|bz2|xz))?$")
+OPEN_STATUSES = ("GettingStatus", "Pending")
+
+
+@dataclass
+class Totals:
+    """What a watcher did, since it started or in the last summary period."""
+
+    lines: int = 0
+    rows: int = 0
+    events: int = 0
+    flushes: int = 0
+    slowest: float = 0.0
+    compactions: int = 0
+
+
+class WatchState:
+    """A running watcher's counters, last flush and failures, saved to <store>/_state/watch.json."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.total, self.period = root, Totals(), Totals()
+        self.started, self.last_flush, self.failing_since, self.error = _now(), None, None, ""
+        self._period_start, self._saved = time.monotonic(), 0.0
+
+    def flushed(self, lines: int, rows: int, events: int, secs: float) -> None:
+        """Count one successful flush."""
+        for t in (self.total, self.period):
+            t.lines, t.rows, t.events, t.flushes = t.lines + lines, t.rows + rows, t.events + events, t.flushes + 1
+            t.slowest = max(t.slowest, secs)
+        self.last_flush = _now()
+
+    def compacted(self) -> None:
+        """Count one compaction."""
+        self.total.compactions += 1
+        self.period.compactions += 1
+
+    def summary(self, interval: float) -> str | None:
+        """Once per interval: a sentence on what was done in it (None when idle or not yet due)."""
+        secs = time.monotonic() - self._period_start
+        if secs < interval:
+            return None
+        p, self.period, self._period_start = self.period, Totals(), time.monotonic()
+        if not (p.flushes or p.compactions):
+            return None
+        return (
+            f"In the last {secs:.0f} s: read {p.lines} lines, wrote {p.rows} message rows and {p.events} events "
+            f"in {p.flushes} flushes (slowest {p.slowest:.2f} s), compacted {p.compactions} partitions."
+        )
+
+    def save(self, force: bool = False, stopped: bool = False) -> None:
+        """Write watch.json (at most every 5 s unless forced); a failure here is not an error."""
+        if not force and time.monotonic() - self._saved < 5:
+            return
+        self._saved = time.monotonic()
+        body = {
+            "pid": os.getpid(),
+            "started": self.started,
+            "stopped": _now() if stopped else None,
+            "last_flush": self.last_flush,
+            "failing_since": self.failing_since,
+            "last_error": self.error or None,
+            **{k: getattr(self.total, k) for k in ("lines", "rows", "events", "compactions")},
+        }
+        try:
+            layout.write_json_atomic(json.dumps(body, indent=1, sort_keys=True), self.root / STATE_DIR / WATCH_FILE)
+        except OSError:
+            pass  # informational only (and the disk may be full): the store itself is what matters
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def read_watch_state(root: Path) -> dict | None:
+    """The watcher's last saved state, or None."""
+    try:
+        return json.loads((root / STATE_DIR / WATCH_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class SourceStatus:
+    """One log source (known by fingerprint) and how far it has been read."""
+
+    fingerprint: str
+    path: str  # where it was last read
+    format: str | None
+    offset: int
+    lines: int
+    unknown: int
+    updated: str
+    found_at: str | None = None  # where the source is now (it may have been rotated)
+    size: int | None = None  # decompressed size where known
+    lag: int | None = None  # bytes not read yet
+
+
+@dataclass
+class PartitionStatus:
+    """Rows and files of one day in both tables."""
+
+    day: str
+    message_rows: int = 0
+    message_files: int = 0
+    event_rows: int = 0
+    event_files: int = 0
+
+
+@dataclass
+class StoreStatus:
+    """The whole report."""
+
+    store: str
+    watcher_pid: int | None  # the process holding the store lock, if any
+    watch: dict | None  # the watcher's state file
+    last_flush: str | None
+    sources: list[SourceStatus] = field(default_factory=list)
+    partitions: list[PartitionStatus] = field(default_factory=list)
+    open_messages: int = 0
+    unknown: int = 0
+
+
+def status(root: Path) -> StoreStatus:
+    """Collect the report for the store at root (reads only; safe while a watcher runs)."""
+    watch = read_watch_state(root)
+    sources = [_source(s) for s in Checkpoints(root).all()]
+    sources.sort(key=lambda s: s.updated, reverse=True)
+    updated = max((s.updated for s in sources), default=None)
+    last_flush = (watch or {}).get("last_flush") or updated
+    return StoreStatus(
+        store=str(root),
+        watcher_pid=lock_holder(root),
+        watch=watch,
+        last_flush=last_flush,
+        sources=sources,
+        partitions=_partitions(Store(root)),
+        open_messages=_open_messages(Store(root)),
+        unknown=sum(s.unknown for s in sources),
+    )
+
+
+def lock_holder(root: Path) -> int | None:
+    """The pid of the process holding the store lock, or None when no process does."""
+    path = root / ".lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.read(fd, 32).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _source(s) -> SourceStatus:  # type: ignore[no-untyped-def]
+    out = SourceStatus(s.fingerprint, s.path, s.format, s.offset, s.line, s.unknown, s.updated)
+    where = _locate(Path(s.path), s.fingerprint.split("~")[0]) if s.path else None
+    if where is not None:
+        out.found_at = str(where)
+        out.size = uncompressed_size(where)
+        out.lag = None if out.size is None else max(out.size - s.offset, 0)
+    return out
+
+
+def _locate(path: Path, fp: str) -> Path | None:
+    """The file holding a source now: its last path, else a rotated sibling with the same first line."""
+    base = _ROTATION_SUFFIX.sub("", path.name) or path.name
+    series = sorted(Path(p) for p in glob.glob(glob.escape(str(path.parent / base)) + "*"))
+    for p in [path, *(p for p in series if p != path)]:
+        try:
+            if p.is_file() and fingerprint(p) == fp:
+                return p
+        except ReadError:
+            continue
+    return None
+
+
+def uncompressed_size(path: Path) -> int | None:
+    """Bytes of a file's content: its size, or a complete .gz's recorded size; None when unknown."""
+    try:
+        if not is_compressed(path):
+            return path.stat().st_size
+        if path.suffix != ".gz":
+            return None
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)  # gzip's trailer: ISIZE, the content size modulo 2**32
+            return int.from_bytes(f.read(4), "little")
+    except OSError:
+        return None
+
+
+def _partitions(store: Store) -> list[PartitionStatus]:
+    days: dict[dt.date, PartitionStatus] = {}
+    for table_dir, prefix in ((store.messages, "message"), (store.events, "event")):
+        for day in layout.partition_days(table_dir):
+            files = layout.current_files(layout.partition_dir(table_dir, day))
+            rows = 0
+            for f in files:
+                try:
+                    rows += pq.read_metadata(f).num_rows  # footer only: cheap
+                except (OSError, ValueError):
+                    continue  # replaced by a compaction meanwhile
+            p = days.setdefault(day, PartitionStatus(day.isoformat()))
+            setattr(p, f"{prefix}_rows", rows)
+            setattr(p, f"{prefix}_files", len(files))
+    return [days[d] for d in sorted(days)]
+
+
+def _open_messages(store: Store) -> int:
+    lf = store.scan(MESSAGES_DIR)
+    if lf is None:
+        return 0
+    try:
+        return int(lf.filter(pl.col("status").is_in(OPEN_STATUSES)).select(pl.len()).collect().item())
+    except (OSError, pl.exceptions.PolarsError):
+        return 0  # a file replaced by a compaction while reading; the next call will see the new one
+
+
+def to_json(st: StoreStatus) -> str:
+    """The report as JSON, for machines."""
+    return json.dumps(asdict(st), indent=1)
+
+
+def format_text(st: StoreStatus, now: dt.datetime | None = None) -> str:
+    """The report as text, for people."""
+    now = now or dt.datetime.now(dt.UTC)
+    out = [f"Store {st.store}"]
+    w = st.watch or {}
+    flushed = f"last flush {st.last_flush} ({_ago(st.last_flush, now)})" if st.last_flush else "never flushed"
+    if st.watcher_pid is not None:
+        out.append(f"Watcher: running (pid {st.watcher_pid}), {flushed}.")
+    else:
+        out.append(f"Watcher: not running; {flushed}.")
+    if w.get("failing_since") and st.watcher_pid is not None:
+        out.append(
+            f"Store writes failing since {w['failing_since']}: {w.get('last_error')}; checkpoints are not advancing."
+        )
+    out.append(f"\nSources ({len(st.sources)}):")
+    for s in st.sources:
+        lag = "lag unknown" if s.lag is None else f"lag {s.lag:,} bytes"
+        where = s.found_at or "(file no longer found)"
+        if s.found_at and s.found_at != s.path:
+            where = f"{s.path} -> {s.found_at}"
+        out.append(
+            f"  {where}  {s.format or '?'}  offset {s.offset:,}  {lag}  lines {s.lines:,}  "
+            f"unknown {s.unknown:,}  updated {s.updated}"
+        )
+    out.append(f"\nPartitions ({len(st.partitions)}):")
+    out.append(f"  {'date':<10}  {'message rows':>12}  {'files':>5}  {'event rows':>12}  {'files':>5}")
+    for p in st.partitions:
+        out.append(
+            f"  {p.day:<10}  {p.message_rows:>12,}  {p.message_files:>5}  {p.event_rows:>12,}  {p.event_files:>5}"
+        )
+    out.append(f"\nOpen messages (GettingStatus or Pending): {st.open_messages:,}.")
+    out.append(f"Unknown lines: {st.unknown:,}.")
+    return "\n".join(out)
+
+
+def _ago(stamp: str, now: dt.datetime) -> str:
+    try:
+        then = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        return "?"
+    secs = int((now - then).total_seconds())
+    if secs < 120:
+        return f"{secs} s ago"
+    if secs < 7200:
+        return f"{secs // 60} min ago"
+    return f"{secs // 3600} h ago"

@@ -1,0 +1,155 @@
+"""`msgtrace watch` and `msgtrace status`; registered on the root group by ingest.cli.
+
+Also runnable alone: python -m ingest.watch_cli watch|status ...
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from ingest.cli import make_options, safe, source_options, store_option
+
+
+class _SafeFormatter(logging.Formatter):
+    """Log lines quote paths and log text: control characters must not reach a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe(super().format(record))
+
+
+def setup_logging(quiet: bool, verbose: bool) -> None:
+    """INFO by default, warnings only with --quiet, debug with --verbose; journald adds its own time."""
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s %(levelname)s %(message)s"
+    handler.setFormatter(_SafeFormatter(fmt))
+    logger = logging.getLogger("msgtrace")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+
+
+@click.command("watch")
+@store_option
+@source_options
+@click.option(
+    "--flush-interval",
+    type=click.FloatRange(0.05, 3600),
+    default=1.0,
+    show_default=True,
+    help="Seconds between flushes; a new line is queryable within about twice this.",
+)
+@click.option(
+    "--rescan-interval",
+    type=click.FloatRange(0.1, 3600),
+    default=2.0,
+    show_default=True,
+    help="Look at the files at least this often, even without file-system events.",
+)
+@click.option(
+    "--compact-files",
+    type=click.IntRange(2, 10_000),
+    default=8,
+    show_default=True,
+    help="Merge a partition's files into one once it has this many.",
+)
+@click.option(
+    "--max-queue-lifetime",
+    type=click.FloatRange(0.01, 365),
+    default=5.0,
+    show_default=True,
+    help="Days a message may wait for its outcome (Postfix maximal_queue_lifetime); state of older open messages expires.",
+)
+@click.option(
+    "--rejects", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Append unknown lines here."
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Also say what every flush and compaction did.")
+@click.argument("paths", nargs=-1, required=True)
+def watch_command(
+    store: Path,
+    timezone: str | None,
+    year: int | None,
+    organization: str | None,
+    fmt: str,
+    host: str | None,
+    flush_interval: float,
+    rescan_interval: float,
+    compact_files: int,
+    max_queue_lifetime: float,
+    rejects: Path | None,
+    quiet: bool,
+    verbose: bool,
+    paths: tuple[str, ...],
+) -> None:
+    """Follow mail logs (files, directories, globs) into the store until SIGINT or SIGTERM.
+
+    Growing files are read as lines arrive; rotation (rename or copytruncate, later .gz) loses
+    nothing and reads nothing twice; after a crash it resumes where the store is durable.
+
+    Example: msgtrace watch --store /var/lib/msgtrace --timezone Europe/Vienna '/var/log/mail.log*'
+    """
+    from ingest.store import StoreError, StoreLock
+    from ingest.watcher import Watcher, WatchOptions
+
+    setup_logging(quiet, verbose)
+    options = make_options(timezone, year, organization, fmt, host)
+    # One day of slack on top of the queue lifetime: clocks and log timestamps drift.
+    options.queue_lifetime = dt.timedelta(days=max_queue_lifetime + 1)
+    wopts = WatchOptions(flush_interval=flush_interval, rescan_interval=rescan_interval, compact_files=compact_files)
+    stopping: list[Watcher] = []
+    requested = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        logging.getLogger("msgtrace.watch").info("Got %s; flushing and stopping.", signal.Signals(signum).name)
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+        requested.set()
+        for w in stopping:
+            w.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        with StoreLock(store):
+            watcher = Watcher(store, list(paths), options, wopts, rejects)
+            stopping.append(watcher)
+            if requested.is_set():
+                watcher.request_stop()
+            watcher.run()
+    except StoreError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.command("status")
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status_command(store: Path, as_json: bool) -> None:
+    """Show each source's offset and lag, the last flush, rows and files per partition, open messages.
+
+    Example: msgtrace status --store /var/lib/msgtrace
+    """
+    from ingest.status import format_text, status, to_json
+
+    if not store.is_dir():
+        raise click.ClickException(f"store {store} does not exist")
+    report = status(store)
+    click.echo(to_json(report) if as_json else safe(format_text(report)))
+
+
+@click.group()
+def _main() -> None:
+    """msgtrace watch / status (the same commands as in the msgtrace CLI)."""
+
+
+_main.add_command(watch_command)
+_main.add_command(status_command)
+
+if __name__ == "__main__":
+    _main()
