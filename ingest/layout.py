@@ -20,7 +20,8 @@ import datetime as dt
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -134,22 +135,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType]) -> None:
-    """Write df (already in schema) to path via temp file + fsync + rename."""
-    import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never writes and starts faster
-
+@contextmanager
+def atomic_path(path: Path, suffix: str) -> Iterator[str]:
+    """A temp file beside `path` to write; on success it is fsynced and renamed over `path`
+    (then the directory entry is fsynced), on failure removed. Readers see old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        table = df.select(list(schema)).to_arrow()
-        pq.write_table(
-            table,
-            tmp,
-            compression="zstd",
-            row_group_size=256_000,
-            write_statistics=True,
-        )
+        yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -162,20 +156,17 @@ def write_parquet_atomic(df: pl.DataFrame, path: Path, schema: dict[str, pl.Data
     fsync_dir(path.parent)
 
 
+def write_parquet_atomic(df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType]) -> None:
+    """Write df (already in schema) to path atomically, zstd, with statistics."""
+    import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never writes and starts faster
+
+    with atomic_path(path, ".parquet") as tmp:
+        pq.write_table(
+            df.select(list(schema)).to_arrow(), tmp, compression="zstd", row_group_size=256_000, write_statistics=True
+        )
+
+
 def write_json_atomic(text: str, path: Path) -> None:
-    """Write a small text file via temp file + fsync + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(path.parent)
+    """Write a small text file atomically."""
+    with atomic_path(path, ".json") as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
