@@ -12,7 +12,6 @@ import datetime as dt
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -101,30 +100,22 @@ class Pipeline:
         self.report = IngestReport()
         self.open = OpenSet(root / STATE_DIR)
         self._verified: set[str] = set()  # sources already deduplicated against the store
-        self._executor: ThreadPoolExecutor | None = None
-        self._inflight: tuple[Future, list[pl.DataFrame], dict[str, SourceState]] | None = None
         self._newest: dict[str, dt.datetime] | None = None  # per source: its newest stored event
 
     def close(self) -> None:
         """Flush what is buffered and release files."""
-        try:
-            self.flush()
-        finally:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None
-            if self.rejects:
-                self.rejects.close()
+        self.flush()
+        if self.rejects:
+            self.rejects.close()
 
     def state(self, source: str) -> SourceState | None:
         """How far a source has been read, counting lines read but not yet flushed."""
-        inflight = self._inflight[2] if self._inflight is not None else {}
-        return self._pending.get(source) or inflight.get(source) or self.checkpoints.get(source)
+        return self._pending.get(source) or self.checkpoints.get(source)
 
     @property
     def dirty(self) -> bool:
         """Whether lines were read that are not yet written and checkpointed."""
-        return bool(self._buffer or self._pending or self._inflight is not None)
+        return bool(self._buffer or self._pending)
 
     # ---- reading -------------------------------------------------------------------------
     def ingest_path(
@@ -161,7 +152,7 @@ class Pipeline:
         stat = os.fstat(f.fileno())
         if source_for is not None:
             fp = source_for(fp, stat.st_size)
-        state = self.state(fp) or SourceState(fingerprint=fp)
+        state = self._pending.get(fp) or self.checkpoints.get(fp) or SourceState(fingerprint=fp)
         rep.source, rep.start_offset = fp, state.offset
         if not is_compressed(path) and stat.st_size < state.offset:
             rep.skipped = f"shorter ({stat.st_size} bytes) than what was read of it ({state.offset} bytes)"
@@ -198,7 +189,7 @@ class Pipeline:
             if progress:
                 progress(str(path), self.report.lines, sum(r.bytes for r in self.report.files))
             if self._buffered >= FLUSH_EVENTS:
-                self._flush_in_background()
+                self.flush()
 
     def _context(self, fp: str, mtime_s: float) -> ParseContext:
         ctx = self._contexts.get(fp)
@@ -229,63 +220,19 @@ class Pipeline:
 
     # ---- writing -------------------------------------------------------------------------
     def flush(self) -> None:
-        """Correlate buffered events with the stored events of the same messages, write, checkpoint.
-
-        Waits for a flush running in the background first; on failure (disk full) the buffer and
-        checkpoints stay for a retry and the error is raised here.
-        """
-        self._wait()
-        buffer, pending = self._take()
-        try:
-            self._flush_batch(buffer, pending)
-        except BaseException:
-            self._give_back(buffer, pending)
-            raise
-
-    def _flush_in_background(self) -> None:
-        """Hand the full buffer to the flush thread and go on parsing: parsing the next chunk and
-        writing this one overlap (Polars releases the GIL), so both cores work. One flush at a
-        time, so checkpoints still advance in order and memory holds at most two buffers."""
-        self._wait()
-        buffer, pending = self._take()
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="msgtrace-flush")
-        self._inflight = (self._executor.submit(self._flush_batch, buffer, pending), buffer, pending)
-
-    def _wait(self) -> None:
-        """Wait for the background flush; if it failed, take its lines back and raise its error."""
-        if self._inflight is None:
-            return
-        future, buffer, pending = self._inflight
-        self._inflight = None
-        try:
-            future.result()
-        except BaseException:
-            self._give_back(buffer, pending)
-            raise
-
-    def _take(self) -> tuple[list[pl.DataFrame], dict[str, SourceState]]:
-        buffer, pending = self._buffer, self._pending
-        self._buffer, self._buffered, self._pending = [], 0, {}
-        return buffer, pending
-
-    def _give_back(self, buffer: list[pl.DataFrame], pending: dict[str, SourceState]) -> None:
-        """Put unwritten lines back in front of what was read since, for the next flush to retry."""
-        self._buffer = buffer + self._buffer
-        self._buffered = sum(b.height for b in self._buffer)
-        self._pending = {**pending, **self._pending}  # a source read further since keeps its newer state
-
-    def _flush_batch(self, buffer: list[pl.DataFrame], pending: dict[str, SourceState]) -> None:
-        if buffer:
-            parsed = pl.concat(buffer, how="vertical_relaxed")
+        """Correlate buffered events with the stored events of the same messages, write, checkpoint."""
+        if self._buffer:
+            parsed = pl.concat(self._buffer, how="vertical_relaxed")
             try:
-                self._write(parsed)
+                self._write(parsed)  # on failure (disk full) the buffer and checkpoints stay for a retry
             except BaseException:
                 # the failed write may have stored some events already: the retry must check again
                 self._verified -= set(parsed.get_column("source").unique().to_list())
                 raise
-        if pending:
-            self.checkpoints.update(pending.values())
+            self._buffer, self._buffered = [], 0
+        if self._pending:
+            self.checkpoints.update(self._pending.values())
+            self._pending = {}
 
     def _write(self, parsed: pl.DataFrame) -> None:
         parsed = conform(parsed, EVENT_SCHEMA).unique(EVENT_KEY, keep="first", maintain_order=True)
