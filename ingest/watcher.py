@@ -34,7 +34,7 @@ from watchdog.observers import Observer
 from ingest import layout
 from ingest.pipeline import FileReport, IngestOptions, IngestReport, Pipeline
 from ingest.reader import ReadError, fingerprint, is_compressed, order_series
-from ingest.status import WatchState, uncompressed_size
+from ingest.status import Totals, WatchState, uncompressed_size
 
 log = logging.getLogger("msgtrace.watch")
 _EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, FileClosedEvent, DirCreatedEvent]
@@ -108,8 +108,8 @@ class Watcher:
         self._counted = (0, 0, 0)  # lines, rows, events of pipe.report already counted
 
     @property
-    def total(self):  # type: ignore[no-untyped-def]
-        """Counters since start (ingest.status.Totals)."""
+    def total(self) -> Totals:
+        """Counters since the start."""
         return self.state.total
 
     def request_stop(self) -> None:
