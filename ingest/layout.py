@@ -2,11 +2,13 @@
 
 A partition directory holds immutable files named ``g<generation>-<kind>.parquet``:
 
-- ``g000007-a``: appends rows;
-- ``g000009-r000005``: replaces the files of generations 5 to 8 (a rewrite of the partition's
-  tail: rows superseded by newer message states removed, the rest kept);
-- ``g000012-c``: holds every current row as of its generation: replaces everything below it
-  (compaction).
+- ``g000007-a``: appends rows; its Parquet key-value metadata may carry ``msgtrace.deletes``,
+  the MessageTraceIds whose rows in files of *lower* generations are superseded (a message whose
+  state changed is re-written whole in this file, and its old rows are dropped in the same
+  atomic step: one rename);
+- ``g000009-r000005``: replaces the files of generations 5 to 8 (read, no longer written);
+- ``g000012-c``: holds every current row as of its generation, deletes applied: replaces
+  everything below it (compaction).
 
 A reader keeps every file that no newer file replaces. A rewrite writes its new file first
 and deletes the replaced ones after, so a query that lists the directory at any instant sees
@@ -28,6 +30,7 @@ import polars as pl
 
 from ingest.schema import PARTITION_KEY
 
+DELETES_KEY = "msgtrace.deletes"
 _FILE = re.compile(r"^g(\d{6,})-(a|c|r(\d{6,}))\.parquet$")
 
 
@@ -121,6 +124,49 @@ def files_for_days(table_dir: Path, days: Iterable[dt.date]) -> list[Path]:
     return files
 
 
+def deletes_of(path: Path) -> list[str]:
+    """The MessageTraceIds an append file supersedes in older files (none for other files)."""
+    if not path.name.endswith("-a.parquet"):
+        return []
+    text = pl.read_parquet_metadata(path).get(DELETES_KEY, "")
+    return text.split() if text else []
+
+
+def scan_days(table_dir: Path, days: Iterable[dt.date], schema: dict[str, pl.DataType]) -> pl.LazyFrame | None:
+    """Every current row of the given days' partitions, superseded rows dropped; None if no file."""
+    files = files_for_days(table_dir, days)
+    return scan_files(files, schema) if files else None
+
+
+def scan_files(files: list[Path], schema: dict[str, pl.DataType], **scan_options: object) -> pl.LazyFrame:
+    """A lazy scan of current partition files with superseded rows dropped.
+
+    A file's rows are dropped when a newer file of its partition lists their MessageTraceId in
+    its deletes, so readers see each message once, whether or not the partition is compacted.
+    Files without such deletes (the usual case after compaction) are scanned together.
+    """
+    options = {"schema": schema, "hive_partitioning": False, **scan_options}
+    by_part: dict[Path, list[Path]] = {}
+    for f in files:
+        by_part.setdefault(f.parent, []).append(f)
+    plain: list[Path] = []
+    filtered: list[pl.LazyFrame] = []
+    for part_files in by_part.values():
+        newer: set[str] = set()
+        for f in sorted(part_files, key=generation, reverse=True):
+            if newer:
+                lf = pl.scan_parquet(f, **options)  # type: ignore[arg-type]
+                filtered.append(lf.filter(~pl.col("message_trace_id").is_in(sorted(newer))))
+            else:
+                plain.append(f)
+            newer.update(deletes_of(f))
+    parts = [pl.scan_parquet([str(f) for f in plain], **options)] if plain else []  # type: ignore[arg-type]
+    parts += filtered
+    if not parts:
+        return pl.LazyFrame(schema=schema)
+    return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename durable: fsync the directory entry."""
     try:
@@ -156,14 +202,17 @@ def atomic_path(path: Path, suffix: str) -> Iterator[str]:
     fsync_dir(path.parent)
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType]) -> None:
-    """Write df (already in schema) to path atomically, zstd, with statistics."""
+def write_parquet_atomic(
+    df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType], deletes: list[str] | None = None
+) -> None:
+    """Write df (already in schema) to path atomically, zstd, with statistics (and deletes, see above)."""
     import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never writes and starts faster
 
+    table = df.select(list(schema)).to_arrow()
+    if deletes:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), DELETES_KEY: " ".join(deletes)})
     with atomic_path(path, ".parquet") as tmp:
-        pq.write_table(
-            df.select(list(schema)).to_arrow(), tmp, compression="zstd", row_group_size=256_000, write_statistics=True
-        )
+        pq.write_table(table, tmp, compression="zstd", row_group_size=256_000, write_statistics=True)
 
 
 def write_json_atomic(text: str, path: Path) -> None:

@@ -423,11 +423,18 @@ def ingest_paths(
             pipe.ingest_path(path, progress)
     finally:
         pipe.close()
-    for day in _all_days(pipe.store):
-        pipe.store.compact("messages", day, min_files=COMPACT_MIN_FILES)
-        pipe.store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
+    tidy(pipe.store)
     pipe.report.seconds = time.perf_counter() - started
     return pipe.report
+
+
+def tidy(store: Store) -> None:
+    """Compact partitions with many files or superseded rows: after a batch ingest the store is
+    clean Parquet for any reader, each message once (the watcher compacts as it goes)."""
+    for day in _all_days(store):
+        needs = 1 if store.has_deletes(day) else COMPACT_MIN_FILES
+        store.compact("messages", day, min_files=needs)
+        store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
 
 
 def _all_days(store: Store) -> list[dt.date]:

@@ -67,10 +67,7 @@ class Store:
         table_dir = self.events if table == EVENTS_DIR else self.messages
         schema = EVENT_SCHEMA if table == EVENTS_DIR else MESSAGE_SCHEMA
         wanted = layout.partition_days(table_dir) if days is None else days
-        files = layout.files_for_days(table_dir, wanted)
-        if not files:
-            return None
-        return pl.scan_parquet(files, schema=schema, hive_partitioning=False)
+        return layout.scan_days(table_dir, wanted, schema)
 
     def newest_by_source(self, window: dt.timedelta) -> dict[str, dt.datetime]:
         """Each source's newest event among the stored events within `window` of the newest day."""
@@ -102,11 +99,11 @@ class Store:
         return written
 
     def replace_messages(self, rows: pl.DataFrame, stale: pl.Expr, days: set[dt.date]) -> int:
-        """Write message rows, dropping existing rows matched by `stale` in the given days.
+        """Write message rows, superseding existing rows matched by `stale` in the given days.
 
-        Only the tail of a partition is rewritten: the files from the oldest one holding a stale
-        row to the newest (updates mostly touch rows written moments ago, in small recent files).
-        Days with no stale row just get the new rows appended. Returns files written.
+        Nothing is rewritten: each day gets one append file with the new rows, whose metadata lists
+        the MessageTraceIds of the stale rows it supersedes (ingest.layout), so a deferral delivered
+        days later costs a small file, not a rewrite of its partition. Returns files written.
         """
         rows = conform(rows, MESSAGE_SCHEMA)
         new_by_day = {}
@@ -117,22 +114,22 @@ class Store:
         for day in sorted(days | set(new_by_day)):
             pdir = layout.partition_dir(self.messages, day)
             new = new_by_day.get(day)
-            files = layout.current_files(pdir)
-            first_stale = next((i for i, f in enumerate(files) if _count(f, stale) > 0), None)
-            if first_stale is not None:
-                tail = files[first_stale:]
-                kept = pl.scan_parquet(tail, schema=MESSAGE_SCHEMA, hive_partitioning=False).filter(~stale).collect()
-                merged = pl.concat([kept, new], how="vertical_relaxed") if new is not None else kept
-                target = layout.next_file(pdir, complete=False, replaces_from=layout.replaced_range_start(pdir, tail))
-                layout.write_parquet_atomic(merged.sort("received"), target, MESSAGE_SCHEMA)
-                written += 1
-                self._drop_superseded(pdir)
-            elif new is not None and new.height:
-                layout.write_parquet_atomic(
-                    new.sort("received"), layout.next_file(pdir, complete=False), MESSAGE_SCHEMA
-                )
+            current = layout.scan_days(self.messages, [day], MESSAGE_SCHEMA)
+            gone = (
+                current.filter(stale).select(pl.col("message_trace_id").unique()).collect().to_series().to_list()
+                if current is not None
+                else []
+            )
+            if gone or (new is not None and new.height):
+                body = new.sort("received") if new is not None else pl.DataFrame(schema=MESSAGE_SCHEMA)
+                layout.write_parquet_atomic(body, layout.next_file(pdir, complete=False), MESSAGE_SCHEMA, gone)
                 written += 1
         return written
+
+    def has_deletes(self, day: dt.date) -> bool:
+        """Whether a messages partition holds rows superseded by a newer file's deletes."""
+        files = layout.current_files(layout.partition_dir(self.messages, day))
+        return any(layout.deletes_of(f) for f in files[1:])
 
     def compact(self, table: str, day: dt.date, min_files: int = 2) -> bool:
         """Merge a partition's current files into one sorted complete file; True if it did."""
@@ -144,7 +141,8 @@ class Store:
         if len(files) < min_files:
             self._drop_superseded(pdir)
             return False
-        df = pl.scan_parquet(files, schema=schema, hive_partitioning=False).collect()
+        lf = layout.scan_days(table_dir, [day], schema)
+        df = lf.collect() if lf is not None else pl.DataFrame(schema=schema)
         layout.write_parquet_atomic(df.sort(time_col), layout.next_file(pdir, complete=True), schema)
         self._drop_superseded(pdir)
         return True
@@ -155,9 +153,3 @@ class Store:
                 p.unlink()
             except FileNotFoundError:
                 pass
-
-
-def _count(path: Path, where: pl.Expr) -> int:
-    """Rows of one Parquet file matching a predicate (reads only the columns it needs)."""
-    lf = pl.scan_parquet(path, schema=MESSAGE_SCHEMA, hive_partitioning=False)
-    return int(lf.filter(where).select(pl.len()).collect().item())

@@ -57,17 +57,9 @@ def needed_files(store: Path, flt: TraceFilter) -> list[Path]:
 
 
 def open_files(files: list[Path]) -> pl.LazyFrame:
-    """A lazy scan of these files in MESSAGE_SCHEMA (no glob, no hive inference)."""
-    if not files:
-        return pl.LazyFrame(schema=MESSAGE_SCHEMA)
-    return pl.scan_parquet(
-        [str(f) for f in files],
-        schema=MESSAGE_SCHEMA,
-        hive_partitioning=False,
-        glob=False,
-        missing_columns="insert",
-        extra_columns="ignore",
-    )
+    """A lazy scan of these files in MESSAGE_SCHEMA (no glob, no hive inference), rows superseded
+    by a newer file's deletes dropped (see ingest.layout)."""
+    return layout.scan_files(files, MESSAGE_SCHEMA, glob=False, missing_columns="insert", extra_columns="ignore")
 
 
 def scan(store: Path, flt: TraceFilter) -> pl.LazyFrame:

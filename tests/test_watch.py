@@ -278,6 +278,11 @@ def test_open_message_gets_its_final_status_in_its_own_partition(tmp_path: Path,
     w.cycle()
     rows = table(tmp_path / "store", "messages")
     assert rows.select("status", "received").rows() == [("Delivered", t0)]
+    # the day's partition holds the message once (superseded versions dropped by the reader,
+    # then by compaction for any Parquet reader)
+    store = Store(tmp_path / "store")
+    assert store.scan("messages", [t0.date()]).select(pl.len()).collect().item() == 1  # type: ignore[union-attr]
+    store.compact("messages", t0.date(), min_files=1)
     part = layout.partition_dir(tmp_path / "store" / "messages", t0.date())
     assert pl.scan_parquet(layout.current_files(part)).select(pl.len()).collect().item() == 1
 
