@@ -29,7 +29,7 @@ from ingest.store import Store
 
 # Events of one message may lie this far apart (Postfix maximal_queue_lifetime is 5 days).
 QUEUE_LIFETIME = dt.timedelta(days=6)
-FLUSH_EVENTS = 150_000  # events per flush: bounds peak memory (~1.4 GB measured); larger gains little
+FLUSH_EVENTS = 100_000  # events per flush: bounds peak memory (~1.3 GB measured); larger gains little
 SAMPLE_UNKNOWN = 3
 # After a batch ingest, a partition with this many files or more is merged into one.
 COMPACT_MIN_FILES = 8

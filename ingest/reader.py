@@ -23,7 +23,7 @@ from typing import BinaryIO
 import polars as pl
 
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-CHUNK_BYTES = 16 * 1024 * 1024
+CHUNK_BYTES = 8 * 1024 * 1024
 FINGERPRINT_BYTES = 4096  # of the identifying head; enough to tell files apart, cheap to read
 _ROTATED = re.compile(r"^(?P<base>.+?)(?:\.(?P<n>\d+)|-(?P<date>\d{8,10}))?(?:\.(?:gz|bz2|xz))?$")
 

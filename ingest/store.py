@@ -142,8 +142,15 @@ class Store:
             self._drop_superseded(pdir)
             return False
         lf = layout.scan_days(table_dir, [day], schema)
-        df = lf.collect() if lf is not None else pl.DataFrame(schema=schema)
-        layout.write_parquet_atomic(df.sort(time_col), layout.next_file(pdir, complete=True), schema)
+        target = layout.next_file(pdir, complete=True)
+        if lf is None:
+            lf = pl.LazyFrame(schema=schema)
+        if table == EVENTS_DIR:
+            # events need no global order and a day can hold millions: stream them, memory stays flat
+            with layout.atomic_path(target, ".parquet") as tmp:
+                lf.select(list(schema)).sink_parquet(tmp, compression="zstd", row_group_size=256_000)
+        else:
+            layout.write_parquet_atomic(lf.collect().sort(time_col), target, schema)
         self._drop_superseded(pdir)
         return True
 
