@@ -194,12 +194,11 @@ def bench_queries(store: Path, v: dict, results: dict, label: str, with_others: 
 
 
 def status_counts(store: Path) -> pl.DataFrame:
-    """(d): count by status over everything, through msgtrace's own file selection."""
-    from ingest.layout import files_for_days, partition_days
+    """(d): count by status over everything, through msgtrace's own reader."""
+    from ingest.store import Store
 
-    tdir = store / "messages"
-    files = files_for_days(tdir, partition_days(tdir))
-    return pl.scan_parquet(files).group_by("status").len().collect()
+    lf = Store(store).scan("messages")
+    return pl.DataFrame() if lf is None else lf.group_by("status").len().collect()
 
 
 def duckdb_time(store: Path, shape: str, params: dict) -> float | None:

@@ -92,20 +92,11 @@ def superseded_files(part: Path) -> list[Path]:
     return [p for _, _, p in _generations(part) if p not in current]
 
 
-def next_file(part: Path, complete: bool, replaces_from: int | None = None) -> Path:
-    """The name for the next file: an append, a complete file, or one replacing generations >= replaces_from."""
+def next_file(part: Path, complete: bool) -> Path:
+    """The name for the next file written into this partition: an append or a complete file."""
     gens = _generations(part)
     gen = gens[-1][0] + 1 if gens else 1
-    if replaces_from is not None:
-        return part / f"g{gen:06d}-r{replaces_from:06d}.parquet"
     return part / f"g{gen:06d}-{'c' if complete else 'a'}.parquet"
-
-
-def replaced_range_start(part: Path, tail: list[Path]) -> int:
-    """The lowest generation a file replacing `tail` (current files, the newest ones) must name,
-    so that nothing those files themselves replaced comes back."""
-    lows = {path: low for _, low, path in _generations(part)}
-    return min(lows[p] for p in tail)
 
 
 def generation(path: Path) -> int:
