@@ -37,7 +37,7 @@ class OpenSet:
         """Open events of the messages the parsed events touch, following content-filter links."""
         if not self.events.height:
             return self.events
-        keys = _keys(parsed)
+        keys = queue_keys(parsed)
         found = self.events.clear()
         for _ in range(3):  # later passes: the other side of hand-offs found in the earlier ones
             by_qid = self.events.join(keys, on=["host", "queue_id"], how="semi")
@@ -45,7 +45,7 @@ class OpenSet:
                 keys.rename({"queue_id": "next_queue_id"}), on=["host", "next_queue_id"], how="semi"
             )
             found = pl.concat([by_qid, by_next]).unique(EVENT_KEY)
-            more = pl.concat([keys, _keys(found)]).unique()
+            more = pl.concat([keys, queue_keys(found)]).unique()
             if more.height == keys.height:
                 break
             keys = more
@@ -53,7 +53,7 @@ class OpenSet:
 
     def update(self, everything: pl.DataFrame, rows: pl.DataFrame, lifetime: dt.timedelta) -> None:
         """Replace the touched messages' open events by those still open after this flush, then expire."""
-        touched = _keys(everything)
+        touched = queue_keys(everything)
         still_open = (
             rows.filter(pl.col("incomplete") & (pl.col("queue_ids") != ""))
             .select("host", pl.col("queue_ids").str.split(" ").alias("queue_id"))
@@ -82,8 +82,42 @@ class OpenSet:
         return self.events.select(pl.struct("host", "queue_id").n_unique()).item() if self.events.height else 0
 
 
-def _keys(ev: pl.DataFrame) -> pl.DataFrame:
+def queue_keys(ev: pl.DataFrame) -> pl.DataFrame:
     """(host, queue_id) of every queue id the events name, hand-off targets included."""
     a = ev.filter(pl.col("queue_id").is_not_null()).select("host", "queue_id")
     b = ev.filter(pl.col("next_queue_id").is_not_null()).select("host", pl.col("next_queue_id").alias("queue_id"))
     return pl.concat([a, b]).unique()
+
+
+# Kinds that can open a message: its first line. Anything else first seen without its message
+# being open means earlier lines of it were stored before (or never seen).
+START_KINDS = ["client", "receive", "msgid"]
+
+
+def orphans(parsed: pl.DataFrame, related: pl.DataFrame) -> pl.DataFrame:
+    """(host, queue_id) of parsed messages that neither start here nor are open."""
+    firsts = (
+        parsed.filter(pl.col("queue_id").is_not_null())
+        .sort("time", "source", "line_no")
+        .group_by("host", "queue_id")
+        .agg(pl.col("kind").first())
+        .filter(~pl.col("kind").is_in(START_KINDS))
+        .select("host", "queue_id")
+    )
+    return firsts.join(queue_keys(related), on=["host", "queue_id"], how="anti")
+
+
+def stored_related(stored: pl.LazyFrame, keys: pl.DataFrame) -> pl.DataFrame:
+    """Stored events of the given queue ids, following content-filter links."""
+    found = pl.DataFrame(schema=EVENT_SCHEMA)
+    for _ in range(3):  # later passes: the other side of hand-offs found in the earlier ones
+        by_qid = stored.join(keys.lazy(), on=["host", "queue_id"], how="semi")
+        by_next = stored.join(
+            keys.lazy().rename({"queue_id": "next_queue_id"}), on=["host", "next_queue_id"], how="semi"
+        )
+        found = pl.concat([by_qid, by_next]).unique(EVENT_KEY).collect()
+        more = pl.concat([keys, queue_keys(found)]).unique()
+        if more.height == keys.height:
+            break
+        keys = more
+    return found

@@ -22,7 +22,7 @@ from ingest import formats
 from ingest.checkpoint import STATE_DIR, Checkpoints, SourceState
 from ingest.correlate import correlate
 from ingest.formats import ParseContext
-from ingest.openset import OpenSet
+from ingest.openset import OpenSet, orphans, queue_keys, stored_related
 from ingest.reader import ReadError, discover, fingerprint_open, is_compressed, open_binary, read_open, sample_lines
 from ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, conform
 from ingest.store import Store
@@ -246,14 +246,14 @@ class Pipeline:
             # Lines older than what is stored: a log read out of order (a rotated file's tail
             # after the new file, files ingested newest first). Messages they touch may already
             # be stored complete, so search the events table over the queue lifetime around them.
-            search = _keys(parsed)
+            search = queue_keys(parsed)
         else:
-            search = _orphans(parsed, related)  # in order: only messages neither starting nor open
+            search = orphans(parsed, related)  # in order: only messages neither starting nor open
         if new.height < parsed.height:
             # Lines stored before a crash (or a failed flush) and read again: the open set saved
             # then may already have closed their messages, so their stored events are needed too.
             again = parsed.join(new.select(EVENT_KEY), on=EVENT_KEY, how="anti", nulls_equal=True)
-            search = pl.concat([search, _keys(again)]).unique()
+            search = pl.concat([search, queue_keys(again)]).unique()
         if search.height:
             related = pl.concat([related, self._stored_related(search, parsed)], how="vertical_relaxed")
         everything = pl.concat([related, parsed], how="vertical_relaxed").unique(EVENT_KEY, keep="first")
@@ -310,7 +310,7 @@ class Pipeline:
             return pl.DataFrame(schema=EVENT_SCHEMA)
         life = self.options.queue_lifetime
         stored = self.store.scan(EVENTS_DIR, _days(lo - life, hi + life))
-        return pl.DataFrame(schema=EVENT_SCHEMA) if stored is None else _related(stored, keys)
+        return pl.DataFrame(schema=EVENT_SCHEMA) if stored is None else stored_related(stored, keys)
 
     def _unseen(self, parsed: pl.DataFrame) -> pl.DataFrame:
         """Parsed events not already stored. Only a source's first flush in this process can hold
@@ -328,49 +328,9 @@ class Pipeline:
         return parsed.lazy().join(ident, on=EVENT_KEY, how="anti", nulls_equal=True).collect()
 
 
-# Kinds that can open a message: its first line. Anything else first seen without its message
-# being open means earlier lines of it were stored before (or never seen).
-START_KINDS = ["client", "receive", "msgid"]
-
-
-def _orphans(parsed: pl.DataFrame, related: pl.DataFrame) -> pl.DataFrame:
-    """(host, queue_id) of parsed messages that neither start here nor are open."""
-    firsts = (
-        parsed.filter(pl.col("queue_id").is_not_null())
-        .sort("time", "source", "line_no")
-        .group_by("host", "queue_id")
-        .agg(pl.col("kind").first())
-        .filter(~pl.col("kind").is_in(START_KINDS))
-        .select("host", "queue_id")
-    )
-    return firsts.join(_keys(related), on=["host", "queue_id"], how="anti")
-
-
-def _related(stored: pl.LazyFrame, keys: pl.DataFrame) -> pl.DataFrame:
-    """Stored events of the given queue ids, following content-filter links."""
-    found = pl.DataFrame(schema=EVENT_SCHEMA)
-    for _ in range(3):  # later passes: the other side of hand-offs found in the earlier ones
-        by_qid = stored.join(keys.lazy(), on=["host", "queue_id"], how="semi")
-        by_next = stored.join(
-            keys.lazy().rename({"queue_id": "next_queue_id"}), on=["host", "next_queue_id"], how="semi"
-        )
-        found = pl.concat([by_qid, by_next]).unique(EVENT_KEY).collect()
-        more = pl.concat([keys, _keys(found)]).unique()
-        if more.height == keys.height:
-            break
-        keys = more
-    return found
-
-
 def _message_key(t: pl.Expr) -> pl.Expr:
     """host|queue id|time in microseconds: a message's identity in the messages table."""
     return pl.concat_str(["host", "queue_id", t.dt.epoch("us").cast(pl.String)], separator="|")
-
-
-def _keys(ev: pl.DataFrame) -> pl.DataFrame:
-    a = ev.filter(pl.col("queue_id").is_not_null()).select("host", "queue_id")
-    b = ev.filter(pl.col("next_queue_id").is_not_null()).select("host", pl.col("next_queue_id").alias("queue_id"))
-    return pl.concat([a, b]).unique()
 
 
 def _days(lo: dt.datetime, hi: dt.datetime) -> list[dt.date]:
