@@ -64,7 +64,7 @@ class OpenSet:
         reopened = everything.filter(pl.col("queue_id").is_not_null()).join(
             still_open, on=["host", "queue_id"], how="semi"
         )
-        events = pl.concat([kept, conform(reopened, EVENT_SCHEMA)], how="vertical_relaxed")
+        events = pl.concat([kept, conform(_essentials(reopened), EVENT_SCHEMA)], how="vertical_relaxed")
         newest = events.get_column("time").max()
         if newest is not None:
             last = events.group_by("host", "queue_id").agg(pl.col("time").max().alias("_last"))
@@ -80,6 +80,36 @@ class OpenSet:
     def messages(self) -> int:
         """How many queue ids are open."""
         return self.events.select(pl.struct("host", "queue_id").n_unique()).item() if self.events.height else 0
+
+
+def _essentials(ev: pl.DataFrame) -> pl.DataFrame:
+    """The events that decide an open message's row, without the repetition of its retries.
+
+    A deferred message is retried for days, logging a queue line and a deferral per recipient
+    each time; keeping them all would grow the open state with every retry. The row needs the
+    first and last queue (receive) lines, each recipient's latest outcome (and latest "no outcome
+    yet"), the latest other line, and every line of the other kinds; the events table keeps the
+    full history.
+    """
+    if not ev.height:
+        return ev
+    ev = ev.sort("time", "source", "line_no")
+    key = [pl.col("host"), pl.col("queue_id")]
+    outcome = pl.col("kind").is_in(["deliver", "reject"]) & pl.col("recipient").is_not_null()
+    per_recipient = [*key, pl.col("kind"), pl.col("recipient").str.to_lowercase(), pl.col("status").eq("GettingStatus")]
+    last_outcome = pl.int_range(pl.len()).over(per_recipient) == pl.len().over(per_recipient) - 1
+    nth = pl.int_range(pl.len()).over([*key, pl.col("kind")])
+    last = nth == pl.len().over([*key, pl.col("kind")]) - 1
+    keep = (
+        pl.when(outcome)
+        .then(last_outcome)
+        .when(pl.col("kind") == "receive")
+        .then((nth == 0) | last)
+        .when(pl.col("kind") == "info")
+        .then(last)  # only its time matters to the row (the message's latest line)
+        .otherwise(True)
+    )
+    return ev.filter(keep)
 
 
 def queue_keys(ev: pl.DataFrame) -> pl.DataFrame:

@@ -100,6 +100,7 @@ class Pipeline:
         self.report = IngestReport()
         self.open = OpenSet(root / STATE_DIR)
         self._verified: set[str] = set()  # sources already deduplicated against the store
+        self.compact_as_you_go = False  # batch ingest compacts between flushes; the watcher schedules its own
         self._newest: dict[str, dt.datetime] | None = None  # per source: its newest stored event
 
     def close(self) -> None:
@@ -279,6 +280,10 @@ class Pipeline:
         # a stored row of a touched message lies in the day of its first event, which is here
         days = set(everything.get_column("time").dt.date().unique().drop_nulls().to_list())
         self.store.replace_messages(rows, stale, days)
+        if self.compact_as_you_go:  # a long batch run: keep the partitions it writes to a few files each
+            for day in sorted(days):
+                self.store.compact("messages", day, min_files=COMPACT_MIN_FILES)
+                self.store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
         self.open.update(everything, rows, self.options.queue_lifetime)
         self.open.save()
         self.report.rows += rows.height
@@ -378,6 +383,7 @@ def ingest_paths(
     started = time.perf_counter()
     files = discover(paths)
     pipe = Pipeline(root, options, rejects)
+    pipe.compact_as_you_go = True
     try:
         for path in files:
             pipe.ingest_path(path, progress)
