@@ -50,8 +50,11 @@ def write_report(r: dict, path: Path) -> None:
             f"| {i['format']} | {i['lines']:,} | {i['seconds']:.2f} | {i['lines_per_s']:,.0f} | "
             f"{i['mb_per_s']:.1f} | {i['peak_rss_mb']:,.0f} MB | {target} |"
         )
+    if "store" not in r:
+        path.write_text("\n".join(out) + "\n")
+        return
     st = r["store"]
-    q = r["queries"]["compacted"]
+    q = r.get("queries", {}).get("compacted", {})
     out += [
         "",
         f"## 2. Queries over a store of {st['rows']:,} rows, {st['days']} days",

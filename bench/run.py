@@ -266,22 +266,29 @@ def main() -> None:
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "ingest": [],
     }
+
+    def save() -> None:  # after each section, so a long run leaves what it measured so far
+        from bench.report import write_report
+
+        (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        write_report(results, ROOT / "BENCHMARKS.md")
+
     rows_per_line = bench_ingest(cfg, results)
+    save()
     logs = thirty_days(cfg, rows_per_line)
     store = WORK / "store-30d"
     r = ingest_probe(store, logs, ["--timezone", "UTC", "--year", "2026"])
     sh([str(BIN / "msgtrace"), "compact", "--store", str(store)])
     results["store"] = {**r, "days": cfg["days"], "raw_bytes": sum(p.stat().st_size for p in logs)}
     print(f"30-day store: {r['rows']:,} rows from {r['lines']:,} lines", flush=True)
+    save()
     v = pick(store)
     bench_queries(store, v, results, "compacted", with_others=True)
     results["grep"] = {"a": grep_time(logs, v["sender"]), "c": grep_time(logs, v["recipient"])}
     print(f"grep (a) {results['grep']['a']:.2f} s, (c) {results['grep']['c']:.2f} s", flush=True)
+    save()
     small_files(logs, v, results)
-    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    from bench.report import write_report
-
-    write_report(results, ROOT / "BENCHMARKS.md")
+    save()
     print("Wrote BENCHMARKS.md and bench/results.json.")
 
 
