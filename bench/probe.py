@@ -34,8 +34,9 @@ def main() -> None:
         # ~130 bytes a line: read and flush in steps of about that many lines
         pipeline.FLUSH_EVENTS = max(1, int(a.flush_lines * 0.7))
         reader.CHUNK_BYTES = a.flush_lines * 130
-    if a.no_compact:
+    if a.no_compact:  # leave the store as continuous ingestion leaves it between compactions
         pipeline.COMPACT_MIN_FILES = 10**9
+        pipeline.tidy = lambda store: None
     store = Path(a.store)
     opts = pipeline.IngestOptions(timezone=a.timezone, year=a.year)
     nbytes = sum(Path(p).stat().st_size for p in a.paths)
@@ -43,8 +44,10 @@ def main() -> None:
     with StoreLock(store):
         rep = pipeline.ingest_paths(a.paths, store, opts)
     secs = time.perf_counter() - t
-    files = sorted((store / "messages").rglob("*.parquet"))
-    rows = pl.scan_parquet(files).select(pl.len()).collect().item() if files else 0
+    from ingest.store import Store
+
+    lf = Store(store).scan("messages")
+    rows = lf.select(pl.len()).collect().item() if lf is not None else 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         json.dumps(

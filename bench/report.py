@@ -103,5 +103,7 @@ def write_report(r: dict, path: Path) -> None:
             u, c = sf["uncompacted"].get(k), sf["compacted"].get(k)
             out.append(f"| ({k}) {SHAPES[k]} | {_ms(u)} | {_ms(c)} | {u / c:.1f}x |")
     if r.get("notes"):
-        out += ["", "## Notes", "", *r["notes"]]
+        out += ["", "## Notes", ""]
+        for note in r["notes"]:
+            out += [note, ""]
     path.write_text("\n".join(out) + "\n")
