@@ -272,6 +272,9 @@ def main() -> None:
     def save() -> None:  # after each section, so a long run leaves what it measured so far
         from bench.report import write_report
 
+        # the analysis of targets not met (the profile), kept by hand beside the numbers
+        results["notes"] = json.loads((ROOT / "bench" / "notes.json").read_text())
+
         (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=1, default=str))
         write_report(results, ROOT / "BENCHMARKS.md")
 
