@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,6 @@ import click
 DEFAULT_STORE = "data/store"
 # ingest.formats.FORMAT_NAMES, repeated so that `msgtrace --help` need not import Polars (a test checks they agree)
 FORMAT_NAMES = ("exchange", "exim", "sendmail", "postfix")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def store_option(f):  # type: ignore[no-untyped-def]
@@ -29,13 +27,17 @@ def store_option(f):  # type: ignore[no-untyped-def]
 
 
 def safe(text: str) -> str:
-    """Neutralise control characters from log text before it reaches a terminal."""
-    return _CONTROL.sub("\ufffd", text)
+    """Neutralise control and bidi characters from log text before it reaches a terminal."""
+    from ingest.terminal import neutralize_lines
+
+    return neutralize_lines(text)
 
 
 def source_options(f):  # type: ignore[no-untyped-def]
     """Options shared by ingest and watch: how to read the logs."""
-    f = click.option("--host", default=None, help="Host name for logs that do not name one (Exim mainlog, Exchange tracking logs).")(f)
+    f = click.option(
+        "--host", default=None, help="Host name for logs that do not name one (Exim mainlog, Exchange tracking logs)."
+    )(f)
     f = click.option(
         "--format",
         "fmt",

@@ -39,6 +39,11 @@ def partition_dir(table_dir: Path, day: dt.date) -> Path:
     return table_dir / f"{PARTITION_KEY}={day.isoformat()}"
 
 
+def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
+    """Every day from first to last, both included."""
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
 def partition_days(table_dir: Path) -> list[dt.date]:
     """Every day that has a partition directory, sorted."""
     if not table_dir.is_dir():

@@ -22,6 +22,7 @@ from ingest import formats
 from ingest.checkpoint import STATE_DIR, Checkpoints, SourceState
 from ingest.correlate import correlate
 from ingest.formats import ParseContext
+from ingest.layout import days_between
 from ingest.openset import OpenSet, orphans, queue_keys, stored_related
 from ingest.reader import ReadError, discover, fingerprint_open, is_compressed, open_binary, read_open, sample_lines
 from ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, conform
@@ -339,12 +340,7 @@ def _message_key(t: pl.Expr) -> pl.Expr:
 
 
 def _days(lo: dt.datetime, hi: dt.datetime) -> list[dt.date]:
-    d, end = lo.date(), hi.date()
-    out = []
-    while d <= end:
-        out.append(d)
-        d += dt.timedelta(days=1)
-    return out
+    return days_between(lo.date(), hi.date())
 
 
 def _jsonable(state: dict) -> dict:

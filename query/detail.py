@@ -54,11 +54,7 @@ def message_trace_detail(store: Path, flt: TraceFilter, recipient: str) -> pl.Da
 
 def _message_events(store: Path, msg: dict) -> pl.DataFrame:
     received: dt.datetime = msg["received"]
-    days, d = [], received.date()
-    while d <= (received + SPAN).date():
-        days.append(d)
-        d += dt.timedelta(days=1)
-    files = layout.files_for_days(store / EVENTS_DIR, days)
+    files = layout.files_for_days(store / EVENTS_DIR, layout.days_between(received.date(), (received + SPAN).date()))
     if not files:
         return pl.DataFrame(schema=EVENT_SCHEMA)
     lf = pl.scan_parquet(files, schema=EVENT_SCHEMA, hive_partitioning=False).filter(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from ingest import layout
 from ingest.schema import STATUSES
 from query.dates import DateError, iso_z, parse_datetime, zone
 
@@ -233,7 +234,7 @@ class TraceFilter:
         last = self.end if self.starting_recipient is not None else self.end - dt.timedelta(microseconds=1)
         if last < self.start:
             return []
-        days = [first + dt.timedelta(days=i) for i in range((last.date() - first).days + 1)]
+        days = layout.days_between(first, last.date())
         if self.message_trace_id:
             t = trace_id_time(self.message_trace_id)
             if t is not None:

@@ -9,6 +9,8 @@ from typing import TextIO
 
 import polars as pl
 
+from ingest.terminal import neutralize
+
 FORMATS = ("table", "csv", "json", "jsonl", "parquet")
 TABLE_COLUMNS = ("Received", "SenderAddress", "RecipientAddress", "Subject", "Status")
 _ISO = "%Y-%m-%dT%H:%M:%S%.fZ"
@@ -17,22 +19,6 @@ _FORMULA_START = r"^[=+\-@\t\r]"
 # Which columns give up width first when the table is too wide, and how narrow they may get.
 _MIN_WIDTH = {"Subject": 6, "SenderAddress": 10, "RecipientAddress": 10, "Received": 20, "Status": 9}
 _SEP = "  "
-
-
-def _escapes() -> dict[int, str]:
-    table = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
-    # Bidi and line/paragraph separators can reorder or break what a terminal shows.
-    for c in [*range(0x200B, 0x2010), *range(0x2028, 0x202F), *range(0x2066, 0x206A), 0xFEFF]:
-        table[c] = f"\\u{c:04x}"
-    return table
-
-
-_ESCAPES = _escapes()
-
-
-def neutralize(text: str) -> str:
-    """Text safe for a terminal: control, bidi and separator characters become visible escapes."""
-    return text.translate(_ESCAPES)
 
 
 def display_width(text: str) -> int:

@@ -146,3 +146,11 @@ def test_compact_merges_files_and_keeps_rows(tmp_path: Path) -> None:
 
 def test_cli_format_names_match_the_parsers() -> None:
     assert set(ingest_cli.FORMAT_NAMES) == set(formats.FORMAT_NAMES)
+
+
+def test_unknown_line_samples_are_neutralised_on_the_terminal(tmp_path: Path) -> None:
+    log = tmp_path / "m.log"
+    log.write_text(LOG + "evil \x1b[2J line \u202ereversed\n")
+    res = ingest(tmp_path / "s", log)
+    assert "evil \\x1b[2J line \\u202ereversed" in res.stderr
+    assert "\x1b" not in res.stderr and "\u202e" not in res.stderr
