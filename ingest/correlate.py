@@ -18,7 +18,7 @@ from __future__ import annotations
 import polars as pl
 
 from ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, conform
-from ingest.traceid import trace_ids
+from ingest.traceid import message_trace_ids
 
 # A queue id silent for longer than this is a new message even without `removed` (lost lines).
 REUSE_GAP = pl.duration(days=6)
@@ -313,8 +313,7 @@ def _finish(rows: pl.DataFrame) -> pl.DataFrame:
     )
     # one id per message, hashed once per message rather than once per recipient row
     msgs = rows.select("_key", "received").unique()
-    key = pl.concat_str([pl.col("_key"), pl.col("received").dt.epoch("us").cast(pl.String)], separator="|")
-    msgs = msgs.with_columns(trace_ids(msgs.select(key).to_series(), msgs.get_column("received")))
+    msgs = msgs.with_columns(message_trace_ids(msgs.get_column("_key"), msgs.get_column("received")))
     rows = rows.join(msgs, on=["_key", "received"], how="left").with_columns(
         pl.col("sender_address").str.to_lowercase().alias("sender_lower"),
         pl.col("recipient_address").str.to_lowercase().alias("recipient_lower"),

@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -27,6 +28,7 @@ from ingest.openset import OpenSet, orphans, queue_keys, stored_related
 from ingest.reader import ReadError, discover, fingerprint_open, is_compressed, open_binary, read_open, sample_lines
 from ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, conform
 from ingest.store import Store
+from ingest.traceid import message_trace_ids
 
 # Events of one message may lie this far apart (Postfix maximal_queue_lifetime is 5 days).
 QUEUE_LIFETIME = dt.timedelta(days=6)
@@ -103,16 +105,40 @@ class Pipeline:
         self._verified: set[str] = set()  # sources already deduplicated against the store
         self.compact_as_you_go = False  # batch ingest compacts between flushes; the watcher schedules its own
         self._newest: dict[str, dt.datetime] | None = None  # per source: its newest stored event
+        # Batch ingest writes one flush while the next chunks are parsed (see flush_in_background).
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: Future[None] | None = None
+        self._inflight: dict[str, SourceState] = {}  # checkpoints of the flush being written
 
     def close(self) -> None:
         """Flush what is buffered and release files."""
-        self.flush()
-        if self.rejects:
-            self.rejects.close()
+        try:
+            self.flush()
+            self._wait()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown()
+            if self.rejects:
+                self.rejects.close()
+
+    def flush_in_background(self) -> None:
+        """From now on a flush writes in a background thread while reading and parsing go on.
+
+        Parsing needs no store state and the writes stay in order (one writer thread, each flush
+        waits for the one before), so the store ends up the same; two cores work at once. For batch
+        runs: the caller learns of a failed write at the next flush or at close.
+        """
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="msgtrace-write")
+
+    def _wait(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
+            self._inflight = {}
 
     def state(self, source: str) -> SourceState | None:
         """How far a source has been read, counting lines read but not yet flushed."""
-        return self._pending.get(source) or self.checkpoints.get(source)
+        return self._pending.get(source) or self._inflight.get(source) or self.checkpoints.get(source)
 
     @property
     def dirty(self) -> bool:
@@ -154,7 +180,7 @@ class Pipeline:
         stat = os.fstat(f.fileno())
         if source_for is not None:
             fp = source_for(fp, stat.st_size)
-        state = self._pending.get(fp) or self.checkpoints.get(fp) or SourceState(fingerprint=fp)
+        state = self.state(fp) or SourceState(fingerprint=fp)
         rep.source, rep.start_offset = fp, state.offset
         if not is_compressed(path) and stat.st_size < state.offset:
             rep.skipped = f"shorter ({stat.st_size} bytes) than what was read of it ({state.offset} bytes)"
@@ -223,18 +249,39 @@ class Pipeline:
     # ---- writing -------------------------------------------------------------------------
     def flush(self) -> None:
         """Correlate buffered events with the stored events of the same messages, write, checkpoint."""
+        if self._writer is not None:
+            self._flush_in_background()
+            return
         if self._buffer:
-            parsed = pl.concat(self._buffer, how="vertical_relaxed")
-            try:
-                self._write(parsed)  # on failure (disk full) the buffer and checkpoints stay for a retry
-            except BaseException:
-                # the failed write may have stored some events already: the retry must check again
-                self._verified -= set(parsed.get_column("source").unique().to_list())
-                raise
+            self._write_buffer(self._buffer)  # on failure (disk full) buffer and checkpoints stay for a retry
             self._buffer, self._buffered = [], 0
         if self._pending:
             self.checkpoints.update(self._pending.values())
             self._pending = {}
+
+    def _flush_in_background(self) -> None:
+        assert self._writer is not None
+        self._wait()  # one flush at a time, in order; raises the previous one's failure
+        self._newest_by_source()  # loaded here, while no write is under way
+        buffer, pending = self._buffer, self._pending
+        self._buffer, self._buffered, self._pending, self._inflight = [], 0, {}, pending
+
+        def write() -> None:
+            if buffer:
+                self._write_buffer(buffer)
+            if pending:
+                self.checkpoints.update(pending.values())
+
+        self._writing = self._writer.submit(write)
+
+    def _write_buffer(self, buffer: list[pl.DataFrame]) -> None:
+        parsed = pl.concat(buffer, how="vertical_relaxed")
+        try:
+            self._write(parsed)
+        except BaseException:
+            # the failed write may have stored some events already: the retry must check again
+            self._verified -= set(parsed.get_column("source").unique().to_list())
+            raise
 
     def _write(self, parsed: pl.DataFrame) -> None:
         parsed = conform(parsed, EVENT_SCHEMA).unique(EVENT_KEY, keep="first", maintain_order=True)
@@ -244,14 +291,16 @@ class Pipeline:
         # Everything the touched messages logged so far: the open messages' stored events plus
         # the new lines. Lines re-read after a crash are in both and count once.
         related = self.open.related(parsed)
-        if self._read_out_of_order(parsed):
+        in_order = not self._read_out_of_order(parsed)
+        if in_order:
+            search = orphans(parsed, related)  # only messages neither starting nor open
+        else:
             # Lines older than what is stored: a log read out of order (a rotated file's tail
             # after the new file, files ingested newest first). Messages they touch may already
             # be stored complete, so search the events table over the queue lifetime around them.
             search = queue_keys(parsed)
-        else:
-            search = orphans(parsed, related)  # in order: only messages neither starting nor open
-        if new.height < parsed.height:
+        reread = new.height < parsed.height
+        if reread:
             # Lines stored before a crash (or a failed flush) and read again: the open set saved
             # then may already have closed their messages, so their stored events are needed too.
             again = parsed.join(new.select(EVENT_KEY), on=EVENT_KEY, how="anti", nulls_equal=True)
@@ -266,20 +315,9 @@ class Pipeline:
             if t is not None and t > self._newest_by_source().get(src, t):
                 self._newest[src] = t
             self._newest.setdefault(src, t)
-        # A stored row was recomputed here when its queue id and Received (its first event's time)
-        # are those of an event here; an earlier message under a reused queue id, complete and not
-        # loaded, keeps its row.
-        touched = (
-            everything.filter(pl.col("queue_id").is_not_null())
-            .select(_message_key(pl.col("time")).unique())
-            .to_series()
-        )
-        standalone = rows.filter(pl.col("queue_id") == "").get_column("message_trace_id")
-        stale = ((pl.col("queue_id") != "") & _message_key(pl.col("received")).is_in(touched.implode())) | pl.col(
-            "message_trace_id"
-        ).is_in(standalone.implode())
         # a stored row of a touched message lies in the day of its first event, which is here
         days = set(everything.get_column("time").dt.date().unique().drop_nulls().to_list())
+        stale = _previous_rows(rows, related) if in_order and not reread else _stale_rows(everything, rows)
         self.store.replace_messages(rows, stale, days)
         if self.compact_as_you_go:  # a long batch run: keep the partitions it writes to a few files each
             for day in sorted(days):
@@ -339,6 +377,56 @@ def _message_key(t: pl.Expr) -> pl.Expr:
     return pl.concat_str(["host", "queue_id", t.dt.epoch("us").cast(pl.String)], separator="|")
 
 
+def _previous_rows(rows: pl.DataFrame, related: pl.DataFrame) -> pl.DataFrame:
+    """The stored rows the new rows supersede, when lines are read in order and for the first time.
+
+    Then only messages with events stored before this flush (open, or found as orphans: both in
+    `related`) have rows already, and a message keeps its MessageTraceId (host, first queue id,
+    Received) as events are added; so the stale rows are the new rows of those messages, plus the
+    row a re-queued message had of its own before the hand-off naming it arrived (keyed by its
+    own queue id and first event), all found without reading the partition.
+    """
+    earlier = queue_keys(related)
+    if not earlier.height or not rows.height:
+        return rows.select("message_trace_id", "received").clear()
+    kept = (
+        rows.filter(pl.col("queue_ids") != "")
+        .select("message_trace_id", "received", "host", pl.col("queue_ids").str.split(" ").alias("queue_id"))
+        .explode("queue_id")
+        .join(earlier, on=["host", "queue_id"], how="semi")
+        .select("message_trace_id", "received")
+    )
+    own = (
+        related.filter(pl.col("queue_id").is_not_null())
+        .group_by("host", "queue_id")
+        .agg(pl.col("time").min().alias("received"))
+        .join(rows.select("host", "queue_id"), on=["host", "queue_id"], how="anti")  # not a root now
+    )
+    if own.height:
+        key = own.select(pl.concat_str(["host", "queue_id"], separator="|")).to_series()
+        ids = message_trace_ids(key, own.get_column("received"))
+        kept = pl.concat([kept, own.select(ids.alias("message_trace_id"), "received")])
+    return kept.unique()
+
+
+def _stale_rows(everything: pl.DataFrame, rows: pl.DataFrame) -> pl.Expr:
+    """Which stored rows the new rows supersede, as a filter to scan the partitions with.
+
+    A stored row was recomputed here when its queue id and Received (its first event's time) are
+    those of an event here; an earlier message under a reused queue id, complete and not loaded,
+    keeps its row. A NOQUEUE row is matched by its MessageTraceId.
+    """
+    touched = (
+        everything.filter(pl.col("queue_id").is_not_null())
+        .select(_message_key(pl.col("time")).unique())
+        .to_series()
+    )
+    standalone = rows.filter(pl.col("queue_id") == "").get_column("message_trace_id")
+    return ((pl.col("queue_id") != "") & _message_key(pl.col("received")).is_in(touched.implode())) | pl.col(
+        "message_trace_id"
+    ).is_in(standalone.implode())
+
+
 def _days(lo: dt.datetime, hi: dt.datetime) -> list[dt.date]:
     return days_between(lo.date(), hi.date())
 
@@ -380,6 +468,7 @@ def ingest_paths(
     files = discover(paths)
     pipe = Pipeline(root, options, rejects)
     pipe.compact_as_you_go = True
+    pipe.flush_in_background()
     try:
         for path in files:
             pipe.ingest_path(path, progress)

@@ -98,28 +98,35 @@ class Store:
             written += 1
         return written
 
-    def replace_messages(self, rows: pl.DataFrame, stale: pl.Expr, days: set[dt.date]) -> int:
-        """Write message rows, superseding existing rows matched by `stale` in the given days.
+    def replace_messages(
+        self, rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame, days: set[dt.date]
+    ) -> int:
+        """Write message rows, superseding existing rows in the given days.
+
+        `stale` says which stored rows the new ones supersede: an expression over the stored rows
+        (they are scanned for it), or, when the caller knows them, a frame of their
+        message_trace_id and received (nothing is scanned).
 
         Nothing is rewritten: each day gets one append file with the new rows, whose metadata lists
         the MessageTraceIds of the stale rows it supersedes (ingest.layout), so a deferral delivered
         days later costs a small file, not a rewrite of its partition. Returns files written.
         """
         rows = conform(rows, MESSAGE_SCHEMA)
-        new_by_day = {}
-        if rows.height:
-            rows = rows.with_columns(pl.col("received").dt.date().alias("_day"))
-            new_by_day = {k[0]: v.drop("_day") for k, v in rows.partition_by("_day", as_dict=True).items()}
+        new_by_day = _by_day(rows)
+        known = _by_day(stale) if isinstance(stale, pl.DataFrame) else None
         written = 0
         for day in sorted(days | set(new_by_day)):
             pdir = layout.partition_dir(self.messages, day)
             new = new_by_day.get(day)
-            current = layout.scan_days(self.messages, [day], MESSAGE_SCHEMA)
-            gone = (
-                current.filter(stale).select(pl.col("message_trace_id").unique()).collect().to_series().to_list()
-                if current is not None
-                else []
-            )
+            if known is not None:
+                gone = known[day].get_column("message_trace_id").unique().sort().to_list() if day in known else []
+            else:
+                current = layout.scan_days(self.messages, [day], MESSAGE_SCHEMA)
+                gone = (
+                    current.filter(stale).select(pl.col("message_trace_id").unique()).collect().to_series().to_list()
+                    if current is not None
+                    else []
+                )
             if gone or (new is not None and new.height):
                 body = new.sort("received") if new is not None else pl.DataFrame(schema=MESSAGE_SCHEMA)
                 layout.write_parquet_atomic(body, layout.next_file(pdir, complete=False), MESSAGE_SCHEMA, gone)
@@ -160,3 +167,11 @@ class Store:
                 p.unlink()
             except FileNotFoundError:
                 pass
+
+
+def _by_day(rows: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:
+    """Message rows split by the UTC day of their Received time (their partition)."""
+    if not rows.height:
+        return {}
+    rows = rows.with_columns(pl.col("received").dt.date().alias("_day"))
+    return {k[0]: v.drop("_day") for k, v in rows.partition_by("_day", as_dict=True).items()}

@@ -57,3 +57,11 @@ def trace_ids(keys: pl.Series, received: pl.Series) -> pl.Series:
     )
     strings = np.ascontiguousarray(text).view("S36").ravel().astype(str)
     return pl.Series("message_trace_id", strings, dtype=pl.String)
+
+
+def message_trace_ids(keys: pl.Series, received: pl.Series) -> pl.Series:
+    """The MessageTraceId of each message from its key (host|queue id, or host|source|line for a
+    NOQUEUE reject) and its Received time: the one definition of a message's identity."""
+    epoch_us = received.dt.epoch("us").cast(pl.String)
+    full = pl.select(pl.concat_str([keys, epoch_us], separator="|")).to_series()
+    return trace_ids(full, received)
