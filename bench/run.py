@@ -150,6 +150,11 @@ def query_shapes(v: dict) -> dict[str, dict]:
     }
 
 
+def query_context() -> dict:
+    """The query parameters every benchmark query shares: a day after the data, no age limit, UTC."""
+    return {"now": (START + dt.timedelta(days=31)).isoformat(), "max_age_days": 0, "timezone": "UTC"}
+
+
 def cli_args(params: dict) -> list[str]:
     args = []
     for k, val in params.items():
@@ -161,7 +166,7 @@ def bench_queries(store: Path, v: dict, results: dict, label: str, with_others: 
     """In-process, CLI, DuckDB (and grep outside) for each shape; (d) is count by status."""
     from query import message_trace
 
-    common = {"now": (START + dt.timedelta(days=31)).isoformat(), "max_age_days": 0, "timezone": "UTC"}
+    common = query_context()
     out = results.setdefault("queries", {}).setdefault(label, {})
     for shape, params in query_shapes(v).items():
         p = {**params, **common}
@@ -195,11 +200,11 @@ def bench_queries(store: Path, v: dict, results: dict, label: str, with_others: 
 
 
 def status_counts(store: Path) -> pl.DataFrame:
-    """(d): count by status over everything, through msgtrace's own reader."""
-    from ingest.store import Store
+    """(d): count by status over all 30 days, through msgtrace's own query API (query.status_counts)."""
+    from query import status_counts as count_by_status
 
-    lf = Store(store).scan("messages")
-    return pl.DataFrame() if lf is None else lf.group_by("status").len().collect()
+    end = START + dt.timedelta(days=30)
+    return count_by_status(store, start_date=START.isoformat(), end_date=end.isoformat(), **query_context())
 
 
 def duckdb_time(store: Path, shape: str, params: dict) -> float | None:
@@ -244,7 +249,7 @@ def small_files(logs: list[Path], v: dict, results: dict) -> None:
     shapes = {k: p for k, p in query_shapes(v).items() if k in ("a", "b")}
     from query import message_trace
 
-    common = {"now": (START + dt.timedelta(days=31)).isoformat(), "max_age_days": 0, "timezone": "UTC"}
+    common = query_context()
     for label in ("uncompacted", "compacted"):
         if label == "compacted":
             sh([str(BIN / "msgtrace"), "compact", "--store", str(store)])

@@ -10,6 +10,10 @@ A partition directory holds immutable files named ``g<generation>-<kind>.parquet
 - ``g000012-c``: holds every current row as of its generation, deletes applied: replaces
   everything below it (compaction).
 
+Every messages file also records its rows per status (``msgtrace.status_counts``, JSON), so a
+count by status over whole days sums file footers (query.summary); a file without the key
+is counted by reading its rows.
+
 A reader keeps every file that no newer file replaces. A rewrite writes its new file first
 and deletes the replaced ones after, so a query that lists the directory at any instant sees
 every row exactly once, and a crash between the two steps leaves only garbage that the next
@@ -19,6 +23,7 @@ write removes. Generations only grow; one writer per store (see ingest.store.Sto
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import tempfile
@@ -28,9 +33,12 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest.schema import PARTITION_KEY
+from ingest.schema import MESSAGE_SCHEMA, PARTITION_KEY
 
 DELETES_KEY = "msgtrace.deletes"
+# Messages files only: {status: rows} of the rows in the file itself (deletes not applied), so a
+# count by status over whole days reads file footers instead of rows (query.summary).
+STATUS_COUNTS_KEY = "msgtrace.status_counts"
 _FILE = re.compile(r"^g(\d{6,})-(a|c|r(\d{6,}))\.parquet$")
 
 
@@ -120,12 +128,48 @@ def files_for_days(table_dir: Path, days: Iterable[dt.date]) -> list[Path]:
     return files
 
 
-def deletes_of(path: Path) -> list[str]:
-    """The MessageTraceIds an append file supersedes in older files (none for other files)."""
+def deletes_of(path: Path, metadata: dict[str, str] | None = None) -> list[str]:
+    """The MessageTraceIds an append file supersedes in older files (none for other files).
+
+    `metadata`: the file's key-value metadata when the caller has already read it.
+    """
     if not path.name.endswith("-a.parquet"):
         return []
-    text = pl.read_parquet_metadata(path).get(DELETES_KEY, "")
+    text = (metadata if metadata is not None else pl.read_parquet_metadata(path)).get(DELETES_KEY, "")
     return text.split() if text else []
+
+
+def status_counts_metadata(counts: pl.DataFrame) -> dict[str, str]:
+    """The key-value metadata that records a messages file's row count per status.
+
+    `counts` has one row per status: the columns `status` and `len`, as `rows.group_by("status").len()`
+    gives. write_parquet_atomic adds it by itself; a file written by streaming needs the counts
+    first, then passes them on, e.g.::
+
+        counts = lf.group_by("status").len().collect()   # reads only the status column
+        lf.sink_parquet(tmp, metadata=status_counts_metadata(counts), ...)
+
+    Returns {} (no key: readers count the file's rows instead) when a status is null, because
+    a JSON object cannot have a null key.
+    """
+    pairs = dict(zip(counts.get_column("status").to_list(), counts.get_column("len").to_list(), strict=True))
+    if None in pairs:
+        return {}
+    return {STATUS_COUNTS_KEY: json.dumps({k: int(v) for k, v in pairs.items()}, separators=(",", ":"), sort_keys=True)}
+
+
+def status_counts_of(metadata: dict[str, str]) -> dict[str, int] | None:
+    """The per-status row counts recorded in a file's metadata; None when absent or malformed."""
+    text = metadata.get(STATUS_COUNTS_KEY)
+    if text is None:
+        return None
+    try:
+        counts = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(counts, dict) or not all(type(n) is int and n >= 0 for n in counts.values()):
+        return None
+    return counts
 
 
 def scan_days(table_dir: Path, days: Iterable[dt.date], schema: dict[str, pl.DataType]) -> pl.LazyFrame | None:
@@ -201,12 +245,21 @@ def atomic_path(path: Path, suffix: str) -> Iterator[str]:
 def write_parquet_atomic(
     df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType], deletes: list[str] | None = None
 ) -> None:
-    """Write df (already in schema) to path atomically, zstd, with statistics (and deletes, see above)."""
+    """Write df (already in schema) to path atomically, zstd, with statistics (and deletes, see above).
+
+    Messages files also get their status counts (STATUS_COUNTS_KEY); events have a status column
+    too, but nothing counts them, so they are not worth the group_by.
+    """
     import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never writes and starts faster
 
     table = df.select(list(schema)).to_arrow()
+    extra: dict[str, str] = {}
+    if schema == MESSAGE_SCHEMA:
+        extra.update(status_counts_metadata(df.group_by("status").len()))
     if deletes:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), DELETES_KEY: " ".join(deletes)})
+        extra[DELETES_KEY] = " ".join(deletes)
+    if extra:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     with atomic_path(path, ".parquet") as tmp:
         pq.write_table(table, tmp, compression="zstd", row_group_size=256_000, write_statistics=True)
 

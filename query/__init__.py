@@ -1,7 +1,8 @@
 """Query a msgtrace store like Get-MessageTrace.
 
-    from query import message_trace
+    from query import message_trace, status_counts
     df = message_trace("data/store", sender_address="*@contoso.com", start_date="2026-06-13")
+    counts = status_counts("data/store", start_date="2026-06-01", end_date="2026-06-15")  # Status, Count
 
 Names are imported lazily so that `msgtrace --help` does not pay for Polars.
 """
@@ -13,14 +14,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from query.engine import message_trace, message_trace_lazy
     from query.filters import QueryError, TraceFilter
+    from query.summary import status_counts
 
-__all__ = ["QueryError", "TraceFilter", "message_trace", "message_trace_lazy"]
+__all__ = ["QueryError", "TraceFilter", "message_trace", "message_trace_lazy", "status_counts"]
 
 _HOMES = {
     "message_trace": "query.engine",
     "message_trace_lazy": "query.engine",
     "QueryError": "query.filters",
     "TraceFilter": "query.filters",
+    "status_counts": "query.summary",
 }
 
 

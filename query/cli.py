@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,8 @@ def _multi(name: str, help_text: str) -> Callable[..., Any]:
     return click.option(name, multiple=True, metavar="VALUE[,VALUE...]", help=help_text)
 
 
-TRACE_OPTIONS: list[Callable[..., Any]] = [
+# Which rows: shared by every command that filters message rows (trace, summary).
+FILTER_OPTIONS: list[Callable[..., Any]] = [
     _store_option,
     click.option("--start-date", metavar="DATE", help="Start of the window (inclusive)."),
     click.option("--end-date", metavar="DATE", help="End of the window (exclusive)."),
@@ -93,29 +95,10 @@ TRACE_OPTIONS: list[Callable[..., Any]] = [
     click.option(
         "--subject-filter-type", metavar="TYPE", help="How --subject matches: Contains (default), StartsWith, EndsWith."
     ),
-    click.option("--page", type=int, help="V1 paging: page number, 1-1000 [default 1]."),
-    click.option("--page-size", type=int, help="V1 paging: rows per page, 1-5000 [default 1000]."),
-    click.option("--result-size", type=int, help="V2 paging: rows to return, 1-5000 [default 1000]."),
-    click.option(
-        "--starting-recipient-address",
-        metavar="ADDRESS",
-        help="V2 cursor: with --end-date, continue after this recipient of the last row.",
-    ),
-    click.option(
-        "--output",
-        "output_format",
-        type=click.Choice(["table", "csv", "json", "jsonl", "parquet"], case_sensitive=False),
-        default="table",
-        show_default=True,
-        help="Output format.",
-    ),
-    click.option(
-        "--out",
-        "out",
-        metavar="FILE",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Write to FILE instead of stdout (required for parquet).",
-    ),
+]
+
+# How the window's dates are read and limited: shared like FILTER_OPTIONS.
+WINDOW_OPTIONS: list[Callable[..., Any]] = [
     click.option(
         "--now",
         metavar="TIME",
@@ -139,11 +122,50 @@ TRACE_OPTIONS: list[Callable[..., Any]] = [
 ]
 
 
-def trace_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Apply every `msgtrace trace` option."""
-    for option in reversed(TRACE_OPTIONS):
+def output_option(formats: list[str]) -> Callable[..., Any]:
+    """--output FORMAT among formats, default table."""
+    return click.option(
+        "--output",
+        "output_format",
+        type=click.Choice(formats, case_sensitive=False),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )
+
+
+TRACE_OPTIONS: list[Callable[..., Any]] = [
+    *FILTER_OPTIONS,
+    click.option("--page", type=int, help="V1 paging: page number, 1-1000 [default 1]."),
+    click.option("--page-size", type=int, help="V1 paging: rows per page, 1-5000 [default 1000]."),
+    click.option("--result-size", type=int, help="V2 paging: rows to return, 1-5000 [default 1000]."),
+    click.option(
+        "--starting-recipient-address",
+        metavar="ADDRESS",
+        help="V2 cursor: with --end-date, continue after this recipient of the last row.",
+    ),
+    output_option(["table", "csv", "json", "jsonl", "parquet"]),
+    click.option(
+        "--out",
+        "out",
+        metavar="FILE",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write to FILE instead of stdout (required for parquet).",
+    ),
+    *WINDOW_OPTIONS,
+]
+
+
+def apply_options(f: Callable[..., Any], options: list[Callable[..., Any]]) -> Callable[..., Any]:
+    """Apply click options so that --help lists them in the list's order."""
+    for option in reversed(options):
         f = option(f)
     return f
+
+
+def trace_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Apply every `msgtrace trace` option."""
+    return apply_options(f, TRACE_OPTIONS)
 
 
 _FILTER_KEYS = (
@@ -151,6 +173,12 @@ _FILTER_KEYS = (
     "status", "from_ip", "to_ip", "subject", "subject_filter_type", "starting_recipient_address",
     "now", "max_age_days", "timezone",
 )  # fmt: skip
+
+
+def filter_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The TraceFilter.from_params arguments among a command's parameters."""
+    return {k: params[k] for k in _FILTER_KEYS if k in params}
+
 
 # What the user gave, re-emitted (in this order) in the command that fetches the next V2 page.
 _CARRIED = [
@@ -186,7 +214,7 @@ def _run_trace(params: dict[str, Any]) -> None:
     if fmt == "parquet" and out is None:
         raise BadInput("--output parquet needs --out FILE")
     store = engine.resolve_store(params["store"])
-    flt = TraceFilter.from_params(**{k: params[k] for k in _FILTER_KEYS})
+    flt = TraceFilter.from_params(**filter_params(params))
     paging = Paging.from_params(
         params["page"], params["page_size"], params["result_size"], params["starting_recipient_address"]
     )
@@ -239,18 +267,8 @@ def trace(**params: Any) -> None:
     Example: msgtrace trace --recipient-address '*@contoso.com' --status Failed,Pending --output csv
     Example: msgtrace trace --message-trace-id 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b --output json
     """
-    from query.filters import QueryError
-
-    try:
+    with one_line_errors():
         _run_trace(params)
-    except QueryError as e:
-        raise click.ClickException(str(e)) from None
-    except click.ClickException:
-        raise
-    except Exception as e:  # polars, pyarrow, OS errors: one line for the user, not a traceback
-        if os.environ.get("MSGTRACE_DEBUG"):
-            raise
-        raise click.ClickException(_one_line(e)) from None
 
 
 @cli.command()
@@ -282,9 +300,9 @@ def detail(**params: Any) -> None:
     """
     from query import engine, output
     from query.detail import check_recipient, message_trace_detail
-    from query.filters import QueryError, TraceFilter
+    from query.filters import TraceFilter
 
-    try:
+    with one_line_errors():
         store = engine.resolve_store(params["store"])
         rcpt = check_recipient(params["recipient_address"])
         flt = TraceFilter.from_params(
@@ -297,17 +315,31 @@ def detail(**params: Any) -> None:
             timezone=params["timezone"],
         )
         rows = message_trace_detail(store, flt, rcpt)
-    except QueryError as e:
-        raise click.ClickException(str(e)) from None
-    except Exception as e:  # one line for the user, not a traceback
-        if os.environ.get("MSGTRACE_DEBUG"):
-            raise
-        raise click.ClickException(_one_line(e)) from None
     fmt = params["output_format"].lower()
     if rows.height == 0 and fmt == "table":
         click.echo("No events found for that message and recipient.", err=True)
         return
     output.write(rows, fmt, None, sys.stdout, columns=["Date", "Event", "Action", "Detail"])
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Bad input and failures (polars, pyarrow, OS errors) as one line `Error: ...`, not a traceback.
+
+    MSGTRACE_DEBUG=1 shows the traceback of unexpected errors.
+    """
+    from query.filters import QueryError
+
+    try:
+        yield
+    except QueryError as e:
+        raise click.ClickException(str(e)) from None
+    except click.ClickException:
+        raise
+    except Exception as e:
+        if os.environ.get("MSGTRACE_DEBUG"):
+            raise
+        raise click.ClickException(_one_line(e)) from None
 
 
 def _one_line(e: BaseException) -> str:
@@ -319,6 +351,7 @@ def _register() -> None:
     from ingest.cli import register_commands
 
     register_commands(cli)
+    cli.add_lazy("summary", "query.summary_cli:summary")
 
 
 _register()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,14 +47,19 @@ def resolve_store(store: str | os.PathLike[str] | None) -> Path:
     return path
 
 
-def needed_files(store: Path, flt: TraceFilter) -> list[Path]:
-    """The current files of exactly the partitions the filter's window (or trace id) can touch."""
-    table, days = store / MESSAGES_DIR, flt.days()
+def needed_days(store: Path, flt: TraceFilter) -> list[dt.date]:
+    """The days whose partitions the filter's window (or trace id) can touch."""
+    days = flt.days()
     if len(days) > 62:
         # A long window (--max-age-days 0): one listing beats a failed lookup per missing day.
-        existing = set(layout.partition_days(table))
+        existing = set(layout.partition_days(store / MESSAGES_DIR))
         days = [d for d in days if d in existing]
-    return layout.files_for_days(table, days)
+    return days
+
+
+def needed_files(store: Path, flt: TraceFilter) -> list[Path]:
+    """The current files of exactly the partitions the filter's window (or trace id) can touch."""
+    return layout.files_for_days(store / MESSAGES_DIR, needed_days(store, flt))
 
 
 def open_files(files: list[Path]) -> pl.LazyFrame:

@@ -241,6 +241,14 @@ class TraceFilter:
                 days = [d for d in days if d == t.date()]
         return days
 
+    def window_only(self) -> bool:
+        """True when the window is the only filter (no address, id, status, IP, subject or cursor).
+
+        Compared with a filter built from the window alone, so a field added later counts as a
+        filter without anyone remembering to list it here.
+        """
+        return self == TraceFilter(self.start, self.end, subject_filter_type=self.subject_filter_type)
+
     def expr(self, partition: bool = False) -> pl.Expr:
         """Every filter as one expression; with partition=True a hive `date` predicate comes first."""
         received = pl.col("received")

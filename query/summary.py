@@ -1,0 +1,111 @@
+"""Count message rows by status (`msgtrace summary`): whole days from file footers, the rest by reading rows.
+
+Every messages file records its rows per status (ingest.layout.STATUS_COUNTS_KEY). A UTC day
+(a partition) that the window covers whole, with no filter but the window, is counted by
+summing its current files' counts: a few footers instead of millions of rows. The footers
+cannot tell when a file lacks the key (written before it existed, or streamed without it) or
+when a newer file supersedes rows of an older one (deletes: the footers would count the
+superseded rows too); such a partition's rows are read. Days the window cuts, and any other
+filter, go through the trace scan (query.engine). Either way the counts equal a scan's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import polars as pl
+
+from ingest import layout
+from ingest.schema import MESSAGES_DIR, STATUSES
+from query import engine
+from query.filters import TraceFilter
+
+SUMMARY_SCHEMA: dict[str, pl.DataType] = {"Status": pl.String(), "Count": pl.Int64()}
+_ORDER = {s: i for i, s in enumerate(STATUSES)}
+
+Counts = Counter[str | None]
+
+
+def footer_counts(files: list[Path]) -> Counts | None:
+    """One partition's rows per status from its current files' metadata; None when they cannot tell."""
+    total: Counts = Counter()
+    for i, f in enumerate(files):
+        meta = pl.read_parquet_metadata(f)
+        counts = layout.status_counts_of(meta)
+        # the oldest current file's deletes hit no current file (cf. Store.has_deletes)
+        if counts is None or (i > 0 and layout.deletes_of(f, meta)):
+            return None
+        total.update(counts)
+    return total
+
+
+def row_counts(lf: pl.LazyFrame) -> Counts:
+    """Rows per status of a scan (reads the status column, and what its filter needs)."""
+    return Counter(dict(lf.group_by("status").len().collect().iter_rows()))
+
+
+def day_status_counts(store: Path, days: Iterable[dt.date]) -> Counts:
+    """Rows per status in these days' partitions, superseded rows dropped: footers where they tell."""
+    table = store / MESSAGES_DIR
+    total: Counts = Counter()
+    unread: list[Path] = []
+    for day in days:
+        files = layout.current_files(layout.partition_dir(table, day))
+        counts = footer_counts(files)
+        if counts is None:
+            unread.extend(files)
+        else:
+            total.update(counts)
+    if unread:
+        # the same listing the footers were checked on, read as a trace reads it (deletes applied)
+        total.update(row_counts(engine.open_files(unread)))
+    return total
+
+
+def whole_day(flt: TraceFilter, day: dt.date) -> bool:
+    """Whether the window covers every instant of this UTC day (so every row of its partition)."""
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    return flt.start <= start and start + dt.timedelta(days=1) <= flt.end
+
+
+def counts_frame(counts: Counts) -> pl.DataFrame:
+    """Status and Count, statuses present only, in the contract's order (others after, null last)."""
+    present = [s for s, n in counts.items() if n > 0]
+    present.sort(key=lambda s: (s is None, _ORDER.get(s or "", len(_ORDER)), s or ""))
+    return pl.DataFrame({"Status": present, "Count": [counts[s] for s in present]}, schema=SUMMARY_SCHEMA)
+
+
+def summarize(store: Path, flt: TraceFilter) -> pl.DataFrame:
+    """Rows per status among the rows a trace with this filter would return (all of them, unpaged)."""
+    try:
+        return _summarize(store, flt)
+    except FileNotFoundError:
+        # A compaction replaced a partition's files between our listing and our read (see engine.trace).
+        return _summarize(store, flt)
+
+
+def _summarize(store: Path, flt: TraceFilter) -> pl.DataFrame:
+    days = engine.needed_days(store, flt)
+    whole = {d for d in days if whole_day(flt, d)} if flt.window_only() else set()
+    cut = [d for d in days if d not in whole]
+    counts = day_status_counts(store, sorted(whole))
+    if cut:
+        files = layout.files_for_days(store / MESSAGES_DIR, cut)
+        counts.update(row_counts(engine.open_files(files).filter(flt.expr())))
+    return counts_frame(counts)
+
+
+def status_counts(store: str | os.PathLike[str] | None = None, **params: object) -> pl.DataFrame:
+    """Message rows per status (columns Status, Count) that message_trace with these parameters
+    would return, unpaged: e.g. status_counts("data/store", start_date="2026-06-01", end_date="2026-07-01").
+
+    Parameters are TraceFilter.from_params's (start_date, end_date, sender_address, ..., now,
+    max_age_days, timezone); only statuses present are listed, in the contract's order. Windows
+    of whole UTC days without other filters are answered from file metadata (milliseconds).
+    """
+    flt = TraceFilter.from_params(**params)  # type: ignore[arg-type]
+    return summarize(engine.resolve_store(store), flt)

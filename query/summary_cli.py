@@ -1,0 +1,44 @@
+"""`msgtrace summary`: message rows per status, with trace's filters (registered lazily by query.cli)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from query.cli import FILTER_OPTIONS, WINDOW_OPTIONS, apply_options, filter_params, one_line_errors, output_option
+
+# polars is imported inside the command: `msgtrace --help` imports this module to list it.
+
+
+def summary_options(f: Any) -> Any:
+    """trace's filter and window options (not paging), and the text output formats."""
+    return apply_options(f, [*FILTER_OPTIONS, output_option(["table", "csv", "json", "jsonl"]), *WINDOW_OPTIONS])
+
+
+@click.command()
+@summary_options
+def summary(**params: Any) -> None:
+    """Count messages by status: how many rows a trace with the same filters returns, per status.
+
+    Takes trace's filters and the same 48-hour default window; only statuses present are listed.
+    A window of whole UTC days with no other filter is answered from file metadata, in
+    milliseconds over months; other queries read the rows they need.
+
+    \b
+    Example: msgtrace summary --start-date 2026-06-01 --end-date 2026-07-01 --timezone UTC
+    Example: msgtrace summary --sender-address '*@contoso.com' --output json
+    """
+    from query import engine, output
+    from query.filters import TraceFilter
+    from query.summary import summarize
+
+    with one_line_errors():
+        store = engine.resolve_store(params["store"])
+        counts = summarize(store, TraceFilter.from_params(**filter_params(params)))
+    fmt = params["output_format"].lower()
+    if counts.height == 0 and fmt == "table":
+        click.echo("No messages found.", err=True)
+        return
+    output.write(counts, fmt, None, sys.stdout, columns=list(counts.columns))
