@@ -36,6 +36,7 @@ import polars as pl
 from ingest.schema import MESSAGE_SCHEMA, PARTITION_KEY
 
 DELETES_KEY = "msgtrace.deletes"
+ROW_GROUP_SIZE = 256_000  # rows: a day's sender lookup reads a few groups, statistics prune the rest
 # Messages files only: {status: rows} of the rows in the file itself (deletes not applied), so a
 # count by status over whole days reads file footers instead of rows (query.summary).
 STATUS_COUNTS_KEY = "msgtrace.status_counts"
@@ -250,18 +251,16 @@ def write_parquet_atomic(
     Messages files also get their status counts (STATUS_COUNTS_KEY); events have a status column
     too, but nothing counts them, so they are not worth the group_by.
     """
-    import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never writes and starts faster
-
-    table = df.select(list(schema)).to_arrow()
     extra: dict[str, str] = {}
     if schema == MESSAGE_SCHEMA:
         extra.update(status_counts_metadata(df.group_by("status").len()))
     if deletes:
         extra[DELETES_KEY] = " ".join(deletes)
-    if extra:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    # Polars' own writer: about twice as fast as pyarrow's for these frames, and no Arrow copy
     with atomic_path(path, ".parquet") as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=256_000, write_statistics=True)
+        df.select(list(schema)).write_parquet(
+            tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE, statistics=True, metadata=extra or None
+        )
 
 
 def write_json_atomic(text: str, path: Path) -> None:

@@ -75,6 +75,10 @@ class OpenSet:
     def save(self) -> None:
         """Write the open set atomically (call after the data it covers is durable)."""
         write_parquet_atomic(self.events, self.path, EVENT_SCHEMA)
+        # Read back what was written: the frame in memory was cut from every chunk its events came
+        # from and keeps those chunks' string buffers alive (Polars string views share buffers),
+        # so over a long run it would pin hundreds of MB for a few thousand open events.
+        self.events = conform(pl.read_parquet(self.path), EVENT_SCHEMA)
 
     @property
     def messages(self) -> int:
@@ -138,14 +142,19 @@ def orphans(parsed: pl.DataFrame, related: pl.DataFrame) -> pl.DataFrame:
 
 
 def stored_related(stored: pl.LazyFrame, keys: pl.DataFrame) -> pl.DataFrame:
-    """Stored events of the given queue ids, following content-filter links."""
+    """Stored events of the given queue ids, following content-filter links.
+
+    The queue ids are a filter pushed into the Parquet reader, so only matching rows are
+    materialised: a search over a week of events for a few orphans reads two columns, not every
+    column of millions of rows (which a join would). The exact (host, queue id) match follows.
+    """
     found = pl.DataFrame(schema=EVENT_SCHEMA)
     for _ in range(3):  # later passes: the other side of hand-offs found in the earlier ones
-        by_qid = stored.join(keys.lazy(), on=["host", "queue_id"], how="semi")
-        by_next = stored.join(
-            keys.lazy().rename({"queue_id": "next_queue_id"}), on=["host", "next_queue_id"], how="semi"
-        )
-        found = pl.concat([by_qid, by_next]).unique(EVENT_KEY).collect()
+        qids = keys.get_column("queue_id").unique().implode()
+        candidates = stored.filter(pl.col("queue_id").is_in(qids) | pl.col("next_queue_id").is_in(qids)).collect()
+        by_qid = candidates.join(keys, on=["host", "queue_id"], how="semi")
+        by_next = candidates.join(keys.rename({"queue_id": "next_queue_id"}), on=["host", "next_queue_id"], how="semi")
+        found = pl.concat([by_qid, by_next]).unique(EVENT_KEY)
         more = pl.concat([keys, queue_keys(found)]).unique()
         if more.height == keys.height:
             break
