@@ -59,3 +59,29 @@ class Checkpoints:
             self._sources[s.fingerprint] = s
         body = {"version": 1, "sources": {fp: asdict(s) for fp, s in self._sources.items()}}
         write_json_atomic(json.dumps(body, indent=1, sort_keys=True), self.path)
+
+
+def jsonable(state: dict) -> dict:
+    """Parser state for the checkpoint file (datetimes as ISO strings)."""
+    out: dict = {}
+    for k, v in state.items():
+        if isinstance(v, dict):
+            out[k] = jsonable(v)
+        elif isinstance(v, dt.datetime):
+            out[k] = {"__dt__": v.isoformat()}
+        else:
+            out[k] = v
+    return out
+
+
+def from_jsonable(state: dict) -> dict:
+    """The inverse of jsonable."""
+    out: dict = {}
+    for k, v in state.items():
+        if isinstance(v, dict) and "__dt__" in v:
+            out[k] = dt.datetime.fromisoformat(v["__dt__"])
+        elif isinstance(v, dict):
+            out[k] = from_jsonable(v)
+        else:
+            out[k] = v
+    return out
