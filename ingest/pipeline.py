@@ -320,7 +320,9 @@ class Pipeline:
         stale = previous_rows(rows, related) if in_order and not reread else stale_rows(everything, rows)
         self.store.replace_messages(rows, stale, days)
         if self.compact_as_you_go:  # a long batch run: keep the partitions it writes to a few files each
-            for day in sorted(days):
+            # ...except the newest day, which the next flushes still append to: compacting it every
+            # few flushes would rewrite a big day again and again (tidy compacts it once at the end)
+            for day in sorted(days)[:-1]:
                 self.store.compact("messages", day, min_files=COMPACT_MIN_FILES)
                 self.store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
         self.open.update(everything, rows, self.options.queue_lifetime)
