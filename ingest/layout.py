@@ -173,6 +173,13 @@ def status_counts_of(metadata: dict[str, str]) -> dict[str, int] | None:
     return counts
 
 
+def supersedes_rows(files: list[Path]) -> bool:
+    """Whether some of a partition's current files (oldest first) drop rows of older ones: readers
+    then filter, and footer row counts overstate what a query sees. The oldest file's deletes hit
+    nothing current."""
+    return any(deletes_of(f) for f in files[1:])
+
+
 def scan_days(table_dir: Path, days: Iterable[dt.date], schema: dict[str, pl.DataType]) -> pl.LazyFrame | None:
     """Every current row of the given days' partitions, superseded rows dropped; None if no file."""
     files = files_for_days(table_dir, days)

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from ingest import layout
 from ingest.checkpoint import STATE_DIR, Checkpoints
 from ingest.reader import ReadError, fingerprint, is_compressed
-from ingest.schema import MESSAGES_DIR
+from ingest.schema import MESSAGE_SCHEMA, MESSAGES_DIR
 from ingest.store import Store
 
 WATCH_FILE = "watch.json"
@@ -228,16 +228,32 @@ def _partitions(store: Store) -> list[PartitionStatus]:
     for table_dir, prefix in ((store.messages, "message"), (store.events, "event")):
         for day in layout.partition_days(table_dir):
             files = layout.current_files(layout.partition_dir(table_dir, day))
-            rows = 0
-            for f in files:
-                try:
-                    rows += pq.read_metadata(f).num_rows  # footer only: cheap
-                except (OSError, ValueError):
-                    continue  # replaced by a compaction meanwhile
+            rows = _current_rows(files) if prefix == "message" else _footer_rows(files)
             p = days.setdefault(day, PartitionStatus(day.isoformat()))
             setattr(p, f"{prefix}_rows", rows)
             setattr(p, f"{prefix}_files", len(files))
     return [days[d] for d in sorted(days)]
+
+
+def _footer_rows(files: list[Path]) -> int:
+    rows = 0
+    for f in files:
+        try:
+            rows += pq.read_metadata(f).num_rows  # footer only: cheap
+        except (OSError, ValueError):
+            continue  # replaced by a compaction meanwhile
+    return rows
+
+
+def _current_rows(files: list[Path]) -> int:
+    """Message rows a query sees: footers, unless a newer file supersedes rows of an older one
+    (an uncompacted partition of a watched store); then the rows are counted with deletes applied."""
+    try:
+        if not layout.supersedes_rows(files):
+            return _footer_rows(files)
+        return int(layout.scan_files(files, MESSAGE_SCHEMA).select(pl.len()).collect().item())
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return _footer_rows(files)  # a file replaced by a compaction meanwhile
 
 
 def _open_messages(store: Store) -> int:

@@ -135,8 +135,7 @@ class Store:
 
     def has_deletes(self, day: dt.date) -> bool:
         """Whether a messages partition holds rows superseded by a newer file's deletes."""
-        files = layout.current_files(layout.partition_dir(self.messages, day))
-        return any(layout.deletes_of(f) for f in files[1:])
+        return layout.supersedes_rows(layout.current_files(layout.partition_dir(self.messages, day)))
 
     def compact(self, table: str, day: dt.date, min_files: int = 2) -> bool:
         """Merge a partition's current files into one sorted complete file; True if it did."""

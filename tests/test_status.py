@@ -8,8 +8,10 @@ import os
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 from click.testing import CliRunner
 
+from ingest import layout
 from ingest.status import WatchState, format_text, lock_holder, status
 from ingest.store import Store, StoreLock
 from ingest.watch_cli import status_command
@@ -85,3 +87,17 @@ def test_cli_text_json_and_missing_store(tmp_path: Path) -> None:
     assert data["sources"][0]["lag"] == 0 and data["partitions"][0]["day"] == "2026-06-13"
     result = CliRunner().invoke(status_command, ["--store", str(tmp_path / "nope")])
     assert result.exit_code == 1 and f"Error: store {tmp_path / 'nope'} does not exist" in result.output
+
+
+def test_message_rows_count_what_a_query_sees_before_compaction(tmp_path: Path) -> None:
+    store, log = _store(tmp_path)
+    w = watcher(tmp_path, log)
+    append(log, LINES[400:600])  # later lines of messages already stored: their rows are superseded
+    w.cycle()
+    day = Store(store).scan("messages").collect().get_column("received").dt.date()[0]  # type: ignore[union-attr]
+    assert Store(store).has_deletes(day), "the test needs an uncompacted partition with superseded rows"
+    files = layout.current_files(layout.partition_dir(Store(store).messages, day))
+    footers = sum(pq.read_metadata(f).num_rows for f in files)
+    (part,) = status(store).partitions
+    seen = Store(store).scan("messages").collect().height  # type: ignore[union-attr]
+    assert part.message_rows == seen < footers
