@@ -263,11 +263,22 @@ def write_parquet_atomic(
         extra.update(status_counts_metadata(df.group_by("status").len()))
     if deletes:
         extra[DELETES_KEY] = " ".join(deletes)
-    # Polars' own writer: about twice as fast as pyarrow's for these frames, and no Arrow copy
+    df = df.select(list(schema))
     with atomic_path(path, ".parquet") as tmp:
-        df.select(list(schema)).write_parquet(
-            tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE, statistics=True, metadata=extra or None
-        )
+        if schema == MESSAGE_SCHEMA:
+            # Message rows are what every trace reads: pyarrow's files answer a filtered scan
+            # ~25% faster in Polars than Polars' own (measured: 30 days + recipient, 107 vs 172 ms
+            # over 8 days), so they are worth its slower write.
+            import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never writes
+
+            table = df.to_arrow()
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+            pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE, write_statistics=True)
+        else:
+            # events and state: Polars' writer, about twice as fast as pyarrow's for these frames
+            df.write_parquet(
+                tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE, statistics=True, metadata=extra or None
+            )
 
 
 def write_json_atomic(text: str, path: Path) -> None:

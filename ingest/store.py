@@ -151,16 +151,13 @@ class Store:
         target = layout.next_file(pdir, complete=True)
         if lf is None:
             lf = pl.LazyFrame(schema=schema)
-        # Streamed: a day can hold millions of rows, and memory must stay flat however large it is.
-        # Events need no order; message rows are sorted by Received (sharper row-group statistics).
-        metadata = None
-        if table != EVENTS_DIR:
-            metadata = layout.status_counts_metadata(lf.group_by("status").len().collect()) or None
-            lf = lf.sort(time_col)
-        with layout.atomic_path(target, ".parquet") as tmp:
-            lf.select(list(schema)).sink_parquet(
-                tmp, compression="zstd", row_group_size=layout.ROW_GROUP_SIZE, metadata=metadata
-            )
+        if table == EVENTS_DIR:
+            # events need no order and a day can hold millions: streamed, memory stays flat
+            with layout.atomic_path(target, ".parquet") as tmp:
+                lf.select(list(schema)).sink_parquet(tmp, compression="zstd", row_group_size=layout.ROW_GROUP_SIZE)
+        else:
+            # message rows (a tenth of the events) sorted by Received, written like every messages file
+            layout.write_parquet_atomic(lf.collect().sort(time_col), target, schema)
         self._drop_superseded(pdir)
         return True
 
