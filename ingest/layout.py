@@ -186,6 +186,21 @@ def scan_days(table_dir: Path, days: Iterable[dt.date], schema: dict[str, pl.Dat
     return scan_files(files, schema) if files else None
 
 
+def superseded_ids(files: list[Path]) -> dict[Path, set[str]]:
+    """For each current file, the MessageTraceIds whose rows in it newer files of its partition
+    supersede (empty for most files; always empty for a partition's newest file)."""
+    out: dict[Path, set[str]] = {}
+    by_part: dict[Path, list[Path]] = {}
+    for f in files:
+        by_part.setdefault(f.parent, []).append(f)
+    for part_files in by_part.values():
+        newer: set[str] = set()
+        for f in sorted(part_files, key=generation, reverse=True):
+            out[f] = set(newer)
+            newer.update(deletes_of(f))
+    return out
+
+
 def scan_files(files: list[Path], schema: dict[str, pl.DataType], **scan_options: object) -> pl.LazyFrame:
     """A lazy scan of current partition files with superseded rows dropped.
 
@@ -194,20 +209,14 @@ def scan_files(files: list[Path], schema: dict[str, pl.DataType], **scan_options
     Files without such deletes (the usual case after compaction) are scanned together.
     """
     options = {"schema": schema, "hive_partitioning": False, **scan_options}
-    by_part: dict[Path, list[Path]] = {}
-    for f in files:
-        by_part.setdefault(f.parent, []).append(f)
     plain: list[Path] = []
     filtered: list[pl.LazyFrame] = []
-    for part_files in by_part.values():
-        newer: set[str] = set()
-        for f in sorted(part_files, key=generation, reverse=True):
-            if newer:
-                lf = pl.scan_parquet(f, **options)  # type: ignore[arg-type]
-                filtered.append(lf.filter(~pl.col("message_trace_id").is_in(sorted(newer))))
-            else:
-                plain.append(f)
-            newer.update(deletes_of(f))
+    for f, gone in superseded_ids(files).items():
+        if gone:
+            lf = pl.scan_parquet(f, **options)  # type: ignore[arg-type]
+            filtered.append(lf.filter(~pl.col("message_trace_id").is_in(sorted(gone))))
+        else:
+            plain.append(f)
     parts = [pl.scan_parquet([str(f) for f in plain], **options)] if plain else []  # type: ignore[arg-type]
     parts += filtered
     if not parts:

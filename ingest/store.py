@@ -138,10 +138,9 @@ class Store:
         return layout.supersedes_rows(layout.current_files(layout.partition_dir(self.messages, day)))
 
     def compact(self, table: str, day: dt.date, min_files: int = 2) -> bool:
-        """Merge a partition's current files into one sorted complete file; True if it did."""
+        """Merge a partition's current files into one complete file; True if it did."""
         table_dir = self.events if table == EVENTS_DIR else self.messages
         schema = EVENT_SCHEMA if table == EVENTS_DIR else MESSAGE_SCHEMA
-        time_col = "time" if table == EVENTS_DIR else "received"
         pdir = layout.partition_dir(table_dir, day)
         files = layout.current_files(pdir)
         if len(files) < min_files:
@@ -156,8 +155,7 @@ class Store:
             with layout.atomic_path(target, ".parquet") as tmp:
                 lf.select(list(schema)).sink_parquet(tmp, compression="zstd", row_group_size=layout.ROW_GROUP_SIZE)
         else:
-            # message rows (a tenth of the events) sorted by Received, written like every messages file
-            layout.write_parquet_atomic(lf.collect().sort(time_col), target, schema)
+            _compact_messages(files, target)
         self._drop_superseded(pdir)
         return True
 
@@ -175,3 +173,42 @@ def _by_day(rows: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:
         return {}
     rows = rows.with_columns(pl.col("received").dt.date().alias("_day"))
     return {k[0]: v.drop("_day") for k, v in rows.partition_by("_day", as_dict=True).items()}
+
+
+def _compact_messages(files: list[Path], target: Path) -> None:
+    """Merge a messages partition's current files into `target`, superseded rows dropped, one row
+    group at a time: a busy day holds millions of rows, and memory must not grow with it.
+
+    Written by pyarrow like every messages file (layout.write_parquet_atomic says why), each row
+    group sorted by Received; the status counts go in the footer, so they are counted first.
+    """
+    import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never writes
+
+    counts = layout.scan_files(files, MESSAGE_SCHEMA).group_by("status").len().collect()
+    schema = pl.DataFrame(schema=MESSAGE_SCHEMA).to_arrow().schema
+    schema = schema.with_metadata(layout.status_counts_metadata(counts))
+    with layout.atomic_path(target, ".parquet") as tmp:
+        writer = pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=True)
+        group: list[pl.DataFrame] = []
+        size = 0
+
+        def write_group() -> None:
+            if group:
+                rows = pl.concat(group).sort("received")
+                writer.write_table(rows.to_arrow().cast(schema), row_group_size=layout.ROW_GROUP_SIZE)
+                group.clear()
+
+        try:
+            for f, gone in layout.superseded_ids(files).items():
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=layout.ROW_GROUP_SIZE):
+                    rows = conform(pl.from_arrow(batch), MESSAGE_SCHEMA)
+                    if gone:
+                        rows = rows.filter(~pl.col("message_trace_id").is_in(sorted(gone)))
+                    group.append(rows)
+                    size += rows.height
+                    if size >= layout.ROW_GROUP_SIZE:
+                        write_group()
+                        size = 0
+            write_group()
+        finally:
+            writer.close()
