@@ -103,7 +103,14 @@ def pick(store: Path) -> dict:
     sender = (one.filter(pl.col("sender_lower") != "").group_by("sender_lower").len().sort("len").collect()).get_column(
         "sender_lower"
     )[-1]
-    rec = one.filter(pl.col("recipient_lower") != "").select("recipient_lower", "message_trace_id").head(1).collect()
+    # the first message of the day: the same pick whatever order compaction left the rows in
+    rec = (
+        one.filter(pl.col("recipient_lower") != "")
+        .select("recipient_lower", "message_trace_id", "received")
+        .sort("received", "message_trace_id", "recipient_lower")
+        .head(1)
+        .collect()
+    )
     # (f) pages through the busiest recipient domain: the largest result a real query would page
     top = (
         lf.select(pl.col("recipient_lower").str.extract(r"@(.+)$", 1).alias("d"))

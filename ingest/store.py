@@ -200,8 +200,12 @@ def _compact_messages(files: list[Path], target: Path) -> None:
 
         try:
             for f, gone in layout.superseded_ids(files).items():
-                for batch in pq.ParquetFile(f).iter_batches(batch_size=layout.ROW_GROUP_SIZE):
-                    rows = conform(pl.from_arrow(batch), MESSAGE_SCHEMA)
+                # read by Polars a row group's worth at a time (a slice reads only the row groups it
+                # needs): pyarrow's reader would keep its own pool of decoded pages beside Polars'
+                whole = pl.scan_parquet(f, schema=MESSAGE_SCHEMA, hive_partitioning=False)
+                total = whole.select(pl.len()).collect().item()
+                for offset in range(0, total, layout.ROW_GROUP_SIZE):
+                    rows = whole.slice(offset, layout.ROW_GROUP_SIZE).collect()
                     if gone:
                         rows = rows.filter(~pl.col("message_trace_id").is_in(sorted(gone)))
                     group.append(rows)
