@@ -93,15 +93,20 @@ class _Progress:
             sys.stderr.write("\r\x1b[K")
 
 
+def rejects_option(f):  # type: ignore[no-untyped-def]
+    """--rejects FILE, shared by ingest and watch."""
+    return click.option(
+        "--rejects",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Append lines that match no known shape to this file.",
+    )(f)
+
+
 @click.command("ingest")
 @store_option
 @source_options
-@click.option(
-    "--rejects",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Append lines that match no known shape to this file.",
-)
+@rejects_option
 @click.argument("paths", nargs=-1, required=True)
 def ingest_command(
     store: Path,

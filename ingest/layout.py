@@ -144,11 +144,9 @@ def status_counts_metadata(counts: pl.DataFrame) -> dict[str, str]:
     """The key-value metadata that records a messages file's row count per status.
 
     `counts` has one row per status: the columns `status` and `len`, as `rows.group_by("status").len()`
-    gives. write_parquet_atomic adds it by itself; a file written by streaming needs the counts
-    first, then passes them on, e.g.::
-
-        counts = lf.group_by("status").len().collect()   # reads only the status column
-        lf.sink_parquet(tmp, metadata=status_counts_metadata(counts), ...)
+    gives. write_parquet_atomic adds it by itself; a file written piece by piece needs the counts
+    before its first piece, since they go in the schema's metadata (see ingest.store's messages
+    compaction).
 
     Returns {} (no key: readers count the file's rows instead) when a status is null, because
     a JSON object cannot have a null key.

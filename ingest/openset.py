@@ -37,19 +37,7 @@ class OpenSet:
         """Open events of the messages the parsed events touch, following content-filter links."""
         if not self.events.height:
             return self.events
-        keys = queue_keys(parsed)
-        found = self.events.clear()
-        for _ in range(3):  # later passes: the other side of hand-offs found in the earlier ones
-            by_qid = self.events.join(keys, on=["host", "queue_id"], how="semi")
-            by_next = self.events.join(
-                keys.rename({"queue_id": "next_queue_id"}), on=["host", "next_queue_id"], how="semi"
-            )
-            found = pl.concat([by_qid, by_next]).unique(EVENT_KEY)
-            more = pl.concat([keys, queue_keys(found)]).unique()
-            if more.height == keys.height:
-                break
-            keys = more
-        return found
+        return related_events(self.events.lazy(), queue_keys(parsed))
 
     def update(self, everything: pl.DataFrame, rows: pl.DataFrame, lifetime: dt.timedelta) -> None:
         """Replace the touched messages' open events by those still open after this flush, then expire."""
@@ -141,17 +129,19 @@ def orphans(parsed: pl.DataFrame, related: pl.DataFrame) -> pl.DataFrame:
     return firsts.join(queue_keys(related), on=["host", "queue_id"], how="anti")
 
 
-def stored_related(stored: pl.LazyFrame, keys: pl.DataFrame) -> pl.DataFrame:
-    """Stored events of the given queue ids, following content-filter links.
+def related_events(events: pl.LazyFrame, keys: pl.DataFrame) -> pl.DataFrame:
+    """The events (open ones in memory, or a scan of stored ones) of the given queue ids,
+    following content-filter links.
 
-    The queue ids are a filter pushed into the Parquet reader, so only matching rows are
-    materialised: a search over a week of events for a few orphans reads two columns, not every
-    column of millions of rows (which a join would). The exact (host, queue id) match follows.
+    The queue ids are a plain filter, which a scan pushes into the Parquet reader, so only
+    matching rows are materialised: a search over a week of events for a few orphans reads two
+    columns, not every column of millions of rows (which a join would). The exact (host, queue
+    id) match follows.
     """
     found = pl.DataFrame(schema=EVENT_SCHEMA)
     for _ in range(3):  # later passes: the other side of hand-offs found in the earlier ones
         qids = keys.get_column("queue_id").unique().implode()
-        candidates = stored.filter(pl.col("queue_id").is_in(qids) | pl.col("next_queue_id").is_in(qids)).collect()
+        candidates = events.filter(pl.col("queue_id").is_in(qids) | pl.col("next_queue_id").is_in(qids)).collect()
         by_qid = candidates.join(keys, on=["host", "queue_id"], how="semi")
         by_next = candidates.join(keys.rename({"queue_id": "next_queue_id"}), on=["host", "next_queue_id"], how="semi")
         found = pl.concat([by_qid, by_next]).unique(EVENT_KEY)

@@ -24,7 +24,7 @@ from ingest.checkpoint import STATE_DIR, Checkpoints, SourceState, from_jsonable
 from ingest.correlate import correlate
 from ingest.formats import ParseContext
 from ingest.layout import days_between
-from ingest.openset import OpenSet, orphans, queue_keys, stored_related
+from ingest.openset import OpenSet, orphans, queue_keys, related_events
 from ingest.reader import ReadError, discover, fingerprint_open, is_compressed, open_binary, read_open, sample_lines
 from ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, conform
 from ingest.store import Store
@@ -356,7 +356,7 @@ class Pipeline:
             return pl.DataFrame(schema=EVENT_SCHEMA)
         life = self.options.queue_lifetime
         stored = self.store.scan(EVENTS_DIR, _days(lo - life, hi + life))
-        return pl.DataFrame(schema=EVENT_SCHEMA) if stored is None else stored_related(stored, keys)
+        return pl.DataFrame(schema=EVENT_SCHEMA) if stored is None else related_events(stored, keys)
 
     def _unseen(self, parsed: pl.DataFrame) -> pl.DataFrame:
         """Parsed events not already stored. Only a source's first flush in this process can hold

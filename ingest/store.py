@@ -146,12 +146,10 @@ class Store:
         if len(files) < min_files:
             self._drop_superseded(pdir)
             return False
-        lf = layout.scan_days(table_dir, [day], schema)
         target = layout.next_file(pdir, complete=True)
-        if lf is None:
-            lf = pl.LazyFrame(schema=schema)
         if table == EVENTS_DIR:
             # events need no order and a day can hold millions: streamed, memory stays flat
+            lf = layout.scan_files(files, schema)
             with layout.atomic_path(target, ".parquet") as tmp:
                 lf.select(list(schema)).sink_parquet(tmp, compression="zstd", row_group_size=layout.ROW_GROUP_SIZE)
         else:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ingest.cli import make_options, safe, source_options, store_option
+from ingest.cli import make_options, rejects_option, safe, source_options, store_option
 
 
 class _SafeFormatter(logging.Formatter):
@@ -67,9 +67,7 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
     show_default=True,
     help="Days a message may wait for its outcome (Postfix maximal_queue_lifetime); state of older open messages expires.",
 )
-@click.option(
-    "--rejects", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Append unknown lines here."
-)
+@rejects_option
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Also say what every flush and compaction did.")
 @click.argument("paths", nargs=-1, required=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
@@ -13,6 +15,8 @@ from ingest import layout
 from ingest.schema import CONTRACT_COLUMNS, MESSAGE_SCHEMA, MESSAGES_DIR
 from query.filters import QueryError, TraceFilter
 from query.paging import Paging, check_total
+
+T = TypeVar("T")
 
 DEFAULT_STORE = "data/store"
 STORE_ENV = "MSGTRACE_STORE"
@@ -112,14 +116,21 @@ def contract_frame(lf: pl.LazyFrame, flt: TraceFilter, first_index: int = 0) -> 
     )
 
 
+def relisting_once(run: Callable[[], T]) -> T:
+    """Run a read of the store; again if a file it listed was gone when read.
+
+    A compaction replaced a partition's files between our listing and our read: the new
+    complete file is already in place, so listing again sees every row exactly once.
+    """
+    try:
+        return run()
+    except FileNotFoundError:
+        return run()
+
+
 def trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:
     """Run one trace query: the requested page of the sorted, filtered rows."""
-    try:
-        return _trace(store, flt, paging)
-    except FileNotFoundError:
-        # A compaction replaced a partition's files between our listing and our read: the new
-        # complete file is already in place, so listing again sees every row exactly once.
-        return _trace(store, flt, paging)
+    return relisting_once(lambda: _trace(store, flt, paging))
 
 
 def _trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:

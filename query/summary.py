@@ -81,11 +81,7 @@ def counts_frame(counts: Counts) -> pl.DataFrame:
 
 def summarize(store: Path, flt: TraceFilter) -> pl.DataFrame:
     """Rows per status among the rows a trace with this filter would return (all of them, unpaged)."""
-    try:
-        return _summarize(store, flt)
-    except FileNotFoundError:
-        # A compaction replaced a partition's files between our listing and our read (see engine.trace).
-        return _summarize(store, flt)
+    return engine.relisting_once(lambda: _summarize(store, flt))
 
 
 def _summarize(store: Path, flt: TraceFilter) -> pl.DataFrame:
