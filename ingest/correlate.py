@@ -40,20 +40,33 @@ def correlate(events: pl.DataFrame) -> pl.DataFrame:
     standalone = events.filter(pl.col("queue_id").is_null() & pl.col("kind").eq("reject"))
     parts = [_standalone_rows(standalone)]
     if queued.height:
-        parts.append(_queued_rows(_chains(_instances(queued))))
+        ev, insts = _instances(queued)
+        parts.append(_queued_rows(*_chains(ev, insts)))
     rows = pl.concat(parts, how="diagonal_relaxed")
     return _finish(rows)
 
 
-def _instances(ev: pl.DataFrame) -> pl.DataFrame:
-    """Add `inst` (an integer per message instance) and `inst_start` (its first event's time).
+def _instances(ev: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Add `inst` (an integer per message instance) and `inst_start` (its first event's time);
+    also return one row per instance: inst, host, queue_id, inst_start and its first event's
+    place in _ORDER.
 
     Sorted by queue id then time, an instance starts where the queue id changes, after a
     `removed`, or after a long silence; plain shifts over the sorted frame, no window functions.
+    Only the columns this needs are sorted; the events keep their order and get the two columns
+    back by row index (sorting every column of the events cost more than the rest of this).
     """
     # sort on a 64-bit hash of (host, queue id): numbers sort far faster than strings; the
     # equality test below still compares the strings, so a collision cannot merge two messages
-    ev = ev.with_columns(pl.struct("host", "queue_id").hash().alias("_h")).sort(["_h", *_ORDER])
+    key = ev.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
+        pl.struct("host", "queue_id").hash().alias("_h"),
+        "host",
+        "queue_id",
+        "kind",
+        "time",
+        *_ORDER,
+    ).sort(["_h", *_ORDER])
     same = (pl.col("host") == pl.col("host").shift(1)) & (pl.col("queue_id") == pl.col("queue_id").shift(1))
     new = (
         ~same.fill_null(False)
@@ -63,17 +76,20 @@ def _instances(ev: pl.DataFrame) -> pl.DataFrame:
         | (pl.col("kind").shift(1).eq("removed") & (pl.col("_sec") > pl.col("_sec").shift(1))).fill_null(False)
         | ((pl.col("time") - pl.col("time").shift(1)) > REUSE_GAP).fill_null(False)
     )
-    ev = ev.with_columns(new.alias("_new"))
-    return ev.with_columns(
+    key = key.with_columns(new.alias("_new"))
+    key = key.with_columns(
         pl.col("_new").cast(pl.Int64).cum_sum().alias("inst"),
         pl.when(pl.col("_new")).then(pl.col("time")).otherwise(None).forward_fill().alias("inst_start"),
-    ).drop("_new", "_h")
+    )
+    insts = key.filter(pl.col("_new")).select("inst", "host", "queue_id", "inst_start", *_ORDER)
+    back = key.select("_row", "inst", "inst_start").sort("_row").drop("_row")
+    return ev.hstack(back), insts
 
 
-def _chains(ev: pl.DataFrame) -> pl.DataFrame:
+def _chains(ev: pl.DataFrame, insts: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Add `root`: the instance of the first queue id of the message (content filters re-queue),
-    and `_linked`: a hand-off whose continuation was found, which is then not an outcome itself."""
-    insts = ev.group_by("inst").agg(pl.col("host").first(), pl.col("queue_id").first(), pl.col("inst_start").first())
+    and `_linked`: a hand-off whose continuation was found, which is then not an outcome itself.
+    The instances get their root too."""
     hand = ev.filter(pl.col("kind").eq("handoff") & pl.col("next_queue_id").is_not_null()).select(
         "host", pl.col("next_queue_id").alias("queue_id"), "time", pl.col("inst").alias("parent")
     )
@@ -82,7 +98,7 @@ def _chains(ev: pl.DataFrame) -> pl.DataFrame:
         links = (
             hand.sort("time")
             .join_asof(
-                insts.sort("inst_start"),
+                insts.select("inst", "host", "queue_id", "inst_start").sort("inst_start"),
                 left_on="time",
                 right_on="inst_start",
                 by=["host", "queue_id"],
@@ -101,25 +117,41 @@ def _chains(ev: pl.DataFrame) -> pl.DataFrame:
     found = links.select(
         pl.col("parent").alias("inst"), pl.col("queue_id").alias("next_queue_id"), pl.lit(True).alias("_linked")
     )
-    return (
+    ev = (
         ev.join(roots, on="inst", how="left")
         .join(found, on=["inst", "next_queue_id"], how="left")
         .with_columns((pl.col("_linked").fill_null(False) & pl.col("kind").eq("handoff")).alias("_linked"))
     )
+    return ev, insts.join(roots, on="inst", how="left")
 
 
 def _first_per_root(ev: pl.DataFrame, kinds: list[str], col: str, name: str) -> pl.DataFrame:
     """The first non-null value of a column among the events of some kinds, per root."""
-    sub = ev.filter(pl.col("kind").is_in(kinds) & pl.col(col).is_not_null())
+    # narrowed before filtering: a filter copies every column it keeps
+    sub = ev.select("root", "kind", "time", col).filter(pl.col("kind").is_in(kinds) & pl.col(col).is_not_null())
     return sub.group_by("root").agg(pl.col(col).sort_by("time").first().alias(name))
 
 
-def _queued_rows(ev: pl.DataFrame) -> pl.DataFrame:
+def _queued_rows(ev: pl.DataFrame, insts: pl.DataFrame) -> pl.DataFrame:
     # Per-field subsets (a handful of events per message) instead of one wide aggregation over all events.
     is_root = pl.col("inst") == pl.col("root")
+    # narrowed before filtering: a filter copies every column it keeps
+    rooted = ev.select(
+        "root",
+        "inst",
+        "inst_start",
+        "host",
+        "queue_id",
+        "format",
+        "organization",
+        "kind",
+        "time",
+        "client_ip",
+        "size",
+        "nrcpt",
+    ).filter(is_root)
     msgs = (
-        ev.filter(is_root)
-        .group_by("root")
+        rooted.group_by("root")
         .agg(
             pl.col("inst_start").first().alias("received"),
             pl.col("host").first(),
@@ -132,13 +164,20 @@ def _queued_rows(ev: pl.DataFrame) -> pl.DataFrame:
         )
         .filter(pl.col("_has_state"))
     )
-    chain = ev.group_by("root").agg(
-        pl.col("queue_id").sort_by(_ORDER).unique(maintain_order=True).str.join(" ").alias("queue_ids"),
-        pl.col("kind").eq("removed").any().alias("_has_end"),
-        pl.col("time").max().alias("_last_time"),
+    # the queue ids in the order they first appear: one instance each, by its first event
+    queue_ids = insts.group_by("root").agg(
+        pl.col("queue_id").sort_by(_ORDER).unique(maintain_order=True).str.join(" ").alias("queue_ids")
     )
-    rooted = ev.filter(is_root)
+    chain = (
+        ev.select("root", "kind", "time")
+        .group_by("root")
+        .agg(
+            pl.col("kind").eq("removed").any().alias("_has_end"),
+            pl.col("time").max().alias("_last_time"),
+        )
+    )
     fields = [
+        queue_ids,
         chain,
         _first_per_root(rooted, ["client", "receive"], "client_ip", "from_ip"),
         _first_per_root(rooted, ["receive"], "size", "size"),
@@ -175,18 +214,22 @@ def _queued_rows(ev: pl.DataFrame) -> pl.DataFrame:
 def _sender_per_root(ev: pl.DataFrame) -> pl.DataFrame:
     """The envelope sender: from the receive event that has the size (Postfix qmgr, rewritten to a
     full address), else any receive event (pickup's raw `from=<root>`), else a reject or hold line."""
-    sub = ev.filter(pl.col("sender").is_not_null()).select(
-        "root",
-        "sender",
-        "time",
-        pl.when(pl.col("kind").eq("receive") & pl.col("size").is_not_null())
-        .then(0)
-        .when(pl.col("kind").eq("receive"))
-        .then(1)
-        .otherwise(2)
-        .alias("_rank"),
-        # a qualified address beats a bare local part (Sendmail's MSP logs from=alice, the MTA from=<alice@host>)
-        ~(pl.col("sender").str.contains("@", literal=True) | (pl.col("sender") == "")).alias("_bare"),
+    sub = (
+        ev.select("root", "sender", "time", "kind", "size")
+        .filter(pl.col("sender").is_not_null())
+        .select(
+            "root",
+            "sender",
+            "time",
+            pl.when(pl.col("kind").eq("receive") & pl.col("size").is_not_null())
+            .then(0)
+            .when(pl.col("kind").eq("receive"))
+            .then(1)
+            .otherwise(2)
+            .alias("_rank"),
+            # a qualified address beats a bare local part (Sendmail's MSP logs from=alice, the MTA from=<alice@host>)
+            ~(pl.col("sender").str.contains("@", literal=True) | (pl.col("sender") == "")).alias("_bare"),
+        )
     )
     return sub.group_by("root").agg(
         pl.col("sender").sort_by(["_bare", "_rank", "time"]).first().alias("sender_address")
@@ -195,7 +238,10 @@ def _sender_per_root(ev: pl.DataFrame) -> pl.DataFrame:
 
 def _recipient_rows(ev: pl.DataFrame) -> pl.DataFrame:
     """Latest outcome per (root, recipient), plus Expanded / None rows for aliases."""
-    out = ev.filter(pl.col("kind").is_in(_OUTCOME_KINDS) & pl.col("recipient").is_not_null() & ~pl.col("_linked"))
+    cols = ["root", "kind", "recipient", "orig_recipient", "status", "to_ip", "relay", "dsn", "detail", "delay", "time"]
+    out = ev.select(*cols, *_ORDER, "_linked").filter(
+        pl.col("kind").is_in(_OUTCOME_KINDS) & pl.col("recipient").is_not_null() & ~pl.col("_linked")
+    )
     # "no outcome yet" (Exchange lists recipients on RECEIVE, again on the next server) never
     # replaces an outcome: decided events sort after undecided ones, so last() is the latest decision
     out = out.with_columns(
@@ -253,7 +299,8 @@ def _apply_holds(rows: pl.DataFrame, ev: pl.DataFrame) -> pl.DataFrame:
     """
     # a reject naming no recipient (Sendmail check_mail, milter at DATA) refuses the whole message
     whole = pl.col("kind").eq("hold") | (pl.col("kind").eq("reject") & pl.col("recipient").is_null())
-    holds = ev.filter(whole & pl.col("status").is_not_null()).sort(_ORDER)
+    holds = ev.select("root", "kind", "recipient", "status", "time", "detail", *_ORDER)
+    holds = holds.filter(whole & pl.col("status").is_not_null()).sort(_ORDER)
     holds = holds.group_by("root").agg(
         pl.col("status").last().alias("_hold"),
         pl.col("time").last().alias("_hold_time"),

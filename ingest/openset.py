@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from ingest.layout import write_parquet_atomic
-from ingest.schema import EVENT_KEY, EVENT_SCHEMA, conform
+from ingest.schema import EVENT_SCHEMA, conform, unique_events
 
 OPEN_FILE = "open_events.parquet"
 
@@ -43,15 +43,15 @@ class OpenSet:
         """Replace the touched messages' open events by those still open after this flush, then expire."""
         touched = queue_keys(everything)
         still_open = (
-            rows.filter(pl.col("incomplete") & (pl.col("queue_ids") != ""))
+            rows.select("host", "queue_ids", "incomplete")
+            .filter(pl.col("incomplete") & (pl.col("queue_ids") != ""))
             .select("host", pl.col("queue_ids").str.split(" ").alias("queue_id"))
             .explode("queue_id")
             .unique()
         )
         kept = self.events.join(touched, on=["host", "queue_id"], how="anti")
-        reopened = everything.filter(pl.col("queue_id").is_not_null()).join(
-            still_open, on=["host", "queue_id"], how="semi"
-        )
+        # (a null queue id matches nothing)
+        reopened = everything.join(still_open, on=["host", "queue_id"], how="semi")
         events = pl.concat([kept, conform(_essentials(reopened), EVENT_SCHEMA)], how="vertical_relaxed")
         newest = events.get_column("time").max()
         if newest is not None:
@@ -106,8 +106,9 @@ def _essentials(ev: pl.DataFrame) -> pl.DataFrame:
 
 def queue_keys(ev: pl.DataFrame) -> pl.DataFrame:
     """(host, queue_id) of every queue id the events name, hand-off targets included."""
-    a = ev.filter(pl.col("queue_id").is_not_null()).select("host", "queue_id")
-    b = ev.filter(pl.col("next_queue_id").is_not_null()).select("host", pl.col("next_queue_id").alias("queue_id"))
+    keys = ev.select("host", "queue_id", "next_queue_id")  # narrowed first: a filter copies every column
+    a = keys.select("host", "queue_id").drop_nulls("queue_id")
+    b = keys.select("host", pl.col("next_queue_id").alias("queue_id")).drop_nulls("queue_id")
     return pl.concat([a, b]).unique()
 
 
@@ -119,10 +120,10 @@ START_KINDS = ["client", "receive", "msgid"]
 def orphans(parsed: pl.DataFrame, related: pl.DataFrame) -> pl.DataFrame:
     """(host, queue_id) of parsed messages that neither start here nor are open."""
     firsts = (
-        parsed.filter(pl.col("queue_id").is_not_null())
-        .sort("time", "source", "line_no")
+        parsed.select("host", "queue_id", "kind", "time", "source", "line_no")
+        .drop_nulls("queue_id")
         .group_by("host", "queue_id")
-        .agg(pl.col("kind").first())
+        .agg(pl.col("kind").sort_by("time", "source", "line_no").first())
         .filter(~pl.col("kind").is_in(START_KINDS))
         .select("host", "queue_id")
     )
@@ -144,7 +145,7 @@ def related_events(events: pl.LazyFrame, keys: pl.DataFrame) -> pl.DataFrame:
         candidates = events.filter(pl.col("queue_id").is_in(qids) | pl.col("next_queue_id").is_in(qids)).collect()
         by_qid = candidates.join(keys, on=["host", "queue_id"], how="semi")
         by_next = candidates.join(keys.rename({"queue_id": "next_queue_id"}), on=["host", "next_queue_id"], how="semi")
-        found = pl.concat([by_qid, by_next]).unique(EVENT_KEY)
+        found = unique_events(pl.concat([by_qid, by_next]))
         more = pl.concat([keys, queue_keys(found)]).unique()
         if more.height == keys.height:
             break

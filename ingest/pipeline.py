@@ -26,13 +26,14 @@ from ingest.formats import ParseContext
 from ingest.layout import days_between
 from ingest.openset import OpenSet, orphans, queue_keys, related_events
 from ingest.reader import ReadError, discover, fingerprint_open, is_compressed, open_binary, read_open, sample_lines
-from ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, conform
+from ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, conform, unique_events
 from ingest.store import Store
 from ingest.supersede import previous_rows, stale_rows
 
 # Events of one message may lie this far apart (Postfix maximal_queue_lifetime is 5 days).
 QUEUE_LIFETIME = dt.timedelta(days=6)
-FLUSH_EVENTS = 200_000  # events per flush: bounds peak memory (10M Postfix lines: 1.3 GB peak; 100k: 0.9 GB but 20% more CPU)
+# Events per flush: bounds peak memory (10M Postfix lines: 1.3 GB peak; 100k: 0.9 GB but 20% more CPU).
+FLUSH_EVENTS = 200_000
 SAMPLE_UNKNOWN = 3
 # After a batch ingest, a partition with this many files or more is merged into one.
 COMPACT_MIN_FILES = 8
@@ -284,14 +285,15 @@ class Pipeline:
             raise
 
     def _write(self, parsed: pl.DataFrame) -> None:
-        parsed = conform(parsed, EVENT_SCHEMA).unique(EVENT_KEY, keep="first", maintain_order=True)
+        parsed = unique_events(conform(parsed, EVENT_SCHEMA))
         if not parsed.height:
             return
         new = self._unseen(parsed)
         # Everything the touched messages logged so far: the open messages' stored events plus
         # the new lines. Lines re-read after a crash are in both and count once.
         related = self.open.related(parsed)
-        in_order = not self._read_out_of_order(parsed)
+        span = _span(parsed)
+        in_order = not self._read_out_of_order(span)
         if in_order:
             search = orphans(parsed, related)  # only messages neither starting nor open
         else:
@@ -307,11 +309,11 @@ class Pipeline:
             search = pl.concat([search, queue_keys(again)]).unique()
         if search.height:
             related = pl.concat([related, self._stored_related(search, parsed)], how="vertical_relaxed")
-        everything = pl.concat([related, parsed], how="vertical_relaxed").unique(EVENT_KEY, keep="first")
+        everything = unique_events(pl.concat([related, parsed], how="vertical_relaxed"))
         rows = correlate(everything)
         self.store.append_events(new)
         self.report.events += new.height
-        for src, t in parsed.group_by("source").agg(pl.col("time").max()).iter_rows():
+        for src, t in span.select("source", "newest").iter_rows():
             if t is not None and t > self._newest_by_source().get(src, t):
                 self._newest[src] = t
             self._newest.setdefault(src, t)
@@ -330,12 +332,12 @@ class Pipeline:
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
 
-    def _read_out_of_order(self, parsed: pl.DataFrame) -> bool:
-        """Whether a source's lines here are no newer than what another source stored, even one
-        read in this same flush (a rotated file's tail after the start of the next file).
-        <=: a rotation splits a second."""
+    def _read_out_of_order(self, span: pl.DataFrame) -> bool:
+        """Whether a source's lines here (span: source, oldest) are no newer than what another
+        source stored, even one read in this same flush (a rotated file's tail after the start of
+        the next file). <=: a rotation splits a second."""
         newest = self._newest_by_source()
-        for src, oldest in parsed.group_by("source").agg(pl.col("time").min()).iter_rows():
+        for src, oldest in span.select("source", "oldest").iter_rows():
             if oldest is not None and any(oldest <= t for s, t in newest.items() if s != src and t is not None):
                 return True
         return False
@@ -372,6 +374,15 @@ class Pipeline:
             return parsed
         ident = stored.filter(pl.col("source").is_in(list(fresh))).select(EVENT_KEY)
         return parsed.lazy().join(ident, on=EVENT_KEY, how="anti", nulls_equal=True).collect()
+
+
+def _span(parsed: pl.DataFrame) -> pl.DataFrame:
+    """Each source's oldest and newest event time: source, oldest, newest."""
+    bounds = [pl.col("time").min().alias("oldest"), pl.col("time").max().alias("newest")]
+    one = parsed.select(pl.col("source").min().alias("lo"), pl.col("source").max().alias("hi"))
+    if one.item(0, "lo") == one.item(0, "hi"):  # the usual flush: one file (a scan, not a hash per row)
+        return parsed.select(pl.col("source").first(), *bounds)
+    return parsed.group_by("source").agg(*bounds)
 
 
 def _days(lo: dt.datetime, hi: dt.datetime) -> list[dt.date]:

@@ -129,6 +129,20 @@ EVENTS_DIR = "events"
 PARTITION_KEY = "date"
 
 
+def unique_events(ev: pl.DataFrame) -> pl.DataFrame:
+    """The events without repeats of an EVENT_KEY, the first of each kept, in order.
+
+    Repeats are rare (lines read twice after a crash), and a unique over the key costs a hash and
+    a copy of every column. Equal keys have equal hashes, so when no two keys share a 64-bit hash
+    there is nothing to remove, and only the hash was paid for.
+    """
+    # one hash per key column, seeded apart and combined: cheaper than hashing a struct
+    key_hash = pl.reduce(lambda a, b: a ^ b, [pl.col(c).hash(seed=i + 1) for i, c in enumerate(EVENT_KEY)])
+    if ev.height < 2 or not ev.select(key_hash.is_duplicated().any()).item():
+        return ev
+    return ev.unique(EVENT_KEY, keep="first", maintain_order=True)
+
+
 def empty_events() -> pl.DataFrame:
     """An events frame with no rows and the full schema."""
     return pl.DataFrame(schema=EVENT_SCHEMA)
