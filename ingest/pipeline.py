@@ -309,7 +309,11 @@ class Pipeline:
             search = pl.concat([search, queue_keys(again)]).unique()
         if search.height:
             related = pl.concat([related, self._stored_related(search, parsed)], how="vertical_relaxed")
-        everything = unique_events(pl.concat([related, parsed], how="vertical_relaxed"))
+        everything = pl.concat([related, parsed], how="vertical_relaxed")
+        if reread or search.height:
+            # both sides unique, but a line can be on both: read again after a crash, or found
+            # among stored events as well as open ones
+            everything = unique_events(everything)
         rows = correlate(everything)
         self.store.append_events(new)
         self.report.events += new.height

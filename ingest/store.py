@@ -88,13 +88,12 @@ class Store:
     def _append(self, table_dir: Path, df: pl.DataFrame, time_col: str, schema: dict) -> int:
         if not df.height:
             return 0
-        df = df.with_columns(pl.col(time_col).dt.date().alias("_day"))
         written = 0
-        for (day,), part in df.partition_by("_day", as_dict=True, maintain_order=True).items():
+        for day, part in _split_days(df, time_col).items():
             pdir = layout.partition_dir(table_dir, day)
-            layout.write_parquet_atomic(
-                part.drop("_day").sort(time_col), layout.next_file(pdir, complete=False), schema
-            )
+            if not part.get_column(time_col).is_sorted():  # lines are mostly read in time order already
+                part = part.sort(time_col)
+            layout.write_parquet_atomic(part, layout.next_file(pdir, complete=False), schema)
             written += 1
         return written
 
@@ -167,10 +166,20 @@ class Store:
 
 def _by_day(rows: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:
     """Message rows split by the UTC day of their Received time (their partition)."""
-    if not rows.height:
+    return _split_days(rows, "received")
+
+
+def _split_days(df: pl.DataFrame, time_col: str) -> dict[dt.date, pl.DataFrame]:
+    """Rows split by the UTC day of a time column (their partition), in order."""
+    if not df.height:
         return {}
-    rows = rows.with_columns(pl.col("received").dt.date().alias("_day"))
-    return {k[0]: v.drop("_day") for k, v in rows.partition_by("_day", as_dict=True).items()}
+    days = df.select(pl.col(time_col).dt.date().min().alias("lo"), pl.col(time_col).dt.date().max().alias("hi"))
+    lo, hi = days.item(0, "lo"), days.item(0, "hi")
+    if lo is not None and lo == hi and not df.get_column(time_col).has_nulls():
+        return {lo: df}  # the usual flush: one day, no copy
+    df = df.with_columns(pl.col(time_col).dt.date().alias("_day"))
+    parts = df.partition_by("_day", as_dict=True, maintain_order=True)
+    return {k[0]: v.drop("_day") for k, v in parts.items()}
 
 
 def _compact_messages(files: list[Path], target: Path) -> None:
