@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -110,6 +110,7 @@ class Pipeline:
         self._writer: ThreadPoolExecutor | None = None
         self._writing: Future[None] | None = None
         self._inflight: dict[str, SourceState] = {}  # checkpoints of the flush being written
+        self._store_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="msgtrace-store")
 
     def close(self) -> None:
         """Flush what is buffered and release files."""
@@ -119,6 +120,7 @@ class Pipeline:
         finally:
             if self._writer is not None:
                 self._writer.shutdown()
+            self._store_writer.shutdown()
             if self.rejects:
                 self.rejects.close()
 
@@ -314,24 +316,43 @@ class Pipeline:
             # both sides unique, but a line can be on both: read again after a crash, or found
             # among stored events as well as open ones
             everything = unique_events(everything)
-        rows = correlate(everything)
-        self.store.append_events(new)
+        # The store is written by a third thread while this one correlates and updates the open
+        # set (in a batch run the writer thread is the slower half; neither step reads what the
+        # other writes). Events first, then message rows, in order; both are complete before
+        # compaction may merge their files and before the open set and checkpoints are saved.
+        writing = [self._store_writer.submit(self.store.append_events, new)]
+        open_before = self.open.events
+        try:
+            rows = correlate(everything)
+            # a stored row of a touched message lies in the day of its first event, which is here
+            days = set(everything.get_column("time").dt.date().unique().drop_nulls().to_list())
+            stale = previous_rows(rows, related) if in_order and not reread else stale_rows(everything, rows)
+            events_written = writing[0]
+
+            def write_rows() -> None:
+                # never rows without their events: a retry would not know which rows to supersede
+                events_written.result()
+                self.store.replace_messages(rows, stale, days)
+
+            writing.append(self._store_writer.submit(write_rows))
+            self.open.update(everything, rows, self.options.queue_lifetime)
+            for w in writing:
+                w.result()
+        except BaseException:
+            wait(writing)  # nothing may still be writing when the caller retries
+            self.open.events = open_before  # the retry starts from the open set this flush found
+            raise
         self.report.events += new.height
         for src, t in span.select("source", "newest").iter_rows():
             if t is not None and t > self._newest_by_source().get(src, t):
                 self._newest[src] = t
             self._newest.setdefault(src, t)
-        # a stored row of a touched message lies in the day of its first event, which is here
-        days = set(everything.get_column("time").dt.date().unique().drop_nulls().to_list())
-        stale = previous_rows(rows, related) if in_order and not reread else stale_rows(everything, rows)
-        self.store.replace_messages(rows, stale, days)
         if self.compact_as_you_go:  # a long batch run: keep the partitions it writes to a few files each
             # ...except the newest day, which the next flushes still append to: compacting it every
             # few flushes would rewrite a big day again and again (tidy compacts it once at the end)
             for day in sorted(days)[:-1]:
                 self.store.compact("messages", day, min_files=COMPACT_MIN_FILES)
                 self.store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
-        self.open.update(everything, rows, self.options.queue_lifetime)
         self.open.save()
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
