@@ -137,17 +137,24 @@ def related_events(events: pl.LazyFrame, keys: pl.DataFrame) -> pl.DataFrame:
     The queue ids are a plain filter, which a scan pushes into the Parquet reader, so only
     matching rows are materialised: a search over a week of events for a few orphans reads two
     columns, not every column of millions of rows (which a join would). The exact (host, queue
-    id) match follows.
+    id) match follows. Later passes search only the queue ids the links found that were not
+    searched yet: a flush's keys are many, the links a handful.
     """
-    found = pl.DataFrame(schema=EVENT_SCHEMA)
-    for _ in range(3):  # later passes: the other side of hand-offs found in the earlier ones
-        qids = keys.get_column("queue_id").unique().implode()
-        candidates = events.filter(pl.col("queue_id").is_in(qids) | pl.col("next_queue_id").is_in(qids)).collect()
-        by_qid = candidates.join(keys, on=["host", "queue_id"], how="semi")
-        by_next = candidates.join(keys.rename({"queue_id": "next_queue_id"}), on=["host", "next_queue_id"], how="semi")
-        found = unique_events(pl.concat([by_qid, by_next]))
-        more = pl.concat([keys, queue_keys(found)]).unique()
-        if more.height == keys.height:
+    found = _events_of(events, keys)
+    searched = keys
+    for _ in range(2):  # the other side of hand-offs found so far (chains are short)
+        linked = queue_keys(found).join(searched, on=["host", "queue_id"], how="anti")
+        if not linked.height:
             break
-        keys = more
+        found = unique_events(pl.concat([found, _events_of(events, linked)]))
+        searched = pl.concat([searched, linked])
     return found
+
+
+def _events_of(events: pl.LazyFrame, keys: pl.DataFrame) -> pl.DataFrame:
+    """The events naming one of the (host, queue_id) keys as their queue id or hand-off target."""
+    qids = keys.get_column("queue_id").unique().implode()
+    candidates = events.filter(pl.col("queue_id").is_in(qids) | pl.col("next_queue_id").is_in(qids)).collect()
+    by_qid = candidates.join(keys, on=["host", "queue_id"], how="semi")
+    by_next = candidates.join(keys.rename({"queue_id": "next_queue_id"}), on=["host", "next_queue_id"], how="semi")
+    return unique_events(pl.concat([by_qid, by_next]))
