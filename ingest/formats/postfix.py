@@ -9,7 +9,8 @@ A message spans several daemons' lines joined by the queue id:
     qmgr     3F1A22C01: removed
 
 Each handler filters the batch with a cheap literal test, then runs its short-capture regex on
-that subset only; the handlers' outputs are concatenated into one events frame.
+that subset only; the handlers' outputs are concatenated into one events frame. A handler whose
+subset is empty returns it at once (every expression has a fixed cost, even on no rows).
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ NAME = "postfix"
 # Short queue ids are hex: 5 digits of microseconds, then the inode number, so up to 21 digits on
 # 64-bit inodes (ED06590130AA1C9D6D862); long ones (enable_long_queue_ids) use a vowel-free
 # base-52 alphabet. Foreign lines under postfix tags ("STATISTICS1:", "FOOBAR99:") match neither.
-_QID = r"^([0-9A-F]{5,24}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,20}): "
+_QID = r"^(?:[0-9A-F]{5,24}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,20})$"
+# What syslog.split captures at the start of the body for _QID to test: an id is followed by ": ",
+# so it is the whole alphanumeric run there, and a run that fails _QID is no id (the two
+# alternatives overlap, so they are tested apart from the onepass envelope regex).
+_QID_LEAD = r"([0-9A-Za-z]{5,24}): "
 
 _DELIVERY_DAEMONS = ["smtp", "lmtp", "local", "virtual", "pipe", "error", "retry", "discard"]
 
@@ -58,17 +63,27 @@ def detect(sample: list[str]) -> bool:
 
 def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     """Events from one batch of Postfix syslog lines."""
-    env = split(lines, ctx)
-    prog = pl.col("program")
-    env = env.with_columns(
-        prog.str.extract(r"([^/]+)$", 1).alias("daemon"),
-        prog.str.starts_with("postfix").alias("is_postfix"),
-        pl.col("body").str.extract(_QID, 1).alias("queue_id"),
+    # split() cuts a queue id candidate off the body (`lead`; `body` is then what follows it). `_i`
+    # keeps the envelope's row order for the unknown lines. Frames are cut down to the columns still
+    # needed before each filter: a filter copies every column it carries.
+    env = split(lines, ctx, lead=_QID_LEAD).with_row_index("_i")
+    ok, prog, lead = pl.col("ok"), pl.col("program"), pl.col("lead")
+    is_pf, is_amavis = env.select(
+        (ok & prog.str.starts_with("postfix")).alias("pf"), (ok & prog.str.starts_with("amavis")).alias("am")
+    ).get_columns()
+    pf = env.select("_i", "line_no", "line", "time", "host", "program", "body", "lead").filter(is_pf)
+    pf = pf.with_columns(pl.when(lead.str.contains(_QID)).then(lead).alias("queue_id"))
+    q = pf.filter(pl.col("queue_id").is_not_null()).select(
+        "line_no", "time", "host", "program", "queue_id", pl.col("body").alias("rest")
     )
-    env = env.with_columns(pl.col("body").str.slice(pl.col("queue_id").str.len_chars().fill_null(-2) + 2).alias("rest"))
-    base = env.filter(pl.col("ok"))
-    pf = base.filter(pl.col("is_postfix"))
-    q = pf.filter(pl.col("queue_id").is_not_null())
+    # The first two characters of the rest, a short string that compares fast: each handler first
+    # keeps the rows whose key its own test needs (its test starts with that text), then runs that
+    # test on those rows only.
+    q = q.with_columns(_daemon(q.get_column("program")).alias("daemon"), pl.col("rest").str.slice(0, 2).alias("_key"))
+    # no queue id: the candidate split() cut off ("NOQUEUE", "statistics") goes back on the body
+    body = pl.when(lead.is_null()).then("body").otherwise(pl.concat_str(lead, pl.lit(": "), "body"))
+    nq = pf.filter(pl.col("queue_id").is_null()).select("_i", "line_no", "line", "time", "host", "program", body.alias("body"))
+    noqueue = _noqueue_rejects(nq)
     handled = [
         _client(q),
         _msgid(q),
@@ -80,8 +95,8 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         _rejects_with_qid(q),
         _holds(q),
         _subject(q),
-        _noqueue_rejects(pf.filter(pl.col("queue_id").is_null())),
-        _amavis(base.filter(~pl.col("is_postfix") & pl.col("program").str.starts_with("amavis"))),
+        noqueue,
+        _amavis(env.select("line_no", "time", "host", "program", "body").filter(is_amavis)),
     ]
     events = (
         pl.concat([h for h in handled if h.height], how="diagonal_relaxed")
@@ -101,33 +116,54 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     if info.height:
         events = pl.concat([events, info], how="diagonal_relaxed") if events.height else info
     events = _finish(events, ctx)
-    unknown = _unknown(env, claimed)
+    unknown = _unknown(env, nq, noqueue.get_column("line_no"))
     return Parsed(events=events, unknown=unknown)
+
+
+def _daemon(program: pl.Series) -> pl.Series:
+    """postfix/submission/smtpd -> smtpd: worked out once per distinct program (a batch has a handful)."""
+    names = program.unique()
+    return program.replace_strict(names, names.str.extract(r"([^/]+)$", 1), default=None, return_dtype=pl.String)
 
 
 def _finish(events: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     if not events.height:
         return conform(pl.DataFrame(schema=EVENT_SCHEMA), EVENT_SCHEMA)
-    events = events.with_columns(
-        organization_expr(pl.col("host"), ctx).alias("organization"),
+    # sorted before the constant columns are added: the sort moves every column it carries
+    events = events.sort("line_no").with_columns(
+        _organization(events.get_column("host"), ctx).alias("organization"),
         pl.lit(NAME).alias("format"),
         pl.lit(ctx.source).alias("source"),
-    ).sort("line_no")
+    )
+    if all(events.schema.get(c) == t for c, t in EVENT_SCHEMA.items()):
+        return events.select(list(EVENT_SCHEMA))  # conform's casts would all be no-ops
     return conform(events, EVENT_SCHEMA)
 
 
-def _unknown(env: pl.DataFrame, claimed: pl.Series) -> pl.DataFrame:
-    """Lines that match no known shape: not syslog at all, or postfix lines we do not recognise."""
-    blank = pl.col("line").str.strip_chars() == ""
-    not_syslog = ~pl.col("ok") & ~blank
-    odd_postfix = (
-        pl.col("ok")
-        & pl.col("is_postfix")
-        & pl.col("queue_id").is_null()
-        & ~pl.col("body").str.contains(_NOISE)
-        & ~pl.col("line_no").is_in(claimed.implode())
-    )
-    return env.filter(not_syslog | odd_postfix).select("line_no", "line")
+def _organization(host: pl.Series, ctx: ParseContext) -> pl.Expr:
+    """organization_expr, as one literal when the batch has one host (a log is usually one server's)."""
+    first = host[0]
+    if ctx.organization or host.null_count() or not (host == first).all():
+        return organization_expr(pl.col("host"), ctx)
+    return pl.lit(pl.select(organization_expr(pl.lit(first), ctx)).item(), pl.String)
+
+
+def _unknown(env: pl.DataFrame, nq: pl.DataFrame, noqueue: pl.Series) -> pl.DataFrame:
+    """Lines that match no known shape: not syslog at all, or postfix lines we do not recognise.
+
+    A postfix line without a queue id is recognised when it is noise or a NOQUEUE reject (the only
+    events such lines give); `_i` puts both kinds back in the envelope's order.
+    """
+    not_syslog = env.filter(~pl.col("ok")).filter(pl.col("line").str.strip_chars() != "")
+    odd_postfix = nq.filter(~pl.col("body").str.contains(_NOISE) & ~pl.col("line_no").is_in(noqueue.implode()))
+    parts = [not_syslog.select("_i", "line_no", "line"), odd_postfix.select("_i", "line_no", "line")]
+    return pl.concat(parts).sort("_i").select("line_no", "line")
+
+
+def _keyed(q: pl.DataFrame, *keys: str) -> pl.DataFrame:
+    """The rows whose rest starts with one of these two-character keys."""
+    key = pl.col("_key")
+    return q.filter(pl.any_horizontal(key.eq(k) for k in keys))  # a few eq: cheaper than is_in on strings
 
 
 def _cols(df: pl.DataFrame, kind: str, *exprs: pl.Expr) -> pl.DataFrame:
@@ -141,22 +177,32 @@ def _host_ip(text: pl.Expr, prefix: str) -> list[pl.Expr]:
 
 def _client(q: pl.DataFrame) -> pl.DataFrame:
     # smtpd 3F1A22C01: client=host[ip], orig_client=host[ip]   (orig_client: after-queue filter re-injection)
-    df = q.filter(pl.col("daemon").eq("smtpd") & pl.col("rest").str.starts_with("client="))
+    df = _keyed(q, "cl").filter(pl.col("daemon").eq("smtpd") & pl.col("rest").str.starts_with("client="))
+    if not df.height:
+        return df
     host, ip = _host_ip(pl.col("rest"), r"^client=")
+    if not df.get_column("rest").str.contains("orig_client=", literal=True).any():
+        return _cols(df, "client", host, ip)
     ohost, oip = _host_ip(pl.col("rest"), r"orig_client=")
     return _cols(df, "client", pl.coalesce(ohost, host).alias("client_host"), pl.coalesce(oip, ip).alias("client_ip"))
 
 
 def _msgid(q: pl.DataFrame) -> pl.DataFrame:
     # cleanup 3F1A22C01: message-id=<abc@example.com>   (may be empty or lack brackets)
-    df = q.filter(pl.col("rest").str.starts_with("message-id="))
+    df = _keyed(q, "me").filter(pl.col("rest").str.starts_with("message-id="))
+    if not df.height:
+        return df
     return _cols(df, "msgid", pl.col("rest").str.extract(r"^message-id=(\S*)", 1).alias("message_id"))
 
 
 def _qmgr_from(q: pl.DataFrame) -> pl.DataFrame:
     # qmgr 3F1A22C01: from=<alice@example.com>, size=1234, nrcpt=2 (queue active)
-    df = q.filter(pl.col("daemon").eq("qmgr") & pl.col("rest").str.starts_with("from=<"))
-    g = pl.col("rest").str.extract_groups(r"^from=<([^>]*)>, (?:size=(\d+), nrcpt=(\d+)|(status=expired))")
+    df = _keyed(q, "fr").filter(pl.col("daemon").eq("qmgr") & pl.col("rest").str.starts_with("from=<"))
+    if not df.height:
+        return df
+    # "s(?:ize=...|tatus=expired)": the two branches factored on their shared 's' make the regex
+    # onepass (half the cost); group 4 is only tested for null
+    g = pl.col("rest").str.extract_groups(r"^from=<([^>]*)>, s(?:ize=(\d+), nrcpt=(\d+)|(tatus=expired))")
     df = df.with_columns(g.alias("_g"))
     expired = df.filter(pl.col("_g").struct.field("4").is_not_null())
     received = df.filter(pl.col("_g").struct.field("2").is_not_null())
@@ -184,53 +230,76 @@ def _qmgr_from(q: pl.DataFrame) -> pl.DataFrame:
 
 def _pickup(q: pl.DataFrame) -> pl.DataFrame:
     # pickup 3F1A22C01: uid=1000 from=<alice>   (local submission: no client IP)
-    df = q.filter(pl.col("daemon").eq("pickup") & pl.col("rest").str.contains("from=<", literal=True))
+    df = q.filter(pl.col("daemon").eq("pickup")).filter(pl.col("rest").str.contains("from=<", literal=True))
+    if not df.height:
+        return df
     return _cols(df, "receive", pl.col("rest").str.extract(r"from=<([^>]*)>", 1).alias("sender"))
 
 
 def _removed(q: pl.DataFrame) -> pl.DataFrame:
     # qmgr 3F1A22C01: removed   (also postsuper's removal of a queued message)
-    return _cols(q.filter(pl.col("rest").eq("removed")), "removed")
+    return _cols(_keyed(q, "re").filter(pl.col("rest").eq("removed")), "removed")
+
+
+# A delivery line as Postfix writes it (log_adhoc.c), in one onepass regex: each field stops at a
+# character its class excludes, so one capture pass reads it with no backtracking. On a line it
+# matches, _TO and _OUTCOME capture the very same texts: the addresses, relay and ip hold no ',',
+# so the first ", delay=" is the real one, and delays= holds no "dsn=". Other lines (an address
+# with '<' or ',', extra fields between delay and dsn) take _TO and _OUTCOME.
+_DELIVERY = (
+    r"^to=<([^<>,\s]*)>, (?:orig_to=<([^<>,\s]*)>, )?relay=([^,\[\]\s]*)(?:\[([^\[\],\s]*)\](?::\d+)?)?, "
+    r"(?:conn_use=\d+, )?delay=([0-9.]+), delays=[0-9./]*, dsn=([0-9]\.[0-9]{1,3}\.[0-9]{1,3}), status=([a-z-]+)"
+)
+_TO = r"^to=<?([^>,\s]*)>?, (?:orig_to=<?([^>,\s]*)>?, )?relay=([^,\[\s]*)(?:\[([^\]]*)\])?"
+# the three short fields in one pass; other fields (conn_use=, tls=) may sit between them
+_OUTCOME = r", delay=([\d.]+), .*?dsn=(\d\.\d{1,3}\.\d{1,3}), status=([a-z-]+)"
+_STATUS = {"sent": "Delivered", "deferred": "Pending", "bounced": "Failed", "expired": "Failed"}
 
 
 def _deliveries(q: pl.DataFrame) -> pl.DataFrame:
     # smtp 3F1A22C01: to=<bob@x>, orig_to=<b@x>, relay=mx.x[203.0.113.7]:25, delay=1.2, delays=..., dsn=2.0.0, status=sent (250 ...)
-    df = q.filter(pl.col("daemon").is_in(_DELIVERY_DAEMONS) & pl.col("rest").str.starts_with("to="))
+    df = _keyed(q, "to").filter(pl.col("daemon").is_in(_DELIVERY_DAEMONS) & pl.col("rest").str.starts_with("to="))
+    if not df.height:
+        return df
     rest = pl.col("rest")
-    g = rest.str.extract_groups(r"^to=<?([^>,\s]*)>?, (?:orig_to=<?([^>,\s]*)>?, )?relay=([^,\[\s]*)(?:\[([^\]]*)\])?")
-    # one pass for the three short fields; other fields (conn_use=, tls=) may sit between them
-    o = rest.str.extract_groups(r", delay=([\d.]+), .*?dsn=(\d\.\d{1,3}\.\d{1,3}), status=([a-z-]+)")
-    df = df.with_columns(g.alias("_g"), o.alias("_o"), rest.str.find(", status=", literal=True).alias("_at"))
-    raw = pl.col("_o").struct.field("3")
-    status = raw.replace_strict(
-        {"sent": "Delivered", "deferred": "Pending", "bounced": "Failed", "expired": "Failed"},
-        default="Failed",
+    df = df.with_columns(
+        rest.str.extract_groups(_DELIVERY).alias("_d"), rest.str.find(", status=", literal=True).alias("_at")
     )
+    fields = [pl.col("_d").struct.field(str(i)) for i in range(1, 8)]
+    if df.get_column("_d").struct.field("1").null_count():
+        # where _DELIVERY failed its fields are all null, and where it matched the others are
+        odd = pl.when(fields[0].is_null()).then(rest)
+        g, o = odd.str.extract_groups(_TO), odd.str.extract_groups(_OUTCOME)
+        general = [g.struct.field(str(i)) for i in range(1, 5)] + [o.struct.field(str(i)) for i in range(1, 4)]
+        fields = [pl.coalesce(a, b) for a, b in zip(fields, general, strict=True)]
+    recipient, orig, relay, ip, delay, dsn, raw = fields
+    df = df.with_columns(raw.alias("_raw"))
+    raw = pl.col("_raw")
+    status = raw.replace_strict(_STATUS, default="Failed")
     response = rest.str.slice(pl.col("_at") + 9 + raw.str.len_chars() + 2).str.strip_suffix(")")
-    df = df.select(
+    # address verification probes (status=deliverable, undeliverable, undeliverable-but-not-cached) deliver nothing
+    df = df.filter(raw.is_not_null() & ~raw.str.contains("deliverable", literal=True)).select(
         "line_no",
         "time",
         "host",
         "program",
         "queue_id",
-        pl.col("_g").struct.field("1").alias("recipient"),
-        pl.col("_g").struct.field("2").alias("orig_recipient"),
-        pl.col("_g").struct.field("3").alias("relay"),
-        ip_or_null(pl.col("_g").struct.field("4")).alias("to_ip"),
-        pl.col("_o").struct.field("1").cast(pl.Float64, strict=False).alias("delay"),
-        pl.col("_o").struct.field("2").alias("dsn"),
-        raw.alias("_raw"),
+        recipient.alias("recipient"),
+        orig.alias("orig_recipient"),
+        relay.alias("relay"),
+        ip_or_null(ip).alias("to_ip"),
+        delay.cast(pl.Float64, strict=False).alias("delay"),
+        dsn.alias("dsn"),
+        raw,
         status.alias("status"),
         clip(response).alias("detail"),
-    # address verification probes (status=deliverable, undeliverable, undeliverable-but-not-cached) deliver nothing
-    ).filter(pl.col("_raw").is_not_null() & ~pl.col("_raw").str.contains("deliverable", literal=True))
+    )
     # A hand-off to a content filter on the loopback (amavis on 10024) that answered
     # "queued as NEWQID": the message continues under NEWQID on this host. Only loopback
     # deliveries are searched: remote servers answer "queued as" too, in their own queue.
-    loopback = (pl.col("to_ip").str.starts_with("127.") | pl.col("to_ip").eq("::1")) & pl.col("_raw").eq("sent")
-    local = df.filter(loopback.fill_null(False))
-    local = local.with_columns(pl.col("detail").str.extract(r"queued as ([0-9A-Za-z]+)\)?$", 1).alias("next_queue_id"))
-    df = pl.concat([df.filter(~loopback.fill_null(False)), local], how="diagonal_relaxed")
+    loopback = (pl.col("to_ip").str.starts_with("127.") | pl.col("to_ip").eq("::1")) & raw.eq("sent")
+    next_qid = pl.when(loopback).then(pl.col("detail")).str.extract(r"queued as ([0-9A-Za-z]+)\)?$", 1)
+    df = df.with_columns(next_qid.alias("next_queue_id"))
     handoff = pl.col("next_queue_id").is_not_null()
     return df.select(
         "line_no",
@@ -254,7 +323,9 @@ def _deliveries(q: pl.DataFrame) -> pl.DataFrame:
 
 def _bounce(q: pl.DataFrame) -> pl.DataFrame:
     # bounce 3F1A22C01: sender non-delivery notification: 4B2C33D02
-    df = q.filter(pl.col("daemon").eq("bounce") & pl.col("rest").str.contains("notification: ", literal=True))
+    df = q.filter(pl.col("daemon").eq("bounce")).filter(pl.col("rest").str.contains("notification: ", literal=True))
+    if not df.height:
+        return df
     return _cols(
         df,
         "bounce",
@@ -301,7 +372,9 @@ def _rejects_with_qid(q: pl.DataFrame) -> pl.DataFrame:
     # smtpd 3F1A22C01: reject: RCPT from h[ip]: 550 5.1.1 <x>: ...; from=<a> to=<b> proto=ESMTP helo=<h>
     # cleanup 3F1A22C01: milter-reject: END-OF-MESSAGE from h[ip]: 5.7.1 Spam; from=<a> to=<b> ...
     # cleanup 3F1A22C01: reject: header Subject: x from h[ip]; from=<a> to=<b> proto=ESMTP helo=<h>: 5.7.1 text
-    df = q.filter(pl.col("rest").str.contains(r"^(?:milter-)?reject: "))
+    df = _keyed(q, "re", "mi").filter(pl.col("rest").str.contains(r"^(?:milter-)?reject: "))
+    if not df.height:
+        return df
     return _rejects(df, pl.col("rest"))
 
 
@@ -311,7 +384,9 @@ def _holds(q: pl.DataFrame) -> pl.DataFrame:
     rest = pl.col("rest")
     held = rest.str.contains(r"^(?:milter-)?hold: ") | rest.eq("placed on hold")
     dropped = rest.str.contains(r"^(?:milter-)?discard: ")
-    df = q.filter(held | dropped)
+    df = _keyed(q, "mi", "ho", "pl", "di").filter(held | dropped)
+    if not df.height:
+        return df
     status = pl.when(held).then(pl.lit("Quarantined")).otherwise(pl.lit("FilteredAsSpam"))
     # the trailer names the sender and one recipient: the message's row for that recipient
     return _cols(df, "hold", status.alias("status"), *_envelope(rest), clip(rest).alias("detail"))
@@ -320,7 +395,9 @@ def _holds(q: pl.DataFrame) -> pl.DataFrame:
 def _subject(q: pl.DataFrame) -> pl.DataFrame:
     # cleanup 3F1A22C01: warning: header Subject: Hello there from h[ip]; from=<a> to=<b> proto=ESMTP
     # cleanup 3F1A22C01: info: header Subject: Cron <root@mx1> date from local; from=<root> to=<root>   (pickup)
-    df = q.filter(pl.col("rest").str.contains(r"^(?:warning|info): header Subject: "))
+    df = _keyed(q, "wa", "in").filter(pl.col("rest").str.contains(r"^(?:warning|info): header Subject: "))
+    if not df.height:
+        return df
     subject = pl.col("rest").str.extract(r"^(?:warning|info): header Subject: (.*?) from (?:\S*\[|local; )", 1)
     return _cols(df, "subject", subject.alias("subject"))
 
@@ -339,6 +416,8 @@ def _amavis(am: pl.DataFrame) -> pl.DataFrame:
     # amavis[1]: (01-02) Blocked SPAM {DiscardedInbound,Quarantined}, [ip]:port <a> -> <b>, Queue-ID: 3F1A22C01, ...
     body = pl.col("body")
     df = am.filter(body.str.contains(r"\) Blocked [A-Z-]+ ") & body.str.contains("Queue-ID: ", literal=True))
+    if not df.height:
+        return df
     quarantined = body.str.contains(r"\{[^}]*Quarantined[^}]*\}")
     spam = body.str.contains(r"Blocked SPAM")
     status = (

@@ -28,23 +28,83 @@ _HEADER = (
 )
 
 
-# The common case, cut by position and by spaces instead of a regex: "Jun 13 10:00:00 host tag: body".
+# The common case, one short onepass regex: "Jun 13 10:00:00 host prog[pid]: body". A line it matches
+# is one the old fast path took (_FAST) and gets the same fields: host and program hold no ':' and
+# no space, the pid is digits, so the line's first ": " is the one that ends the tag (the stamp's
+# colons are followed by digits) and the body starts two bytes after it. Any other line (a host or
+# program with ':', an RFC 3339 stamp, a `<PRI>`, odd spacing, no syslog at all) takes the general
+# paths below, unchanged.
+_CLEAN = r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d ([^ :]+) ([^ \[:]+)(?:\[(\d+)\])?: "
+# What decided the old split between the position cut and the regex path; still decides it for the rest.
 _FAST = r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d [^ ]+ [^ ]+: "
 _OUT = ["line_no", "line", "time", "host", "program", "pid", "body", "ok"]
+_STAMP_COLS = ["_mon", "_day", "_hms", "_iso"]
 
 
-def split(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+def split(lines: pl.DataFrame, ctx: ParseContext, lead: str | None = None) -> pl.DataFrame:
     """Split syslog lines into time (UTC), host, program, pid and body; `ok` is false for non-syslog lines.
 
     `lines` has columns line_no and line. Rows keep their order; nothing is dropped.
+    `lead`, a regex with one group, asks for one more column, `lead`: what that group captures
+    when the regex matches at the start of the body (Postfix's queue id), else null; `body` then
+    holds what follows the match. It is matched in the same pass as the envelope, so it should keep
+    that pass onepass: each repeat ending at a character it excludes, no overlapping alternatives.
     """
-    fast = lines.select(pl.col("line").str.contains(_FAST)).to_series()
+    df = _split_clean(lines, lead)
+    if df.get_column("_stamp").null_count():
+        df = _mend(lines, df, lead)
+    return _finish(df, ctx).select(_OUT + (["lead"] if lead else []))
+
+
+def _split_clean(lines: pl.DataFrame, lead: str | None) -> pl.DataFrame:
+    """Every row through _CLEAN; `_stamp` (the first 16 characters) is null where it did not match."""
+    line = pl.col("line")
+    g = line.str.extract_groups(_CLEAN + (f"({lead})?" if lead else ""))
+    # byte offsets from str.find: the body is cut from the bytes, so a non-ASCII body cannot shift it
+    body_at = line.str.find(": ", literal=True) + 2
+    if lead:
+        body_at = body_at + g.struct.field("4").str.len_bytes().fill_null(0)
+    df = lines.with_columns(
+        g.struct.field("1").alias("host"),
+        g.struct.field("2").alias("program"),
+        g.struct.field("3").alias("pid"),
+        line.cast(pl.Binary).bin.slice(body_at).cast(pl.String).alias("body"),
+        line.str.slice(0, 16).alias("_stamp"),
+        *([g.struct.field("5").alias("lead")] if lead else []),
+    )
+    clean = pl.col("host").is_not_null()
+    return df.with_columns(
+        pl.when(clean).then("_stamp").alias("_stamp"),
+        clean.alias("ok"),
+        *[pl.lit(None, pl.String).alias(c) for c in _STAMP_COLS],
+    )
+
+
+def _mend(lines: pl.DataFrame, df: pl.DataFrame, lead: str | None) -> pl.DataFrame:
+    """Rows _CLEAN did not match, through the old paths, merged back in the order the old split gave."""
+    clean = df.get_column("_stamp").is_not_null()
+    odd = lines.filter(~clean)
+    fast = odd.select(pl.col("line").str.contains(_FAST)).to_series()
+
+    def like_clean(part: pl.DataFrame) -> pl.DataFrame:
+        part = part.with_columns(pl.lit(None, pl.String).alias("_stamp"))
+        if lead:
+            g = pl.col("body").str.extract_groups(f"^({lead})")
+            body = pl.col("body").cast(pl.Binary).bin.slice(g.struct.field("1").str.len_bytes().fill_null(0))
+            part = part.with_columns(g.struct.field("2").alias("lead"), body.cast(pl.String).alias("body"))
+        return part.select(df.columns)
+
+    if not clean.any() and not fast.any():
+        return like_clean(_split_regex(lines))
+    parts = [df.filter(clean)]
+    if fast.any():
+        parts.append(like_clean(_split_fast(odd.filter(fast))))
     if fast.all():
-        return _finish(_split_fast(lines), ctx)
-    if not fast.any():
-        return _finish(_split_regex(lines), ctx)
-    parts = [_split_fast(lines.filter(fast)), _split_regex(lines.filter(~fast))]
-    return _finish(pl.concat(parts, how="diagonal_relaxed").sort("line_no"), ctx)
+        # every line took the old fast path: the old split kept the input order
+        at = lines.with_row_index("_i").get_column("_i")
+        order = pl.concat([at.filter(clean), at.filter(~clean).filter(fast)])
+        return pl.concat(parts).with_columns(order.alias("_i")).sort("_i").drop("_i")
+    return pl.concat([*parts, like_clean(_split_regex(odd.filter(~fast)))]).sort("line_no")
 
 
 def _split_fast(lines: pl.DataFrame) -> pl.DataFrame:
@@ -89,7 +149,33 @@ def _split_regex(lines: pl.DataFrame) -> pl.DataFrame:
 
 
 def _finish(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
-    """Timestamps to UTC: RFC 3339 ones carry their offset; RFC 3164 ones need year and zone."""
+    """Timestamps to UTC, worked out once per run of consecutive lines with the same stamp (a busy
+    log writes a dozen lines a second), then spread over the run.
+
+    That gives every line what _times gives it alone: the year steps only where the month changes
+    from the line before, and a line is in the DST second pass when it is ten minutes behind the
+    latest earlier time, so the run's later lines get what its first one gets. Lines off the
+    _CLEAN path (null `_stamp`) are runs of their own.
+    """
+    stamp = pl.col("_stamp")
+    new_run = df.select(stamp.is_null() | stamp.ne_missing(stamp.shift(1))).to_series()
+    runs = (
+        df.select("_stamp", *_STAMP_COLS)
+        .filter(new_run)
+        .select(
+            pl.coalesce("_mon", stamp.str.slice(0, 3)).alias("_mon"),
+            pl.coalesce("_day", stamp.str.slice(4, 2).str.strip_chars_start()).alias("_day"),
+            pl.coalesce("_hms", stamp.str.slice(7, 8)).alias("_hms"),
+            "_iso",
+        )
+    )
+    time = _times(runs, ctx)
+    time = time.gather(new_run.cum_sum() - 1)
+    return df.with_columns(time.alias("time"), (pl.col("ok") & time.is_not_null()).alias("ok"))
+
+
+def _times(df: pl.DataFrame, ctx: ParseContext) -> pl.Series:
+    """UTC times of rows in line order: RFC 3339 ones carry their offset; RFC 3164 ones need year and zone."""
     has_iso = df.get_column("_iso").is_not_null().any()
     if has_iso:
         iso = pl.col("_iso").str.replace("T", " ", literal=True)
@@ -109,9 +195,7 @@ def _finish(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         local_utc = localize(pl.col("_local"), ctx, "syslog")
     df = df.with_columns(local_utc.alias("_local_utc"))
     remember_max_local(df, "_local", ctx, "syslog")
-    df = df.with_columns(pl.coalesce(pl.col("_iso_utc"), pl.col("_local_utc")).cast(TIME).alias("time"))
-    df = df.with_columns((pl.col("ok") & pl.col("time").is_not_null()).alias("ok"))
-    return df.select(_OUT)
+    return df.select(pl.coalesce(pl.col("_iso_utc"), pl.col("_local_utc")).cast(TIME).alias("time")).to_series()
 
 
 def _rfc3164_local(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
