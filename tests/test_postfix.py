@@ -37,6 +37,7 @@ CASES = {
     "foreign_lines": "lines under postfix tags that look like queue ids but are not Postfix's: no phantom messages",
     "incomplete": "messages whose start or end lies outside the log: kept and flagged",
     "pickup_local": "local submission (pickup): no FromIP, sender from qmgr; local and pipe delivery; subject",
+    "non_ascii": "SMTPUTF8 addresses: the reply text is cut by bytes; size= in other scripts' digits fails no chunk",
 }
 OPTIONS: dict[str, IngestOptions] = {
     "rfc3339_mixed": IngestOptions(timezone="Europe/Vienna", year=2026, format="postfix"),

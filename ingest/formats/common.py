@@ -26,9 +26,15 @@ def reject_status(reason: pl.Expr) -> pl.Expr:
     return pl.when(spam_reason(reason)).then(pl.lit("FilteredAsSpam")).otherwise(pl.lit("None"))
 
 
+def from_byte(text: pl.Expr, start: pl.Expr) -> pl.Expr:
+    """`text` from byte offset `start`, as str.find gives it (str.slice counts characters: the
+    two differ once a line holds non-ASCII text, an SMTPUTF8 address say); null when start is."""
+    return text.cast(pl.Binary).bin.slice(start).cast(pl.String)
+
+
 def tail_from(text: pl.Expr, start: pl.Expr) -> pl.Expr:
     """`text` from byte offset `start` (as str.find gives it), at most DETAIL_MAX characters; null when start is."""
-    return text.cast(pl.Binary).bin.slice(start).cast(pl.String).str.slice(0, DETAIL_MAX)
+    return from_byte(text, start).str.slice(0, DETAIL_MAX)
 
 
 def ip_or_null(value: pl.Expr) -> pl.Expr:

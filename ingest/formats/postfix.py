@@ -18,7 +18,7 @@ from __future__ import annotations
 import polars as pl
 
 from ingest.formats import Parsed
-from ingest.formats.common import clip, ip_or_null, reject_status
+from ingest.formats.common import clip, from_byte, ip_or_null, reject_status
 from ingest.formats.context import ParseContext, organization_expr
 from ingest.formats.syslog import split
 from ingest.schema import EVENT_SCHEMA, conform
@@ -201,8 +201,9 @@ def _qmgr_from(q: pl.DataFrame) -> pl.DataFrame:
     if not df.height:
         return df
     # "s(?:ize=...|tatus=expired)": the two branches factored on their shared 's' make the regex
-    # onepass (half the cost); group 4 is only tested for null
-    g = pl.col("rest").str.extract_groups(r"^from=<([^>]*)>, s(?:ize=(\d+), nrcpt=(\d+)|(tatus=expired))")
+    # onepass (half the cost); group 4 is only tested for null. [0-9], not \d: \d also takes other
+    # scripts' digits, which the Int64 cast refuses, and one such line would fail its whole chunk
+    g = pl.col("rest").str.extract_groups(r"^from=<([^>]*)>, s(?:ize=([0-9]+), nrcpt=([0-9]+)|(tatus=expired))")
     df = df.with_columns(g.alias("_g"))
     expired = df.filter(pl.col("_g").struct.field("4").is_not_null())
     received = df.filter(pl.col("_g").struct.field("2").is_not_null())
@@ -276,7 +277,7 @@ def _deliveries(q: pl.DataFrame) -> pl.DataFrame:
     df = df.with_columns(raw.alias("_raw"))
     raw = pl.col("_raw")
     status = raw.replace_strict(_STATUS, default="Failed")
-    response = rest.str.slice(pl.col("_at") + 9 + raw.str.len_chars() + 2).str.strip_suffix(")")
+    response = from_byte(rest, pl.col("_at") + 9 + raw.str.len_bytes() + 2).str.strip_suffix(")")
     # address verification probes (status=deliverable, undeliverable, undeliverable-but-not-cached) deliver nothing
     df = df.filter(raw.is_not_null() & ~raw.str.contains("deliverable", literal=True)).select(
         "line_no",
@@ -429,5 +430,5 @@ def _amavis(am: pl.DataFrame) -> pl.DataFrame:
     )
     df = df.with_columns(body.str.extract(r"Queue-ID: ([0-9A-Za-z]+)", 1).alias("queue_id"))
     return _cols(
-        df, "hold", status.alias("status"), clip(body.str.slice(body.str.find(") ", literal=True) + 2)).alias("detail")
+        df, "hold", status.alias("status"), clip(from_byte(body, body.str.find(") ", literal=True) + 2)).alias("detail")
     )
