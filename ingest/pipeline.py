@@ -439,11 +439,21 @@ def ingest_paths(
 
 def tidy(store: Store) -> None:
     """Compact partitions with many files or superseded rows: after a batch ingest the store is
-    clean Parquet for any reader, each message once (the watcher compacts as it goes)."""
-    for day in _all_days(store):
-        needs = 1 if store.has_deletes(day) else COMPACT_MIN_FILES
-        store.compact("messages", day, min_files=needs)
+    clean Parquet for any reader, each message once (the watcher compacts as it goes).
+
+    Partitions are independent, and one compaction keeps about one core busy: two at a time
+    (it is the serial tail of every batch run)."""
+
+    def messages(day: dt.date) -> None:
+        store.compact("messages", day, min_files=1 if store.has_deletes(day) else COMPACT_MIN_FILES)
+
+    def events(day: dt.date) -> None:
         store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="msgtrace-tidy") as pool:
+        done = [pool.submit(step, day) for day in _all_days(store) for step in (messages, events)]
+    for d in done:
+        d.result()  # a failure is raised after every other partition was tidied
 
 
 def _all_days(store: Store) -> list[dt.date]:
