@@ -16,7 +16,7 @@ import polars as pl
 
 from ingest.formats import Parsed
 from ingest.formats import syslog as sl
-from ingest.formats.common import DETAIL_MAX, spam_reason, tail_from
+from ingest.formats.common import DETAIL_MAX, from_byte, spam_reason, tail_from
 from ingest.formats.context import ParseContext, organization_expr
 from ingest.schema import EVENT_SCHEMA, conform
 
@@ -27,6 +27,8 @@ _DETECT = re.compile(r"^(?:<\d+>)?\S+(?: +\S+ \d\d:\d\d:\d\d)? (?:<[\w.]+> )?\S+
 _POSTFIX = re.compile(r" postfix[\w.-]*/[\w-]+\[\d+\]: ")
 _FACILITY = r"^([A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d) <\w+\.\w+> "  # BSD syslog `<mail.notice>` after the time
 _HANDOFF = r"^Sent \(([0-9A-Za-z]{8,20}) Message accepted for delivery\)"
+# What syslog.split captures at the start of the body: a queue id is followed by ": " (NOQUEUE is too short).
+_QID_LEAD = r"([0-9A-Za-z]{8,20}): "
 _DSN = r"^([0-9A-Za-z]{8,20}): (?:DSN|return to sender|sender notify|postmaster notify): "
 # Sendmail's own lines that say nothing about a message's fate: dropped, not unknown.
 _NOISE = (
@@ -49,44 +51,44 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     src = lines = lines.select("line_no", "line")
     if lines.select(pl.col("line").str.contains(_FACILITY).any()).item():
         lines = lines.with_columns(pl.col("line").str.replace(_FACILITY, "$1 "))
-    df = sl.split(lines, ctx)
-    body = pl.col("body")
-    # `QID: text` or `NOQUEUE: text`; offsets and slices, the id shape checked by a capture-free regex
-    colon = body.str.find(": ", literal=True)
-    has_id = body.str.contains(r"^[0-9A-Za-z]{8,20}: ")
-    cut = has_id | body.str.starts_with("NOQUEUE: ")
-    df = df.with_columns(
-        (pl.col("ok") & pl.col("program").str.contains(_PROGRAM)).fill_null(False).alias("ours"),
-        pl.when(has_id).then(body.cast(pl.Binary).bin.slice(0, colon).cast(pl.String)).alias("queue_id"),
-        pl.when(cut).then(body.cast(pl.Binary).bin.slice(colon + 2).cast(pl.String)).otherwise(body).alias("text"),
-    )
-    ours = df.filter("ours")
+    # The queue id is captured in the envelope's own pass (`lead`); `body` is then what follows its ": ".
+    df = sl.split(lines, ctx, lead=_QID_LEAD)
+    body, program = pl.col("body"), df.get_column("program")
+    # a batch names a handful of programs: test each distinct one once, not once per line
+    names = program.unique().drop_nulls()
+    sendmail_names = names.filter(names.str.contains(_PROGRAM)).implode()
+    ours = df.select((pl.col("ok") & program.is_in(sendmail_names)).fill_null(False)).to_series()
+    # `NOQUEUE: text`: the text after its ": " (ASCII, so 9 bytes)
+    noqueue = pl.col("lead").is_null() & body.str.starts_with("NOQUEUE: ")
+    text = pl.when(noqueue).then(from_byte(body, pl.lit(9))).otherwise(body)
+    # only the columns the handlers read go through the filter (a filter copies every column it carries)
+    mine = df.select("line_no", "time", "host", "program", pl.col("lead").alias("queue_id"), text.alias("text"))
+    mine = mine.filter(ours)
     t, has_id = pl.col("text"), pl.col("queue_id").is_not_null()
+    # The common lines first, by a prefix test on every row; the rarer shapes are told apart on the rest only.
+    recv_m, dlv_m = mine.select(
+        (has_id & t.str.starts_with("from=")).alias("r"), (has_id & t.str.starts_with("to=")).alias("d")
+    ).get_columns()
+    rest = mine.filter(~(recv_m | dlv_m))
     reject = t.str.contains(", reject=", literal=True) & (t.str.starts_with("ruleset=") | t.str.starts_with("Milter"))
-    ours = ours.with_columns(
-        pl.when(has_id & t.str.starts_with("from=")).then(pl.lit("recv"))
-        .when(has_id & t.str.starts_with("to=")).then(pl.lit("dlv"))
-        .when(reject).then(pl.lit("rej"))
-        .otherwise(pl.lit("other"))
-        .alias("cat")
-    )
-    # the rarer shapes are told apart on the remaining lines only
-    other = ours.filter(pl.col("cat") == "other").with_columns(
-        pl.when(has_id & t.str.contains(_DSN)).then(pl.lit("dsn"))
+    rest = rest.with_columns(
+        pl.when(reject).then(pl.lit("rej"))
+        .when(has_id & t.str.contains(_DSN)).then(pl.lit("dsn"))
         .when(has_id & t.str.starts_with("<")).then(pl.lit("addr"))
         .when(t.str.contains_any(list(_NOISE))).then(pl.lit("noise"))
         .when(has_id).then(pl.lit("info"))
         .otherwise(pl.lit("unknown"))
         .alias("cat")
     )
-    recv = _when_any(_receives, ours.filter(pl.col("cat") == "recv"))
+    cat = pl.col("cat")
+    recv = _when_any(_receives, mine.filter(recv_m))
     parts = [
         recv,
-        _when_any(_deliveries, ours.filter(pl.col("cat") == "dlv")),
-        _when_any(_rejects, ours.filter(pl.col("cat") == "rej")),
-        _when_any(_bounces, other.filter(pl.col("cat") == "dsn")),
-        _when_any(lambda d: _address_lines(d, recv), other.filter(pl.col("cat") == "addr")),
-        _when_any(_message_lines, other.filter(pl.col("cat") == "info")),
+        _when_any(_deliveries, mine.filter(dlv_m)),
+        _when_any(_rejects, rest.filter(cat == "rej")),
+        _when_any(_bounces, rest.filter(cat == "dsn")),
+        _when_any(lambda d: _address_lines(d, recv), rest.filter(cat == "addr")),
+        _when_any(_message_lines, rest.filter(cat == "info")),
     ]
     # Grouped by kind, each group in line order (as for Exim: sort by line_no when needed).
     events = pl.concat([conform(p, _WORK) for p in parts if p.height] or [pl.DataFrame(schema=_WORK)])
@@ -95,8 +97,9 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         pl.lit(NAME).alias("format"),
         pl.lit(ctx.source).alias("source"),
     )
-    foreign = df.filter(~pl.col("ours") & pl.col("line").str.contains(r"\S")).select("line_no")
-    unknown = pl.concat([foreign, other.filter(pl.col("cat") == "unknown").select("line_no")])
+    foreign = df.select("line_no", "line").filter(~ours)
+    foreign = foreign.filter(pl.col("line").str.contains(r"\S")).select("line_no")
+    unknown = pl.concat([foreign, rest.filter(cat == "unknown").select("line_no")])
     unknown = src.join(unknown, on="line_no", how="semi")  # as read, before the facility tag was cut
     return Parsed(events=conform(events, EVENT_SCHEMA), unknown=unknown)
 
@@ -109,10 +112,10 @@ def _when_any(fn: Callable[[pl.DataFrame], pl.DataFrame], df: pl.DataFrame) -> p
 _WORK = {k: v for k, v in EVENT_SCHEMA.items() if k not in ("organization", "format", "source")}
 
 
-def _address(field: str) -> pl.Expr:
+def _address(field: str, text: pl.Expr | None = None) -> pl.Expr:
     """`field=<a@b>` or `field=a@b` from the line text, without the angle brackets ("" for `<>`)."""
     anchor = "^" if field in ("from", "to") else ", "
-    return pl.col("text").str.extract(rf"{anchor}{field}=<?([^,\s>]*)", 1)
+    return (pl.col("text") if text is None else text).str.extract(rf"{anchor}{field}=<?([^,\s>]*)", 1)
 
 
 def _relay(text: pl.Expr) -> list[pl.Expr]:
@@ -135,18 +138,69 @@ def _relay_columns(name: str, ip: str) -> list[pl.Expr]:
     ]
 
 
+# Fast paths: the lines as sendmail writes them, each read by one anchored onepass regex (every
+# repeat stops at a character its class excludes, each optional field starts with its own letter),
+# so one capture pass replaces a search per field. Each field gets what the per-field search of
+# the general path (_fields) finds: the regex covers the whole line, a field's class holds no ", ",
+# so the first `, size=` (say) is the one it reads, and a field it lacks is nowhere in the line.
+# An address is `<a>` or a bare a (two groups, coalesced): `<?` before a class taking `<` is no onepass.
+_ADDR = r"(?:<([^<>,\s]*)>|([^<>,\s]+))"
+_RELAY = r"relay=([^ ,]+)(?: \[([^\[\]\s,]+)\](?: \(may be forged\))?)?"
+_RECEIVE = (
+    rf"^from={_ADDR}, size=([0-9]+), class=[0-9-]+, nrcpts=([0-9]+), (?:msgid=([^,\s]+), )?"
+    rf"(?:bodytype=[0-9A-Za-z]+, )?(?:proto=[0-9A-Za-z]+, )?(?:daemon=[^,\s]+, )?{_RELAY}$"
+)
+# The status text ends the line and is not read here, but may hold ", ": it must not hold
+# ", c" or ", r", where a `, ctladdr=` or `, relay=` the line lacks could be found.
+_DELIVER = (
+    rf"^to=(?:[^,\s]*,)+ (?:ctladdr={_ADDR}(?: \([0-9]+/[0-9]+\))?, )?delay=([0-9+:]+), (?:xdelay=[0-9+:]+, )?"
+    rf"mailer=([^,\s]+), (?:pri=[0-9]+, )?(?:{_RELAY}, )?dsn=([0-9.]+), stat=(?:[^,]|,+(?:[^ ,]| [^cr ,]))*$"
+)
+# The reject text ends the line; it must hold no ": f" / ": t" (the general path's `: from=`, `: to=`).
+_REJECT = (
+    rf"^ruleset=(\w+), arg1={_ADDR}, (?:arg2=[^,\s]+, )?{_RELAY}, "
+    r"reject=(?:[^:]|:+(?:[^ :]| [^ft :]))*$"
+)
+
+
+def _fields(
+    df: pl.DataFrame, fast: str, names: list[str], key: int, general: Callable[[pl.Expr], list[pl.Expr]]
+) -> pl.DataFrame:
+    """Columns `names` (the groups of `fast`; a name twice: coalesced) from the fast regex; rows it
+    does not match get them from `general` (the per-field extractions), run on those rows only.
+    Group `key` is one every match fills."""
+    g = pl.col("text").str.extract_groups(fast)
+    df = df.with_columns(g.alias("_g"))
+    cols: dict[str, list[pl.Expr]] = {}
+    for i, name in enumerate(names, 1):
+        cols.setdefault(name, []).append(pl.col("_g").struct.field(str(i)))
+    first = pl.col("_g").struct.field(str(key))
+    if df.select(first.null_count()).item():
+        odd = pl.when(first.is_null()).then(pl.col("text"))
+        for e in general(odd):
+            cols.setdefault(e.meta.output_name(), []).append(e)
+    return df.with_columns((pl.coalesce(c) if len(c) > 1 else c[0]).alias(n) for n, c in cols.items()).drop("_g")
+
+
 def _receives(df: pl.DataFrame) -> pl.DataFrame:
     """`from=<sender>, size=, nrcpts=, msgid=, relay=`: the message was accepted (nrcpts=0: it was not)."""
-    t = pl.col("text")
-    df = df.with_columns(
-        _address("from").alias("sender"),
-        t.str.extract(r", size=(\d+)", 1).cast(pl.Int64, strict=False).alias("size"),
-        t.str.extract(r", nrcpts=(\d+)", 1).cast(pl.Int64, strict=False).alias("nrcpt"),
-        t.str.extract(r", msgid=([^,\s]+)", 1).alias("_msgid"),
-        *_relay(t),
-    )
+
+    def general(t: pl.Expr) -> list[pl.Expr]:
+        return [
+            _address("from", t).alias("sender"),
+            t.str.extract(r", size=(\d+)", 1).alias("_size"),
+            t.str.extract(r", nrcpts=(\d+)", 1).alias("_nrcpt"),
+            t.str.extract(r", msgid=([^,\s]+)", 1).alias("_msgid"),
+            *_relay(t),
+        ]
+
+    df = _fields(df, _RECEIVE, ["sender", "sender", "_size", "_nrcpt", "_msgid", "_rname", "_rip"], 3, general)
     msgid = pl.col("_msgid")
-    df = df.with_columns(_relay_columns("client_host", "client_ip"))
+    df = df.with_columns(
+        pl.col("_size").cast(pl.Int64, strict=False).alias("size"),
+        pl.col("_nrcpt").cast(pl.Int64, strict=False).alias("nrcpt"),
+        *_relay_columns("client_host", "client_ip"),
+    )
     return df.with_columns(
         # relay=user@localhost (local submission) names no client host
         pl.when(pl.col("client_ip").is_not_null()).then(pl.col("client_host")).alias("client_host"),
@@ -158,29 +212,28 @@ def _receives(df: pl.DataFrame) -> pl.DataFrame:
 def _deliveries(df: pl.DataFrame) -> pl.DataFrame:
     """`to=<a>,<b>, ... stat=`: one deliver event per recipient, or a handoff to the local MTA's new queue id."""
     t = pl.col("text")
-    # Each field is extracted once into a column: eager Polars would re-run a reused expression.
+
+    def general(t: pl.Expr) -> list[pl.Expr]:
+        return [
+            _address("ctladdr", t).alias("_ctl"),
+            t.str.extract(r", delay=([\d+:]+)", 1).alias("_delay"),
+            t.str.extract(r", mailer=([^,\s]+)", 1).alias("_mailer"),
+            *_relay(t),
+            t.str.extract(r", dsn=([\d.]+)", 1).alias("dsn"),
+        ]
+
+    df = _fields(df, _DELIVER, ["_ctl", "_ctl", "_delay", "_mailer", "_rname", "_rip", "dsn"], 3, general)
     to_end = t.str.find(", ", literal=True)
     df = df.with_columns(
-        t.cast(pl.Binary).bin.slice(3, to_end - 3).cast(pl.String).alias("_to"),  # to=<a>,<b> up to the first ", "
-        _address("ctladdr").alias("_ctl"),
-        *_relay(t),
-        t.str.extract(r", mailer=([^,\s]+)", 1).alias("_mailer"),
-        t.str.extract(r", dsn=([\d.]+)", 1).alias("dsn"),
-        t.str.extract(r", delay=([\d+:]+)", 1).alias("_delay"),
+        # to=<a>,<b> up to the first ", ", one item per recipient
+        t.cast(pl.Binary).bin.slice(3, to_end - 3).cast(pl.String).str.split(",").alias("_to"),
         tail_from(t, t.str.find(", stat=", literal=True) + 7).alias("detail"),
-    )
-    df = df.with_columns(_relay_columns("_rname", "to_ip"))
-    df = df.with_columns(
-        pl.coalesce("_rname", "to_ip", "_mailer").alias("relay"),
-        pl.col("detail").str.extract(_HANDOFF, 1).alias("_next"),
+        *_relay_columns("_rname", "to_ip"),
         _seconds(df.get_column("_delay")).alias("delay"),
-        pl.col("_to").str.split(","),
     )
-    keep = ["time", "host", "program", "queue_id", "line_no", "_to", "_ctl", "relay", "to_ip", "dsn", "delay", "detail", "_next"]
-    df = df.select(keep).explode("_to")
-    rcpt = pl.col("_to").str.strip_chars(" ").str.strip_prefix("<").str.strip_suffix(">")
-    # Delivery to a program or file: the address it was for is the controlling address (ctladdr=).
-    prog = rcpt.str.starts_with("|") | rcpt.str.starts_with('"|') | rcpt.str.starts_with("/")
+    relay = pl.coalesce("_rname", "to_ip", "_mailer")
+    df = df.with_columns(relay.alias("relay"), pl.col("detail").str.extract(_HANDOFF, 1).alias("_next"))
+    # What the line says about all its recipients, worked out before the rows are repeated per recipient.
     loopback = pl.col("to_ip").str.starts_with("127.") | (pl.col("to_ip") == "::1") | (pl.col("relay") == "localhost")
     handoff = pl.col("_next").is_not_null() & loopback.fill_null(False)
     dsn_class, detail = pl.col("dsn").str.slice(0, 1), pl.col("detail")
@@ -193,12 +246,18 @@ def _deliveries(df: pl.DataFrame) -> pl.DataFrame:
         .when(dsn_class == "4").then(pl.lit("Pending"))
         .otherwise(pl.lit("Failed"))
     )
-    return df.with_columns(
-        pl.when(prog & pl.col("_ctl").is_not_null()).then(pl.col("_ctl")).otherwise(rcpt).alias("recipient"),
+    df = df.select(
+        "time", "host", "program", "queue_id", "line_no", "_to", "_ctl", "relay", "to_ip", "dsn", "delay", "detail",
         pl.when(handoff).then(pl.lit("handoff")).otherwise(pl.lit("deliver")).alias("kind"),
         pl.when(handoff).then(pl.col("_next")).alias("next_queue_id"),
         status.alias("status"),
-    )
+    ).explode("_to")
+    df = df.with_columns(pl.col("_to").str.strip_chars(" ").str.strip_prefix("<").str.strip_suffix(">"))
+    # Delivery to a program or file: the address it was for is the controlling address (ctladdr=).
+    rcpt = pl.col("_to")
+    prog = rcpt.str.starts_with("|") | rcpt.str.starts_with('"|') | rcpt.str.starts_with("/")
+    recipient = pl.when(prog & pl.col("_ctl").is_not_null()).then(pl.col("_ctl")).otherwise(rcpt)
+    return df.with_columns(recipient.alias("recipient"))
 
 
 def _seconds(delays: pl.Series) -> pl.Series:
@@ -214,15 +273,23 @@ def _rejects(df: pl.DataFrame) -> pl.DataFrame:
     """`ruleset=check_* ... reject=` and milter rejects; with a queue id they pair with its `from=... nrcpts=0`."""
     t = pl.col("text")
     ruleset, arg1 = pl.col("_ruleset"), pl.col("_arg1")
+
+    def general(t: pl.Expr) -> list[pl.Expr]:
+        return [
+            t.str.extract(r"^ruleset=(\w+)", 1).alias("_ruleset"),
+            _address("arg1", t).alias("_arg1"),
+            *_relay(t),
+            t.str.extract(r"(?:^|: )from=<?([^,\s>]*)", 1).alias("_from"),  # Milter: from=<a>, reject=...
+            t.str.extract(r"(?:^|: )to=<?([^,\s>]*)", 1).alias("_rcpt"),
+        ]
+
+    # a line _REJECT reads has no `: from=` / `: to=`: _from and _rcpt stay null there
+    df = df.with_columns(pl.lit(None, pl.String).alias("_from"), pl.lit(None, pl.String).alias("_rcpt"))
+    df = _fields(df, _REJECT, ["_ruleset", "_arg1", "_arg1", "_rname", "_rip"], 1, general)
     df = df.with_columns(
-        t.str.extract(r"^ruleset=(\w+)", 1).alias("_ruleset"),
-        _address("arg1").alias("_arg1"),
-        t.str.extract(r"(?:^|: )from=<?([^,\s>]*)", 1).alias("_from"),  # Milter: from=<a>, reject=...
-        t.str.extract(r"(?:^|: )to=<?([^,\s>]*)", 1).alias("_rcpt"),
         tail_from(t, t.str.find(", reject=", literal=True) + 9).alias("detail"),
-        *_relay(t),
+        *_relay_columns("client_host", "client_ip"),
     )
-    df = df.with_columns(_relay_columns("client_host", "client_ip"))
     spam = spam_reason(pl.col("detail"))
     return df.with_columns(
         pl.lit("reject").alias("kind"),
