@@ -234,7 +234,8 @@ def _events(rows: pl.DataFrame, ctx: ParseContext) -> tuple[pl.DataFrame, pl.Dat
         pl.lit(ctx.source).alias("source"),
     ]
     parts = [conform(p.with_columns(common), EVENT_SCHEMA) for p in (_message_rows(f), *_recipient_rows(f))]
-    bad_rows, *done = pl.collect_all([bad, *parts])
+    # The in-memory engine: on a chunk of this size the streaming default spends ~20% more CPU.
+    bad_rows, *done = pl.collect_all([bad, *parts], engine="in-memory")
     return pl.concat(done), bad_rows
 
 
@@ -271,8 +272,9 @@ def _recipient_rows(f: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
         _orig(),
         pl.when(outcome).then(c("server-hostname")).alias("relay"),
         pl.when(c("program") == "SEND").then(c("server-ip")).alias("to_ip"),
-        pl.when(outcome).then(c("_own").str.extract(_DSN, 1)).alias("dsn"),
-        pl.when(outcome).then(clip(pl.coalesce(c("_own"), c("source-context")))).alias("detail"),
+        # Masked before the regex and the slice (null in, null out), so only outcome rows pay.
+        pl.when(outcome).then(c("_own")).str.extract(_DSN, 1).alias("dsn"),
+        clip(pl.when(outcome).then(pl.coalesce(c("_own"), c("source-context")))).alias("detail"),
         pl.when(outcome & (c("_delay") >= 0)).then(c("_delay")).alias("delay"),
     ), _rewrites(f.filter(c("_cls").is_in(["expand", "rewrite"])))
 
@@ -286,8 +288,12 @@ def _listed(f: pl.LazyFrame) -> pl.LazyFrame:
     # rows that an event order across files could place after a delivery.
     submission = (c("_cls") == "receive") & (c("_component") == "STOREDRIVER")
     rows = f.filter((c("_cls") != "info") & (c("_n") > 0) & ~submission)
+    # Only outcome rows use the delay: the others get a null message-info, sparing the regex and the parse.
     origin = (
-        c("message-info").str.extract(_ISO, 1).str.to_datetime(_TIME_FMT, time_unit="us", time_zone="UTC", strict=False)
+        pl.when(c("_cls") == "deliver")
+        .then(c("message-info"))
+        .str.extract(_ISO, 1)
+        .str.to_datetime(_TIME_FMT, time_unit="us", time_zone="UTC", strict=False)
     )
     rows = rows.with_columns(((c("time") - origin).dt.total_microseconds() / 1e6).round(6).alias("_delay"))
     keep = [
@@ -328,11 +334,16 @@ def _orig() -> pl.Expr:
     related-recipient-address pairs up with recipient-address by position when both list as many.
     """
     c = pl.col
-    rel = pl.when(c("_cls").is_in(["expand", "rewrite"])).then(c("related-recipient-address")).str.split(";")
+    # Most rows are neither (null here): list ops cost even on nulls, so only a rewrite of several
+    # recipients (the one case that can pair by position) is split into a list; the rest, and a
+    # count that does not pair up, take the first address.
+    rel = pl.when(c("_cls").is_in(["expand", "rewrite"])).then(c("related-recipient-address"))
+    first = rel.str.splitn(";", 2).struct.field("field_0")
+    several = pl.when((c("_cls") == "rewrite") & (c("_n") > 1)).then(c("related-recipient-address")).str.split(";")
     orig = (
-        pl.when((c("_cls") == "rewrite") & (rel.list.len() == c("_n")))
-        .then(rel.list.get(c("_i"), null_on_oob=True))
-        .otherwise(rel.list.first())
+        pl.when(several.list.len() == c("_n"))
+        .then(several.list.get(c("_i"), null_on_oob=True))
+        .otherwise(first)
         .str.strip_chars()
     )
     # an address "resolved" to itself (only its case differs) was not rewritten
