@@ -124,7 +124,7 @@ def ingest_command(
 
     Example: msgtrace ingest --timezone Europe/Vienna /var/log/mail.log*
     """
-    from ingest.pipeline import ingest_paths
+    from ingest.pipeline import ParseError, ingest_paths
     from ingest.reader import ReadError
     from ingest.store import StoreError, StoreLock
 
@@ -133,7 +133,7 @@ def ingest_command(
     try:
         with StoreLock(store):
             report = ingest_paths(list(paths), store, options, rejects, progress)
-    except (ReadError, StoreError, OSError) as e:
+    except (ReadError, ParseError, StoreError, OSError) as e:
         progress.done()
         raise click.ClickException(str(e)) from e
     progress.done()

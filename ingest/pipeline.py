@@ -39,6 +39,10 @@ SAMPLE_UNKNOWN = 3
 COMPACT_MIN_FILES = 8
 
 
+class ParseError(Exception):
+    """A batch of lines the parser failed on (a bug met by unusual input): where, and why."""
+
+
 @dataclass
 class IngestOptions:
     """How to read sources: the settings of `msgtrace ingest` / `watch`."""
@@ -200,7 +204,15 @@ class Pipeline:
         parser = formats.parser(fmt)
         ctx = self._context(fp, stat.st_mtime)
         for chunk in read_open(f, path, state.offset, state.line):
-            parsed = parser.parse(chunk.lines, ctx)
+            try:
+                parsed = parser.parse(chunk.lines, ctx)
+            except pl.exceptions.PolarsError as e:  # a parser bug met by some line: say where, stop there
+                first = chunk.end_line - chunk.lines.height + 1
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ParseError(
+                    f"{path}: lines {first:,}-{chunk.end_line:,} could not be parsed as {fmt} ({reason}); "
+                    "everything before them is kept, and the next run starts there"
+                ) from e
             rep.lines += chunk.lines.height
             rep.bytes += chunk.end_offset - state.offset
             self._note_unknown(rep, path, parsed.unknown)

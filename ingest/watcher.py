@@ -32,7 +32,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from ingest import layout
-from ingest.pipeline import FileReport, IngestOptions, IngestReport, Pipeline
+from ingest.pipeline import FileReport, IngestOptions, IngestReport, ParseError, Pipeline
 from ingest.reader import ReadError, fingerprint, is_compressed, order_series
 from ingest.status import Totals, WatchState, uncompressed_size
 
@@ -227,8 +227,11 @@ class Watcher:
                 self._seen[path] = _Seen(key, old_source)
                 return
             rep = self.pipe.ingest_path(path, self._progress, self._resolver(path, key, prior))
-        except ReadError as e:  # e.g. a .gz still being written: try again when it changes
-            log.debug("%s is not readable yet (%s); will try again.", path, e)
+        except (ReadError, ParseError) as e:  # e.g. a .gz still being written: try again when it changes
+            if isinstance(e, ParseError):  # a parser bug: the admin must hear of it
+                log.error("%s; will try again when the file changes.", e)
+            else:
+                log.debug("%s is not readable yet (%s); will try again.", path, e)
             self._seen[path] = _Seen(key, old_source)
             return
         done = rep.source is not None and rep.skipped is None

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 from click.testing import CliRunner
 
 from ingest import cli as ingest_cli
@@ -117,6 +118,33 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert res.output.startswith("Error: unknown time zone 'Mars/Olympus'")
     res = run("compact", "--store", str(tmp_path / "nope"))
     assert res.output == f"Error: store {tmp_path / 'nope'} does not exist\n"
+
+
+def test_a_parser_failure_is_one_line_and_keeps_what_was_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest import reader
+    from ingest.formats import postfix
+
+    (tmp_path / "m.log").write_text(LOG + LATER)
+    monkeypatch.setattr(reader, "CHUNK_BYTES", len(LOG.encode()))  # lines 1-4, then 5-7
+    parse = postfix.parse
+
+    def fails_on_removed(lines: pl.DataFrame, ctx: object) -> object:
+        if lines.get_column("line").str.contains("removed").any():
+            raise pl.exceptions.ComputeError("conversion from `str` to `i64` failed\nmore detail")
+        return parse(lines, ctx)
+
+    monkeypatch.setattr(postfix, "parse", fails_on_removed)
+    res = run("ingest", "--store", str(tmp_path / "s"), "--year", "2026", str(tmp_path / "m.log"))
+    assert res.exit_code == 1
+    assert res.output == (
+        f"Error: {tmp_path / 'm.log'}: lines 5-7 could not be parsed as postfix (conversion from `str` to `i64` "
+        "failed); everything before them is kept, and the next run starts there\n"
+    )
+    assert [r["Status"] for r in rows(tmp_path / "s")] == ["Pending"]  # lines 1-4: stored
+    monkeypatch.setattr(postfix, "parse", parse)
+    res = run("ingest", "--store", str(tmp_path / "s"), "--year", "2026", str(tmp_path / "m.log"))
+    assert res.exit_code == 0 and "3 lines" in res.output  # the run resumed at line 5
+    assert [r["Status"] for r in rows(tmp_path / "s")] == ["Delivered"]
 
 
 def test_a_store_in_use_is_refused(tmp_path: Path) -> None:

@@ -263,6 +263,31 @@ def test_store_failure_holds_checkpoints_then_recovers(
     assert_same_as_batch(tmp_path, logs)
 
 
+def test_a_parser_failure_is_logged_and_retried_not_fatal(
+    tmp_path: Path, logs: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ingest.formats import postfix
+
+    log = logs / "mail.log"
+    append(log, LINES[:100])
+    parse = postfix.parse
+
+    def fails(lines: pl.DataFrame, ctx: object) -> object:
+        raise pl.exceptions.ComputeError("a parser bug")
+
+    monkeypatch.setattr(postfix, "parse", fails)
+    w = watcher(tmp_path, log)
+    with caplog.at_level(logging.ERROR, "msgtrace"):
+        w.cycle()  # the watcher goes on
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "lines 1-100 could not be parsed as postfix (a parser bug)" in errors[0]
+    monkeypatch.setattr(postfix, "parse", parse)
+    append(log, LINES[100:])
+    w.cycle()  # the file changed: read again from where it stopped, nothing lost
+    w.cycle()
+    assert_same_as_batch(tmp_path, logs)
+
+
 def test_open_message_gets_its_final_status_in_its_own_partition(tmp_path: Path, logs: Path) -> None:
     log = logs / "mail.log"
     t0, t1 = START + dt.timedelta(hours=23, minutes=59), START + dt.timedelta(days=2, hours=3)
