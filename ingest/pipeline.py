@@ -364,7 +364,8 @@ class Pipeline:
             # few flushes would rewrite a big day again and again (tidy compacts it once at the end)
             for day in sorted(days)[:-1]:
                 self.store.compact("messages", day, min_files=COMPACT_MIN_FILES)
-                self.store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
+                if self.store.has_small_files(EVENTS_DIR, day, COMPACT_MIN_FILES):
+                    self.store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
         self.open.save()
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
@@ -450,8 +451,8 @@ def ingest_paths(
 
 
 def tidy(store: Store) -> None:
-    """Compact partitions with many files or superseded rows: after a batch ingest the store is
-    clean Parquet for any reader, each message once (the watcher compacts as it goes).
+    """Compact partitions with many small files or superseded rows: after a batch ingest the store
+    is clean Parquet for any reader, each message once (the watcher compacts as it goes).
 
     Partitions are independent, and one compaction keeps about one core busy: two at a time
     (it is the serial tail of every batch run)."""
@@ -459,8 +460,9 @@ def tidy(store: Store) -> None:
     def messages(day: dt.date) -> None:
         store.compact("messages", day, min_files=1 if store.has_deletes(day) else COMPACT_MIN_FILES)
 
-    def events(day: dt.date) -> None:
-        store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
+    def events(day: dt.date) -> None:  # events have nothing superseded: only many small files matter
+        if store.has_small_files(EVENTS_DIR, day, COMPACT_MIN_FILES):
+            store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="msgtrace-tidy") as pool:
         done = [pool.submit(step, day) for day in _all_days(store) for step in (messages, events)]

@@ -254,6 +254,27 @@ def test_store_layout_schema_compression_and_order(tmp_path: Path) -> None:
             assert {str(d) for d in df.get_column(time_col).dt.date().unique()} == {day}
 
 
+@pytest.mark.parametrize(("small_rows", "files"), [(50_000, 1), (1, 10)])
+def test_batch_merges_many_small_events_files_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_rows: int, files: int
+) -> None:
+    # one flush per 2 events: 10 events files for the day; they are merged while they are small
+    # files, and left alone once each holds as many rows as a file should (a batch run's flushes)
+    from ingest import store as store_module
+
+    log = write(tmp_path / "m.log", [
+        f"Jun 13 10:00:{i:02d} mx1.example.org postfix/qmgr[9]: {i + 0x10000:05X}: removed\n" for i in range(20)
+    ])  # fmt: skip
+    monkeypatch.setattr(pipeline, "FLUSH_EVENTS", 2)
+    monkeypatch.setattr(reader, "CHUNK_BYTES", 140)
+    monkeypatch.setattr(store_module, "SMALL_FILE_ROWS", small_rows)
+    store = tmp_path / "store"
+    ingest_paths([str(log)], store, OPTS)
+    part = store / "events" / "date=2026-06-13"
+    assert len(list(part.glob("*.parquet"))) == files
+    assert pl.read_parquet(part, hive_partitioning=False).height == 20
+
+
 def test_plain_readers_see_each_row_once(tmp_path: Path, reference) -> None:
     # hive-partitioned Parquet that pyarrow.dataset (as DuckDB or Spark would) reads without msgtrace
     store = tmp_path / "store"
