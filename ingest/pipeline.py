@@ -208,7 +208,7 @@ class Pipeline:
                 parsed = parser.parse(chunk.lines, ctx)
             except pl.exceptions.PolarsError as e:  # a parser bug met by some line: say where, stop there
                 first = chunk.end_line - chunk.lines.height + 1
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 raise ParseError(
                     f"{path}: lines {first:,}-{chunk.end_line:,} could not be parsed as {fmt} ({reason}); "
                     "everything before them is kept, and the next run starts there"
@@ -364,8 +364,7 @@ class Pipeline:
             # few flushes would rewrite a big day again and again (tidy compacts it once at the end)
             for day in sorted(days)[:-1]:
                 self.store.compact("messages", day, min_files=COMPACT_MIN_FILES)
-                if self.store.has_small_files(EVENTS_DIR, day, COMPACT_MIN_FILES):
-                    self.store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
+                _compact_events(self.store, day)
         self.open.save()
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
@@ -457,17 +456,23 @@ def tidy(store: Store) -> None:
     Partitions are independent, and one compaction keeps about one core busy: two at a time
     (it is the serial tail of every batch run)."""
 
-    def messages(day: dt.date) -> None:
-        store.compact("messages", day, min_files=1 if store.has_deletes(day) else COMPACT_MIN_FILES)
-
-    def events(day: dt.date) -> None:  # events have nothing superseded: only many small files matter
-        if store.has_small_files(EVENTS_DIR, day, COMPACT_MIN_FILES):
-            store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
-
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="msgtrace-tidy") as pool:
-        done = [pool.submit(step, day) for day in _all_days(store) for step in (messages, events)]
+        done = [
+            pool.submit(step, store, day) for day in _all_days(store) for step in (_compact_messages, _compact_events)
+        ]
     for d in done:
         d.result()  # a failure is raised after every other partition was tidied
+
+
+def _compact_messages(store: Store, day: dt.date) -> None:
+    """Merge a day's message rows when it has superseded rows or many files."""
+    store.compact("messages", day, min_files=1 if store.has_deletes(day) else COMPACT_MIN_FILES)
+
+
+def _compact_events(store: Store, day: dt.date) -> None:
+    """Merge a day's events when they are many small files (nothing in them is ever superseded)."""
+    if store.has_small_files(EVENTS_DIR, day, COMPACT_MIN_FILES):
+        store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
 
 
 def _all_days(store: Store) -> list[dt.date]:

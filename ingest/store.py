@@ -115,8 +115,8 @@ class Store:
         days later costs a small file, not a rewrite of its partition. Returns files written.
         """
         rows = conform(rows, MESSAGE_SCHEMA)
-        new_by_day = _by_day(rows)
-        known = _by_day(stale) if isinstance(stale, pl.DataFrame) else None
+        new_by_day = _split_days(rows, "received")
+        known = _split_days(stale, "received") if isinstance(stale, pl.DataFrame) else None
         written = 0
         for day in sorted(days | set(new_by_day)):
             pdir = layout.partition_dir(self.messages, day)
@@ -178,11 +178,6 @@ class Store:
                 p.unlink()
             except FileNotFoundError:
                 pass
-
-
-def _by_day(rows: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:
-    """Message rows split by the UTC day of their Received time (their partition)."""
-    return _split_days(rows, "received")
 
 
 def _split_days(df: pl.DataFrame, time_col: str) -> dict[dt.date, pl.DataFrame]:

@@ -219,3 +219,16 @@ def test_organization_per_host_and_for_one_host() -> None:
         ]
     )
     assert two.events.get_column("organization").to_list() == ["example.org", "example.net"]
+
+
+def test_delivery_reply_is_cut_as_text_whatever_follows_the_status() -> None:
+    # a multi-byte character right after the status: a byte count past it would cut the character
+    # in two (the chunk failed with "invalid utf8"); the usual shape keeps its reply as before
+    pre = "Jun 13 10:00:00 mx1 postfix/smtp[9]: 3F1A22C01: to=<b@example.org>, relay=mx.example.org[203.0.113.7]:25, "
+    lines = [
+        pre + "delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 2.0.0 Ok: zoë)",
+        pre + "delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent→(odd)",
+        pre + "delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent",
+    ]
+    events = postfix.parse(frame(lines), ParseContext(year=2026)).events
+    assert events.get_column("detail").to_list() == ["250 2.0.0 Ok: zoë", "→(odd", ""]

@@ -18,7 +18,7 @@ import polars as pl
 from ingest.formats import Parsed
 from ingest.formats import syslog as sl
 from ingest.formats.common import DETAIL_MAX, reject_status, tail_from
-from ingest.formats.context import ParseContext, organization_expr
+from ingest.formats.context import ParseContext, organization_column
 from ingest.schema import EVENT_SCHEMA, TIME, conform
 
 NAME = "exim"
@@ -82,7 +82,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     # Grouped by kind, each group in line order: a global sort would cost a third of the parse; sort by line_no when needed.
     events = pl.concat([conform(p, _WORK) for p in parts if p.height] or [pl.DataFrame(schema=_WORK)])
     events = events.with_columns(
-        organization_expr(pl.col("host"), ctx).alias("organization"),
+        organization_column(events.get_column("host"), ctx).alias("organization"),
         pl.lit(NAME).alias("format"),
         pl.lit(ctx.source).alias("source"),
     )

@@ -19,7 +19,7 @@ import polars as pl
 
 from ingest.formats import Parsed
 from ingest.formats.common import clip, from_byte, ip_or_null, reject_status
-from ingest.formats.context import ParseContext, organization_expr
+from ingest.formats.context import ParseContext, organization_column
 from ingest.formats.syslog import split
 from ingest.schema import EVENT_SCHEMA, conform
 
@@ -131,21 +131,13 @@ def _finish(events: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         return conform(pl.DataFrame(schema=EVENT_SCHEMA), EVENT_SCHEMA)
     # sorted before the constant columns are added: the sort moves every column it carries
     events = events.sort("line_no").with_columns(
-        _organization(events.get_column("host"), ctx).alias("organization"),
+        organization_column(events.get_column("host"), ctx).alias("organization"),
         pl.lit(NAME).alias("format"),
         pl.lit(ctx.source).alias("source"),
     )
     if all(events.schema.get(c) == t for c, t in EVENT_SCHEMA.items()):
         return events.select(list(EVENT_SCHEMA))  # conform's casts would all be no-ops
     return conform(events, EVENT_SCHEMA)
-
-
-def _organization(host: pl.Series, ctx: ParseContext) -> pl.Expr:
-    """organization_expr, as one literal when the batch has one host (a log is usually one server's)."""
-    first = host[0]
-    if ctx.organization or host.null_count() or not (host == first).all():
-        return organization_expr(pl.col("host"), ctx)
-    return pl.lit(pl.select(organization_expr(pl.lit(first), ctx)).item(), pl.String)
 
 
 def _unknown(env: pl.DataFrame, nq: pl.DataFrame, noqueue: pl.Series) -> pl.DataFrame:
@@ -277,7 +269,10 @@ def _deliveries(q: pl.DataFrame) -> pl.DataFrame:
     df = df.with_columns(raw.alias("_raw"))
     raw = pl.col("_raw")
     status = raw.replace_strict(_STATUS, default="Failed")
-    response = from_byte(rest, pl.col("_at") + 9 + raw.str.len_bytes() + 2).str.strip_suffix(")")
+    # "sent (250 ok)" from just after ", status=" (an ASCII literal, so a byte cut there is on a
+    # character boundary), then the status and " (" are stripped as text: a byte count past the
+    # status would cut a character in two where something else follows it, and fail the chunk
+    response = from_byte(rest, pl.col("_at") + 9).str.strip_prefix(raw).str.strip_prefix(" (").str.strip_suffix(")")
     # address verification probes (status=deliverable, undeliverable, undeliverable-but-not-cached) deliver nothing
     df = df.filter(raw.is_not_null() & ~raw.str.contains("deliverable", literal=True)).select(
         "line_no",

@@ -81,9 +81,9 @@ def _split_clean(lines: pl.DataFrame, lead: str | None) -> pl.DataFrame:
 
 
 def _mend(lines: pl.DataFrame, df: pl.DataFrame, lead: str | None) -> pl.DataFrame:
-    """Rows _CLEAN did not match, through the old paths, merged back in the order the old split gave."""
+    """Rows _CLEAN did not match, through the general paths, merged back in the input order."""
     clean = df.get_column("_stamp").is_not_null()
-    odd = lines.filter(~clean)
+    odd = lines.with_row_index("_i").filter(~clean)
     fast = odd.select(pl.col("line").str.contains(_FAST)).to_series()
 
     def like_clean(part: pl.DataFrame) -> pl.DataFrame:
@@ -92,19 +92,14 @@ def _mend(lines: pl.DataFrame, df: pl.DataFrame, lead: str | None) -> pl.DataFra
             g = pl.col("body").str.extract_groups(f"^({lead})")
             body = pl.col("body").cast(pl.Binary).bin.slice(g.struct.field("1").str.len_bytes().fill_null(0))
             part = part.with_columns(g.struct.field("2").alias("lead"), body.cast(pl.String).alias("body"))
-        return part.select(df.columns)
+        return part.select("_i", *df.columns)
 
-    if not clean.any() and not fast.any():
-        return like_clean(_split_regex(lines))
-    parts = [df.filter(clean)]
-    if fast.any():
-        parts.append(like_clean(_split_fast(odd.filter(fast))))
-    if fast.all():
-        # every line took the old fast path: the old split kept the input order
-        at = lines.with_row_index("_i").get_column("_i")
-        order = pl.concat([at.filter(clean), at.filter(~clean).filter(fast)])
-        return pl.concat(parts).with_columns(order.alias("_i")).sort("_i").drop("_i")
-    return pl.concat([*parts, like_clean(_split_regex(odd.filter(~fast)))]).sort("line_no")
+    parts = [
+        df.with_row_index("_i").filter(clean),
+        like_clean(_split_fast(odd.filter(fast))),
+        like_clean(_split_regex(odd.filter(~fast))),
+    ]
+    return pl.concat(parts).sort("_i").drop("_i")
 
 
 def _split_fast(lines: pl.DataFrame) -> pl.DataFrame:
