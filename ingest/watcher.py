@@ -19,6 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from msgtrace.ingest import layout
+from msgtrace.ingest.pipeline import FileReport, IngestOptions, IngestReport, ParseError, Pipeline
+from msgtrace.ingest.reader import ReadError, fingerprint, is_compressed, order_series
+from msgtrace.ingest.status import Totals, WatchState, uncompressed_size
 from watchdog.events import (
     DirCreatedEvent,
     FileClosedEvent,
@@ -30,11 +34,6 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-
-from ingest import layout
-from ingest.pipeline import FileReport, IngestOptions, IngestReport, ParseError, Pipeline
-from ingest.reader import ReadError, fingerprint, is_compressed, order_series
-from ingest.status import Totals, WatchState, uncompressed_size
 
 log = logging.getLogger("msgtrace.watch")
 _EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, FileClosedEvent, DirCreatedEvent]

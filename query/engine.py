@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import polars as pl
-
-from ingest import layout
-from ingest.schema import CONTRACT_COLUMNS, MESSAGE_SCHEMA, MESSAGES_DIR
-from query.filters import QueryError, TraceFilter
-from query.paging import Paging, check_total
+from msgtrace.ingest import layout
+from msgtrace.ingest.schema import CONTRACT_COLUMNS, MESSAGE_SCHEMA, MESSAGES_DIR
+from msgtrace.query.filters import QueryError, TraceFilter
+from msgtrace.query.paging import Paging, check_total
 
 T = TypeVar("T")
 
@@ -165,27 +164,3 @@ def _cursor_page(lf: pl.LazyFrame, size: int) -> tuple[pl.DataFrame, bool]:
         if got.height < k:  # the tie group runs to the end of the result
             return got, False
         k *= 2
-
-
-def message_trace(
-    store: str | os.PathLike[str] | None = None,
-    *,
-    page: int | None = None,
-    page_size: int | None = None,
-    result_size: int | None = None,
-    **params: object,
-) -> pl.DataFrame:
-    """Get-MessageTrace as a DataFrame; without page/page_size/result_size every row (up to 1,000,000).
-
-    Parameters are TraceFilter.from_params's (start_date, end_date, sender_address, ..., now,
-    max_age_days, timezone). Example: message_trace("data/store", sender_address="*@contoso.com").
-    """
-    flt = TraceFilter.from_params(**params)  # type: ignore[arg-type]
-    paging = Paging.from_params(page, page_size, result_size, flt.starting_recipient, default="all")
-    return trace(resolve_store(store), flt, paging).rows
-
-
-def message_trace_lazy(store: str | os.PathLike[str] | None = None, **params: object) -> pl.LazyFrame:
-    """The filtered rows as a LazyFrame in MESSAGE_SCHEMA (all stored columns), unsorted and unpaged."""
-    flt = TraceFilter.from_params(**params)  # type: ignore[arg-type]
-    return scan(resolve_store(store), flt)

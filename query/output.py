@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 import polars as pl
-
-from ingest.terminal import neutralize
+from msgtrace.ingest.terminal import neutralize
 
 FORMATS = ("table", "csv", "json", "jsonl", "parquet")
 TABLE_COLUMNS = ("Received", "SenderAddress", "RecipientAddress", "Subject", "Status")

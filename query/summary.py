@@ -12,17 +12,15 @@ filter, go through the trace scan (query.engine). Either way the counts equal a 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
-
-from ingest import layout
-from ingest.schema import MESSAGES_DIR, STATUSES
-from query import engine
-from query.filters import TraceFilter
+from msgtrace.ingest import layout
+from msgtrace.ingest.schema import MESSAGES_DIR, STATUSES
+from msgtrace.query import engine
+from msgtrace.query.filters import TraceFilter
 
 SUMMARY_SCHEMA: dict[str, pl.DataType] = {"Status": pl.String(), "Count": pl.Int64()}
 _ORDER = {s: i for i, s in enumerate(STATUSES)}
@@ -93,15 +91,3 @@ def _summarize(store: Path, flt: TraceFilter) -> pl.DataFrame:
         files = layout.files_for_days(store / MESSAGES_DIR, cut)
         counts.update(row_counts(engine.open_files(files).filter(flt.expr())))
     return counts_frame(counts)
-
-
-def status_counts(store: str | os.PathLike[str] | None = None, **params: object) -> pl.DataFrame:
-    """Message rows per status (columns Status, Count) that message_trace with these parameters
-    would return, unpaged: e.g. status_counts("data/store", start_date="2026-06-01", end_date="2026-07-01").
-
-    Parameters are TraceFilter.from_params's (start_date, end_date, sender_address, ..., now,
-    max_age_days, timezone); only statuses present are listed, in the contract's order. Windows
-    of whole UTC days without other filters are answered from file metadata (milliseconds).
-    """
-    flt = TraceFilter.from_params(**params)  # type: ignore[arg-type]
-    return summarize(engine.resolve_store(store), flt)

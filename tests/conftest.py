@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +25,21 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture
 def corpus() -> Path:
-    """The shared corpus, or a clean skip where it is absent."""
+    """The shared corpus; where it is absent a skip, or a failure when MSGTRACE_REQUIRE_CORPUS=1
+    (CI sets it in .ci/run: a missing corpus must not pass as green)."""
     if not CORPUS.is_dir():
+        if os.environ.get("MSGTRACE_REQUIRE_CORPUS") == "1":
+            pytest.fail(f"shared corpus missing at {CORPUS} (MSGTRACE_REQUIRE_CORPUS=1)")
         pytest.skip("shared corpus not present (../shared/corpus)")
     return CORPUS
+
+
+@pytest.fixture(autouse=True)
+def restore_msgtrace_logger() -> Iterator[None]:
+    """The CLI configures the `msgtrace` logger (level, handler); no test may leave it changed for the next."""
+    logger = logging.getLogger("msgtrace")
+    saved = (logger.level, list(logger.handlers), logger.propagate)
+    yield
+    logger.setLevel(saved[0])
+    logger.handlers[:] = saved[1]
+    logger.propagate = saved[2]

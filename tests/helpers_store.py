@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import zlib
 from pathlib import Path
 
 import polars as pl
-
-from ingest import layout, schema
+from msgtrace.ingest import layout, schema
 
 UTC = dt.UTC
 _HEX = dict(enumerate("0123456789abcdef"))
@@ -39,7 +39,7 @@ def msg(
     """One message row with sensible defaults; any MESSAGE_SCHEMA column can be overridden."""
     row: dict[str, object] = {
         "organization": "example.com",
-        "message_id": f"<{abs(hash((received, sender))) % 10**9}@mx.example.com>",
+        "message_id": f"<{zlib.crc32(f'{received}|{sender}'.encode())}@mx.example.com>",
         "received": received,
         "sender_address": sender,
         "recipient_address": recipient,

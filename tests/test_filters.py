@@ -6,9 +6,8 @@ import datetime as dt
 
 import polars as pl
 import pytest
-
-from query.dates import DateError, iso_z, parse_datetime, zone
-from query.filters import (
+from msgtrace.query.dates import DateError, iso_z, parse_datetime, zone
+from msgtrace.query.filters import (
     QueryError,
     TraceFilter,
     address_match,
@@ -18,6 +17,7 @@ from query.filters import (
     split_values,
     trace_id_time,
 )
+
 from tests.helpers_store import trace_id, utc
 
 NOW = "2026-06-14T12:00:00Z"

@@ -4,7 +4,6 @@ parsers exist) ingesting generated logs must give exactly the generator's ground
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import re
 from pathlib import Path
 
@@ -12,9 +11,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from ingest.generate import FORMATS, build, generate
-from ingest.generate import truth as T
-from ingest.generate.cli import generate as generate_cmd
+from msgtrace.generate import FORMATS, build, generate
+from msgtrace.generate import truth as T
+from msgtrace.generate.cli import generate as generate_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +24,7 @@ def _gen(tmp_path: Path, fmt: str = "postfix", name: str = "mail.log", **kw) -> 
     return out, pl.read_parquet(f"{out}.truth.parquet")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_same_seed_same_bytes(tmp_path: Path, fmt: str) -> None:
     a, ta = _gen(tmp_path, fmt, "a.log", lines=2000, seed=7)
@@ -45,12 +45,14 @@ def test_size_is_close_to_lines(tmp_path: Path, fmt: str, target: int) -> None:
     assert target <= written <= target * 1.05 + 60
 
 
+@pytest.mark.slow
 def test_gzip_output_is_the_same_log(tmp_path: Path) -> None:
     plain, _ = _gen(tmp_path, "postfix", "a.log", lines=1500)
     packed, _ = _gen(tmp_path, "postfix", "a.log.gz", lines=1500)
     assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
 
 
+@pytest.mark.slow
 def test_postfix_has_the_mix_of_a_real_server(tmp_path: Path) -> None:
     log, rows = _gen(tmp_path, "postfix", lines=40_000, days=8)
     text = log.read_text()
@@ -82,6 +84,7 @@ def test_postfix_has_the_mix_of_a_real_server(tmp_path: Path) -> None:
     assert rows["FromIP"].str.contains(":").any()
 
 
+@pytest.mark.slow
 def test_messages_without_delivery_yet_are_getting_status(tmp_path: Path) -> None:
     found = False
     for seed in range(1, 6):
@@ -93,8 +96,9 @@ def test_messages_without_delivery_yet_are_getting_status(tmp_path: Path) -> Non
 def test_long_queue_ids(tmp_path: Path) -> None:
     log, _ = _gen(tmp_path, "postfix", lines=500, long_ids=True)
     qids = re.findall(r"\]: ([0-9A-Za-z]+): client=", log.read_text())
-    assert qids and all(re.fullmatch(r"[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]+", q)
-                        for q in qids)
+    assert qids and all(
+        re.fullmatch(r"[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]+", q) for q in qids
+    )
 
 
 def test_new_year_rollover(tmp_path: Path) -> None:
@@ -138,15 +142,6 @@ _CASES = [
 ]
 
 
-def _ingest_ready(fmt: str) -> None:
-    if importlib.util.find_spec("ingest.pipeline") is None or not (ROOT / "ingest/formats" / f"{fmt}.py").exists():
-        pytest.skip(f"no {fmt} parser or pipeline yet")
-    from ingest import pipeline
-
-    if not hasattr(pipeline, "ingest_paths"):
-        pytest.skip("ingest.pipeline.ingest_paths not there yet")
-
-
 def _case(fmt: str, case: int) -> dict:
     kw = dict(_CASES[case])
     if kw.get("long_ids") and fmt != "postfix":
@@ -169,17 +164,16 @@ _HOST = {"exim": "mx1.example.org", "exchange": "mx1.example.org"}
 @pytest.mark.parametrize("case", range(len(_CASES)))
 def test_parse_and_correlate_match_truth(tmp_path: Path, fmt: str, case: int) -> None:
     """The parser and correlator alone, on the whole log in one batch."""
-    if not (ROOT / "ingest/formats" / f"{fmt}.py").exists() or importlib.util.find_spec("ingest.correlate") is None:
-        pytest.skip(f"no {fmt} parser or correlator yet")
-    from ingest.correlate import correlate
-    from ingest.formats import ParseContext, parser
+    from msgtrace.ingest.correlate import correlate
+    from msgtrace.ingest.formats import ParseContext, parser
 
     kw = _case(fmt, case)
     log, expected = _gen(tmp_path, fmt, **kw)
     lines = pl.DataFrame({"line": log.read_text(encoding="utf-8-sig").splitlines()})
     lines = lines.with_row_index("line_no").with_columns(pl.col("line_no").cast(pl.Int64))
-    ctx = ParseContext(timezone=str(kw.get("tz", "UTC")), year=int(str(kw.get("start", "2026"))[:4]),
-                       host=_HOST.get(fmt))
+    ctx = ParseContext(
+        timezone=str(kw.get("tz", "UTC")), year=int(str(kw.get("start", "2026"))[:4]), host=_HOST.get(fmt)
+    )
     parsed = parser(fmt).parse(lines, ctx)
     assert parsed.unknown.height == 0, parsed.unknown.head(3)
     _assert_same(expected, T.to_contract(correlate(parsed.events)))
@@ -189,14 +183,14 @@ def test_parse_and_correlate_match_truth(tmp_path: Path, fmt: str, case: int) ->
 @pytest.mark.parametrize("case", range(len(_CASES)))
 def test_ingest_matches_truth(tmp_path: Path, fmt: str, case: int) -> None:
     """The whole pipeline: read, parse, correlate, store."""
-    _ingest_ready(fmt)
-    from ingest.pipeline import IngestOptions, ingest_paths
-    from ingest.store import Store
+    from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
+    from msgtrace.ingest.store import Store
 
     kw = _case(fmt, case)
     log, expected = _gen(tmp_path, fmt, **kw)
-    options = IngestOptions(timezone=str(kw.get("tz", "UTC")), year=int(str(kw.get("start", "2026"))[:4]),
-                            host=_HOST.get(fmt))
+    options = IngestOptions(
+        timezone=str(kw.get("tz", "UTC")), year=int(str(kw.get("start", "2026"))[:4]), host=_HOST.get(fmt)
+    )
     report = ingest_paths([str(log)], tmp_path / "store", options)
     assert report.unknown == 0, report.files[0].unknown_sample
     got = T.to_contract(Store(tmp_path / "store").scan("messages").collect())
