@@ -16,6 +16,7 @@ the same rows, whatever order the files were ingested in.
 from __future__ import annotations
 
 import polars as pl
+
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, conform
 from msgtrace.ingest.traceid import message_trace_ids
 

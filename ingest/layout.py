@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
+
 from msgtrace.ingest.schema import MESSAGE_SCHEMA, PARTITION_KEY
 
 DELETES_KEY = "msgtrace.deletes"

@@ -15,6 +15,7 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
+
 from msgtrace.ingest.layout import write_parquet_atomic
 from msgtrace.ingest.schema import EVENT_SCHEMA, conform, unique_events
 

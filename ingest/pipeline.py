@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import polars as pl
+
 from msgtrace.ingest import formats
 from msgtrace.ingest.checkpoint import STATE_DIR, Checkpoints, SourceState, from_jsonable, jsonable
 from msgtrace.ingest.correlate import correlate

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
+
 from msgtrace.ingest import layout
 from msgtrace.ingest.checkpoint import STATE_DIR, Checkpoints
 from msgtrace.ingest.reader import ReadError, fingerprint, is_compressed

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import polars as pl
+
 from msgtrace.ingest import layout
 from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR, conform
 

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import click
+
 from msgtrace.ingest.cli import make_options, rejects_option, safe, source_options, store_option
 
 

@@ -19,10 +19,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from msgtrace.ingest import layout
-from msgtrace.ingest.pipeline import FileReport, IngestOptions, IngestReport, ParseError, Pipeline
-from msgtrace.ingest.reader import ReadError, fingerprint, is_compressed, order_series
-from msgtrace.ingest.status import Totals, WatchState, uncompressed_size
 from watchdog.events import (
     DirCreatedEvent,
     FileClosedEvent,
@@ -34,6 +30,11 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
+
+from msgtrace.ingest import layout
+from msgtrace.ingest.pipeline import FileReport, IngestOptions, IngestReport, ParseError, Pipeline
+from msgtrace.ingest.reader import ReadError, fingerprint, is_compressed, order_series
+from msgtrace.ingest.status import Totals, WatchState, uncompressed_size
 
 log = logging.getLogger("msgtrace.watch")
 _EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, FileClosedEvent, DirCreatedEvent]

@@ -12,6 +12,7 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
+
 from msgtrace.ingest import layout
 from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR
 from msgtrace.query import engine

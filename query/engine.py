@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import polars as pl
+
 from msgtrace.ingest import layout
 from msgtrace.ingest.schema import CONTRACT_COLUMNS, MESSAGE_SCHEMA, MESSAGES_DIR
 from msgtrace.query.filters import QueryError, TraceFilter

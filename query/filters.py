@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import polars as pl
+
 from msgtrace.ingest import layout
 from msgtrace.ingest.schema import STATUSES
 from msgtrace.query.dates import DateError, iso_z, parse_datetime, zone

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 import polars as pl
+
 from msgtrace.ingest.terminal import neutralize
 
 FORMATS = ("table", "csv", "json", "jsonl", "parquet")

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
+
 from msgtrace.ingest import layout
 from msgtrace.ingest.schema import MESSAGES_DIR, STATUSES
 from msgtrace.query import engine

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 import click
+
 from msgtrace.query.cli import (
     FILTER_OPTIONS,
     WINDOW_OPTIONS,

@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 
 import polars as pl
+
 from msgtrace.ingest import layout, schema
 
 UTC = dt.UTC

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
+
 from msgtrace.ingest import cli as ingest_cli
 from msgtrace.ingest import formats
 from msgtrace.ingest.store import StoreLock

@@ -12,9 +12,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner, Result
+
 from msgtrace.ingest import layout
 from msgtrace.query.cli import cli
-
 from tests.helpers_store import msg, trace_id, utc, write_store
 
 NOW = "2026-06-14T12:00:00Z"

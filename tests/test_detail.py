@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+
 from msgtrace.query.cli import cli
 
 LOG = """\

@@ -6,6 +6,7 @@ import datetime as dt
 
 import polars as pl
 import pytest
+
 from msgtrace.query.dates import DateError, iso_z, parse_datetime, zone
 from msgtrace.query.filters import (
     QueryError,
@@ -17,7 +18,6 @@ from msgtrace.query.filters import (
     split_values,
     trace_id_time,
 )
-
 from tests.helpers_store import trace_id, utc
 
 NOW = "2026-06-14T12:00:00Z"

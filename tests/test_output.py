@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import polars as pl
-from msgtrace.query import output
 
+from msgtrace.query import output
 from tests.helpers_store import utc
 
 ROW = {

@@ -7,16 +7,16 @@ import gzip
 import os
 from pathlib import Path
 
-import msgtrace.ingest.pipeline as pipeline
-import msgtrace.ingest.reader as reader
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import msgtrace.ingest.pipeline as pipeline
+import msgtrace.ingest.reader as reader
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
-
 from tests.conftest import ROOT
 from tests.test_postfix import CASE_DIR, message_rows, read_table
 

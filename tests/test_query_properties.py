@@ -10,12 +10,12 @@ from pathlib import Path
 import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from msgtrace import message_trace
 from msgtrace.ingest.schema import STATUSES
 from msgtrace.query.engine import trace
 from msgtrace.query.filters import TraceFilter
 from msgtrace.query.paging import Paging
-
-from msgtrace import message_trace
 from tests.helpers_store import msg, trace_id, utc, write_store
 
 NOW = utc(2026, 6, 14, 12)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from msgtrace.ingest.reader import ReadError, discover, fingerprint, read_chunks, sample_lines
 
 LINES = [

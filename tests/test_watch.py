@@ -24,6 +24,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
+
 from msgtrace.ingest import layout
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
 from msgtrace.ingest.store import Store, StoreLock

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from msgtrace.ingest.checkpoint import Checkpoints
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
 from msgtrace.ingest.reader import fingerprint, open_binary
 from msgtrace.ingest.status import read_watch_state
 from msgtrace.ingest.store import Store
-
 from tests.test_watch import postfix_lines
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,6 +30,7 @@ import io
 
 import polars as pl
 import pyarrow as pa
+
 from msgtrace.ingest.formats import Parsed
 from msgtrace.ingest.formats.common import SPAM_REASON, clip
 from msgtrace.ingest.formats.context import ParseContext, organization_expr

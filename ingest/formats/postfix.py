@@ -16,6 +16,7 @@ subset is empty returns it at once (every expression has a fixed cost, even on n
 from __future__ import annotations
 
 import polars as pl
+
 from msgtrace.ingest.formats import Parsed
 from msgtrace.ingest.formats.common import clip, from_byte, ip_or_null, reject_status
 from msgtrace.ingest.formats.context import ParseContext, organization_column
