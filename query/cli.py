@@ -352,6 +352,8 @@ def _register() -> None:
 
     register_commands(cli)
     cli.add_lazy("summary", "msgtrace.query.summary_cli:summary")
+    cli.add_lazy("web", "msgtrace.web.cli:web")
+    cli.add_lazy("web-user", "msgtrace.web.cli:web_user")
 
 
 _register()
