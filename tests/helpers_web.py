@@ -4,7 +4,13 @@ Message-ID and reply carry HTML/script payloads (tests/fixtures/web/hostile.log)
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -40,3 +46,65 @@ def build_store(store: Path) -> Path:
     )
     assert result.exit_code == 0, result.output
     return store
+
+
+# --- a real server and a real browser (the Playwright tests and docs/make_screenshots.py) ---
+
+CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium, headless, with nothing that reaches out (updates, sync, QUIC, first-run pages).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Run app under uvicorn on 127.0.0.1 on a free port in a thread; yield its URL; stop it."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))  # the kernel picks a free port; no race with another test
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+@contextmanager
+def chromium(user_data_dir: Path, javascript: bool = True) -> Iterator[Any]:
+    """A Playwright browser context of Debian's Chromium with a fresh profile (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(user_data_dir),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            java_script_enabled=javascript,
+            viewport={"width": 1400, "height": 1000},
+            accept_downloads=True,
+        )
+        try:
+            yield context
+        finally:
+            context.close()
