@@ -330,3 +330,73 @@ def test_web_checks_its_options_before_serving(store: Path, tmp_path: Path) -> N
         result = cli_run("web", *args)
         assert result.exit_code != 0, args
         assert result.output.strip().startswith(message) and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_dashboard_cache_computes_once_for_requests_that_miss_together() -> None:
+    import threading
+    import time
+
+    from msgtrace.web.app import DashboardCache
+
+    cache = DashboardCache(ttl=60)
+    calls: list[int] = []
+
+    def compute() -> str:
+        calls.append(1)
+        time.sleep(0.2)
+        return "figures"
+
+    got: list[str] = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get(("24h",), compute))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == ["figures"] * 6 and len(calls) == 1
+    assert DashboardCache(ttl=0).get(("x",), compute) == "figures" and len(calls) == 2
+
+
+@pytest.mark.slow
+def test_msgtrace_web_serves_over_http_with_basic_auth(store: Path, tmp_path: Path) -> None:
+    """The command itself: uvicorn on 127.0.0.1 on a free port, credentials required, stopped here."""
+    import http.client
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    auth = tmp_path / "users"
+    assert web_user_add(auth, "helpdesk", "pw pw pw\npw pw pw\n").exit_code == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    msgtrace = Path(sys.executable).parent / "msgtrace"
+    proc = subprocess.Popen(
+        [str(msgtrace), "web", "--store", str(store), "--port", str(port), "--auth-file", str(auth), "--now", NOW],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "MSGTRACE_TZ": "UTC"},
+    )
+    try:
+
+        def get(path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", path, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read()
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert get("/healthz")[0] == 200
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        assert get("/api/v1/trace")[0] == 401
+        status, body = get("/api/v1/trace?start_date=2026-06-12", basic("helpdesk", "pw pw pw"))
+        assert status == 200 and json.loads(body)["total"] > 20
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -158,21 +158,38 @@ def openapi_json(request: Request) -> Response:
 
 class DashboardCache:
     """Dashboards computed in the last few seconds, by (range, zone, now): a wall of screens
-    refreshing the page costs one computation, not one each."""
+    refreshing the page costs one computation, not one each (requests that miss together wait
+    for the first one's result)."""
 
     def __init__(self, ttl: float) -> None:
-        self.ttl, self._lock, self._entries = ttl, threading.Lock(), {}  # type: ignore[var-annotated]
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[object, ...], tuple[float, Any]] = {}
+        self._computing: dict[tuple[object, ...], threading.Lock] = {}
 
-    def get(self, key: tuple[object, ...], compute: Callable[[], Any]) -> Any:
+    def _fresh(self, key: tuple[object, ...]) -> tuple[bool, Any]:
         with self._lock:
             hit = self._entries.get(key)
-            if hit is not None and time.monotonic() - hit[0] < self.ttl:
-                return hit[1]
-        value = compute()
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return True, hit[1]
+        return False, None
+
+    def get(self, key: tuple[object, ...], compute: Callable[[], Any]) -> Any:
+        found, value = self._fresh(key)
+        if found:
+            return value
         with self._lock:
-            if len(self._entries) > 32:
-                self._entries.clear()
-            self._entries[key] = (time.monotonic(), value)
+            key_lock = self._computing.setdefault(key, threading.Lock())
+        with key_lock:
+            found, value = self._fresh(key)  # computed meanwhile by the request we waited for
+            if found:
+                return value
+            value = compute()
+            with self._lock:
+                if len(self._entries) > 32:
+                    self._entries.clear()
+                    self._computing = {key: key_lock}
+                self._entries[key] = (time.monotonic(), value)
         return value
 
 

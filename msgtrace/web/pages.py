@@ -150,7 +150,7 @@ def _result(page: Any, arguments: dict[str, object], columns: list[str]) -> dict
     flt = page.result.filter
     # links keep the user's parameters; the window is pinned to the one searched so it does not slide
     keep = {k: v for k, v in arguments.items() if k not in ("page", "result_size", P.CURSOR)}
-    window = {k: arguments[k] for k in ("now", "max_age_days", "timezone") if k in arguments}
+    window: dict[str, object] = {k: arguments[k] for k in ("now", "max_age_days", "timezone") if k in arguments}
     window.update(start_date=iso_z(flt.start), end_date=iso_z(flt.end))
     rows = []
     for r in page.rows.iter_rows(named=True):
