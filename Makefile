@@ -22,6 +22,7 @@ demo: $(STAMP)
 	    $(BIN)/python -c "import json,sys; r=json.load(sys.stdin); print(r['MessageTraceId'], r['RecipientAddress'])"); \
 	  MSGTRACE_NOW=2026-06-14T12:00:00Z $(BIN)/msgtrace detail --store data/demo-store --start-date 2026-06-12 \
 	    --end-date 2026-06-14 --message-trace-id $$1 --recipient-address $$2
+	@echo "# the same in a browser: MSGTRACE_NOW=2026-06-14T12:00:00Z $(BIN)/msgtrace web --store data/demo-store"
 
 CODE := msgtrace ingest query tests bench
 
