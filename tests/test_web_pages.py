@@ -244,3 +244,15 @@ def test_log_text_is_escaped_on_every_page(client: TestClient) -> None:
         assert not re.search(r'"onerror="|"onmouseover=', text)  # no attribute broken out of
     assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in pages[0]
     assert "&lt;script&gt;window.__xss=6&lt;/script&gt;" in pages[1]
+
+
+def test_every_row_of_the_demo_window_opens_a_detail_with_its_events(client: TestClient) -> None:
+    """The demo's `make demo` traces, from the browser: each row's detail link works and explains it."""
+    page = client.get("/trace", params={**WINDOW, "page_size": 500}).text
+    targets = list(dict.fromkeys(links(page, "detail")))  # the first cell and the "detail" link of each row
+    assert len(targets) == len(api_rows(client, WINDOW)) > 20
+    for target in targets:
+        detail = client.get(target)
+        assert detail.status_code == 200, target
+        assert "No events stored" not in detail.text, target
+        assert detail.text.count("<tr>") >= 2, target

@@ -155,6 +155,8 @@ def _result(page: Any, arguments: dict[str, object], columns: list[str]) -> dict
     rows = []
     for r in page.rows.iter_rows(named=True):
         cells = {c: show_time(r[c], tz) if isinstance(r[c], dt.datetime) else r[c] for c in columns}
+        if cells.get("SenderAddress") == "":
+            cells["SenderAddress"] = "<>"  # the null sender (bounces), as the sender filter spells it
         detail_args = {**window, "recipient": r["RecipientAddress"]}
         rows.append(
             {
