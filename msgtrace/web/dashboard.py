@@ -93,8 +93,8 @@ def figures(store: Path, now: dt.datetime, range_name: str) -> tuple[pl.DataFram
     return frames[0], tops
 
 
-def build(store: Path, now: dt.datetime, range_name: str) -> Dashboard:
-    """Every figure of the dashboard at `now`."""
+def build(store: Path, now: dt.datetime, range_name: str, store_status: StoreStatus | None = None) -> Dashboard:
+    """Every figure of the dashboard at `now`; store_status: `msgtrace status`'s report when the caller has it."""
     by_range, order = counts(store, now)
     hourly, tops = figures(store, now, range_name)
-    return Dashboard(now, range_name, by_range, order, hourly, tops, status(store))
+    return Dashboard(now, range_name, by_range, order, hourly, tops, store_status or status(store))

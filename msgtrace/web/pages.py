@@ -256,6 +256,7 @@ def message(request: Request) -> Response:
 
 def dashboard(request: Request) -> Response:
     """Counts per status, mail per hour, tops, and the watcher's state."""
+    from msgtrace.ingest.status import status
     from msgtrace.web import chart
     from msgtrace.web import dashboard as board
 
@@ -284,15 +285,19 @@ def dashboard(request: Request) -> Response:
             form=q,
         )
 
+    cache = request.app.state.dashboards
+
     def compute() -> tuple[Any, str]:
-        data = board.build(config.store, now, range_name)
+        # the watcher's state does not depend on `now`: dashboards at any `now` share it while it is fresh
+        store_status = cache.get(("store status",), lambda: status(config.store))
+        data = board.build(config.store, now, range_name, store_status)
         title = f"Mail per hour, {board.RANGE_LABELS[range_name]} ({_zone_name(arguments)})"
         start = now - dt.timedelta(hours=board.RANGES[range_name])
         return data, chart.svg(data.hourly, tz, title, start, now)
 
     fresh = "now" in q  # a pinned `now` always gives the same figures; the real time moves on
     key = (range_name, str(arguments.get("timezone")), now if fresh else None)
-    data, svg = request.app.state.dashboards.get(key, compute)
+    data, svg = cache.get(key, compute)
     return render(
         request,
         "dashboard.html",
