@@ -400,3 +400,18 @@ def test_msgtrace_web_serves_over_http_with_basic_auth(store: Path, tmp_path: Pa
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_web_says_in_one_line_when_the_port_is_taken(store: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = cli_run("web", "--store", str(store), "--port", str(port))
+    assert result.exit_code != 0
+    assert (
+        result.output.strip()
+        == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use; pick another --port or --host"
+    )

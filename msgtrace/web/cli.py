@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,25 @@ def web(store: str | None, host: str, port: int, auth_file: Path | None, now: st
         app, root = _build(store, host, auth_file, now, timezone)
     import uvicorn
 
+    sock = listen(host, port)
     click.echo(f"msgtrace web: serving {root} on http://{_url_host(host)}:{port}/ (Ctrl-C stops)", err=True)
-    uvicorn.run(app, host=host, port=port, workers=1, log_level="info", server_header=False, proxy_headers=False)
+    config = uvicorn.Config(app, log_level="info", server_header=False, proxy_headers=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or one `Error:` line (a port in use, a name that does not resolve)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as e:
+        raise click.ClickException(
+            f"cannot listen on {_url_host(host)}:{port}: {e.strerror or e}; pick another --port or --host"
+        ) from None
+    return sock
 
 
 def _url_host(host: str) -> str:
