@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, Response
 from msgtrace.ingest.schema import STATUSES
 from msgtrace.query.dates import DateError, iso_z, zone
 from msgtrace.query.engine import OUTPUT_COLUMNS
-from msgtrace.query.filters import SUBJECT_FILTER_TYPES, QueryError
+from msgtrace.query.filters import SUBJECT_FILTER_TYPES, QueryError, TraceFilter
 from msgtrace.query.output import TABLE_COLUMNS
 from msgtrace.web import params as P
 
@@ -269,8 +269,6 @@ def dashboard(request: Request) -> Response:
             raise QueryError(f"invalid range {range_name!r}: use {', '.join(board.RANGES)}")
         arguments = P.read(q, ("now", "timezone"), config.defaults)
         # the window's end, read like --now (or the real time)
-        from msgtrace.query.filters import TraceFilter
-
         now = TraceFilter.from_params(now=arguments.get("now"), timezone=arguments.get("timezone"), max_age_days=0).end  # type: ignore[arg-type]
         tz = _display_zone(arguments)
     except QueryError as e:
@@ -310,7 +308,7 @@ def dashboard(request: Request) -> Response:
         zones=time_zones(),
         form=q,
         zone=_zone_name(arguments),
-        since=iso_z(now - dt.timedelta(hours=board.RANGES[range_name])),
-        until=iso_z(now),
+        since=iso_z(data.now - dt.timedelta(hours=board.RANGES[range_name])),  # the figures' window (cached ones too)
+        until=iso_z(data.now),
         search=lambda **kw: _link("/trace", {**kw, **{k: arguments[k] for k in ("now", "timezone") if k in arguments}}),
     )
