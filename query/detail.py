@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from ingest import layout
+from ingest.correlate import message_events
 from ingest.schema import EVENT_SCHEMA, EVENTS_DIR
 from query import engine
 from query.filters import QueryError, TraceFilter
@@ -61,22 +62,22 @@ def _message_events(store: Path, msg: dict) -> pl.DataFrame:
         (pl.col("host") == msg["host"]) & (pl.col("time") >= received) & (pl.col("time") <= received + SPAN)
     )
     if msg["queue_ids"]:
-        lf = lf.filter(pl.col("queue_id").is_in(msg["queue_ids"].split(" ")))
-        ev = lf.collect()
-        return _this_instance(ev, received)
-    # a message of its own line (NOQUEUE reject): the line at its Received time
-    return lf.filter(pl.col("queue_id").is_null() & (pl.col("time") == received)).collect()
-
-
-def _this_instance(ev: pl.DataFrame, received: dt.datetime) -> pl.DataFrame:
-    """Drop a later message that reused the queue id: nothing after its first `removed` past the last outcome."""
-    removed = ev.filter(pl.col("kind") == "removed").sort("time").get_column("time")
-    if removed.len() == 0:
-        return ev
-    outcomes = ev.filter(pl.col("status").is_not_null()).get_column("time")
-    last = outcomes.max() if outcomes.len() else received
-    after = removed.filter(removed >= last)
-    return ev if after.len() == 0 else ev.filter(pl.col("time") <= after[0])
+        # every instance of its queue ids in the window, split into messages as ingest split them
+        # (a later message may reuse a queue id): only this message's own events
+        ev = lf.filter(pl.col("queue_id").is_in(msg["queue_ids"].split(" "))).collect()
+        return message_events(ev, msg["host"], msg["queue_id"], received)
+    # a message of its own line (NOQUEUE reject): that line, known by its own fields, not every
+    # reject logged in the same second
+    row = pl.struct(
+        pl.lit(msg["sender_address"], pl.String),
+        pl.lit(msg["recipient_address"], pl.String),
+        pl.lit(msg["from_ip"] or None, pl.String),
+        pl.lit(msg["detail"], pl.String),
+    )
+    line = pl.struct(pl.col("sender"), pl.col("recipient").fill_null(""), pl.col("client_ip"), pl.col("detail"))
+    return lf.filter(
+        pl.col("queue_id").is_null() & (pl.col("time") == received) & (pl.col("kind") == "reject") & line.eq_missing(row)
+    ).collect()
 
 
 def _describe(ev: pl.DataFrame, trace_id: str, recipient: str) -> pl.DataFrame:

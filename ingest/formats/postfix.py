@@ -71,7 +71,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     is_pf, is_amavis = env.select(
         (ok & prog.str.starts_with("postfix")).alias("pf"), (ok & prog.str.starts_with("amavis")).alias("am")
     ).get_columns()
-    pf = env.select("_i", "line_no", "line", "time", "host", "program", "body", "lead").filter(is_pf)
+    pf = env.select("_i", "line_no", "line", "time", "host", "program", "pid", "body", "lead").filter(is_pf)
     pf = pf.with_columns(pl.when(lead.str.contains(_QID)).then(lead).alias("queue_id"))
     q = pf.filter(pl.col("queue_id").is_not_null()).select(
         "line_no", "time", "host", "program", "queue_id", pl.col("body").alias("rest")
@@ -84,6 +84,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     body = pl.when(lead.is_null()).then("body").otherwise(pl.concat_str(lead, pl.lit(": "), "body"))
     nq = pf.filter(pl.col("queue_id").is_null()).select("_i", "line_no", "line", "time", "host", "program", body.alias("body"))
     noqueue = _noqueue_rejects(nq)
+    nodata = _sessions_without_data(pf)
     handled = [
         _client(q),
         _msgid(q),
@@ -96,6 +97,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         _holds(q),
         _subject(q),
         noqueue,
+        nodata,
         _amavis(env.select("line_no", "time", "host", "program", "body").filter(is_amavis)),
     ]
     events = (
@@ -291,12 +293,19 @@ def _deliveries(q: pl.DataFrame) -> pl.DataFrame:
         clip(response).alias("detail"),
     )
     # A hand-off to a content filter on the loopback (amavis on 10024) that answered
-    # "queued as NEWQID": the message continues under NEWQID on this host. Only loopback
-    # deliveries are searched: remote servers answer "queued as" too, in their own queue.
-    loopback = (pl.col("to_ip").str.starts_with("127.") | pl.col("to_ip").eq("::1")) & raw.eq("sent")
-    next_qid = pl.when(loopback).then(pl.col("detail")).str.extract(r"queued as ([0-9A-Za-z]+)\)?$", 1)
-    df = df.with_columns(next_qid.alias("next_queue_id"))
-    handoff = pl.col("next_queue_id").is_not_null()
+    # "queued as NEWQID", or local(8) forwarding (`status=sent (forwarded as NEWQID)`): the
+    # message continues under NEWQID on this host. Any other server answering "queued as" names
+    # its own queue, which may still be this host's (a filter listening on the host's own IP,
+    # multi-instance Postfix): next_queue_id keeps the name, and correlation links it only when
+    # NEWQID's client is the IP it was sent to.
+    sent = raw.eq("sent")
+    loopback = pl.col("to_ip").str.starts_with("127.") | pl.col("to_ip").eq("::1")
+    queued_as = pl.when(sent).then(pl.col("detail")).str.extract(r"queued as ([0-9A-Za-z]+)\)?$", 1)
+    forwarded = pl.when(sent & pl.col("relay").eq("local")).then(pl.col("detail")).str.extract(
+        r"^forwarded as ([0-9A-Za-z]+)$", 1
+    )
+    df = df.with_columns(pl.coalesce(forwarded, queued_as).alias("next_queue_id"))
+    handoff = pl.col("next_queue_id").is_not_null() & (loopback | pl.col("relay").eq("local")).fill_null(False)
     return df.select(
         "line_no",
         "time",
@@ -314,6 +323,40 @@ def _deliveries(q: pl.DataFrame) -> pl.DataFrame:
         "dsn",
         "detail",
         "next_queue_id",
+    )
+
+
+def _sessions_without_data(pf: pl.DataFrame) -> pl.DataFrame:
+    """`nodata` events: an smtpd session that gave a queue id (`QID: client=`) and ended without
+    DATA (`disconnect from ...` with no `data=` count: a recipient-verification probe).
+
+    A session is one smtpd process's lines from `client=` to `disconnect`; the disconnect names no
+    queue id, so it takes the queue id of the line before it among that process's `client=` and
+    `disconnect` lines, if that line is a `client=` (a client= of an earlier session is followed
+    by that session's own disconnect). Matched within one batch of lines: a session split across
+    two batches stays an open GettingStatus row, as before.
+    """
+    body, qid = pl.col("body"), pl.col("queue_id")
+    smtpd = pl.col("program").str.ends_with("/smtpd")
+    client = qid.is_not_null() & body.str.starts_with("client=")
+    disconnect = qid.is_null() & body.str.starts_with("disconnect from ")
+    df = pf.filter(smtpd & (client | disconnect))
+    if not df.height or not df.get_column("body").str.starts_with("disconnect from ").any():
+        return df.clear()
+    session = ["host", "program", "pid"]
+    df = df.sort([*session, "_i"]).with_columns(
+        qid.is_null().alias("_end"),
+        qid.shift(1).over(session).alias("_qid"),
+    )
+    ended = df.filter(pl.col("_end") & pl.col("_qid").is_not_null() & ~body.str.contains(" data=", literal=True))
+    return ended.select(
+        "line_no",
+        "time",
+        "host",
+        "program",
+        pl.col("_qid").alias("queue_id"),
+        pl.lit("nodata").alias("kind"),
+        clip(body).alias("detail"),
     )
 
 
