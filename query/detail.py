@@ -44,11 +44,12 @@ def message_trace_detail(store: Path, flt: TraceFilter, recipient: str) -> pl.Da
     msg = rows.row(0, named=True)
     rcpt = recipient.lower()
     events = _message_events(store, msg)
+    # the recipient's own lines, and those of the address it was rewritten from (a forward or a
+    # filter hop logged under the original address: how the mail got to this recipient)
+    to, orig = pl.col("recipient").str.to_lowercase(), pl.col("orig_recipient").str.to_lowercase()
+    addresses = pl.concat([pl.Series([rcpt]), events.filter(to == rcpt).select(orig.drop_nulls()).to_series()])
     mine = events.filter(
-        pl.col("recipient").is_null()
-        | (pl.col("recipient").str.to_lowercase() == rcpt)
-        | (pl.col("orig_recipient").str.to_lowercase() == rcpt)
-        | (rcpt == "")
+        pl.col("recipient").is_null() | to.is_in(addresses.implode()) | (orig == rcpt) | (rcpt == "")
     )
     return _describe(mine.sort("time", "source", "line_no"), msg["message_trace_id"], recipient)
 
@@ -69,12 +70,12 @@ def _message_events(store: Path, msg: dict) -> pl.DataFrame:
     # a message of its own line (NOQUEUE reject): that line, known by its own fields, not every
     # reject logged in the same second
     row = pl.struct(
-        pl.lit(msg["sender_address"], pl.String),
-        pl.lit(msg["recipient_address"], pl.String),
-        pl.lit(msg["from_ip"] or None, pl.String),
-        pl.lit(msg["detail"], pl.String),
+        pl.lit(msg["sender_address"], pl.String).alias("sender"),
+        pl.lit(msg["recipient_address"], pl.String).alias("recipient"),
+        pl.lit(msg["from_ip"] or None, pl.String).alias("client_ip"),
+        pl.lit(msg["detail"], pl.String).alias("detail"),
     )
-    line = pl.struct(pl.col("sender"), pl.col("recipient").fill_null(""), pl.col("client_ip"), pl.col("detail"))
+    line = pl.struct("sender", pl.col("recipient").fill_null(""), "client_ip", "detail")
     return lf.filter(
         pl.col("queue_id").is_null() & (pl.col("time") == received) & (pl.col("kind") == "reject") & line.eq_missing(row)
     ).collect()
