@@ -270,3 +270,23 @@ def test_ingest_summary_counts_the_rows_a_trace_returns(tmp_path: Path) -> None:
     rows = message_trace(store, **WINDOW)
     summary = res.output.strip().splitlines()[-1]
     assert f" {rows.get_column('MessageTraceId').n_unique():,} messages, {rows.height:,} rows in " in summary, summary
+
+
+def test_probe_split_across_batches_is_still_no_message(audit: Path) -> None:
+    # the watcher reads a second's lines at a time: client= in one batch, disconnect in the next
+    from ingest.formats import postfix
+    from ingest.formats.context import ParseContext
+
+    lines = (audit / "nodata.log").read_text().splitlines()
+
+    def batch(part: list[str], start: int) -> pl.DataFrame:
+        rows = {"line_no": list(range(start, start + len(part))), "line": part}
+        return pl.DataFrame(rows, schema={"line_no": pl.Int64, "line": pl.String})
+
+    for cut in range(len(lines) + 1):
+        ctx = ParseContext(timezone="UTC", year=2026)
+        first = postfix.parse(batch(lines[:cut], 0), ctx).events
+        second = postfix.parse(batch(lines[cut:], cut), ctx).events
+        nodata = pl.concat([first, second]).filter(pl.col("kind") == "nodata")
+        assert nodata.select("line_no", "queue_id").rows() == [(2, "14DE83012026")], cut
+        assert ctx.state["postfix"]["sessions"] == []
