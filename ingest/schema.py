@@ -88,7 +88,7 @@ MESSAGE_SCHEMA: dict[str, pl.DataType] = {
     "organization": pl.String,
     "message_id": pl.String,
     "received": TIME,
-    "sender_address": pl.String,
+    "sender_address": pl.String,  # "" for the null sender <>; null when no line names it (Postfix: unknown)
     "recipient_address": pl.String,
     "subject": pl.String,
     "status": pl.String,

@@ -2,8 +2,10 @@
 
 The message row (found by MessageTraceId, pruned to its day) names its host and every queue id
 it passed through; the events table holds the lines. Message-level lines (connection, queueing,
-removal) are shown for every recipient; recipient lines only for that recipient or the alias it
-was expanded from.
+removal) are shown for every recipient; recipient lines only for that recipient, the alias it
+was expanded from, or the address it was rewritten from on an earlier hop (a content filter, a
+local forward). The message's own instances of its queue ids are told apart as ingest does
+(ingest.correlate.message_events), so a later message reusing a queue id is not mixed in.
 """
 
 from __future__ import annotations
