@@ -19,8 +19,8 @@ import datetime as dt
 
 import polars as pl
 
-from ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, conform
-from ingest.traceid import message_trace_ids
+from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, conform
+from msgtrace.ingest.traceid import message_trace_ids
 
 # A queue id silent for longer than this is a new message even without `removed` (lost lines).
 REUSE_GAP = pl.duration(days=6)
@@ -192,9 +192,9 @@ def _queued_rows(ev: pl.DataFrame, insts: pl.DataFrame) -> pl.DataFrame:
             # only lines we could not interpret (foreign output under a postfix tag): no message
             pl.col("kind").ne("info").any().alias("_has_state"),
             # a session that ended without DATA (a probe) and gave nothing but client=: no message
-            (
-                pl.col("kind").eq("nodata").any() & pl.col("kind").is_in(["client", "info", "nodata"]).all()
-            ).alias("_probe"),
+            (pl.col("kind").eq("nodata").any() & pl.col("kind").is_in(["client", "info", "nodata"]).all()).alias(
+                "_probe"
+            ),
         )
         .filter(pl.col("_has_state") & ~pl.col("_probe"))
     )
@@ -208,9 +208,7 @@ def _queued_rows(ev: pl.DataFrame, insts: pl.DataFrame) -> pl.DataFrame:
         .agg(
             # Postfix cleanup rejecting the message (milter-reject, header_checks REJECT) ends it:
             # it never reaches the queue, so no `removed` follows
-            (
-                pl.col("kind").eq("removed") | (pl.col("kind").eq("reject") & pl.col("program").str.ends_with("cleanup"))
-            )
+            (pl.col("kind").eq("removed") | (pl.col("kind").eq("reject") & pl.col("program").str.ends_with("cleanup")))
             .any()
             .alias("_has_end"),
             pl.col("time").max().alias("_last_time"),

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest import layout
-from ingest.correlate import message_events
-from ingest.schema import EVENT_SCHEMA, EVENTS_DIR
-from query import engine
-from query.filters import QueryError, TraceFilter
+from msgtrace.ingest import layout
+from msgtrace.ingest.correlate import message_events
+from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR
+from msgtrace.query import engine
+from msgtrace.query.filters import QueryError, TraceFilter
 
 DETAIL_COLUMNS = ["Date", "Event", "Action", "Detail", "Data", "MessageTraceId", "RecipientAddress"]
 # A message's lines lie within this of its Received time (longer than any queue lifetime).
@@ -50,9 +50,7 @@ def message_trace_detail(store: Path, flt: TraceFilter, recipient: str) -> pl.Da
     # filter hop logged under the original address: how the mail got to this recipient)
     to, orig = pl.col("recipient").str.to_lowercase(), pl.col("orig_recipient").str.to_lowercase()
     addresses = pl.concat([pl.Series([rcpt]), events.filter(to == rcpt).select(orig.drop_nulls()).to_series()])
-    mine = events.filter(
-        pl.col("recipient").is_null() | to.is_in(addresses.implode()) | (orig == rcpt) | (rcpt == "")
-    )
+    mine = events.filter(pl.col("recipient").is_null() | to.is_in(addresses.implode()) | (orig == rcpt) | (rcpt == ""))
     return _describe(mine.sort("time", "source", "line_no"), msg["message_trace_id"], recipient)
 
 
@@ -79,7 +77,10 @@ def _message_events(store: Path, msg: dict) -> pl.DataFrame:
     )
     line = pl.struct("sender", pl.col("recipient").fill_null(""), "client_ip", "detail")
     return lf.filter(
-        pl.col("queue_id").is_null() & (pl.col("time") == received) & (pl.col("kind") == "reject") & line.eq_missing(row)
+        pl.col("queue_id").is_null()
+        & (pl.col("time") == received)
+        & (pl.col("kind") == "reject")
+        & line.eq_missing(row)
     ).collect()
 
 

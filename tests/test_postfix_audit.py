@@ -18,13 +18,13 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from ingest.generate import generate
-from ingest.pipeline import IngestOptions, ingest_paths
-from query import message_trace
-from query.cli import cli
-from query.detail import message_trace_detail
-from query.filters import TraceFilter
-from query.output import to_table
+from msgtrace import message_trace
+from msgtrace.generate import generate
+from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
+from msgtrace.query.cli import cli
+from msgtrace.query.detail import message_trace_detail
+from msgtrace.query.filters import TraceFilter
+from msgtrace.query.output import to_table
 from tests.conftest import CORPUS, FIXTURES
 from tests.test_postfix import DEFAULT, check_golden, event_rows, ingest_case, message_rows, read_table
 
@@ -254,7 +254,9 @@ def test_trace_ids_do_not_depend_on_how_the_log_is_split(tmp_path: Path) -> None
     ingest_paths(parts, split, DEFAULT)
     a = message_trace(whole, **WINDOW).sort("MessageTraceId", "RecipientAddress")
     b = message_trace(split, **WINDOW).sort("MessageTraceId", "RecipientAddress")
-    assert a.filter(pl.col("MessageTraceId").is_in(a.filter(pl.col("Status") == "None")["MessageTraceId"].implode())).height
+    assert a.filter(
+        pl.col("MessageTraceId").is_in(a.filter(pl.col("Status") == "None")["MessageTraceId"].implode())
+    ).height
     assert set(a.get_column("MessageTraceId")) == set(b.get_column("MessageTraceId"))
     assert a.drop("Index").equals(b.drop("Index"))
 
@@ -274,8 +276,8 @@ def test_ingest_summary_counts_the_rows_a_trace_returns(tmp_path: Path) -> None:
 
 def test_probe_split_across_batches_is_still_no_message(audit: Path) -> None:
     # the watcher reads a second's lines at a time: client= in one batch, disconnect in the next
-    from ingest.formats import postfix
-    from ingest.formats.context import ParseContext
+    from msgtrace.ingest.formats import postfix
+    from msgtrace.ingest.formats.context import ParseContext
 
     lines = (audit / "nodata.log").read_text().splitlines()
 
