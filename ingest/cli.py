@@ -146,7 +146,7 @@ def ingest_command(
     read = [f for f in report.files if not f.skipped]
     click.echo(
         f"Ingested {len(read)} files, {report.lines:,} lines ({report.unknown:,} unknown), "
-        f"{report.messages:,} messages, {report.rows:,} rows in {report.seconds:.2f} s."
+        f"{report.stored_messages:,} messages, {report.stored_rows:,} rows in {report.seconds:.2f} s."
     )
 
 

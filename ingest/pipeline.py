@@ -34,7 +34,7 @@ from msgtrace.ingest.reader import (
     read_open,
     sample_lines,
 )
-from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, conform, unique_events
+from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, conform, unique_events
 from msgtrace.ingest.store import Store
 from msgtrace.ingest.supersede import previous_rows, stale_rows
 
@@ -45,6 +45,10 @@ FLUSH_EVENTS = 200_000
 SAMPLE_UNKNOWN = 3
 # After a batch ingest, a partition with this many files or more is merged into one.
 COMPACT_MIN_FILES = 8
+
+
+# What IngestReport.current keeps of each row: enough to apply a flush's `stale` to it.
+_CURRENT_SCHEMA = {c: MESSAGE_SCHEMA[c] for c in ("message_trace_id", "host", "queue_id", "received")}
 
 
 class ParseError(Exception):
@@ -83,10 +87,21 @@ class IngestReport:
     """Totals of one run."""
 
     files: list[FileReport] = field(default_factory=list)
-    messages: int = 0
-    rows: int = 0
+    messages: int = 0  # messages recomputed and written, summed over flushes (a message open
+    rows: int = 0  # across flushes is written, and counted, once per flush that touched it)
     events: int = 0
     seconds: float = 0.0
+    # This run's rows that are still current at its end, one per (message, recipient): what a
+    # trace over all days returns of them (a row superseded by a later flush is not counted).
+    current: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_CURRENT_SCHEMA))
+
+    @property
+    def stored_rows(self) -> int:
+        return self.current.height
+
+    @property
+    def stored_messages(self) -> int:
+        return self.current.get_column("message_trace_id").n_unique()
 
     @property
     def lines(self) -> int:
@@ -117,6 +132,7 @@ class Pipeline:
         self.open = OpenSet(root / STATE_DIR)
         self._verified: set[str] = set()  # sources already deduplicated against the store
         self.compact_as_you_go = False  # batch ingest compacts between flushes; the watcher schedules its own
+        self.count_current = False  # batch ingest reports the rows it leaves current (report.current)
         self._newest: dict[str, dt.datetime] | None = None  # per source: its newest stored event
         # Batch ingest writes one flush while the next chunks are parsed (see flush_in_background).
         self._writer: ThreadPoolExecutor | None = None
@@ -376,6 +392,8 @@ class Pipeline:
         self.open.save()
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
+        if self.count_current:
+            self.report.current = _current_after(self.report.current, rows, stale)
 
     def _read_out_of_order(self, span: pl.DataFrame) -> bool:
         """Whether a source's lines here (span: source, oldest) are no newer than what another
@@ -421,6 +439,18 @@ class Pipeline:
         return parsed.lazy().join(ident, on=EVENT_KEY, how="anti", nulls_equal=True).collect()
 
 
+def _current_after(current: pl.DataFrame, rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame) -> pl.DataFrame:
+    """A run's current rows after a flush wrote `rows` superseding `stale` (as Store.replace_messages
+    applies it): rows of a superseded message or of a message written again drop out, the new
+    rows come in."""
+    if isinstance(stale, pl.DataFrame):
+        current = current.join(stale.select("message_trace_id"), on="message_trace_id", how="anti")
+    else:
+        current = current.filter(~stale)
+    current = current.join(rows.select("message_trace_id"), on="message_trace_id", how="anti")
+    return pl.concat([current, rows.select(list(_CURRENT_SCHEMA))])
+
+
 def _span(parsed: pl.DataFrame) -> pl.DataFrame:
     """Each source's oldest and newest event time: source, oldest, newest."""
     bounds = [pl.col("time").min().alias("oldest"), pl.col("time").max().alias("newest")]
@@ -446,6 +476,7 @@ def ingest_paths(
     files = discover(paths)
     pipe = Pipeline(root, options, rejects)
     pipe.compact_as_you_go = True
+    pipe.count_current = True
     pipe.flush_in_background()
     try:
         for path in files:

@@ -2,8 +2,10 @@
 
 The message row (found by MessageTraceId, pruned to its day) names its host and every queue id
 it passed through; the events table holds the lines. Message-level lines (connection, queueing,
-removal) are shown for every recipient; recipient lines only for that recipient or the alias it
-was expanded from.
+removal) are shown for every recipient; recipient lines only for that recipient, the alias it
+was expanded from, or the address it was rewritten from on an earlier hop (a content filter, a
+local forward). The message's own instances of its queue ids are told apart as ingest does
+(ingest.correlate.message_events), so a later message reusing a queue id is not mixed in.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from msgtrace.ingest import layout
+from msgtrace.ingest.correlate import message_events
 from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR
 from msgtrace.query import engine
 from msgtrace.query.filters import QueryError, TraceFilter
@@ -43,12 +46,11 @@ def message_trace_detail(store: Path, flt: TraceFilter, recipient: str) -> pl.Da
     msg = rows.row(0, named=True)
     rcpt = recipient.lower()
     events = _message_events(store, msg)
-    mine = events.filter(
-        pl.col("recipient").is_null()
-        | (pl.col("recipient").str.to_lowercase() == rcpt)
-        | (pl.col("orig_recipient").str.to_lowercase() == rcpt)
-        | (rcpt == "")
-    )
+    # the recipient's own lines, and those of the address it was rewritten from (a forward or a
+    # filter hop logged under the original address: how the mail got to this recipient)
+    to, orig = pl.col("recipient").str.to_lowercase(), pl.col("orig_recipient").str.to_lowercase()
+    addresses = pl.concat([pl.Series([rcpt]), events.filter(to == rcpt).select(orig.drop_nulls()).to_series()])
+    mine = events.filter(pl.col("recipient").is_null() | to.is_in(addresses.implode()) | (orig == rcpt) | (rcpt == ""))
     return _describe(mine.sort("time", "source", "line_no"), msg["message_trace_id"], recipient)
 
 
@@ -61,22 +63,25 @@ def _message_events(store: Path, msg: dict) -> pl.DataFrame:
         (pl.col("host") == msg["host"]) & (pl.col("time") >= received) & (pl.col("time") <= received + SPAN)
     )
     if msg["queue_ids"]:
-        lf = lf.filter(pl.col("queue_id").is_in(msg["queue_ids"].split(" ")))
-        ev = lf.collect()
-        return _this_instance(ev, received)
-    # a message of its own line (NOQUEUE reject): the line at its Received time
-    return lf.filter(pl.col("queue_id").is_null() & (pl.col("time") == received)).collect()
-
-
-def _this_instance(ev: pl.DataFrame, received: dt.datetime) -> pl.DataFrame:
-    """Drop a later message that reused the queue id: nothing after its first `removed` past the last outcome."""
-    removed = ev.filter(pl.col("kind") == "removed").sort("time").get_column("time")
-    if removed.len() == 0:
-        return ev
-    outcomes = ev.filter(pl.col("status").is_not_null()).get_column("time")
-    last = outcomes.max() if outcomes.len() else received
-    after = removed.filter(removed >= last)
-    return ev if after.len() == 0 else ev.filter(pl.col("time") <= after[0])
+        # every instance of its queue ids in the window, split into messages as ingest split them
+        # (a later message may reuse a queue id): only this message's own events
+        ev = lf.filter(pl.col("queue_id").is_in(msg["queue_ids"].split(" "))).collect()
+        return message_events(ev, msg["host"], msg["queue_id"], received)
+    # a message of its own line (NOQUEUE reject): that line, known by its own fields, not every
+    # reject logged in the same second
+    row = pl.struct(
+        pl.lit(msg["sender_address"], pl.String).alias("sender"),
+        pl.lit(msg["recipient_address"], pl.String).alias("recipient"),
+        pl.lit(msg["from_ip"] or None, pl.String).alias("client_ip"),
+        pl.lit(msg["detail"], pl.String).alias("detail"),
+    )
+    line = pl.struct("sender", pl.col("recipient").fill_null(""), "client_ip", "detail")
+    return lf.filter(
+        pl.col("queue_id").is_null()
+        & (pl.col("time") == received)
+        & (pl.col("kind") == "reject")
+        & line.eq_missing(row)
+    ).collect()
 
 
 def _describe(ev: pl.DataFrame, trace_id: str, recipient: str) -> pl.DataFrame:

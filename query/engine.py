@@ -21,7 +21,11 @@ T = TypeVar("T")
 DEFAULT_STORE = "data/store"
 STORE_ENV = "MSGTRACE_STORE"
 OUTPUT_COLUMNS: tuple[str, ...] = (*CONTRACT_COLUMNS.values(), "StartDate", "EndDate", "Index")
-_STRING_OUTPUTS = [c for c, t in MESSAGE_SCHEMA.items() if c in CONTRACT_COLUMNS and t == pl.String]
+# Absent strings are given as ""; except the sender, whose absence means unknown (no line names
+# it), which is not "" (the null sender <>): it stays null (table "(unknown)", JSON null).
+_STRING_OUTPUTS = [
+    c for c, t in MESSAGE_SCHEMA.items() if c in CONTRACT_COLUMNS and t == pl.String and c != "sender_address"
+]
 
 # Newest first, ties by recipient; the trace id makes the order total, so V1 pages never overlap.
 _SORT_BY = [
@@ -103,7 +107,8 @@ def page_rows(lf: pl.LazyFrame, offset: int, limit: int | None) -> tuple[pl.Lazy
 
 
 def contract_frame(lf: pl.LazyFrame, flt: TraceFilter, first_index: int = 0) -> pl.LazyFrame:
-    """Contract columns in order, absent strings as "", the window echoed, Index from first_index."""
+    """Contract columns in order, absent strings as "" (an unknown sender null), the window echoed,
+    Index from first_index."""
     cols = [
         (pl.col(c).fill_null("") if c in _STRING_OUTPUTS else pl.col(c)).alias(name)
         for c, name in CONTRACT_COLUMNS.items()

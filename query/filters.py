@@ -68,8 +68,7 @@ def address_match(col: pl.Expr, patterns: Iterable[str]) -> pl.Expr:
             exact.append(p)
     if exact:
         parts.insert(0, col.eq(exact[0]) if len(exact) == 1 else col.is_in(exact))
-    if "" in exact:  # `<>`: the null sender, stored as "" (or missing)
-        parts.append(col.is_null())
+    # `<>` is the null sender, stored as ""; an unknown sender (null) matches no pattern
     expr = parts[0]
     for p in parts[1:]:
         expr = expr | p

@@ -12,6 +12,9 @@ import polars as pl
 from msgtrace.ingest.terminal import neutralize
 
 FORMATS = ("table", "csv", "json", "jsonl", "parquet")
+# A sender no line names (the message's first lines lie before the log): not the null sender,
+# which shows as an empty cell. CSV shows it empty too, JSON as null.
+UNKNOWN_SENDER = "(unknown)"
 TABLE_COLUMNS = ("Received", "SenderAddress", "RecipientAddress", "Subject", "Status")
 _ISO = "%Y-%m-%dT%H:%M:%S%.fZ"
 # OWASP CSV injection: a cell starting with one of these is a formula in spreadsheet programs.
@@ -89,7 +92,7 @@ def to_table(df: pl.DataFrame, width: int | None = None, columns: list[str] | No
     shown = df.select(
         pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
         if df.schema[c].is_temporal()
-        else pl.col(c).cast(pl.String).fill_null("")
+        else pl.col(c).cast(pl.String).fill_null(UNKNOWN_SENDER if c == "SenderAddress" else "")
         for c in cols
     )
     cells = {c: [neutralize(v or "") for v in shown[c].to_list()] for c in cols}

@@ -71,7 +71,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     is_pf, is_amavis = env.select(
         (ok & prog.str.starts_with("postfix")).alias("pf"), (ok & prog.str.starts_with("amavis")).alias("am")
     ).get_columns()
-    pf = env.select("_i", "line_no", "line", "time", "host", "program", "body", "lead").filter(is_pf)
+    pf = env.select("_i", "line_no", "line", "time", "host", "program", "pid", "body", "lead").filter(is_pf)
     pf = pf.with_columns(pl.when(lead.str.contains(_QID)).then(lead).alias("queue_id"))
     q = pf.filter(pl.col("queue_id").is_not_null()).select(
         "line_no", "time", "host", "program", "queue_id", pl.col("body").alias("rest")
@@ -86,6 +86,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         "_i", "line_no", "line", "time", "host", "program", body.alias("body")
     )
     noqueue = _noqueue_rejects(nq)
+    nodata = _sessions_without_data(pf, ctx.state.setdefault(NAME, {}))
     handled = [
         _client(q),
         _msgid(q),
@@ -98,6 +99,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         _holds(q),
         _subject(q),
         noqueue,
+        nodata,
         _amavis(env.select("line_no", "time", "host", "program", "body").filter(is_amavis)),
     ]
     events = (
@@ -293,12 +295,21 @@ def _deliveries(q: pl.DataFrame) -> pl.DataFrame:
         clip(response).alias("detail"),
     )
     # A hand-off to a content filter on the loopback (amavis on 10024) that answered
-    # "queued as NEWQID": the message continues under NEWQID on this host. Only loopback
-    # deliveries are searched: remote servers answer "queued as" too, in their own queue.
-    loopback = (pl.col("to_ip").str.starts_with("127.") | pl.col("to_ip").eq("::1")) & raw.eq("sent")
-    next_qid = pl.when(loopback).then(pl.col("detail")).str.extract(r"queued as ([0-9A-Za-z]+)\)?$", 1)
-    df = df.with_columns(next_qid.alias("next_queue_id"))
-    handoff = pl.col("next_queue_id").is_not_null()
+    # "queued as NEWQID", or local(8) forwarding (`status=sent (forwarded as NEWQID)`): the
+    # message continues under NEWQID on this host. Any other server answering "queued as" names
+    # its own queue, which may still be this host's (a filter listening on the host's own IP,
+    # multi-instance Postfix): next_queue_id keeps the name, and correlation links it only when
+    # NEWQID's client is the IP it was sent to.
+    sent = raw.eq("sent")
+    loopback = pl.col("to_ip").str.starts_with("127.") | pl.col("to_ip").eq("::1")
+    queued_as = pl.when(sent).then(pl.col("detail")).str.extract(r"queued as ([0-9A-Za-z]+)\)?$", 1)
+    forwarded = (
+        pl.when(sent & pl.col("relay").eq("local"))
+        .then(pl.col("detail"))
+        .str.extract(r"^forwarded as ([0-9A-Za-z]+)$", 1)
+    )
+    df = df.with_columns(pl.coalesce(forwarded, queued_as).alias("next_queue_id"))
+    handoff = pl.col("next_queue_id").is_not_null() & (loopback | pl.col("relay").eq("local")).fill_null(False)
     return df.select(
         "line_no",
         "time",
@@ -316,6 +327,56 @@ def _deliveries(q: pl.DataFrame) -> pl.DataFrame:
         "dsn",
         "detail",
         "next_queue_id",
+    )
+
+
+# smtpd sessions open at the end of a batch (their client= seen, their disconnect not yet), kept
+# in the parser state for the next batch of the same source; a bound for processes that died
+# mid-session and never logged their disconnect.
+_OPEN_SESSIONS_KEPT = 10_000
+
+
+def _sessions_without_data(pf: pl.DataFrame, state: dict) -> pl.DataFrame:
+    """`nodata` events: an smtpd session that gave a queue id (`QID: client=`) and ended without
+    DATA (`disconnect from ...` with no `data=` count: a recipient-verification probe).
+
+    A session is one smtpd process's lines from `client=` to `disconnect`; the disconnect names no
+    queue id, so it takes the queue id of the line before it among that process's `client=` and
+    `disconnect` lines, if that line is a `client=` (a client= of an earlier session is followed
+    by that session's own disconnect). Sessions still open at the end of the batch are carried
+    in `state` (host, program, pid, queue id) to the next batch of the same source.
+    """
+    body, qid = pl.col("body"), pl.col("queue_id")
+    smtpd = pl.col("program").str.ends_with("/smtpd")
+    client = qid.is_not_null() & body.str.starts_with("client=")
+    disconnect = qid.is_null() & body.str.starts_with("disconnect from ")
+    cols = [pl.col("_i").cast(pl.Int64), "line_no", "time", "host", "program", "pid", "queue_id", "body"]
+    df = pf.filter(smtpd & (client | disconnect)).select(cols)
+    carried = state.get("sessions") or []
+    if not df.height:
+        return df.clear()  # nothing ended; the sessions carried stay open
+    session = ["host", "program", "pid"]
+    if carried:  # before this batch's lines (index -1): the client= line of a session still open
+        prev = pl.DataFrame(
+            carried,
+            schema={"host": pl.String, "program": pl.String, "pid": pl.String, "queue_id": pl.String},
+            orient="row",
+        )
+        prev = prev.with_columns(pl.lit(-1, pl.Int64).alias("_i"), pl.lit("client=", pl.String).alias("body"))
+        df = pl.concat([prev, df], how="diagonal_relaxed")
+    df = df.sort([*session, "_i"]).with_columns(qid.shift(1).over(session).alias("_qid"))
+    # a session whose last line here is its client= is still open (a disconnect's queue id is null)
+    still_open = df.group_by(session).agg(qid.last()).filter(qid.is_not_null()).sort(session)
+    state["sessions"] = [list(r) for r in still_open.tail(_OPEN_SESSIONS_KEPT).iter_rows()]
+    ended = df.filter(qid.is_null() & pl.col("_qid").is_not_null() & ~body.str.contains(" data=", literal=True))
+    return ended.select(
+        "line_no",
+        "time",
+        "host",
+        "program",
+        pl.col("_qid").alias("queue_id"),
+        pl.lit("nodata").alias("kind"),
+        clip(body).alias("detail"),
     )
 
 
