@@ -461,6 +461,8 @@ class Pipeline:
         if self._pending:
             self.checkpoints.update(self._pending.values())
             self._pending = {}
+        elif self.checkpoints.unsaved:  # sources only seen (a watcher idle for hours): keep them from expiring
+            self.checkpoints.save()
 
     def _flush_in_background(self) -> None:
         assert self._writer is not None

@@ -70,8 +70,9 @@ class Marks:
 
     def advance(self, block: bytes) -> Marks:
         """The marks after `block` was read on from the offset."""
-        head = self.head if len(self.head) >= HEAD_BYTES else (self.head + block)[:HEAD_BYTES]
-        return Marks(head=head, recent=(self.recent + block)[-TAIL_BYTES:])
+        # slices first: a block is megabytes, and neither side needs more than a few KiB of it
+        head = self.head if len(self.head) >= HEAD_BYTES else (self.head + block[:HEAD_BYTES])[:HEAD_BYTES]
+        return Marks(head=head, recent=(self.recent + block[-TAIL_BYTES:])[-TAIL_BYTES:])
 
 
 def digest(data: bytes) -> str:

@@ -332,7 +332,7 @@ class Watcher:
 
     def _flush(self) -> bool:
         """Write and checkpoint what was read; False when the store cannot be written."""
-        if not self.pipe.dirty:
+        if not self.pipe.dirty and not self.pipe.checkpoints.unsaved:
             return True
         started = time.monotonic()
         try:

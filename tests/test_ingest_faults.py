@@ -333,3 +333,18 @@ def test_the_watcher_reads_a_truncated_archive_once_it_has_settled(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and f"{archive} is damaged (truncated or corrupt) after line {readable:,}" in warnings[0]
     assert stored(tmp_path / "store", "events").height == readable
+
+
+def test_status_finds_each_of_two_files_sharing_a_first_line_at_its_own_path(tmp_path: Path) -> None:
+    from ingest.status import status
+
+    a = write(tmp_path / "mail.log", [RSYSLOG_START, *messages("A", 10)])
+    store = tmp_path / "store"
+    assert ingest(store, a).exit_code == 0
+    a.rename(tmp_path / "mail.log.1")
+    b = write(tmp_path / "mail.log", [RSYSLOG_START, *messages("B", 30)])
+    assert ingest(store, b).exit_code == 0
+    with open(b, "a") as f:
+        f.write(messages("C", 1)[0] + "\n")
+    found = {s.found_at: s.lag for s in status(store).sources}
+    assert found == {str(tmp_path / "mail.log.1"): 0, str(b): len(messages("C", 1)[0]) + 1}
