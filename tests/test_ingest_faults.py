@@ -348,3 +348,22 @@ def test_status_finds_each_of_two_files_sharing_a_first_line_at_its_own_path(tmp
         f.write(messages("C", 1)[0] + "\n")
     found = {s.found_at: s.lag for s in status(store).sources}
     assert found == {str(tmp_path / "mail.log.1"): 0, str(b): len(messages("C", 1)[0]) + 1}
+
+
+@pytest.mark.parametrize("pair", [("origto", "origto4"), ("nodata", "nodata2")])
+def test_corpus_logs_sharing_a_first_line_give_what_each_gives_alone(
+    tmp_path: Path, corpus: Path, pair: tuple[str, str]
+) -> None:
+    """origto4.log starts like origto.log but is another, shorter log: it was skipped as 'shorter
+    than what was read of it'. nodata2.log is nodata.log with lines added: it is read on from there."""
+    paths = [corpus / "postfix" / "audit" / f"{name}.log" for name in pair]
+    # (origto4.log lacks the cleanup line of its one message: alone it has no MessageId, with origto.log it has)
+    cols = ["recipient_address", "status", "received", "queue_id"]
+    alone = set()
+    for i, p in enumerate(paths):
+        assert ingest(tmp_path / f"alone{i}", p).exit_code == 0
+        alone |= set(stored(tmp_path / f"alone{i}").select(cols).rows())
+    for p in paths:  # one run after the other, as a daily cron would
+        res = ingest(tmp_path / "both", p)
+        assert res.exit_code == 0 and "Skipped" not in res.output, res.output
+    assert set(stored(tmp_path / "both").select(cols).rows()) == alone
