@@ -367,3 +367,41 @@ def test_corpus_logs_sharing_a_first_line_give_what_each_gives_alone(
         res = ingest(tmp_path / "both", p)
         assert res.exit_code == 0 and "Skipped" not in res.output, res.output
     assert set(stored(tmp_path / "both").select(cols).rows()) == alone
+
+
+HUGE = "99999999999999999999"  # does not fit Int64
+
+
+def _huge_numbers(fmt: str, text: str) -> str:
+    """The log with every size and recipient count too big for its column."""
+    import re
+
+    if fmt == "exchange":
+        lines = text.split("\n")
+        fields = next(x for x in lines if x.startswith("#Fields: ")).removeprefix("#Fields: ").split(",")
+        at = [fields.index("total-bytes"), fields.index("recipient-count")]
+        for i, line in enumerate(lines):
+            cells = line.split(",")
+            if line and not line.startswith(("#", "\ufeff#")) and len(cells) == len(fields) and cells[at[0]]:
+                for j in at:
+                    cells[j] = HUGE
+                lines[i] = ",".join(cells)
+        return "\n".join(lines)
+    pattern = {"postfix": r"(size|nrcpt)=\d+", "sendmail": r"(size|nrcpts)=\d+", "exim": r"(S)=\d+"}[fmt]
+    return re.sub(pattern, lambda m: f"{m.group(1)}={HUGE}", text)
+
+
+@pytest.mark.parametrize("fmt", ["postfix", "exim", "sendmail", "exchange"])
+def test_every_parser_takes_numbers_too_big_for_their_column_as_null(tmp_path: Path, fmt: str) -> None:
+    log = tmp_path / "good.log"
+    assert run("generate", "--format", fmt, "--lines", "200", "--timezone", "UTC", str(log)).exit_code == 0
+    bad = tmp_path / "huge.log"
+    bad.write_text(_huge_numbers(fmt, log.read_text(encoding="utf-8-sig")), encoding="utf-8")
+    assert bad.read_text().count(HUGE) >= 10
+    extra = ("--host", "mx1.example.org")
+    good_res, bad_res = ingest(tmp_path / "good", log, extra=extra), ingest(tmp_path / "bad", bad, extra=extra)
+    assert bad_res.exit_code == 0, bad_res.output
+    assert bad_res.stdout.split(" rows in ")[0] == good_res.stdout.split(" rows in ")[0]  # same lines, same rows
+    sizes = stored(tmp_path / "good").join(stored(tmp_path / "bad"), on=["message_trace_id", "recipient_address"])
+    sized = sizes.filter(pl.col("size").is_not_null())
+    assert sized.height > 10 and sized.get_column("size_right").null_count() == sized.height
