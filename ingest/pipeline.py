@@ -86,6 +86,7 @@ class FileReport:
     skipped: str | None = None
     damage: list[str] = field(default_factory=list)  # what could not be stored (lines rejected, an archive cut short)
     failed: int = 0  # lines the parser failed on (rejected)
+    failed_said: bool = False  # past WARN_FAILED such lines, the one warning about the rest was given
 
 
 @dataclass
@@ -238,7 +239,8 @@ class Pipeline:
         fp, state, marks = self._identify(f, path, fp, stat.st_size)
         if state is not None and marks is None:
             rep.source, rep.start_offset = fp, state.offset
-            rep.skipped = f"shorter ({stat.st_size} bytes) than what was read of it ({state.offset} bytes)"
+            size = "" if is_compressed(path) else f" ({stat.st_size} bytes)"
+            rep.skipped = f"shorter{size} than what was read of it ({state.offset} bytes)"
             return
         if state is None and not new_sources:
             rep.skipped = NOT_A_SOURCE
@@ -409,13 +411,14 @@ class Pipeline:
     def _reject(self, path: Path, fmt: str, lines: pl.DataFrame, e: Exception, rep: FileReport) -> None:
         """Lines the parser failed on: a warning (a few per file), and the lines to the rejects."""
         first, last = lines.item(0, "line_no") + 1, lines.item(-1, "line_no") + 1
-        where = "the line was" if first == last else "the lines were"
-        where = f"{where} written to {self.rejects_path}" if self.rejects else "add --rejects FILE to keep such lines"
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        span = f"{first}" if first == last else f"{first}-{last}"
         if rep.failed < WARN_FAILED:
+            span, which = (f"{first}", "the line was") if first == last else (f"{first}-{last}", "the lines were")
+            where = f"{which} written to {self.rejects_path}" if self.rejects else "add --rejects FILE to keep such lines"
             rep.damage.append(f"{path}:{span} could not be parsed as {fmt} ({reason}); {where}")
-        elif rep.failed < WARN_FAILED + lines.height:  # once, then only counted
+        elif not rep.failed_said:  # once, then only counted
+            rep.failed_said = True
+            where = f"they are written to {self.rejects_path}" if self.rejects else "add --rejects FILE to keep them"
             rep.damage.append(f"{path}: more lines could not be parsed as {fmt}, from line {first} on; {where}")
         rep.failed += lines.height
         if self.rejects:
@@ -607,7 +610,12 @@ def _marks(marks: Marks | None) -> dict[str, object]:
     """A checkpoint's identity fields for the marks of what it covers."""
     if marks is None:
         return {}
-    return {"head": digest(marks.head), "head_len": len(marks.head), "tail": digest(marks.recent), "tail_len": len(marks.recent)}
+    return {
+        "head": digest(marks.head),
+        "head_len": len(marks.head),
+        "tail": digest(marks.recent),
+        "tail_len": len(marks.recent),
+    }
 
 
 def _span(parsed: pl.DataFrame) -> pl.DataFrame:

@@ -218,6 +218,8 @@ class Watcher:
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         seen = self._seen.get(path)
         if seen is not None and seen.key == key:
+            if seen.source is not None:
+                self.pipe.checkpoints.saw(seen.source)  # still there: its checkpoint must not expire
             return
         same_file = seen is not None and seen.key[:2] == key[:2]
         if seen is not None and same_file and key[2] < seen.key[2] and not is_compressed(path):
@@ -262,6 +264,7 @@ class Watcher:
         content = uncompressed_size(path)  # a .gz records its size (mod 2**32): no need to decompress
         done = next((s for s in family if content is not None and content == s.offset % 2**32), None)
         if done is not None:
+            self.pipe.checkpoints.saw(done.fingerprint)
             self._moved(done.fingerprint, path)
         return done is None
 

@@ -405,3 +405,31 @@ def test_every_parser_takes_numbers_too_big_for_their_column_as_null(tmp_path: P
     sizes = stored(tmp_path / "good").join(stored(tmp_path / "bad"), on=["message_trace_id", "recipient_address"])
     sized = sizes.filter(pl.col("size").is_not_null())
     assert sized.height > 10 and sized.get_column("size_right").null_count() == sized.height
+
+
+def test_a_parser_failing_on_everything_is_not_parsed_line_by_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest.formats import postfix
+
+    calls = []
+
+    def always_fails(batch: pl.DataFrame, ctx: object) -> object:
+        calls.append(batch.height)
+        raise pl.exceptions.ComputeError("a parser bug")
+
+    monkeypatch.setattr(postfix, "parse", always_fails)
+    log = write(tmp_path / "m.log", messages("A", 1000))
+    rejects = tmp_path / "rejects.txt"
+    res = ingest(tmp_path / "store", log, extra=("--rejects", str(rejects)))
+    assert res.exit_code == 1
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("Warning: ")]
+    assert warnings[:5] == [
+        f"Warning: {log}:{n} could not be parsed as postfix (a parser bug); the line was written to {rejects}"
+        for n in range(1, 6)
+    ]
+    assert warnings[5:] == [
+        f"Warning: {log}: more lines could not be parsed as postfix, from line 6 on; they are written to {rejects}"
+    ]
+    assert len(rejects.read_text().splitlines()) == 4000  # every line kept for the admin
+    assert len(calls) < 2 * 1000 + 50  # about two parses per line rejected alone, then whole halves
