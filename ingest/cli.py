@@ -120,7 +120,8 @@ def ingest_command(
 ) -> None:
     """Load mail logs (files, directories, globs; plain, .gz, .bz2, .xz) into the store.
 
-    Re-ingesting a file adds nothing; rotated series are read oldest first.
+    Re-ingesting a file adds nothing; rotated series are read oldest first. Lines a parser fails
+    on and damaged archives are warned about; everything else is stored, and the exit status is 1.
 
     Example: msgtrace ingest --timezone Europe/Vienna /var/log/mail.log*
     """

@@ -433,3 +433,41 @@ def test_a_parser_failing_on_everything_is_not_parsed_line_by_line(
     ]
     assert len(rejects.read_text().splitlines()) == 4000  # every line kept for the admin
     assert len(calls) < 2 * 1000 + 50  # about two parses per line rejected alone, then whole halves
+
+
+@pytest.mark.parametrize("follow", ["glob", "file"])
+def test_the_watcher_tells_a_new_log_with_the_same_first_line_from_the_rotated_one(
+    tmp_path: Path, follow: str
+) -> None:
+    from ingest.pipeline import IngestOptions
+    from ingest.watcher import Watcher
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = write(logs / "mail.log", [RSYSLOG_START, *messages("A", 10)])
+    arg = f"{logs}/mail.log*" if follow == "glob" else str(log)
+    w = Watcher(tmp_path / "store", [arg], IngestOptions(timezone="UTC", year=2026))
+    w.cycle()
+    with open(log, "a") as f:  # written just before the rotation: read from the rotated file
+        f.write("".join(line + "\n" for line in messages("C", 3, minute=20)))
+    log.rename(logs / "mail.log.1")
+    write(log, [RSYSLOG_START, *messages("B", 20, minute=30)])
+    w.cycle()
+    w.cycle()
+    assert stored(tmp_path / "store").get_column("queue_id").str.head(1).value_counts().sort("queue_id").rows() == [
+        ("A", 10),
+        ("B", 20),
+        ("C", 3),
+    ]
+    # the rotated file compressed, the new one grows: nothing twice, nothing skipped
+    gz = logs / "mail.log.1.gz"
+    gz.write_bytes(gzip.compress((logs / "mail.log.1").read_bytes()))
+    (logs / "mail.log.1").unlink()
+    with open(log, "a") as f:
+        f.write("".join(line + "\n" for line in messages("D", 2, minute=50)))
+    w.cycle()
+    w.cycle()
+    assert stored(tmp_path / "store", "events").height == 4 * 35  # 35 messages of 4 lines; the two start lines are no events
+    w2 = Watcher(tmp_path / "store2", [f"{logs}/mail.log*"], IngestOptions(timezone="UTC", year=2026))
+    w2.cycle()  # a fresh store from the final files holds the same
+    assert stored(tmp_path / "store2", "events").height == 4 * 35  # 35 messages of 4 lines; the two start lines are no events
