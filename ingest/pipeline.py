@@ -245,6 +245,9 @@ class Pipeline:
         if state is None and not new_sources:
             rep.skipped = NOT_A_SOURCE
             return
+        if state is not None and not state.tail and state.offset and marks is not None:
+            # an old checkpoint that held: add its marks now, or it is counted again every run
+            self._pending.setdefault(fp, dataclasses.replace(state, **_marks(marks)))
         state = state or SourceState(fingerprint=fp)
         rep.source, rep.start_offset = fp, state.offset
         fmt = (

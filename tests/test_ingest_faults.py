@@ -140,6 +140,10 @@ def test_a_checkpoint_of_the_old_format_still_resumes_and_tells_files_apart(tmp_
     res = ingest(store, a)
     assert res.exit_code == 0 and "8 lines" in res.stdout, res.output  # resumed at its offset
     _old_format(store)
+    res = ingest(store, a)  # nothing new: the old checkpoint gets its marks all the same
+    assert res.exit_code == 0 and "0 lines" in res.stdout, res.output
+    assert all(s["tail"] for s in json.loads((store / "_state" / "sources.json").read_text())["sources"].values())
+    _old_format(store)
     # another file with the same first line; an old checkpoint has no marks, so it is told apart by
     # its line count at the checkpoint's offset (real logs' lines differ in length; these would not)
     b = write(tmp_path / "b.log", [RSYSLOG_START, *(f"{line} " for line in messages("B", 9))])
