@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ingest.layout import write_json_atomic
-from ingest.store import StoreError
+from msgtrace.ingest.layout import write_json_atomic
+from msgtrace.ingest.store import StoreError
 
 STATE_DIR = "_state"
 SOURCES_FILE = "sources.json"

@@ -22,13 +22,13 @@ from typing import BinaryIO
 
 import polars as pl
 
-from ingest import formats
-from ingest.checkpoint import STATE_DIR, Checkpoints, SourceState, from_jsonable, jsonable
-from ingest.correlate import correlate
-from ingest.formats import ParseContext
-from ingest.layout import days_between, remove_stale_temps
-from ingest.openset import OpenSet, orphans, queue_keys, related_events
-from ingest.reader import (
+from msgtrace.ingest import formats
+from msgtrace.ingest.checkpoint import STATE_DIR, Checkpoints, SourceState, from_jsonable, jsonable
+from msgtrace.ingest.correlate import correlate
+from msgtrace.ingest.formats import ParseContext
+from msgtrace.ingest.layout import days_between, remove_stale_temps
+from msgtrace.ingest.openset import OpenSet, orphans, queue_keys, related_events
+from msgtrace.ingest.reader import (
     Damaged,
     Marks,
     ReadError,
@@ -41,9 +41,9 @@ from ingest.reader import (
     read_prefix,
     sample_lines,
 )
-from ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, conform, unique_events
-from ingest.store import Store
-from ingest.supersede import previous_rows, stale_rows
+from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, conform, unique_events
+from msgtrace.ingest.store import Store
+from msgtrace.ingest.supersede import previous_rows, stale_rows
 
 # Events of one message may lie this far apart (Postfix maximal_queue_lifetime is 5 days).
 QUEUE_LIFETIME = dt.timedelta(days=6)
@@ -315,9 +315,7 @@ class Pipeline:
         """The states of every source whose file began with the line of fingerprint `fp`."""
         return [st for s in sorted(self._family(fp.split("~")[0])) if (st := self.state(s)) is not None]
 
-    def _identify(
-        self, f: BinaryIO, path: Path, fp: str, size: int
-    ) -> tuple[str, SourceState | None, Marks | None]:
+    def _identify(self, f: BinaryIO, path: Path, fp: str, size: int) -> tuple[str, SourceState | None, Marks | None]:
         """The source a file is, its state and the marks of what was read of it (f is left at the
         state's offset); (id, None, None) for a file not read before.
 
@@ -417,7 +415,9 @@ class Pipeline:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         if rep.failed < WARN_FAILED:
             span, which = (f"{first}", "the line was") if first == last else (f"{first}-{last}", "the lines were")
-            where = f"{which} written to {self.rejects_path}" if self.rejects else "add --rejects FILE to keep such lines"
+            where = (
+                f"{which} written to {self.rejects_path}" if self.rejects else "add --rejects FILE to keep such lines"
+            )
             rep.damage.append(f"{path}:{span} could not be parsed as {fmt} ({reason}); {where}")
         elif not rep.failed_said:  # once, then only counted
             rep.failed_said = True
@@ -684,6 +684,6 @@ def _compact_events(store: Store, day: dt.date) -> None:
 
 
 def _all_days(store: Store) -> list[dt.date]:
-    from ingest.layout import partition_days
+    from msgtrace.ingest.layout import partition_days
 
     return sorted(set(partition_days(store.messages)) | set(partition_days(store.events)))

@@ -20,8 +20,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from ingest.store import Store
-from query.cli import cli
+from msgtrace.ingest.store import Store
+from msgtrace.query.cli import cli
 
 RSYSLOG_START = (
     'Jun 13 00:00:00 mx1.example.org rsyslogd: [origin software="rsyslogd" swVersion="8.2102.0" '
@@ -168,7 +168,7 @@ def test_a_number_too_big_for_its_column_becomes_null_and_the_line_counts(tmp_pa
 
 
 def test_a_parser_failure_rejects_only_the_lines_it_fails_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ingest.formats import postfix
+    from msgtrace.ingest.formats import postfix
 
     lines = messages("A", 40)
     lines[56] = lines[56].replace("client=", "client=BOOM")  # line 57 (1-based)
@@ -198,8 +198,8 @@ def test_a_parser_failure_rejects_only_the_lines_it_fails_on(tmp_path: Path, mon
 # ---- 3. file modes follow the umask ------------------------------------------------------------
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_store_files_and_directories_follow_the_umask(tmp_path: Path, umask: int) -> None:
-    from ingest.pipeline import IngestOptions
-    from ingest.watcher import Watcher
+    from msgtrace.ingest.pipeline import IngestOptions
+    from msgtrace.ingest.watcher import Watcher
 
     log = write(tmp_path / "m.log", messages("A", 5))
     store = tmp_path / "store"
@@ -317,8 +317,8 @@ def test_the_watcher_reads_a_truncated_archive_once_it_has_settled(
     import logging
     import time
 
-    from ingest.pipeline import IngestOptions
-    from ingest.watcher import ARCHIVE_SETTLE_S, Watcher
+    from msgtrace.ingest.pipeline import IngestOptions
+    from msgtrace.ingest.watcher import ARCHIVE_SETTLE_S, Watcher
 
     text = "".join(line + "\n" for line in messages("A", 4000)).encode()
     whole = gzip.compress(text)
@@ -340,7 +340,7 @@ def test_the_watcher_reads_a_truncated_archive_once_it_has_settled(
 
 
 def test_status_finds_each_of_two_files_sharing_a_first_line_at_its_own_path(tmp_path: Path) -> None:
-    from ingest.status import status
+    from msgtrace.ingest.status import status
 
     a = write(tmp_path / "mail.log", [RSYSLOG_START, *messages("A", 10)])
     store = tmp_path / "store"
@@ -414,7 +414,7 @@ def test_every_parser_takes_numbers_too_big_for_their_column_as_null(tmp_path: P
 def test_a_parser_failing_on_everything_is_not_parsed_line_by_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ingest.formats import postfix
+    from msgtrace.ingest.formats import postfix
 
     calls = []
 
@@ -440,11 +440,9 @@ def test_a_parser_failing_on_everything_is_not_parsed_line_by_line(
 
 
 @pytest.mark.parametrize("follow", ["glob", "file"])
-def test_the_watcher_tells_a_new_log_with_the_same_first_line_from_the_rotated_one(
-    tmp_path: Path, follow: str
-) -> None:
-    from ingest.pipeline import IngestOptions
-    from ingest.watcher import Watcher
+def test_the_watcher_tells_a_new_log_with_the_same_first_line_from_the_rotated_one(tmp_path: Path, follow: str) -> None:
+    from msgtrace.ingest.pipeline import IngestOptions
+    from msgtrace.ingest.watcher import Watcher
 
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -471,7 +469,11 @@ def test_the_watcher_tells_a_new_log_with_the_same_first_line_from_the_rotated_o
         f.write("".join(line + "\n" for line in messages("D", 2, minute=50)))
     w.cycle()
     w.cycle()
-    assert stored(tmp_path / "store", "events").height == 4 * 35  # 35 messages of 4 lines; the two start lines are no events
+    assert (
+        stored(tmp_path / "store", "events").height == 4 * 35
+    )  # 35 messages of 4 lines; the two start lines are no events
     w2 = Watcher(tmp_path / "store2", [f"{logs}/mail.log*"], IngestOptions(timezone="UTC", year=2026))
     w2.cycle()  # a fresh store from the final files holds the same
-    assert stored(tmp_path / "store2", "events").height == 4 * 35  # 35 messages of 4 lines; the two start lines are no events
+    assert (
+        stored(tmp_path / "store2", "events").height == 4 * 35
+    )  # 35 messages of 4 lines; the two start lines are no events
