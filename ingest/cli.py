@@ -120,11 +120,12 @@ def ingest_command(
 ) -> None:
     """Load mail logs (files, directories, globs; plain, .gz, .bz2, .xz) into the store.
 
-    Re-ingesting a file adds nothing; rotated series are read oldest first.
+    Re-ingesting a file adds nothing; rotated series are read oldest first. Lines a parser fails
+    on and damaged archives are warned about; everything else is stored, and the exit status is 1.
 
     Example: msgtrace ingest --timezone Europe/Vienna /var/log/mail.log*
     """
-    from msgtrace.ingest.pipeline import ParseError, ingest_paths
+    from msgtrace.ingest.pipeline import ingest_paths
     from msgtrace.ingest.reader import ReadError
     from msgtrace.ingest.store import StoreError, StoreLock
 
@@ -133,21 +134,25 @@ def ingest_command(
     try:
         with StoreLock(store):
             report = ingest_paths(list(paths), store, options, rejects, progress)
-    except (ReadError, ParseError, StoreError, OSError) as e:
+    except (ReadError, StoreError, OSError) as e:
         progress.done()
         raise click.ClickException(str(e)) from e
     progress.done()
     for f in report.files:
-        if f.skipped:
+        if f.skipped and not f.damage:  # a damaged file is told of below
             click.echo(f"Skipped {safe(f.path)}: {f.skipped}.", err=True)
         elif f.unknown:
             sample = "; ".join(safe(s)[:160] for s in f.unknown_sample)
             click.echo(f"{safe(f.path)}: {f.unknown:,} unknown lines, e.g. {sample}", err=True)
+    for warning in report.damage:  # data that could not be stored: the run exits 1 after its summary
+        click.echo(f"Warning: {safe(warning)}", err=True)
     read = [f for f in report.files if not f.skipped]
     click.echo(
         f"Ingested {len(read)} files, {report.lines:,} lines ({report.unknown:,} unknown), "
         f"{report.stored_messages:,} messages, {report.stored_rows:,} rows in {report.seconds:.2f} s."
     )
+    if report.damage:
+        sys.exit(1)
 
 
 @click.command("compact")

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from msgtrace.ingest import layout
 from msgtrace.ingest.checkpoint import STATE_DIR, Checkpoints
-from msgtrace.ingest.reader import ReadError, fingerprint, is_compressed
+from msgtrace.ingest.reader import ReadError, digest, fingerprint, is_compressed
 from msgtrace.ingest.schema import MESSAGE_SCHEMA, MESSAGES_DIR
 from msgtrace.ingest.store import Store
 
@@ -188,7 +188,7 @@ def lock_holder(root: Path) -> int | None:
 
 def _source(s) -> SourceStatus:  # type: ignore[no-untyped-def]
     out = SourceStatus(s.fingerprint, s.path, s.format, s.offset, s.line, s.unknown, s.updated)
-    where = _locate(Path(s.path), s.fingerprint.split("~")[0]) if s.path else None
+    where = _locate(Path(s.path), s) if s.path else None
     if where is not None:
         out.found_at = str(where)
         out.size = uncompressed_size(where)
@@ -196,17 +196,28 @@ def _source(s) -> SourceStatus:  # type: ignore[no-untyped-def]
     return out
 
 
-def _locate(path: Path, fp: str) -> Path | None:
-    """The file holding a source now: its last path, else a rotated sibling with the same first line."""
+def _locate(path: Path, s) -> Path | None:  # type: ignore[no-untyped-def]
+    """The file holding a source now: its last path, else a rotated sibling with the same first line
+    (and, for a plain file, the same bytes before the offset: files may share a first line)."""
+    fp = s.fingerprint.split("~")[0]
     base = _ROTATION_SUFFIX.sub("", path.name) or path.name
     series = sorted(Path(p) for p in glob.glob(glob.escape(str(path.parent / base)) + "*"))
     for p in [path, *(p for p in series if p != path)]:
         try:
-            if p.is_file() and fingerprint(p) == fp:
+            if p.is_file() and fingerprint(p) == fp and _same_tail(p, s):
                 return p
-        except ReadError:
+        except (ReadError, OSError):
             continue
     return None
+
+
+def _same_tail(path: Path, s) -> bool:  # type: ignore[no-untyped-def]
+    """Whether a plain file holds the bytes a source's checkpoint ends with (archives: not checked)."""
+    if is_compressed(path) or not s.tail:
+        return True
+    with open(path, "rb") as f:
+        f.seek(max(s.offset - s.tail_len, 0))
+        return digest(f.read(s.tail_len)) == s.tail
 
 
 def uncompressed_size(path: Path) -> int | None:

@@ -134,10 +134,14 @@ def status_command(store: Path, as_json: bool) -> None:
     Example: msgtrace status --store /var/lib/msgtrace
     """
     from msgtrace.ingest.status import format_text, status, to_json
+    from msgtrace.ingest.store import StoreError
 
     if not store.is_dir():
         raise click.ClickException(f"store {store} does not exist")
-    report = status(store)
+    try:
+        report = status(store)
+    except StoreError as e:  # e.g. a damaged checkpoint file
+        raise click.ClickException(str(e)) from e
     click.echo(to_json(report) if as_json else safe(format_text(report)))
 
 

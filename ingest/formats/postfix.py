@@ -209,8 +209,9 @@ def _qmgr_from(q: pl.DataFrame) -> pl.DataFrame:
                 received,
                 "receive",
                 pl.col("_g").struct.field("1").alias("sender"),
-                pl.col("_g").struct.field("2").cast(pl.Int64).alias("size"),
-                pl.col("_g").struct.field("3").cast(pl.Int64).alias("nrcpt"),
+                # strict=False: a value too big for Int64 is null, the line still counts
+                pl.col("_g").struct.field("2").cast(pl.Int64, strict=False).alias("size"),
+                pl.col("_g").struct.field("3").cast(pl.Int64, strict=False).alias("nrcpt"),
             ),
             # qmgr: from=<a>, status=expired, returned to sender: every undelivered recipient failed.
             _cols(
