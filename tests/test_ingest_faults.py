@@ -20,6 +20,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
 from msgtrace.ingest.store import Store
 from msgtrace.query.cli import cli
 
@@ -61,7 +62,7 @@ def ingest(store: Path, *paths: Path, extra: tuple[str, ...] = ()):  # type: ign
 
 def stored(store: Path, table: str = "messages") -> pl.DataFrame:
     lf = Store(store).scan(table)
-    return pl.DataFrame() if lf is None else lf.collect()
+    return pl.DataFrame(schema=EVENT_SCHEMA if table == "events" else MESSAGE_SCHEMA) if lf is None else lf.collect()
 
 
 def senders(store: Path) -> set[str]:
