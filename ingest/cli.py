@@ -103,6 +103,19 @@ def rejects_option(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
+def check_rejects(rejects: Path | None) -> None:
+    """--rejects FILE must be writable: said before any line is read, naming the option."""
+    if rejects is None:
+        return
+    try:
+        with rejects.open("a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise click.ClickException(
+            f"--rejects {rejects}: cannot write it ({e.strerror or e}); choose a file in a folder you may write"
+        ) from None
+
+
 @click.command("ingest")
 @store_option
 @source_options
@@ -129,6 +142,7 @@ def ingest_command(
     from ingest.store import StoreError, StoreLock
 
     options = make_options(timezone, year, organization, fmt, host)
+    check_rejects(rejects)
     progress = _Progress()
     try:
         with StoreLock(store):
@@ -171,6 +185,10 @@ def compact_command(store: Path) -> None:
                     merged += s.compact(table, day)
     except StoreError as e:
         raise click.ClickException(str(e)) from e
+    except OSError as e:  # a full disk, a read-only file system: what was merged so far is kept
+        raise click.ClickException(
+            f"--store {store}: compaction stopped ({e.strerror or e}); free space or fix permissions, then run it again"
+        ) from None
     click.echo(f"Compacted {merged} partitions.")
 
 

@@ -213,6 +213,8 @@ def _run_trace(params: dict[str, Any]) -> None:
     out: Path | None = params["out"]
     if fmt == "parquet" and out is None:
         raise BadInput("--output parquet needs --out FILE")
+    if out is not None:
+        check_out(out)
     store = engine.resolve_store(params["store"])
     flt = TraceFilter.from_params(**filter_params(params))
     paging = Paging.from_params(
@@ -223,7 +225,12 @@ def _run_trace(params: dict[str, Any]) -> None:
     if rows.height == 0 and fmt == "table":
         click.echo("No messages found.", err=True)
     else:
-        output.write(rows, fmt, out, sys.stdout)
+        try:
+            output.write(rows, fmt, out, sys.stdout)
+        except OSError as e:
+            if out is None:
+                raise
+            raise BadInput(f"--out {out}: cannot write it ({e.strerror or e}); choose a path you may write") from None
     if result.more:
         last = rows.row(rows.height - 1, named=True)
         cmd = next_page_command(
@@ -237,6 +244,14 @@ def _run_trace(params: dict[str, Any]) -> None:
         click.echo(f"More results: {cmd}", err=True)
     elif paging.mode == "v1" and result.total:
         _page_hint(paging.page, paging.page_size, result.total)
+
+
+def check_out(out: Path) -> None:
+    """--out FILE must go into an existing folder: said before the query runs, not after."""
+    folder = out.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise BadInput(f"--out {out}: the folder {folder} {what}; create it first or choose another path")
 
 
 def _page_hint(page: int, size: int, total: int) -> None:

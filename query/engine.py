@@ -12,7 +12,8 @@ from typing import TypeVar
 import polars as pl
 
 from ingest import layout
-from ingest.schema import CONTRACT_COLUMNS, MESSAGE_SCHEMA, MESSAGES_DIR
+from ingest.checkpoint import STATE_DIR
+from ingest.schema import CONTRACT_COLUMNS, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR
 from query.filters import QueryError, TraceFilter
 from query.paging import Paging, check_total
 
@@ -44,11 +45,31 @@ class TraceResult:
 
 
 def resolve_store(store: str | os.PathLike[str] | None) -> Path:
-    """The store directory: the argument, else $MSGTRACE_STORE, else data/store; it must exist."""
-    path = Path(store if store is not None else os.environ.get(STORE_ENV) or DEFAULT_STORE)
-    if not path.is_dir():
-        raise QueryError(f"store {str(path)!r} does not exist: pass --store DIR or set {STORE_ENV}")
+    """The store directory: the argument, else $MSGTRACE_STORE, else data/store; it must be a store."""
+    text = os.fspath(store) if store is not None else os.environ.get(STORE_ENV) or DEFAULT_STORE
+    if not str(text).strip():
+        raise QueryError(f"--store is empty: pass --store DIR (a msgtrace store) or set {STORE_ENV}")
+    path = Path(text)
+    check_store(path)
     return path
+
+
+def check_store(path: Path) -> None:
+    """QueryError saying why path is not a store a query can read (missing, a file, not a store)."""
+    if not path.exists():
+        raise QueryError(f"store {str(path)!r} does not exist: pass --store DIR or set {STORE_ENV}")
+    if not path.is_dir():
+        raise QueryError(f"store {str(path)!r} is a file, not a directory: pass --store DIR (a msgtrace store)")
+    if not is_store(path):
+        raise QueryError(
+            f"{str(path)!r} is not a msgtrace store (it has no {MESSAGES_DIR}/ or {EVENTS_DIR}/ folder): "
+            "pass the directory `msgtrace ingest --store` wrote, or ingest logs into it first"
+        )
+
+
+def is_store(path: Path) -> bool:
+    """Whether path holds a msgtrace store: its tables or its state (a watcher that has not flushed yet)."""
+    return any((path / name).exists() for name in (MESSAGES_DIR, EVENTS_DIR, STATE_DIR, ".lock"))
 
 
 def needed_days(store: Path, flt: TraceFilter) -> list[dt.date]:

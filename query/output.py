@@ -9,7 +9,7 @@ from typing import TextIO
 
 import polars as pl
 
-from ingest.terminal import neutralize
+from ingest.terminal import CONTROL_ESCAPES, neutralize
 
 FORMATS = ("table", "csv", "json", "jsonl", "parquet")
 TABLE_COLUMNS = ("Received", "SenderAddress", "RecipientAddress", "Subject", "Status")
@@ -48,11 +48,20 @@ def text_times(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(pl.col(c).dt.strftime(_ISO) for c, t in df.schema.items() if isinstance(t, pl.Datetime))
 
 
+def escape_controls(col: pl.Expr) -> pl.Expr:
+    """C0 and C1 control characters as visible escapes (ESC as \\x1b), the table's spelling: a
+    CSV printed to a terminal (`cat`, `less -r`) must not run escape sequences from log text."""
+    return col.str.replace_many(list(CONTROL_ESCAPES), list(CONTROL_ESCAPES.values()))
+
+
 def to_csv(df: pl.DataFrame) -> str:
-    """CSV with a header; cells that a spreadsheet would run as formulas get a leading '."""
+    """CSV with a header; cells that a spreadsheet would run as formulas get a leading ', and
+    control characters become escapes."""
     strings = [c for c, t in text_times(df).schema.items() if t == pl.String]
     safe = text_times(df).with_columns(
-        pl.when(pl.col(c).str.contains(_FORMULA_START)).then("'" + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        escape_controls(
+            pl.when(pl.col(c).str.contains(_FORMULA_START)).then("'" + pl.col(c)).otherwise(pl.col(c))
+        ).alias(c)
         for c in strings
     )
     return safe.write_csv()

@@ -53,6 +53,7 @@ def test_detail_lists_one_recipients_events_oldest_first(tmp_path: Path) -> None
 
 
 def test_detail_errors(tmp_path: Path) -> None:
+    (tmp_path / "messages").mkdir()
     r = CliRunner()
     res = r.invoke(
         cli, ["detail", "--store", str(tmp_path), *COMMON, "--message-trace-id", "nope", "--recipient-address", "a@b"]

@@ -275,7 +275,7 @@ def test_store_from_env_and_missing_store(store: Path, monkeypatch: pytest.Monke
 
 
 def test_empty_store_is_an_empty_result(tmp_path: Path) -> None:
-    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "messages").mkdir(parents=True)  # a store nothing was ingested into yet
     df = run(tmp_path / "empty")
     assert df.height == 0 and df.columns == list(engine.OUTPUT_COLUMNS)
 

@@ -11,6 +11,8 @@ import click
 from ingest.generate import FORMATS
 from ingest.generate import generate as run
 
+MAX_DAYS = 3660  # ten years: a longer period only thins the messages out (and far ones overflow a date)
+
 
 @click.command("generate")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="postfix", show_default=True,
@@ -19,7 +21,7 @@ from ingest.generate import generate as run
               help="About this many lines: the log stops just after the first message past N.")
 @click.option("--start", default="2026-01-01", show_default=True,
               help="First day (ISO date or datetime, local to --timezone).")
-@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--days", type=click.FloatRange(min=0, min_open=True, max=MAX_DAYS), default=1.0, show_default=True,
               help="Length of the period the messages arrive in.")
 @click.option("--timezone", "tz", default="UTC", show_default=True,
               help="IANA zone of the time stamps: Postfix/Sendmail (RFC 3164, no year) and Exim write "
