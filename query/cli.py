@@ -358,8 +358,12 @@ def one_line_errors() -> Iterator[None]:
 
 
 def _one_line(e: BaseException) -> str:
+    """An unexpected failure as a sentence: its first line, escaped (it may quote raw file bytes)."""
+    from ingest.terminal import neutralize
+
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+    first = neutralize(text[0]) if text else "an unexpected failure"
+    return f"{first} (set MSGTRACE_DEBUG=1 to see where)"
 
 
 def _register() -> None:

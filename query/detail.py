@@ -37,6 +37,10 @@ _DATA_FIELDS = [
 
 def message_trace_detail(store: Path, flt: TraceFilter, recipient: str) -> pl.DataFrame:
     """The detail rows of one message (flt carries its MessageTraceId) for one recipient."""
+    return engine.reading(store, lambda: _detail(store, flt, recipient))
+
+
+def _detail(store: Path, flt: TraceFilter, recipient: str) -> pl.DataFrame:
     rows = engine.scan(store, flt).collect()
     if not rows.height:
         return pl.DataFrame(schema={c: pl.String for c in DETAIL_COLUMNS})

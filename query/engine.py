@@ -149,9 +149,27 @@ def relisting_once(run: Callable[[], T]) -> T:
         return run()
 
 
+def reading(store: Path, run: Callable[[], T]) -> T:
+    """relisting_once, and when the read fails on a damaged file, QueryError naming it.
+
+    The reader's own error names no file (and can quote raw bytes); the footers of the store's
+    current files say which one is damaged (ingest.repair).
+    """
+    try:
+        return relisting_once(run)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        from ingest.repair import find_damaged
+
+        damaged = find_damaged(store)
+        if not damaged:
+            raise
+        more = f" (and {len(damaged) - 1} more damaged files: see msgtrace status)" if len(damaged) > 1 else ""
+        raise QueryError(damaged[0].sentence(store) + more) from e
+
+
 def trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:
     """Run one trace query: the requested page of the sorted, filtered rows."""
-    return relisting_once(lambda: _trace(store, flt, paging))
+    return reading(store, lambda: _trace(store, flt, paging))
 
 
 def _trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:
