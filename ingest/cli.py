@@ -116,6 +116,21 @@ def check_rejects(rejects: Path | None) -> None:
         ) from None
 
 
+def raise_if_damaged(store: Path, e: BaseException) -> None:
+    """A failure to read the store because a partition file is damaged, as one line naming it."""
+    import polars as pl
+
+    from ingest.repair import find_damaged
+
+    if not isinstance(e, pl.exceptions.PolarsError):
+        return
+    damaged = find_damaged(store)
+    if damaged:
+        raise click.ClickException(
+            f"{damaged[0].sentence(store)}; what was read before it is stored, and the next run starts there"
+        ) from e
+
+
 @click.command("ingest")
 @store_option
 @source_options
@@ -150,6 +165,10 @@ def ingest_command(
     except (ReadError, ParseError, StoreError, OSError) as e:
         progress.done()
         raise click.ClickException(str(e)) from e
+    except Exception as e:  # reading the stored events of the touched days: is one of them damaged?
+        progress.done()
+        raise_if_damaged(store, e)
+        raise
     progress.done()
     for f in report.files:
         if f.skipped:

@@ -125,3 +125,19 @@ def test_detail_names_a_damaged_events_file(store: Path) -> None:
             "--recipient-address", row["RecipientAddress"] or "<>")  # fmt: skip
     assert r.exit_code == 1
     assert r.stderr.startswith(f"Error: damaged store file {bad} (empty file): its events of ")
+
+
+def test_ingest_into_a_store_with_a_damaged_events_file_is_one_line(store: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    shutil.copytree(SAMPLE, logs)
+    with (logs / "mail.log").open("a") as f:  # a new line of a message whose events are stored on that day
+        f.write("Jun 14 11:00:00 mx1 postfix/qmgr[3]: 3AA11F0: from=<zed@example.com>, size=9, nrcpt=1 (queue active)\n")
+    bad = only_file(store, "events")
+    damage(bad, "zero-byte")
+    r = CliRunner(env=ENV).invoke(cli, ["ingest", "--store", str(store), "--timezone", "UTC", "--year", "2026", str(logs)])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception  # not a traceback
+    assert r.stderr.startswith(f"Error: damaged store file {bad} (empty file): its events of {DAY} are lost")
+    assert r.stderr.count("\n") == 1
+    assert run("compact", "--store", str(store)).exit_code == 1  # moved aside, loss reported
+    r = run("ingest", "--store", str(store), "--timezone", "UTC", "--year", "2026", str(logs))
+    assert r.exit_code == 0 and "1 lines" in r.stdout, r.output
