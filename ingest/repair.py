@@ -61,8 +61,8 @@ def footer_problem(path: Path) -> str | None:
         if path.stat().st_size == 0:
             return "empty file"
         pl.read_parquet_metadata(path)
-    except FileNotFoundError:
-        return None  # replaced by a compaction meanwhile: not damage
+    except (FileNotFoundError, PermissionError):
+        return None  # replaced by a compaction meanwhile, or not ours to read: not damage
     except (OSError, pl.exceptions.PolarsError, ValueError) as e:
         return one_line_reason(e)
     return None

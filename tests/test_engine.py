@@ -220,8 +220,9 @@ def test_one_day_query_survives_corrupt_files_in_other_days(store: Path) -> None
         layout.next_file(part, complete=False).write_bytes(b"not parquet at all")
     df = run(store, start_date="2026-06-13", end_date="2026-06-14")
     assert df.height == 3
-    with pytest.raises(pl.exceptions.PolarsError):
-        run(store)  # proves the corrupt files would have broken a query that opened them
+    # a query that opens them fails, naming the file (issue 11: was the reader's error, naming none)
+    with pytest.raises(QueryError, match=r"^damaged store file .*/messages/date=2026-06-1[24]/g\d+-a\.parquet \("):
+        run(store)
 
 
 def test_trace_id_lookup_opens_one_partition(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
