@@ -28,7 +28,7 @@ def store_option(f):  # type: ignore[no-untyped-def]
 
 def safe(text: str) -> str:
     """Neutralise control and bidi characters from log text before it reaches a terminal."""
-    from ingest.terminal import neutralize_lines
+    from msgtrace.ingest.terminal import neutralize_lines
 
     return neutralize_lines(text)
 
@@ -63,8 +63,8 @@ def source_options(f):  # type: ignore[no-untyped-def]
 
 def make_options(timezone: str | None, year: int | None, organization: str | None, fmt: str, host: str | None):  # type: ignore[no-untyped-def]
     """IngestOptions from CLI values, with the zone checked."""
-    from ingest.localzone import ZoneError, check_zone, local_zone
-    from ingest.pipeline import IngestOptions
+    from msgtrace.ingest.localzone import ZoneError, check_zone, local_zone
+    from msgtrace.ingest.pipeline import IngestOptions
 
     try:
         zone = check_zone(timezone) if timezone else local_zone()
@@ -120,7 +120,7 @@ def raise_if_damaged(store: Path, e: BaseException) -> None:
     """A failure to read the store because a partition file is damaged, as one line naming it."""
     import polars as pl
 
-    from ingest.repair import find_damaged
+    from msgtrace.ingest.repair import find_damaged
 
     if not isinstance(e, pl.exceptions.PolarsError):
         return
@@ -152,9 +152,9 @@ def ingest_command(
 
     Example: msgtrace ingest --timezone Europe/Vienna /var/log/mail.log*
     """
-    from ingest.pipeline import ParseError, ingest_paths
-    from ingest.reader import ReadError
-    from ingest.store import StoreError, StoreLock
+    from msgtrace.ingest.pipeline import ParseError, ingest_paths
+    from msgtrace.ingest.reader import ReadError
+    from msgtrace.ingest.store import StoreError, StoreLock
 
     options = make_options(timezone, year, organization, fmt, host)
     check_rejects(rejects)
@@ -193,8 +193,8 @@ def compact_command(store: Path) -> None:
 
     Example: msgtrace compact --store /var/lib/msgtrace
     """
-    from ingest.repair import find_damaged, repair
-    from ingest.store import StoreError, StoreLock
+    from msgtrace.ingest.repair import find_damaged, repair
+    from msgtrace.ingest.store import StoreError, StoreLock
 
     if not store.is_dir():
         raise click.ClickException(f"store {store} does not exist")
@@ -224,10 +224,10 @@ def _compact_all(store: Path, said: list[str]) -> int:
     repaired (ingest.repair) and compacted again. Returns partitions merged."""
     import polars as pl
 
-    from ingest.layout import current_files, partition_days, partition_dir
-    from ingest.repair import Damaged, lost_sources, read_problem, repair
-    from ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA
-    from ingest.store import Store
+    from msgtrace.ingest.layout import current_files, partition_days, partition_dir
+    from msgtrace.ingest.repair import Damaged, lost_sources, read_problem, repair
+    from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA
+    from msgtrace.ingest.store import Store
 
     s = Store(store)
     merged = 0
@@ -254,9 +254,9 @@ def register_commands(group: click.Group) -> None:
     group.add_command(ingest_command)
     group.add_command(compact_command)
     lazy = {
-        "generate": "ingest.generate.cli:generate",
-        "watch": "ingest.watch_cli:watch_command",
-        "status": "ingest.watch_cli:status_command",
+        "generate": "msgtrace.generate.cli:generate",
+        "watch": "msgtrace.ingest.watch_cli:watch_command",
+        "status": "msgtrace.ingest.watch_cli:status_command",
     }
     for name, target in lazy.items():
         group.add_lazy(name, target)  # type: ignore[attr-defined]

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest import layout
-from ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR
-from ingest.terminal import neutralize
+from msgtrace.ingest import layout
+from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR
+from msgtrace.ingest.terminal import neutralize
 
 DAMAGED_DIR = "_damaged"
 # How far a message's events may lie from its Received day (ingest.pipeline.QUEUE_LIFETIME).
@@ -139,7 +139,7 @@ def lost_sources(store: Path, day: dt.date, damaged: set[Path]) -> list[str]:
 
 
 def _source_paths(store: Path) -> dict[str, str]:
-    from ingest.checkpoint import Checkpoints
+    from msgtrace.ingest.checkpoint import Checkpoints
 
     try:
         return {s.fingerprint: s.path for s in Checkpoints(store).all() if s.path}
@@ -169,8 +169,8 @@ def rebuild_messages(store: Path, day: dt.date) -> int | None:
     before to a queue lifetime after (hand-offs followed) complete them, as the pipeline does for
     lines read out of order; ingest.correlate turns them into rows; those received this day stay.
     """
-    from ingest.correlate import correlate
-    from ingest.openset import queue_keys, related_events
+    from msgtrace.ingest.correlate import correlate
+    from msgtrace.ingest.openset import queue_keys, related_events
 
     table = store / EVENTS_DIR
     days = layout.days_between(day - dt.timedelta(days=LIFETIME_DAYS), day + dt.timedelta(days=LIFETIME_DAYS))
@@ -214,5 +214,7 @@ def repair(store: Path, damaged: list[Damaged]) -> list[str]:
                 "cannot be rebuilt: ingest the logs of that day again to restore them."
             )
         else:
-            said.append(f"Rebuilt {rows:,} message rows of {day} from the events table; moved damaged {names} to {where}.")
+            said.append(
+                f"Rebuilt {rows:,} message rows of {day} from the events table; moved damaged {names} to {where}."
+            )
     return said

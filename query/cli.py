@@ -188,7 +188,7 @@ _CARRIED = [
 
 
 def _carried_options(store: Path, params: dict[str, Any]) -> list[tuple[str, str]]:
-    from query.filters import split_values
+    from msgtrace.query.filters import split_values
 
     options = [("--store", str(store))]
     for key in _CARRIED:
@@ -204,10 +204,10 @@ def _carried_options(store: Path, params: dict[str, Any]) -> list[tuple[str, str
 
 
 def _run_trace(params: dict[str, Any]) -> None:
-    from query import engine, output
-    from query.dates import iso_z
-    from query.filters import TraceFilter
-    from query.paging import Paging, next_page_command
+    from msgtrace.query import engine, output
+    from msgtrace.query.dates import iso_z
+    from msgtrace.query.filters import TraceFilter
+    from msgtrace.query.paging import Paging, next_page_command
 
     fmt = params["output_format"].lower()
     out: Path | None = params["out"]
@@ -252,8 +252,8 @@ def trace_id_hint(flt: Any, params: dict[str, Any]) -> None:
     """After an empty answer to a --message-trace-id lookup: when the id was received outside the
     window (the 48-hour default, say), tell on stderr which day it was and the dates that find it.
     The id carries its Received time (ingest.traceid: the first 48 bits are milliseconds)."""
-    from query.dates import iso_z
-    from query.filters import QueryError, TraceFilter, trace_id_time
+    from msgtrace.query.dates import iso_z
+    from msgtrace.query.filters import QueryError, TraceFilter, trace_id_time
 
     if flt.message_trace_id is None:
         return
@@ -351,9 +351,9 @@ def detail(**params: Any) -> None:
     Example: msgtrace detail --message-trace-id 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b --recipient-address bob@fabrikam.com
     Example: msgtrace detail --message-trace-id 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b
     """
-    from query import engine, output
-    from query.detail import check_recipient, message_trace_detail
-    from query.filters import TraceFilter
+    from msgtrace.query import engine, output
+    from msgtrace.query.detail import check_recipient, message_trace_detail
+    from msgtrace.query.filters import TraceFilter
 
     with one_line_errors():
         store = engine.resolve_store(params["store"])
@@ -388,7 +388,7 @@ def one_line_errors() -> Iterator[None]:
 
     MSGTRACE_DEBUG=1 shows the traceback of unexpected errors.
     """
-    from query.filters import QueryError
+    from msgtrace.query.filters import QueryError
 
     try:
         yield
@@ -404,7 +404,7 @@ def one_line_errors() -> Iterator[None]:
 
 def _one_line(e: BaseException) -> str:
     """An unexpected failure as a sentence: its first line, escaped (it may quote raw file bytes)."""
-    from ingest.terminal import neutralize
+    from msgtrace.ingest.terminal import neutralize
 
     text = str(e).strip().splitlines()
     first = neutralize(text[0]) if text else "an unexpected failure"
@@ -412,10 +412,10 @@ def _one_line(e: BaseException) -> str:
 
 
 def _register() -> None:
-    from ingest.cli import register_commands
+    from msgtrace.ingest.cli import register_commands
 
     register_commands(cli)
-    cli.add_lazy("summary", "query.summary_cli:summary")
+    cli.add_lazy("summary", "msgtrace.query.summary_cli:summary")
 
 
 _register()

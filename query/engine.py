@@ -11,11 +11,11 @@ from typing import TypeVar
 
 import polars as pl
 
-from ingest import layout
-from ingest.checkpoint import STATE_DIR
-from ingest.schema import CONTRACT_COLUMNS, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR
-from query.filters import QueryError, TraceFilter
-from query.paging import Paging, check_total
+from msgtrace.ingest import layout
+from msgtrace.ingest.checkpoint import STATE_DIR
+from msgtrace.ingest.schema import CONTRACT_COLUMNS, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR
+from msgtrace.query.filters import QueryError, TraceFilter
+from msgtrace.query.paging import Paging, check_total
 
 T = TypeVar("T")
 
@@ -158,7 +158,7 @@ def reading(store: Path, run: Callable[[], T]) -> T:
     try:
         return relisting_once(run)
     except (pl.exceptions.PolarsError, OSError) as e:
-        from ingest.repair import find_damaged
+        from msgtrace.ingest.repair import find_damaged
 
         damaged = find_damaged(store)
         if not damaged:

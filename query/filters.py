@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ingest import layout
-from ingest.schema import STATUSES
-from query.dates import DateError, iso_z, parse_datetime, zone
+from msgtrace.ingest import layout
+from msgtrace.ingest.schema import STATUSES
+from msgtrace.query.dates import DateError, iso_z, parse_datetime, zone
 
 DEFAULT_WINDOW = dt.timedelta(hours=48)
 DEFAULT_MAX_AGE_DAYS = 10
@@ -326,9 +326,7 @@ def window(
         try:
             limit = now - dt.timedelta(days=max_age_days)
         except OverflowError:  # more days than a date can go back
-            raise QueryError(
-                f"invalid --max-age-days {max_age_days}: too large; use 0 to lift the limit"
-            ) from None
+            raise QueryError(f"invalid --max-age-days {max_age_days}: too large; use 0 to lift the limit") from None
         if start < limit:
             raise QueryError(
                 f"{what} {iso_z(start)} is older than the {max_age_days}-day limit "

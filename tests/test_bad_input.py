@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
-from query import QueryError, message_trace, status_counts
-from query.cli import cli
+from msgtrace.query import QueryError, message_trace, status_counts
+from msgtrace.query.cli import cli
 from tests.helpers_store import msg, utc, write_store
 
 NOW = "2026-06-14T12:00:00Z"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from ingest import layout
-from query.cli import cli
+from msgtrace.ingest import layout
+from msgtrace.query.cli import cli
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 ENV = {"MSGTRACE_NOW": "2026-06-14T12:00:00Z", "MSGTRACE_TZ": "UTC", "MSGTRACE_STORE": None}
@@ -131,10 +131,14 @@ def test_ingest_into_a_store_with_a_damaged_events_file_is_one_line(store: Path,
     logs = tmp_path / "logs"
     shutil.copytree(SAMPLE, logs)
     with (logs / "mail.log").open("a") as f:  # a new line of a message whose events are stored on that day
-        f.write("Jun 14 11:00:00 mx1 postfix/qmgr[3]: 3AA11F0: from=<zed@example.com>, size=9, nrcpt=1 (queue active)\n")
+        f.write(
+            "Jun 14 11:00:00 mx1 postfix/qmgr[3]: 3AA11F0: from=<zed@example.com>, size=9, nrcpt=1 (queue active)\n"
+        )
     bad = only_file(store, "events")
     damage(bad, "zero-byte")
-    r = CliRunner(env=ENV).invoke(cli, ["ingest", "--store", str(store), "--timezone", "UTC", "--year", "2026", str(logs)])
+    r = CliRunner(env=ENV).invoke(
+        cli, ["ingest", "--store", str(store), "--timezone", "UTC", "--year", "2026", str(logs)]
+    )
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception  # not a traceback
     assert r.stderr.startswith(f"Error: damaged store file {bad} (empty file): its events of {DAY} are lost")
     assert r.stderr.count("\n") == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from query.cli import cli
+from msgtrace.query.cli import cli
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 NOW = "2026-06-14T12:00:00Z"
@@ -37,7 +37,9 @@ def row(store: Path, **match: str) -> dict[str, str]:
 
 
 def detail(store: Path, trace_id: str, *args: str, now: str = NOW, columns: int = 100) -> Result:
-    return run("detail", "--store", str(store), *WINDOW, "--message-trace-id", trace_id, *args, now=now, columns=columns)
+    return run(
+        "detail", "--store", str(store), *WINDOW, "--message-trace-id", trace_id, *args, now=now, columns=columns
+    )
 
 
 def test_remote_reply_is_wrapped_not_cut(store: Path) -> None:

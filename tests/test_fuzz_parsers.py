@@ -22,9 +22,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from ingest import formats
-from ingest.formats import ParseContext
-from query.cli import cli
+from msgtrace.ingest import formats
+from msgtrace.ingest.formats import ParseContext
+from msgtrace.query.cli import cli
 from tests.conftest import CORPUS, FIXTURES
 
 FORMATS = ["postfix", "exim", "sendmail", "exchange"]
@@ -131,7 +131,8 @@ def test_parsers_survive_mutated_lines_and_lose_none(fmt: str, numbers: bool) ->
     for _ in range(BATCHES):
         lines, junk = fuzz_log(fmt, rng, BATCH_LINES, numbers)
         batch = pl.DataFrame(
-            {"line_no": range(first, first + len(lines)), "line": lines}, schema={"line_no": pl.Int64, "line": pl.String}
+            {"line_no": range(first, first + len(lines)), "line": lines},
+            schema={"line_no": pl.Int64, "line": pl.String},
         )
         parsed = parser.parse(batch, ctx)  # must not raise
         given = set(batch.get_column("line_no").to_list())
@@ -140,13 +141,17 @@ def test_parsers_survive_mutated_lines_and_lose_none(fmt: str, numbers: bool) ->
         assert stored <= given and unknown <= given
         assert not stored & unknown, "a line both stored and unknown"
         missing = {first + k for k in junk} - unknown
-        assert not missing, f"random lines neither stored nor unknown: {[lines[k - first] for k in sorted(missing)][:3]}"
+        assert not missing, (
+            f"random lines neither stored nor unknown: {[lines[k - first] for k in sorted(missing)][:3]}"
+        )
         first += len(lines)
 
 
 @pytest.mark.parametrize("numbers", NUMBERS)
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_ingest_of_a_mutated_log_reads_every_line_and_the_store_answers(fmt: str, numbers: bool, tmp_path: Path) -> None:
+def test_ingest_of_a_mutated_log_reads_every_line_and_the_store_answers(
+    fmt: str, numbers: bool, tmp_path: Path
+) -> None:
     rng = random.Random(f"{SEED}-ingest-{fmt}-{numbers}")
     lines, _ = fuzz_log(fmt, rng, 600, numbers)
     log, store, rejects = tmp_path / f"{fmt}.log", tmp_path / "store", tmp_path / "rejects.txt"

@@ -16,8 +16,8 @@ import polars as pl
 import pyarrow.dataset as ds
 import pytest
 
-from ingest.pipeline import IngestOptions, IngestReport, ingest_paths
-from ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
+from msgtrace.ingest.pipeline import IngestOptions, IngestReport, ingest_paths
+from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
 from tests.conftest import FIXTURES
 
 CASE_DIR = FIXTURES / "postfix"
