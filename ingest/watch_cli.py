@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from msgtrace.ingest.cli import make_options, rejects_option, safe, source_options, store_option
+from msgtrace.ingest.cli import check_rejects, make_options, rejects_option, safe, source_options, store_option
 
 
 class _SafeFormatter(logging.Formatter):
@@ -99,6 +99,7 @@ def watch_command(
 
     setup_logging(quiet, verbose)
     options = make_options(timezone, year, organization, fmt, host)
+    check_rejects(rejects)
     # One day of slack on top of the queue lifetime: clocks and log timestamps drift.
     options.queue_lifetime = dt.timedelta(days=max_queue_lifetime + 1)
     wopts = WatchOptions(flush_interval=flush_interval, rescan_interval=rescan_interval, compact_files=compact_files)
