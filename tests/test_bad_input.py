@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
-from msgtrace.query import QueryError, message_trace, status_counts
+from msgtrace import QueryError, message_trace, status_counts
 from msgtrace.query.cli import cli
 from tests.helpers_store import msg, utc, write_store
 
