@@ -147,10 +147,11 @@ def _filtered(model: M.Model, msgs: pl.DataFrame, qmgr: int, cleanup: pl.Expr) -
                                             "quit=1 commands={}", smtpd, "nrcpt", pl.col("nrcpt") + 4)),
         lines(cf, th - 10_000, 7, pl.format(
             "amavis[{}]: ({}-{}) Passed CLEAN {}, [{}]:{} [{}] <{}> -> <{}>, Queue-ID: {}, "
-            "Message-ID: {}, mail_id: {}, Hits: -0.{}, size: {}, queued_as: {}, {} ms",
+            "Message-ID: {}, mail_id: {}, Hits: -0.{}, size: {}, queued_as: {}, Subject: \"{}\", From: <{}>, {} ms",
             5000 + pl.col("pid") % 4, 5000 + pl.col("pid") % 4, pl.col("pid") % 100, pl.lit("{RelayedInbound}"), "client_ip",
             20000 + pl.col("pid"), "client_ip", "sender", "first_rcpt", "qid", "msgid", pl.col("qid2").str.reverse(),
-            pl.col("pid") % 10, "size", "qid2", 80 + pl.col("pid") % 900)),
+            pl.col("pid") % 10, "size", "qid2", pl.col("subject").str.replace_all('"', '""', literal=True), "sender",
+            80 + pl.col("pid") % 900)),
         lines(hand, th + pl.col("i"), 8, pl.format(
             "postfix/smtp[{}]: {}: to=<{}>, relay=127.0.0.1[127.0.0.1]:10024, delay={}, delays={}/0/0/{}, dsn=2.0.0, "
             "status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as {})",
