@@ -12,6 +12,37 @@ names the rule. Every rule below carries the name the test uses for it.
 gives one dict per (message, recipient) with received (UTC ISO text), sender (None when the log
 never names it), recipient ("" while no recipient is known), status, queue_ids, message_id,
 subject and from_ip.
+
+The rules, by the names the differential test uses:
+
+- instances: a queue id starts a new message after `removed` (in a later second) or after six
+  days of silence. received is the first line of the first queue id; from_ip its client=.
+- content-filter hand-off: `status=sent (... queued as NEWQID)` to a loopback address continues
+  the message under NEWQID (the instance of NEWQID nearest in time, within an hour); until
+  NEWQID is seen the recipient is Pending. queue_ids lists the ids in order of their first line.
+- statuses (README "How log outcomes map to statuses"): a recipient's latest outcome wins (sent
+  Delivered, deferred Pending, bounced/expired/other Failed); several to= sharing an orig_to=
+  make an Expanded row, one a None row (unless that address has an outcome of its own); a hold,
+  discard, qmgr expiry, amavis Blocked, or a reject naming no recipient decides every recipient
+  still open, and a Quarantined/FilteredAsSpam one also a delivery logged up to 10 s after it;
+  NOQUEUE rejects are rows of their own (FilteredAsSpam when the reason names a blocklist or
+  spam, else None); a message with no recipient yet is one GettingStatus row.
+- sender: qmgr's from= (with size) before pickup's before a reject/hold trailer's, a full
+  address before a bare local part. message_id: the earliest line naming it (cleanup, else the
+  amavis verdict); subject: the earliest (header_checks, else amavis).
+- subject-from-amavis (issue 10 item 8): amavis Passed/Blocked lines name Subject "..." (quotes
+  doubled, a decoded one followed by " (raw: ...)") and Message-ID, under Queue-ID, else queued_as.
+
+Issue 10's correlation rules (being fixed on another branch; the test lists the cases they decide):
+
+- local-forward: local(8) `status=sent (forwarded as NEWQID)` continues the message as a hand-off does.
+- own-ip-filter: `queued as NEWQID` from a relay at the IP of the instance's own tag
+  (`postfix-170.55.103.23/smtp` -> relay=170.55.103.23[...]:2501) is a content-filter hand-off.
+- orig-to-on-filter-hop: the orig_to= of a linked hand-off counts for Expanded/None rows.
+- no-data-session: a queue id with only client= whose smtpd session then disconnects without
+  DATA (no `data=N`, N >= 1, on its disconnect line) is no message.
+- unknown-sender: a message whose from= lies outside the log has sender None (the store: null),
+  not "" (the null sender `<>` of bounces).
 """
 
 from __future__ import annotations
