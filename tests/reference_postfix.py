@@ -11,7 +11,7 @@ names the rule. Every rule below carries the name the test uses for it.
 
 gives one dict per (message, recipient) with received (UTC ISO text), sender (None when the log
 never names it), recipient ("" while no recipient is known), status, queue_ids, message_id,
-subject and from_ip.
+subject, from_ip and to_ip (of the outcome that decided the status).
 
 The rules, by the names the differential test uses:
 
@@ -475,7 +475,7 @@ def sessions_without_data(lines: list[str], insts: list[Instance]) -> set[int]:
     return out
 
 
-def row(received, sender, recipient, status, queue_ids, message_id, subject, from_ip) -> dict:
+def row(received, sender, recipient, status, queue_ids, message_id, subject, from_ip, to_ip="") -> dict:
     return {
         "received": received.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "sender": sender,
@@ -485,6 +485,7 @@ def row(received, sender, recipient, status, queue_ids, message_id, subject, fro
         "message_id": message_id,
         "subject": subject,
         "from_ip": from_ip,
+        "to_ip": to_ip or "",
     }
 
 
@@ -513,7 +514,7 @@ def message_rows(root: Instance, members: list[Instance], linked: set[tuple[int,
         decided.append((f, hop_linked))
         if not hop_linked:
             outcomes[f.recipient.lower()] = f
-    state = {r: (f.recipient, f.status, f.time) for r, f in outcomes.items()}
+    state = {r: (f.recipient, f.status, f.time, f.to_ip) for r, f in outcomes.items()}
     # aliases: several members sharing an orig_to -> Expanded, one -> None (a one-to-one rewrite);
     # rule orig-to-on-filter-hop (issue 10): a linked hand-off's orig_to= counts as well
     members_of: dict[str, tuple[str, set[str], dt.datetime]] = {}
@@ -525,19 +526,20 @@ def message_rows(root: Instance, members: list[Instance], linked: set[tuple[int,
         members_of[f.orig.lower()] = (name, seen, min(first, f.time))
     for key, (name, seen, first) in members_of.items():
         if key not in state:
-            state[key] = (name, "Expanded" if len(seen) > 1 else "None", first)
+            state[key] = (name, "Expanded" if len(seen) > 1 else "None", first, None)
     hold = last_hold(chain)
     rows = []
     if not state:
-        state[""] = ("", None, None)
-    for recipient, status, when in state.values():
+        state[""] = ("", None, None, None)
+    for recipient, status, when, to_ip in state.values():
         if hold is not None:
             hold_status, hold_time = hold
             still_open = status in (None, "GettingStatus", "Pending")
             just_before = hold_status != "Failed" and when is not None and when <= hold_time + dt.timedelta(seconds=10)
             if still_open or just_before:
                 status = hold_status
-        rows.append(row(root.start, sender, recipient, status or "GettingStatus", queue_ids, message_id, subject, from_ip))
+        status = status or "GettingStatus"
+        rows.append(row(root.start, sender, recipient, status, queue_ids, message_id, subject, from_ip, to_ip))
     return rows
 
 

@@ -5,7 +5,7 @@ files, the audit files), the golden logs of tests/fixtures/postfix and a generat
 100,000 lines are ingested (then message_trace
 over all days, max_age_days=0) and read line by line by tests/reference_postfix.py, which shares
 no code with ingest/. The (message, recipient) rows must be equal, row for row, in received,
-sender, recipient, status, queue_ids, message_id, subject and from_ip.
+sender, recipient, status, queue_ids, message_id, subject, from_ip and to_ip.
 
 Where the two differ on purpose, EXCEPTIONS names the rule and why; nothing else is excused.
 Without the corpus, the `corpus` fixture decides (it skips locally; CI makes it fail); a missing
@@ -31,7 +31,7 @@ from tests.reference_postfix import reference_rows
 
 PF = CORPUS / "postfix"
 TARBALL = PF / "lightmeter" / "individual_files.tar.gz"
-COLUMNS = ["received", "sender", "recipient", "status", "queue_ids", "message_id", "subject", "from_ip"]
+COLUMNS = ["received", "sender", "recipient", "status", "queue_ids", "message_id", "subject", "from_ip", "to_ip"]
 
 # Files of ../shared/corpus/postfix that are not logs of a server, and why.
 NOT_LOGS = {
@@ -128,6 +128,7 @@ def store_rows(log: Path, store: Path, year: int, zone: str) -> list[tuple]:
         "message_id",
         "subject",
         "from_ip",
+        "to_ip",
     )
     return [tuple(r) for r in df.iter_rows()]
 
