@@ -453,7 +453,8 @@ def _amavis_headers(am: pl.DataFrame) -> pl.DataFrame:
     # id it re-injected the message under (queued_as), which is the same message's next hop.
     body = pl.col("body")
     verdict = body.str.contains(r"^\([0-9-]+\) (?:Passed|Blocked) ")
-    df = am.filter(verdict & (body.str.contains(", Subject: \"", literal=True) | body.str.contains("Message-ID: ", literal=True)))
+    names = body.str.contains(', Subject: "', literal=True) | body.str.contains("Message-ID: ", literal=True)
+    df = am.filter(verdict & names)
     if not df.height:
         return df
     qid = pl.coalesce(
