@@ -27,8 +27,8 @@ def main() -> None:
     ap.add_argument("--no-compact", action="store_true")
     a = ap.parse_args()
 
-    from ingest import pipeline, reader
-    from ingest.store import StoreLock
+    from msgtrace.ingest import pipeline, reader
+    from msgtrace.ingest.store import StoreLock
 
     if a.flush_lines:
         # ~130 bytes a line: read and flush in steps of about that many lines
@@ -44,7 +44,7 @@ def main() -> None:
     with StoreLock(store):
         rep = pipeline.ingest_paths(a.paths, store, opts)
     secs = time.perf_counter() - t
-    from ingest.store import Store
+    from msgtrace.ingest.store import Store
 
     lf = Store(store).scan("messages")
     rows = lf.select(pl.len()).collect().item() if lf is not None else 0

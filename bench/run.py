@@ -38,7 +38,7 @@ def generated(fmt: str, lines: int, start: dt.date, days: float, name: str, seed
     out = WORK / "logs" / name
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        from ingest.generate import generate
+        from msgtrace.generate import generate
 
         generate(fmt, out, lines=lines, start=start.isoformat(), days=days, tz="UTC", seed=seed)
     return out
@@ -171,7 +171,7 @@ def cli_args(params: dict) -> list[str]:
 
 def bench_queries(store: Path, v: dict, results: dict, label: str, with_others: bool) -> None:
     """In-process, CLI, DuckDB (and grep outside) for each shape; (d) is count by status."""
-    from query import message_trace
+    from msgtrace import message_trace
 
     common = query_context()
     out = results.setdefault("queries", {}).setdefault(label, {})
@@ -207,8 +207,8 @@ def bench_queries(store: Path, v: dict, results: dict, label: str, with_others: 
 
 
 def status_counts(store: Path) -> pl.DataFrame:
-    """(d): count by status over all 30 days, through msgtrace's own query API (query.status_counts)."""
-    from query import status_counts as count_by_status
+    """(d): count by status over all 30 days, through msgtrace's own query API (msgtrace.status_counts)."""
+    from msgtrace import status_counts as count_by_status
 
     end = START + dt.timedelta(days=30)
     return count_by_status(store, start_date=START.isoformat(), end_date=end.isoformat(), **query_context())
@@ -254,7 +254,7 @@ def small_files(logs: list[Path], v: dict, results: dict) -> None:
     files = sum(1 for _ in (store / "messages").rglob("*.parquet"))
     results["small_files"] = {"ingest": r, "message_files": files}
     shapes = {k: p for k, p in query_shapes(v).items() if k in ("a", "b")}
-    from query import message_trace
+    from msgtrace import message_trace
 
     common = query_context()
     for label in ("uncompacted", "compacted"):

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ingest.layout import write_json_atomic
+from msgtrace.ingest.layout import write_json_atomic
 
 STATE_DIR = "_state"
 SOURCES_FILE = "sources.json"

@@ -28,7 +28,7 @@ def store_option(f):  # type: ignore[no-untyped-def]
 
 def safe(text: str) -> str:
     """Neutralise control and bidi characters from log text before it reaches a terminal."""
-    from ingest.terminal import neutralize_lines
+    from msgtrace.ingest.terminal import neutralize_lines
 
     return neutralize_lines(text)
 
@@ -63,8 +63,8 @@ def source_options(f):  # type: ignore[no-untyped-def]
 
 def make_options(timezone: str | None, year: int | None, organization: str | None, fmt: str, host: str | None):  # type: ignore[no-untyped-def]
     """IngestOptions from CLI values, with the zone checked."""
-    from ingest.localzone import ZoneError, check_zone, local_zone
-    from ingest.pipeline import IngestOptions
+    from msgtrace.ingest.localzone import ZoneError, check_zone, local_zone
+    from msgtrace.ingest.pipeline import IngestOptions
 
     try:
         zone = check_zone(timezone) if timezone else local_zone()
@@ -124,9 +124,9 @@ def ingest_command(
 
     Example: msgtrace ingest --timezone Europe/Vienna /var/log/mail.log*
     """
-    from ingest.pipeline import ParseError, ingest_paths
-    from ingest.reader import ReadError
-    from ingest.store import StoreError, StoreLock
+    from msgtrace.ingest.pipeline import ParseError, ingest_paths
+    from msgtrace.ingest.reader import ReadError
+    from msgtrace.ingest.store import StoreError, StoreLock
 
     options = make_options(timezone, year, organization, fmt, host)
     progress = _Progress()
@@ -157,8 +157,8 @@ def compact_command(store: Path) -> None:
 
     Example: msgtrace compact --store /var/lib/msgtrace
     """
-    from ingest.layout import partition_days
-    from ingest.store import Store, StoreError, StoreLock
+    from msgtrace.ingest.layout import partition_days
+    from msgtrace.ingest.store import Store, StoreError, StoreLock
 
     if not store.is_dir():
         raise click.ClickException(f"store {store} does not exist")
@@ -179,9 +179,9 @@ def register_commands(group: click.Group) -> None:
     group.add_command(ingest_command)
     group.add_command(compact_command)
     lazy = {
-        "generate": "ingest.generate.cli:generate",
-        "watch": "ingest.watch_cli:watch_command",
-        "status": "ingest.watch_cli:status_command",
+        "generate": "msgtrace.generate.cli:generate",
+        "watch": "msgtrace.ingest.watch_cli:watch_command",
+        "status": "msgtrace.ingest.watch_cli:status_command",
     }
     for name, target in lazy.items():
         group.add_lazy(name, target)  # type: ignore[attr-defined]

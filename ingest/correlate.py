@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, conform
-from ingest.traceid import message_trace_ids
+from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, conform
+from msgtrace.ingest.traceid import message_trace_ids
 
 # A queue id silent for longer than this is a new message even without `removed` (lost lines).
 REUSE_GAP = pl.duration(days=6)

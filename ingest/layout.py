@@ -33,7 +33,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest.schema import MESSAGE_SCHEMA, PARTITION_KEY
+from msgtrace.ingest.schema import MESSAGE_SCHEMA, PARTITION_KEY
 
 DELETES_KEY = "msgtrace.deletes"
 ROW_GROUP_SIZE = 256_000  # rows: a day's sender lookup reads a few groups, statistics prune the rest

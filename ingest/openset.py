@@ -16,8 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest.layout import write_parquet_atomic
-from ingest.schema import EVENT_SCHEMA, conform, unique_events
+from msgtrace.ingest.layout import write_parquet_atomic
+from msgtrace.ingest.schema import EVENT_SCHEMA, conform, unique_events
 
 OPEN_FILE = "open_events.parquet"
 

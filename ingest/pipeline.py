@@ -19,16 +19,24 @@ from typing import BinaryIO
 
 import polars as pl
 
-from ingest import formats
-from ingest.checkpoint import STATE_DIR, Checkpoints, SourceState, from_jsonable, jsonable
-from ingest.correlate import correlate
-from ingest.formats import ParseContext
-from ingest.layout import days_between
-from ingest.openset import OpenSet, orphans, queue_keys, related_events
-from ingest.reader import ReadError, discover, fingerprint_open, is_compressed, open_binary, read_open, sample_lines
-from ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, conform, unique_events
-from ingest.store import Store
-from ingest.supersede import previous_rows, stale_rows
+from msgtrace.ingest import formats
+from msgtrace.ingest.checkpoint import STATE_DIR, Checkpoints, SourceState, from_jsonable, jsonable
+from msgtrace.ingest.correlate import correlate
+from msgtrace.ingest.formats import ParseContext
+from msgtrace.ingest.layout import days_between
+from msgtrace.ingest.openset import OpenSet, orphans, queue_keys, related_events
+from msgtrace.ingest.reader import (
+    ReadError,
+    discover,
+    fingerprint_open,
+    is_compressed,
+    open_binary,
+    read_open,
+    sample_lines,
+)
+from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, conform, unique_events
+from msgtrace.ingest.store import Store
+from msgtrace.ingest.supersede import previous_rows, stale_rows
 
 # Events of one message may lie this far apart (Postfix maximal_queue_lifetime is 5 days).
 QUEUE_LIFETIME = dt.timedelta(days=6)
@@ -476,6 +484,6 @@ def _compact_events(store: Store, day: dt.date) -> None:
 
 
 def _all_days(store: Store) -> list[dt.date]:
-    from ingest.layout import partition_days
+    from msgtrace.ingest.layout import partition_days
 
     return sorted(set(partition_days(store.messages)) | set(partition_days(store.events)))

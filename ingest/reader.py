@@ -177,9 +177,7 @@ def read_chunks(path: Path, offset: int, line_no: int, chunk_bytes: int | None =
         yield from read_open(f, path, offset, line_no, chunk_bytes)
 
 
-def read_open(
-    f: BinaryIO, path: Path, offset: int, line_no: int, chunk_bytes: int | None = None
-) -> Iterator[Chunk]:
+def read_open(f: BinaryIO, path: Path, offset: int, line_no: int, chunk_bytes: int | None = None) -> Iterator[Chunk]:
     """Like read_chunks, from a file the caller opened (and fingerprinted) with open_binary(path)."""
     if offset:
         if is_compressed(path):

@@ -19,11 +19,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from ingest import layout
-from ingest.checkpoint import STATE_DIR, Checkpoints
-from ingest.reader import ReadError, fingerprint, is_compressed
-from ingest.schema import MESSAGE_SCHEMA, MESSAGES_DIR
-from ingest.store import Store
+from msgtrace.ingest import layout
+from msgtrace.ingest.checkpoint import STATE_DIR, Checkpoints
+from msgtrace.ingest.reader import ReadError, fingerprint, is_compressed
+from msgtrace.ingest.schema import MESSAGE_SCHEMA, MESSAGES_DIR
+from msgtrace.ingest.store import Store
 
 WATCH_FILE = "watch.json"
 _ROTATION_SUFFIX = re.compile(r"(?:\.\d+|-\d{8,10})?(?:\.(?:gz|bz2|xz))?$")

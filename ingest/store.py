@@ -15,8 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest import layout
-from ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR, conform
+from msgtrace.ingest import layout
+from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR, conform
 
 # A partition file with fewer rows than this is small: many of them are worth merging (the
 # watcher writes a few hundred rows a flush; a batch run up to a flush's 200,000 events).
@@ -101,9 +101,7 @@ class Store:
             written += 1
         return written
 
-    def replace_messages(
-        self, rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame, days: set[dt.date]
-    ) -> int:
+    def replace_messages(self, rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame, days: set[dt.date]) -> int:
         """Write message rows, superseding existing rows in the given days.
 
         `stale` says which stored rows the new ones supersede: an expression over the stored rows

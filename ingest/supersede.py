@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from ingest.openset import queue_keys
-from ingest.traceid import message_trace_ids
+from msgtrace.ingest.openset import queue_keys
+from msgtrace.ingest.traceid import message_trace_ids
 
 
 def message_key(t: pl.Expr) -> pl.Expr:
@@ -58,9 +58,7 @@ def stale_rows(everything: pl.DataFrame, rows: pl.DataFrame) -> pl.Expr:
     keeps its row. A NOQUEUE row is matched by its MessageTraceId.
     """
     touched = (
-        everything.filter(pl.col("queue_id").is_not_null())
-        .select(message_key(pl.col("time")).unique())
-        .to_series()
+        everything.filter(pl.col("queue_id").is_not_null()).select(message_key(pl.col("time")).unique()).to_series()
     )
     standalone = rows.filter(pl.col("queue_id") == "").get_column("message_trace_id")
     return ((pl.col("queue_id") != "") & message_key(pl.col("received")).is_in(touched.implode())) | pl.col(

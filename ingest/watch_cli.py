@@ -1,6 +1,6 @@
 """`msgtrace watch` and `msgtrace status`; registered on the root group by ingest.cli.
 
-Also runnable alone: python -m ingest.watch_cli watch|status ...
+Also runnable alone: python -m msgtrace.ingest.watch_cli watch|status ...
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ingest.cli import make_options, rejects_option, safe, source_options, store_option
+from msgtrace.ingest.cli import make_options, rejects_option, safe, source_options, store_option
 
 
 class _SafeFormatter(logging.Formatter):
@@ -94,8 +94,8 @@ def watch_command(
 
     Example: msgtrace watch --store /var/lib/msgtrace --timezone Europe/Vienna '/var/log/mail.log*'
     """
-    from ingest.store import StoreError, StoreLock
-    from ingest.watcher import Watcher, WatchOptions
+    from msgtrace.ingest.store import StoreError, StoreLock
+    from msgtrace.ingest.watcher import Watcher, WatchOptions
 
     setup_logging(quiet, verbose)
     options = make_options(timezone, year, organization, fmt, host)
@@ -133,7 +133,7 @@ def status_command(store: Path, as_json: bool) -> None:
 
     Example: msgtrace status --store /var/lib/msgtrace
     """
-    from ingest.status import format_text, status, to_json
+    from msgtrace.ingest.status import format_text, status, to_json
 
     if not store.is_dir():
         raise click.ClickException(f"store {store} does not exist")

@@ -31,10 +31,10 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from ingest import layout
-from ingest.pipeline import FileReport, IngestOptions, IngestReport, ParseError, Pipeline
-from ingest.reader import ReadError, fingerprint, is_compressed, order_series
-from ingest.status import Totals, WatchState, uncompressed_size
+from msgtrace.ingest import layout
+from msgtrace.ingest.pipeline import FileReport, IngestOptions, IngestReport, ParseError, Pipeline
+from msgtrace.ingest.reader import ReadError, fingerprint, is_compressed, order_series
+from msgtrace.ingest.status import Totals, WatchState, uncompressed_size
 
 log = logging.getLogger("msgtrace.watch")
 _EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, FileClosedEvent, DirCreatedEvent]

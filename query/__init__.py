@@ -1,6 +1,6 @@
 """Query a msgtrace store like Get-MessageTrace.
 
-    from query import message_trace, status_counts
+    from msgtrace.query import message_trace, status_counts
     df = message_trace("data/store", sender_address="*@contoso.com", start_date="2026-06-13")
     counts = status_counts("data/store", start_date="2026-06-01", end_date="2026-06-15")  # Status, Count
 
@@ -12,18 +12,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from query.engine import message_trace, message_trace_lazy
-    from query.filters import QueryError, TraceFilter
-    from query.summary import status_counts
+    from msgtrace.query.engine import message_trace, message_trace_lazy
+    from msgtrace.query.filters import QueryError, TraceFilter
+    from msgtrace.query.summary import status_counts
 
 __all__ = ["QueryError", "TraceFilter", "message_trace", "message_trace_lazy", "status_counts"]
 
 _HOMES = {
-    "message_trace": "query.engine",
-    "message_trace_lazy": "query.engine",
-    "QueryError": "query.filters",
-    "TraceFilter": "query.filters",
-    "status_counts": "query.summary",
+    "message_trace": "msgtrace.query.engine",
+    "message_trace_lazy": "msgtrace.query.engine",
+    "QueryError": "msgtrace.query.filters",
+    "TraceFilter": "msgtrace.query.filters",
+    "status_counts": "msgtrace.query.summary",
 }
 
 

@@ -188,7 +188,7 @@ _CARRIED = [
 
 
 def _carried_options(store: Path, params: dict[str, Any]) -> list[tuple[str, str]]:
-    from query.filters import split_values
+    from msgtrace.query.filters import split_values
 
     options = [("--store", str(store))]
     for key in _CARRIED:
@@ -204,10 +204,10 @@ def _carried_options(store: Path, params: dict[str, Any]) -> list[tuple[str, str
 
 
 def _run_trace(params: dict[str, Any]) -> None:
-    from query import engine, output
-    from query.dates import iso_z
-    from query.filters import TraceFilter
-    from query.paging import Paging, next_page_command
+    from msgtrace.query import engine, output
+    from msgtrace.query.dates import iso_z
+    from msgtrace.query.filters import TraceFilter
+    from msgtrace.query.paging import Paging, next_page_command
 
     fmt = params["output_format"].lower()
     out: Path | None = params["out"]
@@ -298,9 +298,9 @@ def detail(**params: Any) -> None:
     \b
     Example: msgtrace detail --message-trace-id 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b --recipient-address bob@fabrikam.com
     """
-    from query import engine, output
-    from query.detail import check_recipient, message_trace_detail
-    from query.filters import TraceFilter
+    from msgtrace.query import engine, output
+    from msgtrace.query.detail import check_recipient, message_trace_detail
+    from msgtrace.query.filters import TraceFilter
 
     with one_line_errors():
         store = engine.resolve_store(params["store"])
@@ -328,7 +328,7 @@ def one_line_errors() -> Iterator[None]:
 
     MSGTRACE_DEBUG=1 shows the traceback of unexpected errors.
     """
-    from query.filters import QueryError
+    from msgtrace.query.filters import QueryError
 
     try:
         yield
@@ -348,10 +348,10 @@ def _one_line(e: BaseException) -> str:
 
 
 def _register() -> None:
-    from ingest.cli import register_commands
+    from msgtrace.ingest.cli import register_commands
 
     register_commands(cli)
-    cli.add_lazy("summary", "query.summary_cli:summary")
+    cli.add_lazy("summary", "msgtrace.query.summary_cli:summary")
 
 
 _register()

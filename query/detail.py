@@ -13,10 +13,10 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest import layout
-from ingest.schema import EVENT_SCHEMA, EVENTS_DIR
-from query import engine
-from query.filters import QueryError, TraceFilter
+from msgtrace.ingest import layout
+from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR
+from msgtrace.query import engine
+from msgtrace.query.filters import QueryError, TraceFilter
 
 DETAIL_COLUMNS = ["Date", "Event", "Action", "Detail", "Data", "MessageTraceId", "RecipientAddress"]
 # A message's lines lie within this of its Received time (longer than any queue lifetime).

@@ -11,10 +11,10 @@ from typing import TypeVar
 
 import polars as pl
 
-from ingest import layout
-from ingest.schema import CONTRACT_COLUMNS, MESSAGE_SCHEMA, MESSAGES_DIR
-from query.filters import QueryError, TraceFilter
-from query.paging import Paging, check_total
+from msgtrace.ingest import layout
+from msgtrace.ingest.schema import CONTRACT_COLUMNS, MESSAGE_SCHEMA, MESSAGES_DIR
+from msgtrace.query.filters import QueryError, TraceFilter
+from msgtrace.query.paging import Paging, check_total
 
 T = TypeVar("T")
 

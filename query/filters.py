@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ingest import layout
-from ingest.schema import STATUSES
-from query.dates import DateError, iso_z, parse_datetime, zone
+from msgtrace.ingest import layout
+from msgtrace.ingest.schema import STATUSES
+from msgtrace.query.dates import DateError, iso_z, parse_datetime, zone
 
 DEFAULT_WINDOW = dt.timedelta(hours=48)
 DEFAULT_MAX_AGE_DAYS = 10

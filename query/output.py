@@ -9,7 +9,7 @@ from typing import TextIO
 
 import polars as pl
 
-from ingest.terminal import neutralize
+from msgtrace.ingest.terminal import neutralize
 
 FORMATS = ("table", "csv", "json", "jsonl", "parquet")
 TABLE_COLUMNS = ("Received", "SenderAddress", "RecipientAddress", "Subject", "Status")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from query.filters import QueryError
+from msgtrace.query.filters import QueryError
 
 MAX_ROWS = 1_000_000
 MAX_PAGE = 1000

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest import layout
-from ingest.schema import MESSAGES_DIR, STATUSES
-from query import engine
-from query.filters import TraceFilter
+from msgtrace.ingest import layout
+from msgtrace.ingest.schema import MESSAGES_DIR, STATUSES
+from msgtrace.query import engine
+from msgtrace.query.filters import TraceFilter
 
 SUMMARY_SCHEMA: dict[str, pl.DataType] = {"Status": pl.String(), "Count": pl.Int64()}
 _ORDER = {s: i for i, s in enumerate(STATUSES)}

@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from query.cli import FILTER_OPTIONS, WINDOW_OPTIONS, apply_options, filter_params, one_line_errors, output_option
+from msgtrace.query.cli import (
+    FILTER_OPTIONS,
+    WINDOW_OPTIONS,
+    apply_options,
+    filter_params,
+    one_line_errors,
+    output_option,
+)
 
 # polars is imported inside the command: `msgtrace --help` imports this module to list it.
 
@@ -30,9 +37,9 @@ def summary(**params: Any) -> None:
     Example: msgtrace summary --start-date 2026-06-01 --end-date 2026-07-01 --timezone UTC
     Example: msgtrace summary --sender-address '*@contoso.com' --output json
     """
-    from query import engine, output
-    from query.filters import TraceFilter
-    from query.summary import summarize
+    from msgtrace.query import engine, output
+    from msgtrace.query.filters import TraceFilter
+    from msgtrace.query.summary import summarize
 
     with one_line_errors():
         store = engine.resolve_store(params["store"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ingest import layout, schema
+from msgtrace.ingest import layout, schema
 
 UTC = dt.UTC
 _HEX = dict(enumerate("0123456789abcdef"))

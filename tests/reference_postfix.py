@@ -337,8 +337,14 @@ def amavis_facts(n: int, time: dt.datetime, host: str, body: str) -> list[Fact]:
                 text = text[:raw]
         facts.append(
             Fact(
-                n, time, host, qid.group(1), "subject", subject=text,
-                message_id=message_id.group(1) if message_id else None, program="amavis",
+                n,
+                time,
+                host,
+                qid.group(1),
+                "subject",
+                subject=text,
+                message_id=message_id.group(1) if message_id else None,
+                program="amavis",
             )
         )
     return facts
@@ -559,9 +565,7 @@ def envelope_sender(chain: list[Fact]) -> str | None:
 def last_hold(chain: list[Fact]) -> tuple[str, dt.datetime] | None:
     """The last whole-message decision: a hold/discard/expiry, or a reject naming no recipient."""
     holds = [
-        f
-        for f in chain
-        if f.status is not None and (f.kind == "hold" or (f.kind == "reject" and f.recipient is None))
+        f for f in chain if f.status is not None and (f.kind == "hold" or (f.kind == "reject" and f.recipient is None))
     ]
     if not holds:
         return None

@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from ingest import cli as ingest_cli
-from ingest import formats
-from ingest.store import StoreLock
-from query.cli import cli
+from msgtrace.ingest import cli as ingest_cli
+from msgtrace.ingest import formats
+from msgtrace.ingest.store import StoreLock
+from msgtrace.query.cli import cli
 
 LOG = """\
 Jun 13 10:00:00 mx1.example.org postfix/smtpd[100]: 3F1A22C01: client=mail.example.com[192.0.2.10]
@@ -51,8 +51,17 @@ def test_ingest_then_trace_then_later_file_updates_in_place(tmp_path: Path) -> N
     assert res.exit_code == 0
     assert res.stdout.startswith("Ingested 1 files, 4 lines (0 unknown), 1 messages, 1 rows in ")
     [row] = rows(store)
-    assert (row["SenderAddress"], row["RecipientAddress"], row["Status"]) == ("alice@example.com", "bob@example.net", "Pending")
-    assert (row["FromIP"], row["ToIP"], row["Size"], row["MessageId"]) == ("192.0.2.10", "203.0.113.7", 1234, "<a1@example.com>")
+    assert (row["SenderAddress"], row["RecipientAddress"], row["Status"]) == (
+        "alice@example.com",
+        "bob@example.net",
+        "Pending",
+    )
+    assert (row["FromIP"], row["ToIP"], row["Size"], row["MessageId"]) == (
+        "192.0.2.10",
+        "203.0.113.7",
+        1234,
+        "<a1@example.com>",
+    )
     assert row["Received"] == "2026-06-13T10:00:00Z"
     trace_id = row["MessageTraceId"]
 
@@ -121,8 +130,8 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_a_parser_failure_is_one_line_and_keeps_what_was_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ingest import reader
-    from ingest.formats import postfix
+    from msgtrace.ingest import reader
+    from msgtrace.ingest.formats import postfix
 
     (tmp_path / "m.log").write_text(LOG + LATER)
     monkeypatch.setattr(reader, "CHUNK_BYTES", len(LOG.encode()))  # lines 1-4, then 5-7

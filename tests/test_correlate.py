@@ -9,8 +9,8 @@ import random
 import polars as pl
 import pytest
 
-from ingest.correlate import correlate
-from ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, STATUSES, conform
+from msgtrace.ingest.correlate import correlate
+from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, STATUSES, conform
 
 T0 = dt.datetime(2026, 6, 13, 10, 0, tzinfo=dt.UTC)
 

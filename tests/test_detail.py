@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from query.cli import cli
+from msgtrace.query.cli import cli
 
 LOG = """\
 Jun 13 10:00:00 mx1 postfix/smtpd[1]: 3AA11F0: client=mail.example.com[192.0.2.10]
@@ -80,7 +80,9 @@ def test_detail_shows_the_amavis_verdict_subject_or_message_id(tmp_path: Path) -
         " delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 ok)\n"
     )
     r = CliRunner()
-    assert r.invoke(cli, ["ingest", "--store", str(store), "--timezone", "UTC", "--year", "2026", str(log)]).exit_code == 0
+    assert (
+        r.invoke(cli, ["ingest", "--store", str(store), "--timezone", "UTC", "--year", "2026", str(log)]).exit_code == 0
+    )
     res = r.invoke(cli, ["trace", "--store", str(store), *COMMON, "--subject", "lunch", "--output", "json"])
     (row,) = json.loads(res.stdout)
     assert (row["Subject"], row["MessageId"]) == ("Lunch?", "<m1@example.com>")

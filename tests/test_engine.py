@@ -8,10 +8,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest import layout, schema
-from query import engine, message_trace, message_trace_lazy, paging
-from query.filters import QueryError, TraceFilter
-from query.paging import Paging
+from msgtrace import message_trace, message_trace_lazy
+from msgtrace.ingest import layout, schema
+from msgtrace.query import engine, paging
+from msgtrace.query.filters import QueryError, TraceFilter
+from msgtrace.query.paging import Paging
 from tests.helpers_store import frame, msg, synthetic, trace_id, utc, write_store
 
 NOW = "2026-06-14T12:00:00Z"

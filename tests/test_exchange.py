@@ -17,9 +17,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.correlate import correlate
-from ingest.formats import ParseContext, detect, exchange
-from ingest.schema import EVENT_SCHEMA, KINDS, MESSAGE_SCHEMA, STATUSES
+from msgtrace.ingest.correlate import correlate
+from msgtrace.ingest.formats import ParseContext, detect, exchange
+from msgtrace.ingest.schema import EVENT_SCHEMA, KINDS, MESSAGE_SCHEMA, STATUSES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "exchange"
 FILES = {
@@ -435,7 +435,7 @@ def _store_messages(store: Path) -> pl.DataFrame:
 
 
 def test_ingest_one_file(tmp_path: Path) -> None:
-    from ingest.pipeline import IngestOptions, ingest_paths
+    from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
 
     report = ingest_paths([str(FIXTURES / "ex2013_routing.log")], tmp_path / "store", IngestOptions())
     assert [(f.format, f.unknown, f.skipped) for f in report.files] == [("exchange", 0, None)]
@@ -444,7 +444,7 @@ def test_ingest_one_file(tmp_path: Path) -> None:
 
 
 def test_ingest_two_servers_as_one_message(tmp_path: Path) -> None:
-    from ingest.pipeline import IngestOptions, ingest_paths
+    from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
 
     logs = [str(FIXTURES / f"{name}.log") for name in CASES["ex2016_cross"]]
     report = ingest_paths(logs, tmp_path / "store", IngestOptions())

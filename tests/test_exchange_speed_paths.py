@@ -11,8 +11,8 @@ import datetime as dt
 
 import polars as pl
 
-from ingest.formats import exchange
-from ingest.formats.context import ParseContext
+from msgtrace.ingest.formats import exchange
+from msgtrace.ingest.formats.context import ParseContext
 
 FIELDS = (
     "#Fields: date-time,client-ip,client-hostname,server-ip,server-hostname,source-context,connector-id,"

@@ -10,16 +10,18 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.formats import ParseContext, exim
-from ingest.formats.common import DETAIL_MAX
-from ingest.schema import EVENT_SCHEMA, KINDS, STATUSES
+from msgtrace.ingest.formats import ParseContext, exim
+from msgtrace.ingest.formats.common import DETAIL_MAX
+from msgtrace.ingest.schema import EVENT_SCHEMA, KINDS, STATUSES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "exim"
 CASES = sorted(p.stem for p in FIXTURES.glob("*.log"))
 
 
 def frame(lines: list[str], start: int = 0) -> pl.DataFrame:
-    return pl.DataFrame({"line_no": range(start, start + len(lines)), "line": lines}, schema={"line_no": pl.Int64, "line": pl.String})
+    return pl.DataFrame(
+        {"line_no": range(start, start + len(lines)), "line": lines}, schema={"line_no": pl.Int64, "line": pl.String}
+    )
 
 
 def context() -> ParseContext:
@@ -79,7 +81,12 @@ def test_local_and_remote_deliveries() -> None:
     local, remote = by("arrival_delivery", kind="deliver", queue_id="1vA1bC-0000Ab-1x")
     assert (local["recipient"], local["relay"], local["delay"]) == ("bob@example.com", "local_delivery", 1.0)
     assert "orig_recipient" not in local  # `bob <bob@example.com>` is a local part, not a rewrite
-    assert (remote["relay"], remote["to_ip"], remote["dsn"], remote["delay"]) == ("mx.example.net", "203.0.113.25", "2.0.0", 123.0)
+    assert (remote["relay"], remote["to_ip"], remote["dsn"], remote["delay"]) == (
+        "mx.example.net",
+        "203.0.113.25",
+        "2.0.0",
+        123.0,
+    )
     assert remote["detail"] == "250 2.0.0 OK id=1vA1bD-0001"
     assert {r["status"] for r in (local, remote)} == {"Delivered"}
 
@@ -226,7 +233,9 @@ def test_corpus_exim_testsuite(corpus: Path) -> None:
             totals["events"] += p.events.height
             totals["unknown"] += p.unknown.height
             if member.name in ("test/log/0033", "test/log/0166"):
-                checked[member.name] = p.events.sort("line_no", "kind").select("line_no", "kind", "status", "recipient").rows()
+                checked[member.name] = (
+                    p.events.sort("line_no", "kind").select("line_no", "kind", "status", "recipient").rows()
+                )
     print(f"exim test suite: {totals}")
     assert totals["lines"] > 17_000
     assert totals["events"] > 13_000
@@ -256,21 +265,37 @@ def test_corpus_exim_testsuite(corpus: Path) -> None:
 # --- through the correlator: one row per (message, recipient) -------------------------------------------
 
 MESSAGE_COLUMNS = [
-    "received", "host", "queue_ids", "message_id", "sender_address", "recipient_address", "subject", "status",
-    "to_ip", "from_ip", "size", "orig_recipient", "relay", "dsn", "detail", "delay",
+    "received",
+    "host",
+    "queue_ids",
+    "message_id",
+    "sender_address",
+    "recipient_address",
+    "subject",
+    "status",
+    "to_ip",
+    "from_ip",
+    "size",
+    "orig_recipient",
+    "relay",
+    "dsn",
+    "detail",
+    "delay",
 ]
 
 
 def message_rows(events: pl.DataFrame) -> list[dict]:
-    from ingest.correlate import correlate
+    from msgtrace.ingest.correlate import correlate
 
     m = correlate(events).select(MESSAGE_COLUMNS).sort("queue_ids", "recipient_address", "status", "detail")
-    return [{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()} for r in m.iter_rows(named=True)]
+    return [
+        {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()} for r in m.iter_rows(named=True)
+    ]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_messages_golden(case: str, update_golden: bool) -> None:
-    pytest.importorskip("ingest.correlate")
+    pytest.importorskip("msgtrace.ingest.correlate")
     got = message_rows(parse_fixture(case).events)
     golden = FIXTURES / f"{case}.messages.jsonl"
     if update_golden:
@@ -279,7 +304,7 @@ def test_messages_golden(case: str, update_golden: bool) -> None:
 
 
 def test_messages_aliases() -> None:
-    pytest.importorskip("ingest.correlate")
+    pytest.importorskip("msgtrace.ingest.correlate")
     got = {(r["recipient_address"], r["status"]) for r in message_rows(parse_fixture("aliases").events)}
     assert got == {
         ("team@example.com", "Expanded"),
@@ -296,8 +321,11 @@ def test_messages_aliases() -> None:
 
 
 def test_messages_outcomes() -> None:
-    pytest.importorskip("ingest.correlate")
-    got = [(r["queue_ids"], r["sender_address"], r["recipient_address"], r["status"]) for r in message_rows(parse_fixture("outcomes").events)]
+    pytest.importorskip("msgtrace.ingest.correlate")
+    got = [
+        (r["queue_ids"], r["sender_address"], r["recipient_address"], r["status"])
+        for r in message_rows(parse_fixture("outcomes").events)
+    ]
     assert got == [
         ("1vB2cD-0000Xy-2z", "sender@example.org", "fast@example.com", "Delivered"),
         ("1vB2cD-0000Xy-2z", "sender@example.org", "ghost@example.org", "Failed"),
@@ -312,8 +340,11 @@ def test_messages_outcomes() -> None:
 
 
 def test_messages_rejects() -> None:
-    pytest.importorskip("ingest.correlate")
-    got = [(r["queue_ids"], r["sender_address"], r["recipient_address"], r["status"], r["from_ip"]) for r in message_rows(parse_fixture("rejects").events)]
+    pytest.importorskip("msgtrace.ingest.correlate")
+    got = [
+        (r["queue_ids"], r["sender_address"], r["recipient_address"], r["status"], r["from_ip"])
+        for r in message_rows(parse_fixture("rejects").events)
+    ]
     assert got == [
         ("", "y@client.example", "", "FilteredAsSpam", "192.0.2.51"),  # after DATA: no recipient in the line
         ("", "", "", "None", "192.0.2.52"),  # rejected MAIL <>

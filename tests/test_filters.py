@@ -7,8 +7,8 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from query.dates import DateError, iso_z, parse_datetime, zone
-from query.filters import (
+from msgtrace.query.dates import DateError, iso_z, parse_datetime, zone
+from msgtrace.query.filters import (
     QueryError,
     TraceFilter,
     address_match,

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from ingest.generate import FORMATS, build, generate
-from ingest.generate import truth as T
-from ingest.generate.cli import generate as generate_cmd
+from msgtrace.generate import FORMATS, build, generate
+from msgtrace.generate import truth as T
+from msgtrace.generate.cli import generate as generate_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,8 +93,9 @@ def test_messages_without_delivery_yet_are_getting_status(tmp_path: Path) -> Non
 def test_long_queue_ids(tmp_path: Path) -> None:
     log, _ = _gen(tmp_path, "postfix", lines=500, long_ids=True)
     qids = re.findall(r"\]: ([0-9A-Za-z]+): client=", log.read_text())
-    assert qids and all(re.fullmatch(r"[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]+", q)
-                        for q in qids)
+    assert qids and all(
+        re.fullmatch(r"[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10}z[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y]+", q) for q in qids
+    )
 
 
 def test_new_year_rollover(tmp_path: Path) -> None:
@@ -139,12 +140,15 @@ _CASES = [
 
 
 def _ingest_ready(fmt: str) -> None:
-    if importlib.util.find_spec("ingest.pipeline") is None or not (ROOT / "ingest/formats" / f"{fmt}.py").exists():
+    if (
+        importlib.util.find_spec("msgtrace.ingest.pipeline") is None
+        or not (ROOT / "ingest/formats" / f"{fmt}.py").exists()
+    ):
         pytest.skip(f"no {fmt} parser or pipeline yet")
-    from ingest import pipeline
+    from msgtrace.ingest import pipeline
 
     if not hasattr(pipeline, "ingest_paths"):
-        pytest.skip("ingest.pipeline.ingest_paths not there yet")
+        pytest.skip("msgtrace.ingest.pipeline.ingest_paths not there yet")
 
 
 def _case(fmt: str, case: int) -> dict:
@@ -169,17 +173,21 @@ _HOST = {"exim": "mx1.example.org", "exchange": "mx1.example.org"}
 @pytest.mark.parametrize("case", range(len(_CASES)))
 def test_parse_and_correlate_match_truth(tmp_path: Path, fmt: str, case: int) -> None:
     """The parser and correlator alone, on the whole log in one batch."""
-    if not (ROOT / "ingest/formats" / f"{fmt}.py").exists() or importlib.util.find_spec("ingest.correlate") is None:
+    if (
+        not (ROOT / "ingest/formats" / f"{fmt}.py").exists()
+        or importlib.util.find_spec("msgtrace.ingest.correlate") is None
+    ):
         pytest.skip(f"no {fmt} parser or correlator yet")
-    from ingest.correlate import correlate
-    from ingest.formats import ParseContext, parser
+    from msgtrace.ingest.correlate import correlate
+    from msgtrace.ingest.formats import ParseContext, parser
 
     kw = _case(fmt, case)
     log, expected = _gen(tmp_path, fmt, **kw)
     lines = pl.DataFrame({"line": log.read_text(encoding="utf-8-sig").splitlines()})
     lines = lines.with_row_index("line_no").with_columns(pl.col("line_no").cast(pl.Int64))
-    ctx = ParseContext(timezone=str(kw.get("tz", "UTC")), year=int(str(kw.get("start", "2026"))[:4]),
-                       host=_HOST.get(fmt))
+    ctx = ParseContext(
+        timezone=str(kw.get("tz", "UTC")), year=int(str(kw.get("start", "2026"))[:4]), host=_HOST.get(fmt)
+    )
     parsed = parser(fmt).parse(lines, ctx)
     assert parsed.unknown.height == 0, parsed.unknown.head(3)
     _assert_same(expected, T.to_contract(correlate(parsed.events)))
@@ -190,13 +198,14 @@ def test_parse_and_correlate_match_truth(tmp_path: Path, fmt: str, case: int) ->
 def test_ingest_matches_truth(tmp_path: Path, fmt: str, case: int) -> None:
     """The whole pipeline: read, parse, correlate, store."""
     _ingest_ready(fmt)
-    from ingest.pipeline import IngestOptions, ingest_paths
-    from ingest.store import Store
+    from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
+    from msgtrace.ingest.store import Store
 
     kw = _case(fmt, case)
     log, expected = _gen(tmp_path, fmt, **kw)
-    options = IngestOptions(timezone=str(kw.get("tz", "UTC")), year=int(str(kw.get("start", "2026"))[:4]),
-                            host=_HOST.get(fmt))
+    options = IngestOptions(
+        timezone=str(kw.get("tz", "UTC")), year=int(str(kw.get("start", "2026"))[:4]), host=_HOST.get(fmt)
+    )
     report = ingest_paths([str(log)], tmp_path / "store", options)
     assert report.unknown == 0, report.files[0].unknown_sample
     got = T.to_contract(Store(tmp_path / "store").scan("messages").collect())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from query import output
+from msgtrace.query import output
 from tests.helpers_store import utc
 
 ROW = {

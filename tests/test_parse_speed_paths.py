@@ -12,9 +12,9 @@ import datetime as dt
 
 import polars as pl
 
-from ingest.formats import postfix
-from ingest.formats.context import ParseContext
-from ingest.formats.syslog import split
+from msgtrace.ingest.formats import postfix
+from msgtrace.ingest.formats.context import ParseContext
+from msgtrace.ingest.formats.syslog import split
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 6, 13, 10, 0, tzinfo=UTC)

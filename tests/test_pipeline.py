@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import ingest.pipeline as pipeline
-import ingest.reader as reader
-from ingest.pipeline import IngestOptions, ingest_paths
-from ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
+import msgtrace.ingest.pipeline as pipeline
+import msgtrace.ingest.reader as reader
+from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
+from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
 from tests.conftest import ROOT
 from tests.test_postfix import CASE_DIR, message_rows, read_table
 
@@ -260,7 +260,7 @@ def test_batch_merges_many_small_events_files_only(
 ) -> None:
     # one flush per 2 events: 10 events files for the day; they are merged while they are small
     # files, and left alone once each holds as many rows as a file should (a batch run's flushes)
-    from ingest import store as store_module
+    from msgtrace.ingest import store as store_module
 
     log = write(tmp_path / "m.log", [
         f"Jun 13 10:00:{i:02d} mx1.example.org postfix/qmgr[9]: {i + 0x10000:05X}: removed\n" for i in range(20)

@@ -16,8 +16,8 @@ import polars as pl
 import pyarrow.dataset as ds
 import pytest
 
-from ingest.pipeline import IngestOptions, IngestReport, ingest_paths
-from ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
+from msgtrace.ingest.pipeline import IngestOptions, IngestReport, ingest_paths
+from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
 from tests.conftest import FIXTURES
 
 CASE_DIR = FIXTURES / "postfix"
@@ -131,7 +131,7 @@ def test_organization_follows_each_host(tmp_path: Path) -> None:
 
 def test_corrupted_message_id_found_by_whole_value(tmp_path: Path) -> None:
     # issue 10 item 9: the id was cut at its first space, so the logged value found nothing
-    from query import message_trace
+    from msgtrace import message_trace
 
     log = CASE_DIR / "message_id_with_spaces.log"
     ingest_case(log, tmp_path / "store")

@@ -16,11 +16,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.formats import postfix
-from ingest.formats.context import ParseContext
-from ingest.formats.syslog import split
-from ingest.pipeline import IngestOptions, IngestReport, ingest_paths
-from ingest.schema import STATUSES
+from msgtrace.ingest.formats import postfix
+from msgtrace.ingest.formats.context import ParseContext
+from msgtrace.ingest.formats.syslog import split
+from msgtrace.ingest.pipeline import IngestOptions, IngestReport, ingest_paths
+from msgtrace.ingest.schema import STATUSES
 from tests.conftest import CORPUS
 from tests.test_postfix import read_table
 

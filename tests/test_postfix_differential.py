@@ -23,9 +23,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.generate import generate
-from ingest.pipeline import IngestOptions, ingest_paths
-from query import message_trace_lazy
+from msgtrace.generate import generate
+from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
+from msgtrace.query import message_trace_lazy
 from tests.conftest import CORPUS, FIXTURES
 from tests.reference_postfix import reference_rows
 

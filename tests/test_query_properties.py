@@ -11,11 +11,11 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.schema import STATUSES
-from query import message_trace
-from query.engine import trace
-from query.filters import TraceFilter
-from query.paging import Paging
+from msgtrace import message_trace
+from msgtrace.ingest.schema import STATUSES
+from msgtrace.query.engine import trace
+from msgtrace.query.filters import TraceFilter
+from msgtrace.query.paging import Paging
 from tests.helpers_store import msg, trace_id, utc, write_store
 
 NOW = utc(2026, 6, 14, 12)

@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.formats import ParseContext, sendmail
-from ingest.schema import EVENT_SCHEMA, KINDS, STATUSES
+from msgtrace.ingest.formats import ParseContext, sendmail
+from msgtrace.ingest.schema import EVENT_SCHEMA, KINDS, STATUSES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sendmail"
 CASES = sorted(p.stem for p in FIXTURES.glob("*.log"))
@@ -69,7 +69,9 @@ def test_receive_fields() -> None:
 
 
 def test_one_event_per_recipient_and_status() -> None:
-    got = [(r["recipient"], r["status"], r.get("delay")) for r in by("delivery", kind="deliver", queue_id="63200FPt032300")]
+    got = [
+        (r["recipient"], r["status"], r.get("delay")) for r in by("delivery", kind="deliver", queue_id="63200FPt032300")
+    ]
     assert got == [
         ("bob@example.com", "Delivered", 1.0),
         ("carol@example.com", "Delivered", 1.0),
@@ -82,7 +84,10 @@ def test_one_event_per_recipient_and_status() -> None:
 
 
 def test_local_program_and_failed() -> None:
-    got = [(r["recipient"], r["relay"], r.get("to_ip"), r["status"]) for r in by("delivery", kind="deliver", queue_id="6330100a012600")]
+    got = [
+        (r["recipient"], r["relay"], r.get("to_ip"), r["status"])
+        for r in by("delivery", kind="deliver", queue_id="6330100a012600")
+    ]
     assert got == [
         ("root@localhost.localdomain", "local", None, "Delivered"),
         ("erin@example.org", "prog", None, "Delivered"),  # to="|/usr/bin/procmail" for ctladdr=<erin@...>
@@ -92,7 +97,11 @@ def test_local_program_and_failed() -> None:
 
 def test_msp_to_mta_handoff() -> None:
     (h,) = by("hops", kind="handoff")
-    assert (h["queue_id"], h["next_queue_id"], h["recipient"]) == ("632A0000003100", "632A0001003101", "bob@example.com")
+    assert (h["queue_id"], h["next_queue_id"], h["recipient"]) == (
+        "632A0000003100",
+        "632A0001003101",
+        "bob@example.com",
+    )
     assert "status" not in h
     (local,) = by("hops", kind="receive", queue_id="632A0000003100")
     assert (local["sender"], local.get("client_ip")) == ("alice", None)  # relay=alice@localhost: local submission
@@ -109,7 +118,10 @@ def test_dsn_bounce() -> None:
 
 
 def test_rejects() -> None:
-    got = [(r.get("queue_id"), r.get("sender"), r.get("recipient"), r.get("client_ip"), r["status"]) for r in by("rejects", kind="reject")]
+    got = [
+        (r.get("queue_id"), r.get("sender"), r.get("recipient"), r.get("client_ip"), r["status"])
+        for r in by("rejects", kind="reject")
+    ]
     assert got == [
         ("61P819mk027713", None, "victim@example.ru", "128.68.136.133", "None"),
         ("61P706jo003992", None, "joao@example.pt", "151.232.63.226", "FilteredAsSpam"),
@@ -121,7 +133,9 @@ def test_rejects() -> None:
     ]
     # Each refused queue id also has its `from=... nrcpts=0`, which gives the sender.
     assert [(r["queue_id"], r["nrcpt"]) for r in by("rejects", kind="receive")] == [
-        ("61P819mk027713", 0), ("61P7ZTSC026254", 0), ("65HIbcGI002794", 0)
+        ("61P819mk027713", 0),
+        ("61P7ZTSC026254", 0),
+        ("65HIbcGI002794", 0),
     ]
 
 
@@ -165,7 +179,9 @@ def test_corpus_fluent(corpus: Path) -> None:
     p = sendmail.parse(frame(lines), ParseContext(year=2016))
     assert p.unknown.height == 0
     ev = p.events.sort("line_no", "recipient")
-    assert ev.filter(pl.col("kind") == "receive").select("sender", "size", "nrcpt").rows() == [("grandeur09@gmail.com", 5938, 7)]
+    assert ev.filter(pl.col("kind") == "receive").select("sender", "size", "nrcpt").rows() == [
+        ("grandeur09@gmail.com", 5938, 7)
+    ]
     assert ev.filter(pl.col("kind") == "deliver").select("recipient", "status").rows() == [
         ("sent1@example.com", "Delivered"),
         ("sent2@example.com", "Delivered"),
@@ -192,24 +208,40 @@ def test_corpus_fail2ban(corpus: Path) -> None:
 # --- through the correlator: one row per (message, recipient) -------------------------------------------
 
 MESSAGE_COLUMNS = [
-    "received", "host", "queue_ids", "message_id", "sender_address", "recipient_address", "subject", "status",
-    "to_ip", "from_ip", "size", "orig_recipient", "relay", "dsn", "detail", "delay",
+    "received",
+    "host",
+    "queue_ids",
+    "message_id",
+    "sender_address",
+    "recipient_address",
+    "subject",
+    "status",
+    "to_ip",
+    "from_ip",
+    "size",
+    "orig_recipient",
+    "relay",
+    "dsn",
+    "detail",
+    "delay",
 ]
 # Queued rejects naming no recipient (check_mail, milter `data, reject`): see test_whole_message_rejects.
 CORRELATOR_GAP = {"61P8Qni004012", "65HIbcGI002800"}
 
 
 def message_rows(events: pl.DataFrame) -> list[dict]:
-    from ingest.correlate import correlate
+    from msgtrace.ingest.correlate import correlate
 
     m = correlate(events).select(MESSAGE_COLUMNS).sort("queue_ids", "recipient_address", "status", "detail")
     m = m.filter(~pl.col("queue_ids").is_in(list(CORRELATOR_GAP)))
-    return [{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()} for r in m.iter_rows(named=True)]
+    return [
+        {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()} for r in m.iter_rows(named=True)
+    ]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_messages_golden(case: str, update_golden: bool) -> None:
-    pytest.importorskip("ingest.correlate")
+    pytest.importorskip("msgtrace.ingest.correlate")
     got = message_rows(parse_fixture(case).events)
     golden = FIXTURES / f"{case}.messages.jsonl"
     if update_golden:
@@ -218,8 +250,11 @@ def test_messages_golden(case: str, update_golden: bool) -> None:
 
 
 def test_messages_hops() -> None:
-    pytest.importorskip("ingest.correlate")
-    got = [(r["queue_ids"], r["sender_address"], r["recipient_address"], r["status"], r["from_ip"], r["size"]) for r in message_rows(parse_fixture("hops").events)]
+    pytest.importorskip("msgtrace.ingest.correlate")
+    got = [
+        (r["queue_ids"], r["sender_address"], r["recipient_address"], r["status"], r["from_ip"], r["size"])
+        for r in message_rows(parse_fixture("hops").events)
+    ]
     assert got == [
         # MSP -> MTA: one message under both ids; its hand-off row is suppressed, its origin is local; the
         # qualified sender from the MTA hop wins over the MSP's bare one.
@@ -230,8 +265,11 @@ def test_messages_hops() -> None:
 
 
 def test_messages_rejects() -> None:
-    pytest.importorskip("ingest.correlate")
-    got = [(r["queue_ids"], r["sender_address"], r["recipient_address"], r["status"]) for r in message_rows(parse_fixture("rejects").events)]
+    pytest.importorskip("msgtrace.ingest.correlate")
+    got = [
+        (r["queue_ids"], r["sender_address"], r["recipient_address"], r["status"])
+        for r in message_rows(parse_fixture("rejects").events)
+    ]
     assert got == [
         ("", "", "", "None"),  # check_relay: a refused connection
         ("61P706jo003992", "", "joao@example.pt", "FilteredAsSpam"),
@@ -244,8 +282,8 @@ def test_messages_rejects() -> None:
 
 
 def test_whole_message_rejects() -> None:
-    pytest.importorskip("ingest.correlate")
-    from ingest.correlate import correlate
+    pytest.importorskip("msgtrace.ingest.correlate")
+    from msgtrace.ingest.correlate import correlate
 
     m = correlate(parse_fixture("rejects").events).filter(pl.col("queue_ids").is_in(list(CORRELATOR_GAP)))
     assert m.sort("queue_ids").select("queue_ids", "sender_address", "status").rows() == [

@@ -10,8 +10,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from ingest.formats import sendmail
-from ingest.formats.context import ParseContext
+from msgtrace.ingest.formats import sendmail
+from msgtrace.ingest.formats.context import ParseContext
 
 HEAD = "Jun 13 10:00:00 mx1.example.org sm-mta[900]: 65DA0000000900: "
 COLS = [
@@ -41,9 +41,7 @@ DELIVER_FAST = (
     "dsn=4.0.0, stat=Deferred: 451 try again, please"
 )
 # no relay= field, but the status text holds one: the general path finds it there (as it always did)
-DELIVER_GENERAL = (
-    "to=<d@e.f>, delay=00:00:01, xdelay=00:00:01, mailer=local, pri=1, dsn=2.0.0, stat=Sent (ok, relay=elsewhere [203.0.113.9])"
-)
+DELIVER_GENERAL = "to=<d@e.f>, delay=00:00:01, xdelay=00:00:01, mailer=local, pri=1, dsn=2.0.0, stat=Sent (ok, relay=elsewhere [203.0.113.9])"
 REJECT_FAST = (
     "ruleset=check_rcpt, arg1=<x@y.z>, relay=h.y.z [203.0.113.5] (may be forged), "
     "reject=550 5.7.1 Rejected: 2001:db8::5 listed at zen.spamhaus.org"

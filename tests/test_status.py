@@ -11,10 +11,10 @@ import polars as pl
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
-from ingest import layout
-from ingest.status import WatchState, format_text, lock_holder, status
-from ingest.store import Store, StoreLock
-from ingest.watch_cli import status_command
+from msgtrace.ingest import layout
+from msgtrace.ingest.status import WatchState, format_text, lock_holder, status
+from msgtrace.ingest.store import Store, StoreLock
+from msgtrace.ingest.watch_cli import status_command
 from tests.test_watch import LINES, append, watcher
 
 

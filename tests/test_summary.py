@@ -11,12 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
-from ingest import layout, schema
-from ingest.pipeline import ingest_paths
-from ingest.store import Store
-from query import engine, status_counts, summary
-from query.cli import cli
-from query.filters import TraceFilter
+from msgtrace import status_counts
+from msgtrace.ingest import layout, schema
+from msgtrace.ingest.pipeline import ingest_paths
+from msgtrace.ingest.store import Store
+from msgtrace.query import engine, summary
+from msgtrace.query.cli import cli
+from msgtrace.query.filters import TraceFilter
 from tests.helpers_store import frame, msg, synthetic, utc, write_store
 from tests.test_engine import spy_files
 from tests.test_pipeline import OPTS, sample_lines

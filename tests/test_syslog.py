@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.formats.context import ParseContext
-from ingest.formats.syslog import split
-from ingest.pipeline import IngestOptions, ingest_paths
+from msgtrace.ingest.formats.context import ParseContext
+from msgtrace.ingest.formats.syslog import split
+from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
 
 UTC = dt.UTC
 TAIL = " mx1 postfix/qmgr[900]: 3F1A22C01: removed"

@@ -6,7 +6,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.schema import EVENT_KEY, unique_events
+from msgtrace.ingest.schema import EVENT_KEY, unique_events
 
 _row = st.fixed_dictionaries(
     {
@@ -24,7 +24,13 @@ _row = st.fixed_dictionaries(
 def test_same_as_a_full_unique(rows: list[dict]) -> None:
     df = pl.DataFrame(
         rows,
-        schema={"source": pl.String, "line_no": pl.Int64, "kind": pl.String, "recipient": pl.String, "detail": pl.Int64},
+        schema={
+            "source": pl.String,
+            "line_no": pl.Int64,
+            "kind": pl.String,
+            "recipient": pl.String,
+            "detail": pl.Int64,
+        },
     )
     expected = df.unique(EVENT_KEY, keep="first", maintain_order=True)
     assert unique_events(df).equals(expected, null_equal=True)

@@ -25,11 +25,11 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from ingest import layout
-from ingest.pipeline import IngestOptions, ingest_paths
-from ingest.store import Store, StoreLock
-from ingest.watch_cli import setup_logging, watch_command
-from ingest.watcher import Watcher, WatchOptions
+from msgtrace.ingest import layout
+from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
+from msgtrace.ingest.store import Store, StoreLock
+from msgtrace.ingest.watch_cli import setup_logging, watch_command
+from msgtrace.ingest.watcher import Watcher, WatchOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 START = dt.datetime(2026, 6, 13, tzinfo=dt.UTC)
@@ -266,7 +266,7 @@ def test_store_failure_holds_checkpoints_then_recovers(
 def test_a_parser_failure_is_logged_and_retried_not_fatal(
     tmp_path: Path, logs: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from ingest.formats import postfix
+    from msgtrace.ingest.formats import postfix
 
     log = logs / "mail.log"
     append(log, LINES[:100])
@@ -387,7 +387,7 @@ def _wait(cond, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
 def test_watch_process_follows_appends_and_stops_cleanly(tmp_path: Path, logs: Path, sig: signal.Signals) -> None:
     log, store = logs / "mail.log", tmp_path / "store"
     append(log, LINES[:100])
-    cmd = [sys.executable, "-m", "ingest.watch_cli", "watch", "--store", str(store), "--timezone", "UTC"]
+    cmd = [sys.executable, "-m", "msgtrace.ingest.watch_cli", "watch", "--store", str(store), "--timezone", "UTC"]
     out = open(tmp_path / "watch.log", "wb")
     for run in range(2):
         proc = subprocess.Popen([*cmd, "--year", "2026", str(log)], cwd=ROOT, stderr=out)

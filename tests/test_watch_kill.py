@@ -22,11 +22,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.checkpoint import Checkpoints
-from ingest.pipeline import IngestOptions, ingest_paths
-from ingest.reader import fingerprint, open_binary
-from ingest.status import read_watch_state
-from ingest.store import Store
+from msgtrace.ingest.checkpoint import Checkpoints
+from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
+from msgtrace.ingest.reader import fingerprint, open_binary
+from msgtrace.ingest.status import read_watch_state
+from msgtrace.ingest.store import Store
 from tests.test_watch import postfix_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +86,7 @@ def write(logs: Path, seed: int, messages: int, rotate_every: int) -> None:
 
 
 def _start(store: Path, logs: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "ingest.watch_cli", "watch", "--store", str(store), *OPTIONS]
+    cmd = [sys.executable, "-m", "msgtrace.ingest.watch_cli", "watch", "--store", str(store), *OPTIONS]
     cmd += [
         "--flush-interval",
         "0.2",
@@ -180,8 +180,8 @@ def test_a_crash_before_or_after_any_write_loses_nothing(
     tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In-process and deterministic: every Parquet and checkpoint write may crash before or after it."""
-    from ingest import checkpoint, layout, openset
-    from ingest.watcher import Watcher, WatchOptions
+    from msgtrace.ingest import checkpoint, layout, openset
+    from msgtrace.ingest.watcher import Watcher, WatchOptions
 
     logs, rng = tmp_path / "logs", random.Random(seed)
     logs.mkdir()

@@ -21,7 +21,7 @@ from types import ModuleType
 
 import polars as pl
 
-from ingest.formats.context import ParseContext
+from msgtrace.ingest.formats.context import ParseContext
 
 __all__ = ["FORMAT_NAMES", "ParseContext", "Parsed", "detect", "parser"]
 
@@ -41,7 +41,7 @@ def parser(name: str) -> ModuleType:
     """The module implementing a format."""
     if name not in FORMAT_NAMES:
         raise ValueError(f"unknown format {name!r}; known: {', '.join(FORMAT_NAMES)}")
-    return importlib.import_module(f"ingest.formats.{name}")
+    return importlib.import_module(f"msgtrace.ingest.formats.{name}")
 
 
 def detect(sample: list[str]) -> str | None:

@@ -31,10 +31,10 @@ import io
 import polars as pl
 import pyarrow as pa
 
-from ingest.formats import Parsed
-from ingest.formats.common import SPAM_REASON, clip
-from ingest.formats.context import ParseContext, organization_expr
-from ingest.schema import EVENT_SCHEMA, conform
+from msgtrace.ingest.formats import Parsed
+from msgtrace.ingest.formats.common import SPAM_REASON, clip
+from msgtrace.ingest.formats.context import ParseContext, organization_expr
+from msgtrace.ingest.schema import EVENT_SCHEMA, conform
 
 NAME = "exchange"
 

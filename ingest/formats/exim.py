@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 import polars as pl
 
-from ingest.formats import Parsed
-from ingest.formats import syslog as sl
-from ingest.formats.common import DETAIL_MAX, reject_status, tail_from
-from ingest.formats.context import ParseContext, organization_column
-from ingest.schema import EVENT_SCHEMA, TIME, conform
+from msgtrace.ingest.formats import Parsed
+from msgtrace.ingest.formats import syslog as sl
+from msgtrace.ingest.formats.common import DETAIL_MAX, reject_status, tail_from
+from msgtrace.ingest.formats.context import ParseContext, organization_column
+from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
 
 NAME = "exim"
 
@@ -119,9 +119,12 @@ def _envelope(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     lines = lines.with_columns(fast.alias("_fast"))
     pid = pl.when(line.str.slice(20, 1) == "[").then(line.str.slice(20, 12).str.find("] ", literal=True) + 2)
     plain = lines.filter("_fast").select(
-        "line_no", "line",
-        pl.lit(None, TIME).alias("_zoned"), pl.lit(None, TIME).alias("stime"),
-        pl.lit(None, pl.String).alias("shost"), pl.lit(None, pl.String).alias("program"),
+        "line_no",
+        "line",
+        pl.lit(None, TIME).alias("_zoned"),
+        pl.lit(None, TIME).alias("stime"),
+        pl.lit(None, pl.String).alias("shost"),
+        pl.lit(None, pl.String).alias("program"),
         line.str.slice(0, 19).str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False).alias("_local"),
         line.str.slice(pid.fill_null(0) + 20).alias("rest"),
     )
@@ -138,7 +141,9 @@ def _envelope(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     local = pl.when(pl.col("_local").is_not_null()).then(pl.lit(utc))
     time = pl.coalesce(pl.col("_zoned"), local, pl.col("stime"))
     return df.select(
-        "line_no", "line", "rest",
+        "line_no",
+        "line",
+        "rest",
         time.cast(TIME).alias("time"),
         pl.coalesce(pl.col("shost"), pl.lit(ctx.host or "")).alias("host"),
         pl.col("program").fill_null(NAME),
@@ -151,8 +156,10 @@ def _slow_envelope(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     lines = lines.filter(pl.col("line").str.contains(r"\S"))
     lines = lines.with_columns(pl.col("line").str.contains(" exim", literal=True).alias("_pre"))
     plain = lines.filter(~pl.col("_pre")).with_columns(
-        pl.lit(None, TIME).alias("stime"), pl.lit(None, pl.String).alias("shost"),
-        pl.lit(None, pl.String).alias("program"), pl.col("line").alias("body"),
+        pl.lit(None, TIME).alias("stime"),
+        pl.lit(None, pl.String).alias("shost"),
+        pl.lit(None, pl.String).alias("program"),
+        pl.col("line").alias("body"),
     )
     pre = lines.filter("_pre")
     if pre.height:
@@ -161,7 +168,8 @@ def _slow_envelope(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         j = sp.select(pl.col("line").str.extract_groups(_JOURNAL).alias("j")).unnest("j")
         jlen = sp["line"].str.extract(_JOURNAL, 0).str.len_chars()
         pre = sp.select(
-            "line_no", "line",
+            "line_no",
+            "line",
             pl.when(ok).then(pl.col("time")).alias("stime"),
             pl.when(ok).then(pl.col("host")).otherwise(j["1"]).alias("shost"),
             pl.when(ok).then(pl.col("program")).otherwise(j["2"]).alias("program"),
@@ -170,7 +178,8 @@ def _slow_envelope(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         plain = pl.concat([plain.select(pre.columns), pre])
     ts = pl.col("body").str.extract_groups(_TS)
     df = plain.with_columns(
-        ts.struct.field("1").alias("_ts"), ts.struct.field("2").alias("_tz"),
+        ts.struct.field("1").alias("_ts"),
+        ts.struct.field("2").alias("_tz"),
         pl.col("body").str.extract(_TS, 0).str.len_chars().alias("_tslen"),
     )
     naive = pl.col("_ts").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False)
@@ -178,7 +187,11 @@ def _slow_envelope(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         "%Y-%m-%d %H:%M:%S%.f %z", strict=False, time_zone="UTC"
     )
     return df.select(
-        "line_no", "line", "stime", "shost", "program",
+        "line_no",
+        "line",
+        "stime",
+        "shost",
+        "program",
         pl.when(pl.col("_tz").is_null()).then(naive).alias("_local"),
         zoned.cast(TIME).alias("_zoned"),
         pl.col("body").str.slice(pl.col("_tslen")).alias("rest"),
@@ -213,8 +226,13 @@ def _bounces(recv: pl.DataFrame) -> pl.DataFrame:
         return recv
     b = recv.filter((pl.col("sender") == "") & pl.col("_parent").is_not_null())
     return b.select(
-        "time", "host", "program", "line_no", pl.lit("bounce").alias("kind"),
-        pl.col("_parent").alias("queue_id"), pl.col("queue_id").alias("next_queue_id"),
+        "time",
+        "host",
+        "program",
+        "line_no",
+        pl.lit("bounce").alias("kind"),
+        pl.col("_parent").alias("queue_id"),
+        pl.col("queue_id").alias("next_queue_id"),
     )
 
 
@@ -231,9 +249,12 @@ def _deliveries(df: pl.DataFrame) -> pl.DataFrame:
         t.str.extract(r" QT=(\S+)", 1).alias("_qt"),
         t.str.slice(0, 2).alias("_flag"),
         # Where the response or reason starts: C="..." after a delivery, "defer (" or the first ": ".
-        pl.when(t.str.starts_with("**")).then(t.str.find(": ", literal=True) + 2)
-        .when(t.str.starts_with("==")).then(t.str.find("defer (", literal=True))
-        .otherwise(t.str.find(' C="', literal=True) + 4).alias("_at"),
+        pl.when(t.str.starts_with("**"))
+        .then(t.str.find(": ", literal=True) + 2)
+        .when(t.str.starts_with("=="))
+        .then(t.str.find("defer (", literal=True))
+        .otherwise(t.str.find(' C="', literal=True) + 4)
+        .alias("_at"),
     ).unnest("_a")
     # A pipe, file, autoreply or :blackhole: is not an address: the recipient is the address redirected to it.
     pfr = disp.str.starts_with("|") | disp.str.starts_with("/") | disp.str.starts_with(">") | (disp == ":blackhole:")
@@ -246,13 +267,17 @@ def _deliveries(df: pl.DataFrame) -> pl.DataFrame:
         pl.col("hname").str.extract(r"^\[([^\]]+)\]", 1).alias("_literal"),  # H=[ip]
         tail_from(t, pl.col("_at")).alias("_raw"),
     )
-    relay = pl.coalesce(pl.when(pl.col("_literal").is_null()).then("hname"), pl.when(pfr).then(disp.str.slice(0, 200)), "_transport")
+    relay = pl.coalesce(
+        pl.when(pl.col("_literal").is_null()).then("hname"), pl.when(pfr).then(disp.str.slice(0, 200)), "_transport"
+    )
     orig = pl.when(top.is_not_null() & (top.str.to_lowercase() != pl.col("recipient").str.to_lowercase())).then(top)
     # a response C="..." ends at its closing quote, before QT= DT=
     response = pl.col("_raw").str.replace(r'"(?: \w+=\S*)*$', "")
     detail = (
-        pl.when(pl.col("_flag") == "*>").then(pl.coalesce(response, pl.lit("delivery suppressed")))
-        .when(pl.col("_flag").is_in(["=>", "->", ">>"])).then(response)
+        pl.when(pl.col("_flag") == "*>")
+        .then(pl.coalesce(response, pl.lit("delivery suppressed")))
+        .when(pl.col("_flag").is_in(["=>", "->", ">>"]))
+        .then(response)
         .otherwise("_raw")
     )
     return df.with_columns(
@@ -291,8 +316,14 @@ def _expansions(dlv: pl.DataFrame, done: pl.DataFrame, ctx: ParseContext) -> pl.
     state["aliases"] = singles.select(*keys, "recipient").tail(_MAX_CARRIED).rows()
     out = g.filter((pl.col("n") > 1) & pl.col("line_no").is_not_null())
     return out.select(
-        "time", "host", "program", "queue_id", "line_no", pl.lit("expand").alias("kind"),
-        pl.lit("Expanded").alias("status"), pl.col("orig_recipient").alias("recipient"),
+        "time",
+        "host",
+        "program",
+        "queue_id",
+        "line_no",
+        pl.lit("expand").alias("kind"),
+        pl.lit("Expanded").alias("status"),
+        pl.col("orig_recipient").alias("recipient"),
         pl.format("expanded to {} recipients", "n").alias("detail"),
     )
 
@@ -332,7 +363,12 @@ def _message_lines(df: pl.DataFrame) -> pl.DataFrame:
     hold = t.str.contains(r"^(?:frozen by |Frozen by the system filter)")
     removed = (t == "Completed") | t.str.starts_with("removed by ")
     return df.with_columns(
-        pl.when(removed).then(pl.lit("removed")).when(hold).then(pl.lit("hold")).otherwise(pl.lit("info")).alias("kind"),
+        pl.when(removed)
+        .then(pl.lit("removed"))
+        .when(hold)
+        .then(pl.lit("hold"))
+        .otherwise(pl.lit("info"))
+        .alias("kind"),
         pl.when(hold).then(pl.lit("Quarantined")).alias("status"),
         pl.when(t != "Completed").then(t.str.slice(0, DETAIL_MAX)).alias("detail"),
     )
@@ -357,4 +393,6 @@ def _seconds(durations: pl.Series) -> pl.Series:
 
 def client(text: pl.Expr) -> pl.Expr:
     """A struct of client_host and client_ip from Exim's `H=name (helo) [ip]:port`."""
-    return text.str.extract_groups(r"(?:^| )H=(?:(?P<client_host>[^\s(\[]\S*) )?(?:\([^)]*\) )?\[(?P<client_ip>[^\]]+)\]")
+    return text.str.extract_groups(
+        r"(?:^| )H=(?:(?P<client_host>[^\s(\[]\S*) )?(?:\([^)]*\) )?\[(?P<client_ip>[^\]]+)\]"
+    )

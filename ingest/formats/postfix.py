@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import polars as pl
 
-from ingest.formats import Parsed
-from ingest.formats.common import clip, from_byte, ip_or_null, reject_status
-from ingest.formats.context import ParseContext, organization_column
-from ingest.formats.syslog import split
-from ingest.schema import EVENT_SCHEMA, conform
+from msgtrace.ingest.formats import Parsed
+from msgtrace.ingest.formats.common import clip, from_byte, ip_or_null, reject_status
+from msgtrace.ingest.formats.context import ParseContext, organization_column
+from msgtrace.ingest.formats.syslog import split
+from msgtrace.ingest.schema import EVENT_SCHEMA, conform
 
 NAME = "postfix"
 
@@ -82,7 +82,9 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     q = q.with_columns(_daemon(q.get_column("program")).alias("daemon"), pl.col("rest").str.slice(0, 2).alias("_key"))
     # no queue id: the candidate split() cut off ("NOQUEUE", "statistics") goes back on the body
     body = pl.when(lead.is_null()).then("body").otherwise(pl.concat_str(lead, pl.lit(": "), "body"))
-    nq = pf.filter(pl.col("queue_id").is_null()).select("_i", "line_no", "line", "time", "host", "program", body.alias("body"))
+    nq = pf.filter(pl.col("queue_id").is_null()).select(
+        "_i", "line_no", "line", "time", "host", "program", body.alias("body")
+    )
     noqueue = _noqueue_rejects(nq)
     handled = [
         _client(q),
@@ -461,9 +463,7 @@ def _amavis_headers(am: pl.DataFrame) -> pl.DataFrame:
         body.str.extract(r"Queue-ID: ([0-9A-Za-z]+)", 1), body.str.extract(r"queued_as: ([0-9A-Za-z]+)", 1)
     )
     subject = (
-        body.str.extract(_AMAVIS_SUBJECT, 1)
-        .str.replace_all('""', '"', literal=True)
-        .str.replace(r" \(raw: .*\)$", "")
+        body.str.extract(_AMAVIS_SUBJECT, 1).str.replace_all('""', '"', literal=True).str.replace(r" \(raw: .*\)$", "")
     )
     df = df.with_columns(qid.alias("queue_id")).filter(pl.col("queue_id").is_not_null())
     return _cols(df, "subject", subject.alias("subject"), body.str.extract(_AMAVIS_MSGID, 1).alias("message_id"))

@@ -1,10 +1,10 @@
 """Sendmail (syslog): from=/to= lines joined by queue id, the MSP -> MTA hop, DSNs and ruleset rejects.
 
-    Apr  2 00:15:25 mta1 sm-mta[32300]: u31FFPtp032300: from=<a@b.c>, size=5938, class=0, nrcpts=2, msgid=<x@b.c>, proto=ESMTP, daemon=MTA, relay=mx.b.c [192.0.2.1]
-    Apr  2 00:15:26 mta1 sm-mta[32302]: u31FFPtp032300: to=<d@e.f>,<g@e.f>, delay=00:00:01, xdelay=00:00:01, mailer=esmtp, pri=245938, relay=mx.e.f. [198.51.100.7], dsn=2.0.0, stat=Sent (ok)
-    Apr  2 00:15:27 mta1 sm-msp-queue[3100]: u31FFQ01003100: to=d@e.f, ctladdr=me (1000/1000), delay=00:00:00, mailer=relay, pri=30000, relay=[127.0.0.1] [127.0.0.1], dsn=2.0.0, stat=Sent (u31FFRab032310 Message accepted for delivery)
-    Apr  2 00:15:28 mta1 sm-mta[32311]: u31FFRab032310: u31FFRab032311: DSN: User unknown
-    Feb 25 03:01:10 mta1 sm-mta[27713]: s1P819mk027713: ruleset=check_rcpt, arg1=<x@y.z>, relay=h.y.z [203.0.113.5], reject=550 5.7.1 <x@y.z>... Relaying denied
+Apr  2 00:15:25 mta1 sm-mta[32300]: u31FFPtp032300: from=<a@b.c>, size=5938, class=0, nrcpts=2, msgid=<x@b.c>, proto=ESMTP, daemon=MTA, relay=mx.b.c [192.0.2.1]
+Apr  2 00:15:26 mta1 sm-mta[32302]: u31FFPtp032300: to=<d@e.f>,<g@e.f>, delay=00:00:01, xdelay=00:00:01, mailer=esmtp, pri=245938, relay=mx.e.f. [198.51.100.7], dsn=2.0.0, stat=Sent (ok)
+Apr  2 00:15:27 mta1 sm-msp-queue[3100]: u31FFQ01003100: to=d@e.f, ctladdr=me (1000/1000), delay=00:00:00, mailer=relay, pri=30000, relay=[127.0.0.1] [127.0.0.1], dsn=2.0.0, stat=Sent (u31FFRab032310 Message accepted for delivery)
+Apr  2 00:15:28 mta1 sm-mta[32311]: u31FFRab032310: u31FFRab032311: DSN: User unknown
+Feb 25 03:01:10 mta1 sm-mta[27713]: s1P819mk027713: ruleset=check_rcpt, arg1=<x@y.z>, relay=h.y.z [203.0.113.5], reject=550 5.7.1 <x@y.z>... Relaying denied
 """
 
 from __future__ import annotations
@@ -14,16 +14,18 @@ from collections.abc import Callable
 
 import polars as pl
 
-from ingest.formats import Parsed
-from ingest.formats import syslog as sl
-from ingest.formats.common import DETAIL_MAX, from_byte, spam_reason, tail_from
-from ingest.formats.context import ParseContext, organization_column
-from ingest.schema import EVENT_SCHEMA, conform
+from msgtrace.ingest.formats import Parsed
+from msgtrace.ingest.formats import syslog as sl
+from msgtrace.ingest.formats.common import DETAIL_MAX, from_byte, spam_reason, tail_from
+from msgtrace.ingest.formats.context import ParseContext, organization_column
+from msgtrace.ingest.schema import EVENT_SCHEMA, conform
 
 NAME = "sendmail"
 
 _PROGRAM = r"^(?:sendmail|sm-[\w-]+)$"
-_DETECT = re.compile(r"^(?:<\d+>)?\S+(?: +\S+ \d\d:\d\d:\d\d)? (?:<[\w.]+> )?\S+ (?:sendmail|sm-mta|sm-msp-queue|sm-[\w-]+)\[\d+\]: ")
+_DETECT = re.compile(
+    r"^(?:<\d+>)?\S+(?: +\S+ \d\d:\d\d:\d\d)? (?:<[\w.]+> )?\S+ (?:sendmail|sm-mta|sm-msp-queue|sm-[\w-]+)\[\d+\]: "
+)
 _POSTFIX = re.compile(r" postfix[\w.-]*/[\w-]+\[\d+\]: ")
 _FACILITY = r"^([A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d) <\w+\.\w+> "  # BSD syslog `<mail.notice>` after the time
 _HANDOFF = r"^Sent \(([0-9A-Za-z]{8,20}) Message accepted for delivery\)"
@@ -32,10 +34,28 @@ _QID_LEAD = r"([0-9A-Za-z]{8,20}): "
 _DSN = r"^([0-9A-Za-z]{8,20}): (?:DSN|return to sender|sender notify|postmaster notify): "
 # Sendmail's own lines that say nothing about a message's fate: dropped, not unknown.
 _NOISE = (
-    "did not issue MAIL", "lost input channel", "SMTP outgoing connect", "Milter: no active filter", "Milter (",
-    "AUTH=", "STARTTLS", "rejecting commands from", "timeout waiting", "done; ", "connect from", "starting daemon",
-    "alias database", "ruleset=", "tls_", "accepting connections", "rejecting connections", "restarting ",
-    "Authentication-Warning", "[rejected]", "grew WorkList", "runqueue",
+    "did not issue MAIL",
+    "lost input channel",
+    "SMTP outgoing connect",
+    "Milter: no active filter",
+    "Milter (",
+    "AUTH=",
+    "STARTTLS",
+    "rejecting commands from",
+    "timeout waiting",
+    "done; ",
+    "connect from",
+    "starting daemon",
+    "alias database",
+    "ruleset=",
+    "tls_",
+    "accepting connections",
+    "rejecting connections",
+    "restarting ",
+    "Authentication-Warning",
+    "[rejected]",
+    "grew WorkList",
+    "runqueue",
 )
 
 
@@ -72,11 +92,16 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     rest = mine.filter(~(recv_m | dlv_m))
     reject = t.str.contains(", reject=", literal=True) & (t.str.starts_with("ruleset=") | t.str.starts_with("Milter"))
     rest = rest.with_columns(
-        pl.when(reject).then(pl.lit("rej"))
-        .when(has_id & t.str.contains(_DSN)).then(pl.lit("dsn"))
-        .when(has_id & t.str.starts_with("<")).then(pl.lit("addr"))
-        .when(t.str.contains_any(list(_NOISE))).then(pl.lit("noise"))
-        .when(has_id).then(pl.lit("info"))
+        pl.when(reject)
+        .then(pl.lit("rej"))
+        .when(has_id & t.str.contains(_DSN))
+        .then(pl.lit("dsn"))
+        .when(has_id & t.str.starts_with("<"))
+        .then(pl.lit("addr"))
+        .when(t.str.contains_any(list(_NOISE)))
+        .then(pl.lit("noise"))
+        .when(has_id)
+        .then(pl.lit("info"))
         .otherwise(pl.lit("unknown"))
         .alias("cat")
     )
@@ -238,16 +263,33 @@ def _deliveries(df: pl.DataFrame) -> pl.DataFrame:
     handoff = pl.col("_next").is_not_null() & loopback.fill_null(False)
     dsn_class, detail = pl.col("dsn").str.slice(0, 1), pl.col("detail")
     status = (
-        pl.when(handoff).then(None)
-        .when(detail.str.starts_with("Sent")).then(pl.lit("Delivered"))
-        .when(detail.str.starts_with("Deferred") | detail.str.starts_with("queued")).then(pl.lit("Pending"))
-        .when(detail.str.starts_with("Cannot send message")).then(pl.lit("Failed"))  # expired in the queue
-        .when(dsn_class == "2").then(pl.lit("Delivered"))
-        .when(dsn_class == "4").then(pl.lit("Pending"))
+        pl.when(handoff)
+        .then(None)
+        .when(detail.str.starts_with("Sent"))
+        .then(pl.lit("Delivered"))
+        .when(detail.str.starts_with("Deferred") | detail.str.starts_with("queued"))
+        .then(pl.lit("Pending"))
+        .when(detail.str.starts_with("Cannot send message"))
+        .then(pl.lit("Failed"))  # expired in the queue
+        .when(dsn_class == "2")
+        .then(pl.lit("Delivered"))
+        .when(dsn_class == "4")
+        .then(pl.lit("Pending"))
         .otherwise(pl.lit("Failed"))
     )
     df = df.select(
-        "time", "host", "program", "queue_id", "line_no", "_to", "_ctl", "relay", "to_ip", "dsn", "delay", "detail",
+        "time",
+        "host",
+        "program",
+        "queue_id",
+        "line_no",
+        "_to",
+        "_ctl",
+        "relay",
+        "to_ip",
+        "dsn",
+        "delay",
+        "detail",
         pl.when(handoff).then(pl.lit("handoff")).otherwise(pl.lit("deliver")).alias("kind"),
         pl.when(handoff).then(pl.col("_next")).alias("next_queue_id"),
         status.alias("status"),

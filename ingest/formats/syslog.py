@@ -14,8 +14,8 @@ import datetime as dt
 
 import polars as pl
 
-from ingest.formats.context import ParseContext
-from ingest.schema import TIME
+from msgtrace.ingest.formats.context import ParseContext
+from msgtrace.ingest.schema import TIME
 
 _MONTHS = {m: i + 1 for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())}
 

@@ -1,4 +1,4 @@
-"""`msgtrace generate`: a thin click wrapper over ingest.generate.generate."""
+"""`msgtrace generate`: a thin click wrapper over msgtrace.generate.generate."""
 
 from __future__ import annotations
 
@@ -8,29 +8,51 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
-from ingest.generate import FORMATS
-from ingest.generate import generate as run
+from msgtrace.generate import FORMATS
+from msgtrace.generate import generate as run
 
 
 @click.command("generate")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="postfix", show_default=True,
-              help="Log format to write.")
-@click.option("--lines", type=click.IntRange(min=1), default=10_000, show_default=True,
-              help="About this many lines: the log stops just after the first message past N.")
-@click.option("--start", default="2026-01-01", show_default=True,
-              help="First day (ISO date or datetime, local to --timezone).")
-@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Length of the period the messages arrive in.")
-@click.option("--timezone", "tz", default="UTC", show_default=True,
-              help="IANA zone of the time stamps: Postfix/Sendmail (RFC 3164, no year) and Exim write "
-              "local time; Exchange always writes UTC.")
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="postfix", show_default=True, help="Log format to write."
+)
+@click.option(
+    "--lines",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="About this many lines: the log stops just after the first message past N.",
+)
+@click.option(
+    "--start", default="2026-01-01", show_default=True, help="First day (ISO date or datetime, local to --timezone)."
+)
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Length of the period the messages arrive in.",
+)
+@click.option(
+    "--timezone",
+    "tz",
+    default="UTC",
+    show_default=True,
+    help="IANA zone of the time stamps: Postfix/Sendmail (RFC 3164, no year) and Exim write "
+    "local time; Exchange always writes UTC.",
+)
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same bytes.")
-@click.option("--host", default="mx1.example.org", show_default=True,
-              help="Mail host name; its domain is the local domain and the Organization.")
+@click.option(
+    "--host",
+    default="mx1.example.org",
+    show_default=True,
+    help="Mail host name; its domain is the local domain and the Organization.",
+)
 @click.option("--long-queue-ids", is_flag=True, help="Postfix enable_long_queue_ids (e.g. 4Nx3Wd1Zk5z9sKB).")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-def generate(fmt: str, lines: int, start: str, days: float, tz: str, seed: int, host: str,
-             long_queue_ids: bool, out: Path) -> None:
+def generate(
+    fmt: str, lines: int, start: str, days: float, tz: str, seed: int, host: str, long_queue_ids: bool, out: Path
+) -> None:
     """Write a realistic, seeded mail log to OUT and the trace rows it must give beside it.
 
     The log has the mix of a real server: multi-recipient mail, deferrals delivered hours or

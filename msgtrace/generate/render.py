@@ -40,16 +40,22 @@ def encode(values: np.ndarray, alphabet: bytes, width: int, strip: bool = False)
 def num(col: pl.Expr, decimals: int = 2) -> pl.Expr:
     """A float as Postfix prints delays: 0.23, 1.9, 2071."""
     return (
-        pl.when(col >= 10).then(col.round(0).cast(pl.Int64).cast(pl.String))
-        .when(col >= 1).then(col.round(1).cast(pl.String))
+        pl.when(col >= 10)
+        .then(col.round(0).cast(pl.Int64).cast(pl.String))
+        .when(col >= 1)
+        .then(col.round(1).cast(pl.String))
         .otherwise(col.round(decimals).cast(pl.String))
     )
 
 
 def lines(df: pl.DataFrame, t: pl.Expr, seq: int, body: pl.Expr) -> pl.DataFrame:
     """One line per row of df."""
-    return df.select(t.cast(pl.Int64).alias("t"), pl.col("grp").cast(pl.Int64), pl.lit(seq, pl.Int32).alias("seq"),
-                     body.alias("body"))
+    return df.select(
+        t.cast(pl.Int64).alias("t"),
+        pl.col("grp").cast(pl.Int64),
+        pl.lit(seq, pl.Int32).alias("seq"),
+        body.alias("body"),
+    )
 
 
 def concat(parts: list[pl.DataFrame]) -> pl.DataFrame:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from ingest.generate import names
-from ingest.generate.bounces import bounces
-from ingest.generate.consts import (  # noqa: F401  (re-exported: writers use model.SENT etc.)
+from msgtrace.generate import names
+from msgtrace.generate.bounces import bounces
+from msgtrace.generate.consts import (  # noqa: F401  (re-exported: writers use model.SENT etc.)
     BOUNCED,
     DEFERRED,
     DSN,
@@ -94,8 +94,9 @@ class Model:
 
     def clip(self, n_groups: int, end_us: int) -> Model:
         """The first n arrival groups as a log that ends at end_us: later lines were not written yet."""
-        cfg = Config(self.cfg.start_us, end_us, self.cfg.host, self.cfg.seed, self.cfg.features,
-                     self.cfg.queue_lifetime_s)
+        cfg = Config(
+            self.cfg.start_us, end_us, self.cfg.host, self.cfg.seed, self.cfg.features, self.cfg.queue_lifetime_s
+        )
         msgs = self.msgs.filter((pl.col("grp") < n_groups) & (pl.col("t0") < end_us))
         keep = pl.col("m").is_in(msgs["m"].implode())
         attempts = self.attempts.filter(keep & (pl.col("t") < end_us))
@@ -126,13 +127,18 @@ def simulate(cfg: Config, n_messages: int) -> Model:
     f = cfg.features
     m = n_messages
     t0 = _arrivals(rng, cfg, m)
-    kind = _pick(rng, m, {INBOUND: 0.55, OUTBOUND: 0.2, LOCAL: 0.08 if f.pickup else 0, REJECT: 0.17 if f.rejects else 0})
+    kind = _pick(
+        rng, m, {INBOUND: 0.55, OUTBOUND: 0.2, LOCAL: 0.08 if f.pickup else 0, REJECT: 0.17 if f.rejects else 0}
+    )
     msgs = _messages(rng, cfg, pools, t0, kind)
     rcpts = _recipients(rng, cfg, pools, msgs)
     msgs = msgs.join(
-        rcpts.group_by("m").agg(pl.coalesce("orig", "addr").n_unique().alias("nrcpt"),
-                                pl.coalesce("orig", "addr").first().alias("first_rcpt")),
-        on="m", how="left",
+        rcpts.group_by("m").agg(
+            pl.coalesce("orig", "addr").n_unique().alias("nrcpt"),
+            pl.coalesce("orig", "addr").first().alias("first_rcpt"),
+        ),
+        on="m",
+        how="left",
     )
     attempts = _attempts(rng, cfg, msgs, rcpts)
     if f.dsn:
@@ -184,15 +190,19 @@ def _messages(rng, cfg: Config, pools: names.Pools, t0: np.ndarray, kind: np.nda
             "d_qmgr": d_qmgr,
             "t_first": t_first,
             "reject": np.where(
-                kind == REJECT, _pick(rng, m, {REJ_BLOCKLIST: 0.45, REJ_DBL: 0.1, REJ_UNKNOWN: 0.3, REJ_RELAY: 0.15}), -1
+                kind == REJECT,
+                _pick(rng, m, {REJ_BLOCKLIST: 0.45, REJ_DBL: 0.1, REJ_UNKNOWN: 0.3, REJ_RELAY: 0.15}),
+                -1,
             ),
             "parent": np.full(m, -1, dtype=np.int64),
             "pid": rng.integers(1000, 60000, m),
         }
     )
     sender = (
-        pl.when(pl.col("_null")).then(pl.lit(""))
-        .when(pl.col("_local")).then(pl.col("_user") + "@" + cfg.domain)
+        pl.when(pl.col("_null"))
+        .then(pl.lit(""))
+        .when(pl.col("_local"))
+        .then(pl.col("_user") + "@" + cfg.domain)
         .otherwise(pl.col("_ext"))
     )
     msgid = pl.format("<{}.{}@{}>", pl.col("t0") // US, pl.col("_token"), pl.col("_mdom"))
@@ -312,8 +322,12 @@ def _attempts(rng, cfg: Config, msgs: pl.DataFrame, rcpts: pl.DataFrame) -> pl.D
         }
     )
     # a connection that timed out reached no relay: no ToIP in any format
-    to_ip = pl.when((pl.col("mode") != SMTP) | (pl.col("result").is_in([DEFERRED, EXPIRED]) & (pl.col("reason") == R_TIMEOUT)))
-    df = df.join(queued.select("r", "mode", "relay_ip"), on="r", how="left").with_columns(
-        to_ip.then(pl.lit("")).otherwise("relay_ip").alias("to_ip")
-    ).drop("mode", "relay_ip")
+    to_ip = pl.when(
+        (pl.col("mode") != SMTP) | (pl.col("result").is_in([DEFERRED, EXPIRED]) & (pl.col("reason") == R_TIMEOUT))
+    )
+    df = (
+        df.join(queued.select("r", "mode", "relay_ip"), on="r", how="left")
+        .with_columns(to_ip.then(pl.lit("")).otherwise("relay_ip").alias("to_ip"))
+        .drop("mode", "relay_ip")
+    )
     return df.filter(pl.col("t") < cfg.end_us)

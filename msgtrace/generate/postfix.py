@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ingest.generate import model as M
-from ingest.generate.postfix_deliver import deliveries as _deliveries
-from ingest.generate.render import B51, B52, HEX, US, concat, encode, lines, num, stamp_syslog, write_lines
-from ingest.generate.truth import Rules
+from msgtrace.generate import model as M
+from msgtrace.generate.postfix_deliver import deliveries as _deliveries
+from msgtrace.generate.render import B51, B52, HEX, US, concat, encode, lines, num, stamp_syslog, write_lines
+from msgtrace.generate.truth import Rules
 
 NAME = "postfix"
 FEATURES = M.Features()
@@ -65,7 +65,10 @@ def _with_ids(model: M.Model, long: bool) -> pl.DataFrame:
         pl.when("cf").then("qid2").otherwise("qid").alias("fq"),
         pl.when("cf").then(pl.col("th") - 50_000).otherwise("t0").alias("tq"),
         pl.when("cf").then("size2").otherwise("size").alias("fsize"),
-        pl.when("submission").then(pl.lit("postfix/submission/smtpd")).otherwise(pl.lit("postfix/smtpd")).alias("smtpd"),
+        pl.when("submission")
+        .then(pl.lit("postfix/submission/smtpd"))
+        .otherwise(pl.lit("postfix/smtpd"))
+        .alias("smtpd"),
         pl.format("{}[{}]", "client_host", "client_ip").alias("client"),
         pl.col("sender").str.extract(r"@(.+)$", 1).fill_null("").alias("sdom"),
     )
@@ -80,24 +83,65 @@ def render(model: M.Model, long_ids: bool = False) -> pl.DataFrame:
     queued = msgs.filter(pl.col("kind") != M.REJECT)
     smtpd = msgs.filter(pl.col("kind").is_in([M.INBOUND, M.OUTBOUND, M.REJECT]))
     received = queued.filter(pl.col("kind").is_in([M.INBOUND, M.OUTBOUND]))
-    sasl = pl.when("submission").then(pl.format(", sasl_method=PLAIN, sasl_username={}", "sender")).otherwise(pl.lit(""))
+    sasl = (
+        pl.when("submission").then(pl.format(", sasl_method=PLAIN, sasl_username={}", "sender")).otherwise(pl.lit(""))
+    )
     parts = [
-        lines(smtpd, pl.col("t0") - 50_000 - pl.col("pid") % 900 * 1000, 0,
-              pl.format("{}[{}]: connect from {}", "smtpd", "pid", "client")),
-        lines(received, pl.col("t0"), 1,
-              pl.format("{}[{}]: {}: client={}{}", "smtpd", "pid", "qid", "client", sasl)),
-        lines(queued.filter(pl.col("kind") == M.LOCAL), pl.col("t0"), 1,
-              pl.format("postfix/pickup[{}]: {}: uid={} from=<{}>", qmgr + 7, "qid", 1000 + pl.col("pid") % 50, "sender")),
-        lines(received.filter("subj_logged"), pl.col("t0") + pl.col("d_clean") - 1, 2,
-              pl.format("{}{}: warning: header Subject: {} from {}; from=<{}> to=<{}> proto=ESMTP helo=<{}>",
-                        cleanup, "qid", "subject", "client", "sender", "first_rcpt", "client_host")),
+        lines(
+            smtpd,
+            pl.col("t0") - 50_000 - pl.col("pid") % 900 * 1000,
+            0,
+            pl.format("{}[{}]: connect from {}", "smtpd", "pid", "client"),
+        ),
+        lines(received, pl.col("t0"), 1, pl.format("{}[{}]: {}: client={}{}", "smtpd", "pid", "qid", "client", sasl)),
+        lines(
+            queued.filter(pl.col("kind") == M.LOCAL),
+            pl.col("t0"),
+            1,
+            pl.format("postfix/pickup[{}]: {}: uid={} from=<{}>", qmgr + 7, "qid", 1000 + pl.col("pid") % 50, "sender"),
+        ),
+        lines(
+            received.filter("subj_logged"),
+            pl.col("t0") + pl.col("d_clean") - 1,
+            2,
+            pl.format(
+                "{}{}: warning: header Subject: {} from {}; from=<{}> to=<{}> proto=ESMTP helo=<{}>",
+                cleanup,
+                "qid",
+                "subject",
+                "client",
+                "sender",
+                "first_rcpt",
+                "client_host",
+            ),
+        ),
         lines(queued, pl.col("t0") + pl.col("d_clean"), 3, pl.format("{}{}: message-id={}", cleanup, "qid", "msgid")),
-        lines(queued, pl.col("t0") + pl.col("d_qmgr"), 4,
-              pl.format("postfix/qmgr[{}]: {}: from=<{}>, size={}, nrcpt={} (queue active)",
-                        qmgr, "qid", "sender", "size", "nrcpt")),
-        lines(received, pl.col("t0") + pl.col("d_qmgr") + 5_000, 6,
-              pl.format("{}[{}]: disconnect from {} ehlo=1 mail=1 rcpt={} data=1 quit=1 commands={}",
-                        "smtpd", "pid", "client", "nrcpt", pl.col("nrcpt") + 4)),
+        lines(
+            queued,
+            pl.col("t0") + pl.col("d_qmgr"),
+            4,
+            pl.format(
+                "postfix/qmgr[{}]: {}: from=<{}>, size={}, nrcpt={} (queue active)",
+                qmgr,
+                "qid",
+                "sender",
+                "size",
+                "nrcpt",
+            ),
+        ),
+        lines(
+            received,
+            pl.col("t0") + pl.col("d_qmgr") + 5_000,
+            6,
+            pl.format(
+                "{}[{}]: disconnect from {} ehlo=1 mail=1 rcpt={} data=1 quit=1 commands={}",
+                "smtpd",
+                "pid",
+                "client",
+                "nrcpt",
+                pl.col("nrcpt") + 4,
+            ),
+        ),
         *_rejects(msgs.filter(pl.col("kind") == M.REJECT), model),
         *_filtered(model, msgs, qmgr, cleanup),
         *_bounce_notices(msgs, qmgr),
@@ -110,17 +154,31 @@ def _rejects(rej: pl.DataFrame, model: M.Model) -> list[pl.DataFrame]:
     rej = rej.join(model.rcpts.select("m", pl.col("addr").alias("rcpt")), on="m", how="left")
     reason = pl.lit("")
     for code, text in _REJECT.items():
-        piece = pl.format(text.replace("{ip}", "{}").replace("{sdom}", "{}").replace("{rcpt}", "{}"),
-                          *[pl.col({"ip": "client_ip", "sdom": "sdom", "rcpt": "rcpt"}[k])
-                            for k in _fields(text)])
+        piece = pl.format(
+            text.replace("{ip}", "{}").replace("{sdom}", "{}").replace("{rcpt}", "{}"),
+            *[pl.col({"ip": "client_ip", "sdom": "sdom", "rcpt": "rcpt"}[k]) for k in _fields(text)],
+        )
         reason = pl.when(pl.col("reject") == code).then(piece).otherwise(reason)
-    body = pl.format("{}[{}]: NOQUEUE: reject: RCPT from {}: {}; from=<{}> to=<{}> proto=ESMTP helo=<{}>",
-                     "smtpd", "pid", "client", reason, "sender", "rcpt", "client_host")
+    body = pl.format(
+        "{}[{}]: NOQUEUE: reject: RCPT from {}: {}; from=<{}> to=<{}> proto=ESMTP helo=<{}>",
+        "smtpd",
+        "pid",
+        "client",
+        reason,
+        "sender",
+        "rcpt",
+        "client_host",
+    )
     return [
         lines(rej, pl.col("t0"), 1, body),
-        lines(rej, pl.col("t0") + 120_000, 6,
-              pl.format("{}[{}]: disconnect from {} ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4",
-                        "smtpd", "pid", "client")),
+        lines(
+            rej,
+            pl.col("t0") + 120_000,
+            6,
+            pl.format(
+                "{}[{}]: disconnect from {} ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4", "smtpd", "pid", "client"
+            ),
+        ),
     ]
 
 
@@ -141,21 +199,73 @@ def _filtered(model: M.Model, msgs: pl.DataFrame, qmgr: int, cleanup: pl.Expr) -
         lines(cf, th - 60_000, 0, pl.format("{}connect from localhost[127.0.0.1]", smtpd)),
         lines(cf, th - 50_000, 1, pl.format("{}{}: client=localhost[127.0.0.1]", smtpd, "qid2")),
         lines(cf, th - 40_000, 3, pl.format("{}{}: message-id={}", cleanup, "qid2", "msgid")),
-        lines(cf, th - 30_000, 4, pl.format("postfix/qmgr[{}]: {}: from=<{}>, size={}, nrcpt={} (queue active)",
-                                            qmgr, "qid2", "sender", "size2", "nrcpt")),
-        lines(cf, th - 20_000, 6, pl.format("{}disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt={} data=1 "
-                                            "quit=1 commands={}", smtpd, "nrcpt", pl.col("nrcpt") + 4)),
-        lines(cf, th - 10_000, 7, pl.format(
-            "amavis[{}]: ({}-{}) Passed CLEAN {}, [{}]:{} [{}] <{}> -> <{}>, Queue-ID: {}, "
-            "Message-ID: {}, mail_id: {}, Hits: -0.{}, size: {}, queued_as: {}, Subject: \"{}\", From: <{}>, {} ms",
-            5000 + pl.col("pid") % 4, 5000 + pl.col("pid") % 4, pl.col("pid") % 100, pl.lit("{RelayedInbound}"), "client_ip",
-            20000 + pl.col("pid"), "client_ip", "sender", "first_rcpt", "qid", "msgid", pl.col("qid2").str.reverse(),
-            pl.col("pid") % 10, "size", "qid2", pl.col("subject").str.replace_all('"', '""', literal=True), "sender",
-            80 + pl.col("pid") % 900)),
-        lines(hand, th + pl.col("i"), 8, pl.format(
-            "postfix/smtp[{}]: {}: to=<{}>, relay=127.0.0.1[127.0.0.1]:10024, delay={}, delays={}/0/0/{}, dsn=2.0.0, "
-            "status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as {})",
-            6000 + pl.col("pid") % 40, "qid", "addr", num(delay), num(delay * 0.6), num(delay * 0.4), "qid2")),
+        lines(
+            cf,
+            th - 30_000,
+            4,
+            pl.format(
+                "postfix/qmgr[{}]: {}: from=<{}>, size={}, nrcpt={} (queue active)",
+                qmgr,
+                "qid2",
+                "sender",
+                "size2",
+                "nrcpt",
+            ),
+        ),
+        lines(
+            cf,
+            th - 20_000,
+            6,
+            pl.format(
+                "{}disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt={} data=1 quit=1 commands={}",
+                smtpd,
+                "nrcpt",
+                pl.col("nrcpt") + 4,
+            ),
+        ),
+        lines(
+            cf,
+            th - 10_000,
+            7,
+            pl.format(
+                "amavis[{}]: ({}-{}) Passed CLEAN {}, [{}]:{} [{}] <{}> -> <{}>, Queue-ID: {}, "
+                'Message-ID: {}, mail_id: {}, Hits: -0.{}, size: {}, queued_as: {}, Subject: "{}", From: <{}>, {} ms',
+                5000 + pl.col("pid") % 4,
+                5000 + pl.col("pid") % 4,
+                pl.col("pid") % 100,
+                pl.lit("{RelayedInbound}"),
+                "client_ip",
+                20000 + pl.col("pid"),
+                "client_ip",
+                "sender",
+                "first_rcpt",
+                "qid",
+                "msgid",
+                pl.col("qid2").str.reverse(),
+                pl.col("pid") % 10,
+                "size",
+                "qid2",
+                pl.col("subject").str.replace_all('"', '""', literal=True),
+                "sender",
+                80 + pl.col("pid") % 900,
+            ),
+        ),
+        lines(
+            hand,
+            th + pl.col("i"),
+            8,
+            pl.format(
+                "postfix/smtp[{}]: {}: to=<{}>, relay=127.0.0.1[127.0.0.1]:10024, delay={}, delays={}/0/0/{}, dsn=2.0.0, "
+                "status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as {})",
+                6000 + pl.col("pid") % 40,
+                "qid",
+                "addr",
+                num(delay),
+                num(delay * 0.6),
+                num(delay * 0.4),
+                "qid2",
+            ),
+        ),
         lines(cf, th + 1_000, 9, pl.format("postfix/qmgr[{}]: {}: removed", qmgr, "qid")),
     ]
 
@@ -165,8 +275,16 @@ def _bounce_notices(msgs: pl.DataFrame, qmgr: int) -> list[pl.DataFrame]:
     dsn = msgs.filter(pl.col("kind") == M.DSN).join(
         msgs.select(pl.col("m").alias("parent"), pl.col("fq").alias("pfq")), on="parent"
     )
-    return [lines(dsn, pl.col("t0") + 2_000, 5, pl.format(
-        "postfix/bounce[{}]: {}: sender non-delivery notification: {}", 900 + pl.col("pid") % 5, "pfq", "qid"))]
+    return [
+        lines(
+            dsn,
+            pl.col("t0") + 2_000,
+            5,
+            pl.format(
+                "postfix/bounce[{}]: {}: sender non-delivery notification: {}", 900 + pl.col("pid") % 5, "pfq", "qid"
+            ),
+        )
+    ]
 
 
 RULES = Rules()

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ingest.generate import model as M
-from ingest.schema import TIME
+from msgtrace.generate import model as M
+from msgtrace.ingest.schema import TIME
 
 COLUMNS: dict[str, pl.DataType] = {
     "Organization": pl.String,
@@ -67,7 +67,9 @@ def truth(model: M.Model, rules: Rules) -> pl.DataFrame:
     else:
         subject = pl.lit("")
     head = msgs.select(
-        "m", "kind", "reject",
+        "m",
+        "kind",
+        "reject",
         pl.lit(org).alias("Organization"),
         pl.when(dsn & ~pl.lit(rules.dsn_msgid)).then(pl.lit("")).otherwise("msgid").alias("MessageId"),
         (pl.col("t0") // unit * unit).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("Received"),
@@ -76,15 +78,19 @@ def truth(model: M.Model, rules: Rules) -> pl.DataFrame:
         pl.col("client_ip").alias("FromIP"),
         pl.when(dsn & ~pl.lit(rules.dsn_size)).then(None).otherwise("size").cast(pl.Int64).alias("Size"),
     )
-    rejects = head.filter(pl.col("kind") == M.REJECT).join(
-        model.rcpts.select("m", pl.col("addr").alias("RecipientAddress")), on="m", how="left"
-    ).with_columns(
-        pl.lit("").alias("MessageId"),
-        pl.lit("").alias("Subject"),
-        pl.lit("").alias("ToIP"),
-        pl.lit(rules.reject_size, pl.Int64).alias("Size"),
-        pl.when(pl.col("reject").is_in([M.REJ_BLOCKLIST, M.REJ_DBL])).then(pl.lit("FilteredAsSpam"))
-        .otherwise(pl.lit("None")).alias("Status"),
+    rejects = (
+        head.filter(pl.col("kind") == M.REJECT)
+        .join(model.rcpts.select("m", pl.col("addr").alias("RecipientAddress")), on="m", how="left")
+        .with_columns(
+            pl.lit("").alias("MessageId"),
+            pl.lit("").alias("Subject"),
+            pl.lit("").alias("ToIP"),
+            pl.lit(rules.reject_size, pl.Int64).alias("Size"),
+            pl.when(pl.col("reject").is_in([M.REJ_BLOCKLIST, M.REJ_DBL]))
+            .then(pl.lit("FilteredAsSpam"))
+            .otherwise(pl.lit("None"))
+            .alias("Status"),
+        )
     )
     rows = _recipient_rows(model, rules)
     queued = head.filter(pl.col("kind") != M.REJECT)
@@ -132,9 +138,16 @@ def _recipient_rows(model: M.Model, rules: Rules) -> pl.DataFrame:
 def to_contract(store_rows: pl.DataFrame) -> pl.DataFrame:
     """Store rows (MESSAGE_SCHEMA names) as truth columns, sorted like `truth` for comparison."""
     names = {
-        "organization": "Organization", "message_id": "MessageId", "received": "Received",
-        "sender_address": "SenderAddress", "recipient_address": "RecipientAddress", "subject": "Subject",
-        "status": "Status", "to_ip": "ToIP", "from_ip": "FromIP", "size": "Size",
+        "organization": "Organization",
+        "message_id": "MessageId",
+        "received": "Received",
+        "sender_address": "SenderAddress",
+        "recipient_address": "RecipientAddress",
+        "subject": "Subject",
+        "status": "Status",
+        "to_ip": "ToIP",
+        "from_ip": "FromIP",
+        "size": "Size",
     }
     out = store_rows.select([pl.col(k).alias(v) for k, v in names.items()])
     return sort(out.select([pl.col(c).cast(t) for c, t in COLUMNS.items()]))

@@ -1,6 +1,6 @@
 """`msgtrace generate`: seeded, realistic mail logs of any size with the trace rows they must give.
 
-    from ingest.generate import generate
+    from msgtrace.generate import generate
     summary = generate("postfix", Path("mail.log"), lines=100_000, start="2026-12-31", days=2)
 
 writes mail.log and, beside it, mail.log.truth.parquet (plus mail.log.truth.jsonl when small).
@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from ingest.generate import model as M
-from ingest.generate import truth as expected
+from msgtrace.generate import model as M
+from msgtrace.generate import truth as expected
 
 FORMATS = ("postfix", "exim", "sendmail", "exchange")
 JSONL_MAX_ROWS = 10_000
@@ -44,7 +44,7 @@ def writer(fmt: str) -> ModuleType:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     import importlib
 
-    return importlib.import_module(f"ingest.generate.{fmt}")
+    return importlib.import_module(f"msgtrace.generate.{fmt}")
 
 
 def window(start: str, days: float, tz: str) -> tuple[int, int]:
@@ -56,8 +56,16 @@ def window(start: str, days: float, tz: str) -> tuple[int, int]:
     return s, s + int(days * 86400 * 1_000_000)
 
 
-def build(fmt: str, lines: int, start: str = "2026-01-01", days: float = 1, tz: str = "UTC",
-          seed: int = 1, host: str = "mx1.example.org", **options: object) -> tuple[M.Model, pl.DataFrame]:
+def build(
+    fmt: str,
+    lines: int,
+    start: str = "2026-01-01",
+    days: float = 1,
+    tz: str = "UTC",
+    seed: int = 1,
+    host: str = "mx1.example.org",
+    **options: object,
+) -> tuple[M.Model, pl.DataFrame]:
     """The model and its rendered lines, cut at the first message boundary past `lines`."""
     w = writer(fmt)
     s, e = window(start, days, tz)
@@ -86,8 +94,17 @@ def build(fmt: str, lines: int, start: str = "2026-01-01", days: float = 1, tz: 
     return mdl, w.render(mdl, **options)
 
 
-def generate(fmt: str, out: Path, lines: int = 10_000, start: str = "2026-01-01", days: float = 1,
-             tz: str = "UTC", seed: int = 1, host: str = "mx1.example.org", **options: object) -> Summary:
+def generate(
+    fmt: str,
+    out: Path,
+    lines: int = 10_000,
+    start: str = "2026-01-01",
+    days: float = 1,
+    tz: str = "UTC",
+    seed: int = 1,
+    host: str = "mx1.example.org",
+    **options: object,
+) -> Summary:
     """Write a log of about `lines` lines and its ground truth beside it."""
     w = writer(fmt)
     mdl, rendered = build(fmt, lines, start, days, tz, seed, host, **options)

@@ -5,19 +5,28 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ingest.generate import names
-from ingest.generate.consts import BOUNCED, DSN, EXPIRED, LMTP, SENT, SMTP, US
+from msgtrace.generate import names
+from msgtrace.generate.consts import BOUNCED, DSN, EXPIRED, LMTP, SENT, SMTP, US
 
 
-def bounces(rng: np.random.Generator, cfg, pools: names.Pools, msgs: pl.DataFrame, rcpts: pl.DataFrame,
-            attempts: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def bounces(
+    rng: np.random.Generator, cfg, pools: names.Pools, msgs: pl.DataFrame, rcpts: pl.DataFrame, attempts: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Add the bounce notices (messages, recipients, delivery attempts) the failures cause."""
-    fails = attempts.filter(pl.col("result").is_in([BOUNCED, EXPIRED])).join(
-        msgs.select("m", "kind", "sender", "sender_dom", "size"), on="m"
-    ).filter((pl.col("kind") != DSN) & (pl.col("sender") != ""))
+    fails = (
+        attempts.filter(pl.col("result").is_in([BOUNCED, EXPIRED]))
+        .join(msgs.select("m", "kind", "sender", "sender_dom", "size"), on="m")
+        .filter((pl.col("kind") != DSN) & (pl.col("sender") != ""))
+    )
     d = (
-        fails.group_by("m", "k").agg(pl.col("t").max(), pl.col("grp").first(), pl.col("sender").first(),
-                                     pl.col("sender_dom").first(), pl.col("size").first())
+        fails.group_by("m", "k")
+        .agg(
+            pl.col("t").max(),
+            pl.col("grp").first(),
+            pl.col("sender").first(),
+            pl.col("sender_dom").first(),
+            pl.col("size").first(),
+        )
         .with_columns((pl.col("t") + 10_000).alias("t0"))
         .filter(pl.col("t0") < cfg.end_us)
         .sort("t0", "m")
@@ -42,7 +51,9 @@ def bounces(rng: np.random.Generator, cfg, pools: names.Pools, msgs: pl.DataFram
             "client_ip": [""] * n,
             "submission": np.zeros(n, bool),
             "size": 2200 + np.minimum(d["size"].to_numpy(), 8000) + rng.integers(0, 900, n),
-            "msgid": [f"<{a}.{b}@{cfg.host}>" for a, b in zip(t0 // US, rng.integers(1 << 40, 1 << 62, n), strict=True)],
+            "msgid": [
+                f"<{a}.{b}@{cfg.host}>" for a, b in zip(t0 // US, rng.integers(1 << 40, 1 << 62, n), strict=True)
+            ],
             "subject": ["Undelivered Mail Returned to Sender"] * n,
             "subj_logged": np.zeros(n, bool),
             "cf": np.zeros(n, bool),
