@@ -221,7 +221,8 @@ def _queued_rows(ev: pl.DataFrame, insts: pl.DataFrame) -> pl.DataFrame:
         _first_per_root(rooted, ["receive"], "size", "size"),
         _first_per_root(rooted, ["receive"], "nrcpt", "_nrcpt"),
         _sender_per_root(ev),
-        _first_per_root(ev, ["msgid", "receive"], "message_id", "message_id"),
+        # the cleanup line first; a content filter's verdict line (amavis) fills it when that is missing
+        _first_per_root(ev, ["msgid", "receive", "subject"], "message_id", "message_id"),
         _first_per_root(ev, ["subject", "receive"], "subject", "subject"),
         _first_per_root(ev, ["receive"], "size", "_chain_size"),
     ]

@@ -70,7 +70,7 @@ KINDS: dict[str, str] = {
     "receive": "the message was accepted: any of sender, size, nrcpt, message_id, subject, client_ip "
     "(Postfix pickup/qmgr from=, Exim <=, Sendmail from=, Exchange RECEIVE)",
     "msgid": "the Message-ID header (Postfix cleanup message-id=)",
-    "subject": "the Subject header (Postfix header_checks WARN/INFO)",
+    "subject": "the Subject header, and maybe the Message-ID (Postfix header_checks WARN/INFO, amavis Passed/Blocked)",
     "deliver": "an outcome for one recipient: status plus relay, to_ip, dsn, delay, detail",
     "handoff": "delivery to a content filter (or a local forward) that re-queued the message as next_queue_id: "
     "no row of its own",

@@ -141,7 +141,8 @@ def _describe(ev: pl.DataFrame, trace_id: str, recipient: str | None) -> pl.Data
         .then(pl.format("Picked up from <{}> (local submission)", pl.col("sender").fill_null("")))
         .when(pl.col("kind") == "receive")
         .then(pl.format("Queued from <{}>{}", pl.col("sender").fill_null(""), size))
-        .when(pl.col("kind") == "msgid")
+        # a content filter's verdict line (amavis) may name the Message-ID and no Subject
+        .when((pl.col("kind") == "msgid") | ((pl.col("kind") == "subject") & pl.col("subject").is_null()))
         .then(pl.format("Message-ID {}", pl.col("message_id").fill_null("")))
         .when(pl.col("kind") == "subject")
         .then(pl.format("Subject: {}", pl.col("subject").fill_null("")))

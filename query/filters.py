@@ -114,6 +114,18 @@ def normalize_message_id(value: str) -> str:
     return v
 
 
+def message_id_forms(value: str) -> tuple[str, ...]:
+    """What a typed Message-ID may be stored as: as typed, bracketed, bare, or with only its `<`.
+
+    A well-formed id is stored with its brackets, so `abc@x` finds `<abc@x>`; a corrupted one is
+    stored as logged (`<eyJ... Y3ZmI`: spaces, no closing bracket), so it is found as typed, and
+    without its brackets too.
+    """
+    v = value.strip()
+    bare = v.removeprefix("<").removesuffix(">")
+    return tuple(dict.fromkeys([v, normalize_message_id(v), bare, "<" + bare]))
+
+
 def normalize_trace_id(value: str) -> str:
     """A MessageTraceId as lowercase 8-4-4-4-12 text, or QueryError when it is not a GUID."""
     try:
@@ -187,7 +199,7 @@ class TraceFilter:
     end: dt.datetime
     senders: tuple[str, ...] = ()
     recipients: tuple[str, ...] = ()
-    message_ids: tuple[str, ...] = ()
+    message_ids: tuple[str, ...] = ()  # every form a typed id may be stored in (message_id_forms)
     message_trace_id: str | None = None
     statuses: tuple[str, ...] = ()
     from_ip: str | None = None
@@ -241,7 +253,9 @@ class TraceFilter:
             end=end,
             senders=tuple(normalize_address(v) for v in given_values(sender_address, "--sender-address")),
             recipients=tuple(normalize_address(v) for v in given_values(recipient_address, "--recipient-address")),
-            message_ids=tuple(normalize_message_id(v) for v in given_values(message_id, "--message-id")),
+            message_ids=tuple(
+                dict.fromkeys(f for v in given_values(message_id, "--message-id") for f in message_id_forms(v))
+            ),
             message_trace_id=None if message_trace_id is None else normalize_trace_id(message_trace_id),
             statuses=tuple(dict.fromkeys(normalize_status(v) for v in given_values(status, "--status"))),
             from_ip=None if from_ip is None else normalize_ip(from_ip, "--from-ip"),
@@ -292,8 +306,7 @@ class TraceFilter:
         if self.recipients:
             e &= address_match(pl.col("recipient_lower"), self.recipients)
         if self.message_ids:
-            bare = [m[1:-1] for m in self.message_ids]
-            e &= pl.col("message_id").is_in(list(self.message_ids) + bare)
+            e &= pl.col("message_id").is_in(list(self.message_ids))
         if self.statuses:
             e &= pl.col("status").is_in(list(self.statuses))
         if self.from_ip:

@@ -100,7 +100,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         _subject(q),
         noqueue,
         nodata,
-        _amavis(env.select("line_no", "time", "host", "program", "body").filter(is_amavis)),
+        *_amavis(env.select("line_no", "time", "host", "program", "body").filter(is_amavis)),
     ]
     events = (
         pl.concat([h for h in handled if h.height], how="diagonal_relaxed")
@@ -188,7 +188,10 @@ def _msgid(q: pl.DataFrame) -> pl.DataFrame:
     df = _keyed(q, "me").filter(pl.col("rest").str.starts_with("message-id="))
     if not df.height:
         return df
-    return _cols(df, "msgid", pl.col("rest").str.extract(r"^message-id=(\S*)", 1).alias("message_id"))
+    # the whole value as logged, spaces included (a corrupted header: `message-id=<eyJ... H i1Cd...`);
+    # trailing blanks are dropped, as the --message-id filter drops them from what is typed
+    message_id = pl.col("rest").str.strip_prefix("message-id=").str.strip_chars_end()
+    return _cols(df, "msgid", message_id.alias("message_id"))
 
 
 def _qmgr_from(q: pl.DataFrame) -> pl.DataFrame:
@@ -310,7 +313,12 @@ def _deliveries(q: pl.DataFrame) -> pl.DataFrame:
         .str.extract(r"^forwarded as ([0-9A-Za-z]+)$", 1)
     )
     df = df.with_columns(pl.coalesce(forwarded, queued_as).alias("next_queue_id"))
-    handoff = pl.col("next_queue_id").is_not_null() & (loopback | pl.col("relay").eq("local")).fill_null(False)
+    # A multi-instance Postfix names each instance by its IP (`postfix-170.55.103.23/smtp`): sent to
+    # that IP, the mail is with another instance or a filter of this host, not delivered yet, even
+    # when the rest of its way is not in the log.
+    own_ip = pl.col("program").str.extract(r"^[^/]*?-([0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:]*)/", 1)
+    to_self = loopback | pl.col("relay").eq("local") | own_ip.eq(pl.col("to_ip"))
+    handoff = pl.col("next_queue_id").is_not_null() & to_self.fill_null(False)
     return df.select(
         "line_no",
         "time",
@@ -472,7 +480,14 @@ def _noqueue_rejects(nq: pl.DataFrame) -> pl.DataFrame:
     return _rejects(df, body)
 
 
-def _amavis(am: pl.DataFrame) -> pl.DataFrame:
+def _amavis(am: pl.DataFrame) -> list[pl.DataFrame]:
+    """The verdict lines of amavis: a hold for Blocked mail, the headers it names for every message."""
+    if not am.height:
+        return []
+    return [_amavis_blocked(am), _amavis_headers(am)]
+
+
+def _amavis_blocked(am: pl.DataFrame) -> pl.DataFrame:
     # amavis[1]: (01-02) Blocked SPAM {DiscardedInbound,Quarantined}, [ip]:port <a> -> <b>, Queue-ID: 3F1A22C01, ...
     body = pl.col("body")
     df = am.filter(body.str.contains(r"\) Blocked [A-Z-]+ ") & body.str.contains("Queue-ID: ", literal=True))
@@ -491,3 +506,31 @@ def _amavis(am: pl.DataFrame) -> pl.DataFrame:
     return _cols(
         df, "hold", status.alias("status"), clip(from_byte(body, body.str.find(") ", literal=True) + 2)).alias("detail")
     )
+
+
+# amavis quotes the Subject in double quotes, doubling any inside it; a subject it had to decode
+# (MIME encoded words) is followed, inside the quotes, by " (raw: =?utf-8?B?...?=)".
+_AMAVIS_SUBJECT = r', Subject: "((?:[^"]|"")*)"'
+_AMAVIS_MSGID = r", Message-ID: (<[^<>]*>)"
+
+
+def _amavis_headers(am: pl.DataFrame) -> pl.DataFrame:
+    # amavis[2]: (2-11) Passed CLEAN {RelayedInbound}, [ip]:port [ip] <a> -> <b>, Queue-ID: 4PbC4x469Jz3tBr,
+    #   Message-ID: <7181@ajmyjyz>, mail_id: VQpG, Hits: 2.9, size: 175061, queued_as: 4PbC4z6W5Qz3tG3,
+    #   Subject: "Individuelle Prognose (raw: =?utf-8?B?SW5k...?=)", From: <a>, helo=..., 2131 ms
+    # The message is the one amavis names: its Queue-ID (amavisd-new 2.6 and later), else the queue
+    # id it re-injected the message under (queued_as), which is the same message's next hop.
+    body = pl.col("body")
+    verdict = body.str.contains(r"^\([0-9-]+\) (?:Passed|Blocked) ")
+    names = body.str.contains(', Subject: "', literal=True) | body.str.contains("Message-ID: ", literal=True)
+    df = am.filter(verdict & names)
+    if not df.height:
+        return df
+    qid = pl.coalesce(
+        body.str.extract(r"Queue-ID: ([0-9A-Za-z]+)", 1), body.str.extract(r"queued_as: ([0-9A-Za-z]+)", 1)
+    )
+    subject = (
+        body.str.extract(_AMAVIS_SUBJECT, 1).str.replace_all('""', '"', literal=True).str.replace(r" \(raw: .*\)$", "")
+    )
+    df = df.with_columns(qid.alias("queue_id")).filter(pl.col("queue_id").is_not_null())
+    return _cols(df, "subject", subject.alias("subject"), body.str.extract(_AMAVIS_MSGID, 1).alias("message_id"))
