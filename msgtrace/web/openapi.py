@@ -152,10 +152,14 @@ def openapi() -> dict[str, Any]:
             "/api/v1/detail": {
                 "get": {
                     "operationId": "detail",
-                    "summary": "The events of one message for one recipient, like `msgtrace detail`.",
+                    "summary": "The events of one message (for one recipient, or all), like `msgtrace detail`.",
                     "parameters": [
                         _param("message_trace_id", "The MessageTraceId of the message (required).", _STR),
-                        _param("recipient_address", "The recipient whose delivery to explain (required).", _STR),
+                        _param(
+                            "recipient_address",
+                            "The recipient whose delivery to explain; without it every recipient's events.",
+                            _STR,
+                        ),
                         *WINDOW_PARAMS,
                     ],
                     "responses": {

@@ -95,10 +95,11 @@ def rows_json(rows: pl.DataFrame) -> str:
 
 
 def detail(store: Path, arguments: dict[str, object]) -> pl.DataFrame:
-    """`msgtrace detail` with these arguments: one message's events for one recipient, oldest first."""
-    rcpt = check_recipient(arguments.get("recipient_address"))  # type: ignore[arg-type]
+    """`msgtrace detail` with these arguments: one message's events (for one recipient, or for
+    every recipient without recipient_address), oldest first."""
     if not arguments.get("message_trace_id"):
         raise QueryError("--message-trace-id is required: the MessageTraceId of a trace row")
+    rcpt = check_recipient(arguments.get("recipient_address"))  # type: ignore[arg-type]
     flt = TraceFilter.from_params(
         message_trace_id=arguments["message_trace_id"],  # type: ignore[arg-type]
         recipient_address=rcpt,
@@ -156,9 +157,8 @@ def message(store: Path, trace_id: str, arguments: dict[str, object]) -> Message
     raw = raw.sort("recipient_lower", nulls_last=True)
     events: dict[str, list[dict[str, Any]]] = {}
     for rcpt in rows.get_column("RecipientAddress").unique(maintain_order=True).to_list():
-        # as `msgtrace detail`, but a row without a recipient (a rejected connection) gets every line
-        flt = TraceFilter.from_params(message_trace_id=trace_id, recipient_address=rcpt or None, **window)  # type: ignore[arg-type]
-        evs = message_trace_detail(store, flt, rcpt or "")
+        # as `msgtrace detail`; a row without a recipient (GettingStatus, a rejected connection) gets every line
+        evs = detail(store, {**window, "message_trace_id": trace_id, "recipient_address": rcpt or None})
         events[rcpt] = [_event(e) for e in evs.iter_rows(named=True)]
     hops = _other_hops(store, rows, window)
     return MessageView(trace_id, rows.to_dicts(), raw.to_dicts(), events, hops, window)
