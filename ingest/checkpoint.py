@@ -12,9 +12,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from msgtrace.ingest.layout import write_json_atomic
+from msgtrace.store import Store
 
-STATE_DIR = "_state"
 SOURCES_FILE = "sources.json"
 
 
@@ -36,10 +35,12 @@ class Checkpoints:
     """The checkpoint file of a store."""
 
     def __init__(self, root: Path) -> None:
-        self.path = root / STATE_DIR / SOURCES_FILE
+        self.state = Store(root).state
+        self.path = self.state.path(SOURCES_FILE)
         self._sources: dict[str, SourceState] = {}
-        if self.path.exists():
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+        text = self.state.read_text(SOURCES_FILE)
+        if text is not None:
+            data = json.loads(text)
             for fp, entry in data.get("sources", {}).items():
                 self._sources[fp] = SourceState(**entry)
 
@@ -58,7 +59,7 @@ class Checkpoints:
             s.updated = now
             self._sources[s.fingerprint] = s
         body = {"version": 1, "sources": {fp: asdict(s) for fp, s in self._sources.items()}}
-        write_json_atomic(json.dumps(body, indent=1, sort_keys=True), self.path)
+        self.state.write_text(SOURCES_FILE, json.dumps(body, indent=1, sort_keys=True))
 
 
 def jsonable(state: dict) -> dict:

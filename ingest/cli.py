@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-DEFAULT_STORE = "data/store"
+from msgtrace import defaults
+
 # ingest.formats.FORMAT_NAMES, repeated so that `msgtrace --help` need not import Polars (a test checks they agree)
 FORMAT_NAMES = ("exchange", "exim", "sendmail", "postfix")
 
@@ -19,10 +20,22 @@ def store_option(f):  # type: ignore[no-untyped-def]
     return click.option(
         "--store",
         type=click.Path(file_okay=False, path_type=Path),
-        envvar="MSGTRACE_STORE",
-        default=DEFAULT_STORE,
+        envvar=defaults.STORE_ENV,
+        default=defaults.STORE,
         show_default=True,
-        help="Store directory (env MSGTRACE_STORE).",
+        help=f"Store directory (env {defaults.STORE_ENV}).",
+    )(f)
+
+
+def queue_lifetime_option(f):  # type: ignore[no-untyped-def]
+    """--max-queue-lifetime DAYS (ingest, watch, detail): how long a message may wait for its outcome."""
+    return click.option(
+        "--max-queue-lifetime",
+        type=click.FloatRange(0.01, 365),
+        default=defaults.MAX_QUEUE_LIFETIME_DAYS,
+        show_default=True,
+        help="Days a message may wait for its outcome (Postfix maximal_queue_lifetime); "
+        "events of one message lie at most this plus a day apart.",
     )(f)
 
 
@@ -61,7 +74,14 @@ def source_options(f):  # type: ignore[no-untyped-def]
     return f
 
 
-def make_options(timezone: str | None, year: int | None, organization: str | None, fmt: str, host: str | None):  # type: ignore[no-untyped-def]
+def make_options(  # type: ignore[no-untyped-def]
+    timezone: str | None,
+    year: int | None,
+    organization: str | None,
+    fmt: str,
+    host: str | None,
+    max_queue_lifetime: float = defaults.MAX_QUEUE_LIFETIME_DAYS,
+):
     """IngestOptions from CLI values, with the zone checked."""
     from msgtrace.ingest.localzone import ZoneError, check_zone, local_zone
     from msgtrace.ingest.pipeline import IngestOptions
@@ -70,7 +90,14 @@ def make_options(timezone: str | None, year: int | None, organization: str | Non
         zone = check_zone(timezone) if timezone else local_zone()
     except ZoneError as e:
         raise click.ClickException(str(e)) from e
-    return IngestOptions(timezone=zone, year=year, organization=organization, format=fmt, host=host)
+    return IngestOptions(
+        timezone=zone,
+        year=year,
+        organization=organization,
+        format=fmt,
+        host=host,
+        queue_lifetime=defaults.queue_lifetime(max_queue_lifetime),
+    )
 
 
 class _Progress:
@@ -106,6 +133,7 @@ def rejects_option(f):  # type: ignore[no-untyped-def]
 @click.command("ingest")
 @store_option
 @source_options
+@queue_lifetime_option
 @rejects_option
 @click.argument("paths", nargs=-1, required=True)
 def ingest_command(
@@ -115,6 +143,7 @@ def ingest_command(
     organization: str | None,
     fmt: str,
     host: str | None,
+    max_queue_lifetime: float,
     rejects: Path | None,
     paths: tuple[str, ...],
 ) -> None:
@@ -126,9 +155,10 @@ def ingest_command(
     """
     from msgtrace.ingest.pipeline import ParseError, ingest_paths
     from msgtrace.ingest.reader import ReadError
-    from msgtrace.ingest.store import StoreError, StoreLock
 
-    options = make_options(timezone, year, organization, fmt, host)
+    from msgtrace.store import StoreError, StoreLock
+
+    options = make_options(timezone, year, organization, fmt, host, max_queue_lifetime)
     progress = _Progress()
     try:
         with StoreLock(store):
@@ -157,18 +187,17 @@ def compact_command(store: Path) -> None:
 
     Example: msgtrace compact --store /var/lib/msgtrace
     """
-    from msgtrace.ingest.layout import partition_days
-    from msgtrace.ingest.store import Store, StoreError, StoreLock
+    from msgtrace.store import Store, StoreError, StoreLock
 
-    if not store.is_dir():
-        raise click.ClickException(f"store {store} does not exist")
     s = Store(store)
+    if not s.exists():
+        raise click.ClickException(f"store {store} does not exist")
     merged = 0
     try:
         with StoreLock(store):
-            for table, tdir in (("messages", s.messages), ("events", s.events)):
-                for day in partition_days(tdir):
-                    merged += s.compact(table, day)
+            for table in s.tables:
+                for day in table.days():
+                    merged += table.compact(day)
     except StoreError as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"Compacted {merged} partitions.")

@@ -15,12 +15,14 @@ the same rows, whatever order the files were ingested in.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, conform
 from msgtrace.ingest.traceid import message_trace_ids
 
-# A queue id silent for longer than this is a new message even without `removed` (lost lines).
-REUSE_GAP = pl.duration(days=6)
+from msgtrace.defaults import QUEUE_LIFETIME
+
 # How far a re-queued message's first line may lie from the hand-off line that names it.
 HANDOFF_WINDOW = "1h"
 _FINAL = ["Delivered", "Failed", "Expanded", "None", "FilteredAsSpam", "Quarantined"]
@@ -32,20 +34,23 @@ _OUTCOME_KINDS = ["deliver", "handoff", "reject", "expand", "hold"]
 _ORDER = ["_sec", "source", "line_no"]
 
 
-def correlate(events: pl.DataFrame) -> pl.DataFrame:
-    """Message rows (MESSAGE_SCHEMA) for every message the events belong to."""
+def correlate(events: pl.DataFrame, queue_lifetime: dt.timedelta = QUEUE_LIFETIME) -> pl.DataFrame:
+    """Message rows (MESSAGE_SCHEMA) for every message the events belong to.
+
+    A queue id silent for longer than `queue_lifetime` is a new message even without `removed`
+    (lost lines)."""
     events = conform(events, EVENT_SCHEMA).with_columns(pl.col("time").dt.truncate("1s").alias("_sec"))
     queued = events.filter(pl.col("queue_id").is_not_null())
     standalone = events.filter(pl.col("queue_id").is_null() & pl.col("kind").eq("reject"))
     parts = [_standalone_rows(standalone)]
     if queued.height:
-        ev, insts = _instances(queued)
+        ev, insts = _instances(queued, queue_lifetime)
         parts.append(_queued_rows(*_chains(ev, insts)))
     rows = pl.concat(parts, how="diagonal_relaxed")
     return _finish(rows)
 
 
-def _instances(ev: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _instances(ev: pl.DataFrame, reuse_gap: dt.timedelta) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Add `inst` (an integer per message instance) and `inst_start` (its first event's time);
     also return one row per instance: inst, host, queue_id, inst_start and its first event's
     place in _ORDER.
@@ -73,7 +78,7 @@ def _instances(ev: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         # files (a rotation mid-message) whose order is not known, and Postfix cannot hand the
         # same queue id (microseconds + inode) to a new message within the second it freed it
         | (pl.col("kind").shift(1).eq("removed") & (pl.col("_sec") > pl.col("_sec").shift(1))).fill_null(False)
-        | ((pl.col("time") - pl.col("time").shift(1)) > REUSE_GAP).fill_null(False)
+        | ((pl.col("time") - pl.col("time").shift(1)) > reuse_gap).fill_null(False)
     )
     key = key.with_columns(new.alias("_new"))
     key = key.with_columns(

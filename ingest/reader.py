@@ -22,8 +22,9 @@ from typing import BinaryIO
 
 import polars as pl
 
+from msgtrace.defaults import CHUNK_BYTES
+
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-CHUNK_BYTES = 8 * 1024 * 1024
 FINGERPRINT_BYTES = 4096  # of the identifying head; enough to tell files apart, cheap to read
 _ROTATED = re.compile(r"^(?P<base>.+?)(?:\.(?P<n>\d+)|-(?P<date>\d{8,10}))?(?:\.(?:gz|bz2|xz))?$")
 
@@ -167,7 +168,7 @@ def _to_frame(block: bytes, first_line_no: int) -> pl.DataFrame:
     return df.with_row_index("line_no", offset=first_line_no).with_columns(pl.col("line_no").cast(pl.Int64))
 
 
-def read_chunks(path: Path, offset: int, line_no: int, chunk_bytes: int | None = None) -> Iterator[Chunk]:
+def read_chunks(path: Path, offset: int, line_no: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
     """Complete lines from byte `offset` (of the decompressed content) on, in chunks of about chunk_bytes."""
     try:
         f = open_binary(path)
@@ -177,7 +178,7 @@ def read_chunks(path: Path, offset: int, line_no: int, chunk_bytes: int | None =
         yield from read_open(f, path, offset, line_no, chunk_bytes)
 
 
-def read_open(f: BinaryIO, path: Path, offset: int, line_no: int, chunk_bytes: int | None = None) -> Iterator[Chunk]:
+def read_open(f: BinaryIO, path: Path, offset: int, line_no: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
     """Like read_chunks, from a file the caller opened (and fingerprinted) with open_binary(path)."""
     if offset:
         if is_compressed(path):
@@ -187,7 +188,7 @@ def read_open(f: BinaryIO, path: Path, offset: int, line_no: int, chunk_bytes: i
     carry = b""
     while True:
         try:
-            data = f.read(chunk_bytes or CHUNK_BYTES)  # module value read late: benchmarks tune it
+            data = f.read(chunk_bytes)
         except (OSError, EOFError, lzma.LZMAError) as e:
             raise ReadError(f"cannot read {path}: {e}") from e
         if not data:

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from msgtrace.ingest.cli import queue_lifetime_option
+
+from msgtrace import defaults
 
 # polars/pyarrow are imported inside the commands: `msgtrace --help` and start-up stay fast.
 
@@ -71,7 +74,7 @@ def _store_option(f: Callable[..., Any]) -> Callable[..., Any]:
         "--store",
         metavar="DIR",
         default=None,
-        help="Store directory [env MSGTRACE_STORE; default data/store].",
+        help=f"Store directory [env {defaults.STORE_ENV}; default {defaults.STORE}].",
     )(f)
 
 
@@ -280,6 +283,7 @@ def trace(**params: Any) -> None:
 @click.option("--timezone", metavar="TZ", envvar="MSGTRACE_TZ", help="Zone of dates typed without one.")
 @click.option("--now", metavar="TIME", envvar="MSGTRACE_NOW", help="Pretend the current time is TIME.")
 @click.option("--max-age-days", type=int, default=10, show_default=True, help="Age limit of --start-date; 0 lifts it.")
+@queue_lifetime_option
 @click.option(
     "--output",
     "output_format",
@@ -302,6 +306,8 @@ def detail(**params: Any) -> None:
     from msgtrace.query.detail import check_recipient, message_trace_detail
     from msgtrace.query.filters import TraceFilter
 
+    from msgtrace.defaults import queue_lifetime
+
     with one_line_errors():
         store = engine.resolve_store(params["store"])
         rcpt = check_recipient(params["recipient_address"])
@@ -314,7 +320,7 @@ def detail(**params: Any) -> None:
             max_age_days=params["max_age_days"],
             timezone=params["timezone"],
         )
-        rows = message_trace_detail(store, flt, rcpt)
+        rows = message_trace_detail(store, flt, rcpt, queue_lifetime(params["max_queue_lifetime"]))
     fmt = params["output_format"].lower()
     if rows.height == 0 and fmt == "table":
         click.echo("No events found for that message and recipient.", err=True)

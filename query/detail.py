@@ -12,14 +12,14 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
-from msgtrace.ingest import layout
-from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR
+from msgtrace.ingest.schema import EVENT_SCHEMA
 from msgtrace.query import engine
 from msgtrace.query.filters import QueryError, TraceFilter
 
+from msgtrace.defaults import QUEUE_LIFETIME
+from msgtrace.store import Store, days_between
+
 DETAIL_COLUMNS = ["Date", "Event", "Action", "Detail", "Data", "MessageTraceId", "RecipientAddress"]
-# A message's lines lie within this of its Received time (longer than any queue lifetime).
-SPAN = dt.timedelta(days=7)
 _DATA_FIELDS = [
     "program",
     "queue_id",
@@ -34,14 +34,19 @@ _DATA_FIELDS = [
 ]
 
 
-def message_trace_detail(store: Path, flt: TraceFilter, recipient: str) -> pl.DataFrame:
-    """The detail rows of one message (flt carries its MessageTraceId) for one recipient."""
+def message_trace_detail(
+    store: Path, flt: TraceFilter, recipient: str, queue_lifetime: dt.timedelta = QUEUE_LIFETIME
+) -> pl.DataFrame:
+    """The detail rows of one message (flt carries its MessageTraceId) for one recipient.
+
+    The message's lines lie within `queue_lifetime` of its Received time (the ingest's
+    --max-queue-lifetime plus a day)."""
     rows = engine.scan(store, flt).collect()
     if not rows.height:
         return pl.DataFrame(schema={c: pl.String for c in DETAIL_COLUMNS})
     msg = rows.row(0, named=True)
     rcpt = recipient.lower()
-    events = _message_events(store, msg)
+    events = _message_events(Store(store), msg, queue_lifetime)
     mine = events.filter(
         pl.col("recipient").is_null()
         | (pl.col("recipient").str.to_lowercase() == rcpt)
@@ -51,13 +56,13 @@ def message_trace_detail(store: Path, flt: TraceFilter, recipient: str) -> pl.Da
     return _describe(mine.sort("time", "source", "line_no"), msg["message_trace_id"], recipient)
 
 
-def _message_events(store: Path, msg: dict) -> pl.DataFrame:
+def _message_events(store: Store, msg: dict, span: dt.timedelta) -> pl.DataFrame:
     received: dt.datetime = msg["received"]
-    files = layout.files_for_days(store / EVENTS_DIR, layout.days_between(received.date(), (received + SPAN).date()))
-    if not files:
+    stored = store.events.scan(days_between(received.date(), (received + span).date()))
+    if stored is None:
         return pl.DataFrame(schema=EVENT_SCHEMA)
-    lf = pl.scan_parquet(files, schema=EVENT_SCHEMA, hive_partitioning=False).filter(
-        (pl.col("host") == msg["host"]) & (pl.col("time") >= received) & (pl.col("time") <= received + SPAN)
+    lf = stored.filter(
+        (pl.col("host") == msg["host"]) & (pl.col("time") >= received) & (pl.col("time") <= received + span)
     )
     if msg["queue_ids"]:
         lf = lf.filter(pl.col("queue_id").is_in(msg["queue_ids"].split(" ")))

@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from msgtrace.ingest.reader import ReadError, discover, fingerprint, read_chunks, sample_lines
 
+from msgtrace.defaults import CHUNK_BYTES
+
 LINES = [
     "Jun 13 10:00:00 mx1 postfix/qmgr[900]: 3F1A22C01: removed",
     "",
@@ -22,7 +24,7 @@ LINES = [
 ]
 
 
-def lines_of(path: Path, offset: int = 0, line_no: int = 0, chunk_bytes: int | None = None) -> list[tuple[int, str]]:
+def lines_of(path: Path, offset: int = 0, line_no: int = 0, chunk_bytes: int = CHUNK_BYTES) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     for chunk in read_chunks(path, offset, line_no, chunk_bytes):
         out.extend(chunk.lines.select("line_no", "line").rows())
