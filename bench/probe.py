@@ -28,7 +28,6 @@ def main() -> None:
     a = ap.parse_args()
 
     from msgtrace.ingest import pipeline
-
     from msgtrace.store import Store, StoreLock
 
     opts = pipeline.IngestOptions(timezone=a.timezone, year=a.year)

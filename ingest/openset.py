@@ -14,8 +14,8 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
-from msgtrace.ingest.schema import EVENT_SCHEMA, conform, unique_events
 
+from msgtrace.ingest.schema import EVENT_SCHEMA, conform, unique_events
 from msgtrace.store import StateFiles
 
 OPEN_FILE = "open_events.parquet"

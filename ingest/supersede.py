@@ -8,6 +8,7 @@ Read in order, they are known from the messages' ids; otherwise the partitions a
 from __future__ import annotations
 
 import polars as pl
+
 from msgtrace.ingest.openset import queue_keys
 from msgtrace.ingest.traceid import message_trace_ids
 

@@ -13,7 +13,10 @@ import threading
 from pathlib import Path
 
 import click
+
+from msgtrace import defaults
 from msgtrace.ingest.cli import (
+    check_rejects,
     make_options,
     queue_lifetime_option,
     rejects_option,
@@ -21,8 +24,6 @@ from msgtrace.ingest.cli import (
     source_options,
     store_option,
 )
-
-from msgtrace import defaults
 
 
 class _SafeFormatter(logging.Formatter):
@@ -96,11 +97,11 @@ def watch_command(
     Example: msgtrace watch --store /var/lib/msgtrace --timezone Europe/Vienna '/var/log/mail.log*'
     """
     from msgtrace.ingest.watcher import Watcher, WatchOptions
-
     from msgtrace.store import StoreError, StoreLock
 
     setup_logging(quiet, verbose)
     options = make_options(timezone, year, organization, fmt, host, max_queue_lifetime)
+    check_rejects(rejects)
     wopts = WatchOptions(flush_interval=flush_interval, rescan_interval=rescan_interval, compact_files=compact_files)
     stopping: list[Watcher] = []
     requested = threading.Event()
@@ -134,12 +135,14 @@ def status_command(store: Path, as_json: bool) -> None:
     Example: msgtrace status --store /var/lib/msgtrace
     """
     from msgtrace.ingest.status import format_text, status, to_json
-
-    from msgtrace.store import Store
+    from msgtrace.store import Store, StoreError
 
     if not Store(store).exists():
         raise click.ClickException(f"store {store} does not exist")
-    report = status(store)
+    try:
+        report = status(store)
+    except StoreError as e:  # e.g. a damaged checkpoint file
+        raise click.ClickException(str(e)) from e
     click.echo(to_json(report) if as_json else safe(format_text(report)))
 
 

@@ -2,8 +2,10 @@
 
 The message row (found by MessageTraceId, pruned to its day) names its host and every queue id
 it passed through; the events table holds the lines. Message-level lines (connection, queueing,
-removal) are shown for every recipient; recipient lines only for that recipient or the alias it
-was expanded from.
+removal) are shown for every recipient; recipient lines only for that recipient, the alias it
+was expanded from, or the address it was rewritten from on an earlier hop (a content filter, a
+local forward). The message's own instances of its queue ids are told apart as ingest does
+(ingest.correlate.message_events), so a later message reusing a queue id is not mixed in.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
+
+from msgtrace.defaults import QUEUE_LIFETIME
+from msgtrace.ingest.correlate import message_events
 from msgtrace.ingest.schema import EVENT_SCHEMA
 from msgtrace.query import engine
 from msgtrace.query.filters import QueryError, TraceFilter
-
-from msgtrace.defaults import QUEUE_LIFETIME
 from msgtrace.store import Store, days_between
 
 DETAIL_COLUMNS = ["Date", "Event", "Action", "Detail", "Data", "MessageTraceId", "RecipientAddress"]
@@ -35,25 +38,32 @@ _DATA_FIELDS = [
 
 
 def message_trace_detail(
-    store: Path, flt: TraceFilter, recipient: str, queue_lifetime: dt.timedelta = QUEUE_LIFETIME
+    store: Path, flt: TraceFilter, recipient: str | None, queue_lifetime: dt.timedelta = QUEUE_LIFETIME
 ) -> pl.DataFrame:
-    """The detail rows of one message (flt carries its MessageTraceId) for one recipient.
+    """The detail rows of one message (flt carries its MessageTraceId) for one recipient, or for
+    every recipient when recipient is None (RecipientAddress then names each event's recipient).
 
     The message's lines lie within `queue_lifetime` of its Received time (the ingest's
-    --max-queue-lifetime plus a day)."""
+    --max-queue-lifetime plus a day), split into messages with that same lifetime."""
+    return engine.reading(store, lambda: _detail(store, flt, recipient, queue_lifetime))
+
+
+def _detail(store: Path, flt: TraceFilter, recipient: str | None, queue_lifetime: dt.timedelta) -> pl.DataFrame:
     rows = engine.scan(store, flt).collect()
     if not rows.height:
         return pl.DataFrame(schema={c: pl.String for c in DETAIL_COLUMNS})
     msg = rows.row(0, named=True)
-    rcpt = recipient.lower()
     events = _message_events(Store(store), msg, queue_lifetime)
-    mine = events.filter(
-        pl.col("recipient").is_null()
-        | (pl.col("recipient").str.to_lowercase() == rcpt)
-        | (pl.col("orig_recipient").str.to_lowercase() == rcpt)
-        | (rcpt == "")
-    )
-    return _describe(mine.sort("time", "source", "line_no"), msg["message_trace_id"], recipient)
+    if recipient is not None:
+        rcpt = recipient.lower()
+        # the recipient's own lines, and those of the address it was rewritten from (a forward or a
+        # filter hop logged under the original address: how the mail got to this recipient)
+        to, orig = pl.col("recipient").str.to_lowercase(), pl.col("orig_recipient").str.to_lowercase()
+        addresses = pl.concat([pl.Series([rcpt]), events.filter(to == rcpt).select(orig.drop_nulls()).to_series()])
+        events = events.filter(
+            pl.col("recipient").is_null() | to.is_in(addresses.implode()) | (orig == rcpt) | (rcpt == "")
+        )
+    return _describe(events.sort("time", "source", "line_no"), msg["message_trace_id"], recipient)
 
 
 def _message_events(store: Store, msg: dict, span: dt.timedelta) -> pl.DataFrame:
@@ -65,29 +75,40 @@ def _message_events(store: Store, msg: dict, span: dt.timedelta) -> pl.DataFrame
         (pl.col("host") == msg["host"]) & (pl.col("time") >= received) & (pl.col("time") <= received + span)
     )
     if msg["queue_ids"]:
-        lf = lf.filter(pl.col("queue_id").is_in(msg["queue_ids"].split(" ")))
-        ev = lf.collect()
-        return _this_instance(ev, received)
-    # a message of its own line (NOQUEUE reject): the line at its Received time
-    return lf.filter(pl.col("queue_id").is_null() & (pl.col("time") == received)).collect()
+        # every instance of its queue ids in the window, split into messages as ingest split them
+        # (a later message may reuse a queue id): only this message's own events
+        ev = lf.filter(pl.col("queue_id").is_in(msg["queue_ids"].split(" "))).collect()
+        return message_events(ev, msg["host"], msg["queue_id"], received, span)
+    # a message of its own line (NOQUEUE reject): that line, known by its own fields, not every
+    # reject logged in the same second
+    row = pl.struct(
+        pl.lit(msg["sender_address"], pl.String).alias("sender"),
+        pl.lit(msg["recipient_address"], pl.String).alias("recipient"),
+        pl.lit(msg["from_ip"] or None, pl.String).alias("client_ip"),
+        pl.lit(msg["detail"], pl.String).alias("detail"),
+    )
+    line = pl.struct("sender", pl.col("recipient").fill_null(""), "client_ip", "detail")
+    return lf.filter(
+        pl.col("queue_id").is_null()
+        & (pl.col("time") == received)
+        & (pl.col("kind") == "reject")
+        & line.eq_missing(row)
+    ).collect()
 
 
-def _this_instance(ev: pl.DataFrame, received: dt.datetime) -> pl.DataFrame:
-    """Drop a later message that reused the queue id: nothing after its first `removed` past the last outcome."""
-    removed = ev.filter(pl.col("kind") == "removed").sort("time").get_column("time")
-    if removed.len() == 0:
-        return ev
-    outcomes = ev.filter(pl.col("status").is_not_null()).get_column("time")
-    last = outcomes.max() if outcomes.len() else received
-    after = removed.filter(removed >= last)
-    return ev if after.len() == 0 else ev.filter(pl.col("time") <= after[0])
-
-
-def _describe(ev: pl.DataFrame, trace_id: str, recipient: str) -> pl.DataFrame:
-    """Date, Event, Action, Detail, Data for each event."""
+def _describe(ev: pl.DataFrame, trace_id: str, recipient: str | None) -> pl.DataFrame:
+    """Date, Event, Action, Detail, Data for each event (ev sorted oldest first)."""
     local = pl.col("relay").is_in(["local", "virtual", "dovecot", "pipe"]) | pl.col("to_ip").is_null()
+    # Postfix's qmgr logs `from=..., nrcpt=N (queue active)` each time a queue id enters the active
+    # queue: the first time after it was received, then at every retry of a deferred message.
+    qmgr = (pl.col("kind") == "receive") & pl.col("program").fill_null("").str.ends_with("qmgr")
+    retry = qmgr & (qmgr.cast(pl.Int32).cum_sum().over("queue_id") > 1)
+    pickup = (pl.col("kind") == "receive") & pl.col("program").fill_null("").str.ends_with("pickup")
+    size = pl.when(pl.col("size").is_not_null()).then(pl.format(", {} bytes", pl.col("size"))).otherwise(pl.lit(""))
     event = (
-        pl.when(pl.col("kind").is_in(["client", "receive", "msgid", "subject"]))
+        pl.when(retry)
+        .then(pl.lit("Retry"))
+        .when(pl.col("kind").is_in(["client", "receive", "msgid", "subject"]))
         .then(pl.lit("Receive"))
         .when(pl.col("kind") == "handoff")
         .then(pl.lit("Transfer"))
@@ -118,15 +139,14 @@ def _describe(ev: pl.DataFrame, trace_id: str, recipient: str) -> pl.DataFrame:
         .then(
             pl.format("Connection from {}[{}]", pl.col("client_host").fill_null(""), pl.col("client_ip").fill_null(""))
         )
+        .when(retry)
+        .then(pl.lit("Back in the active queue: another delivery attempt"))
+        .when(pickup)
+        .then(pl.format("Picked up from <{}> (local submission)", pl.col("sender").fill_null("")))
         .when(pl.col("kind") == "receive")
-        .then(
-            pl.format(
-                "Queued from <{}>, {} bytes",
-                pl.col("sender").fill_null(""),
-                pl.col("size").cast(pl.String).fill_null("?"),
-            )
-        )
-        .when(pl.col("kind") == "msgid")
+        .then(pl.format("Queued from <{}>{}", pl.col("sender").fill_null(""), size))
+        # a content filter's verdict line (amavis) may name the Message-ID and no Subject
+        .when((pl.col("kind") == "msgid") | ((pl.col("kind") == "subject") & pl.col("subject").is_null()))
         .then(pl.format("Message-ID {}", pl.col("message_id").fill_null("")))
         .when(pl.col("kind") == "subject")
         .then(pl.format("Subject: {}", pl.col("subject").fill_null("")))
@@ -144,15 +164,22 @@ def _describe(ev: pl.DataFrame, trace_id: str, recipient: str) -> pl.DataFrame:
     out = ev.select(
         pl.col("time").alias("Date"),
         event.alias("Event"),
-        pl.col("status").fill_null(pl.col("kind")).alias("Action"),
+        pl.when(retry).then(pl.lit("retry")).otherwise(pl.col("status").fill_null(pl.col("kind"))).alias("Action"),
         detail.alias("Detail"),
         data.struct.json_encode().alias("Data"),
+        pl.lit(trace_id).alias("MessageTraceId"),
+        (pl.lit(recipient) if recipient is not None else pl.col("recipient").fill_null("")).alias("RecipientAddress"),
     )
-    return out.with_columns(pl.lit(trace_id).alias("MessageTraceId"), pl.lit(recipient).alias("RecipientAddress"))
+    return out
 
 
-def check_recipient(value: str | None) -> str:
-    """The recipient of a detail query (required, as in Exchange)."""
-    if not value or not value.strip():
-        raise QueryError("--recipient-address is required: the detail is per message and recipient")
+def check_recipient(value: str | None) -> str | None:
+    """The recipient of a detail query: None (every recipient) when not given; blank is an error."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise QueryError(
+            f"--recipient-address {value!r} has no value in it: give the recipient, "
+            "or leave the option out to see every recipient's events"
+        )
     return value.strip()

@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
+
 from msgtrace.ingest.schema import STATUSES
 from msgtrace.query import engine
 from msgtrace.query.filters import TraceFilter
-
 from msgtrace.store import MessagesTable, Store
 
 SUMMARY_SCHEMA: dict[str, pl.DataType] = {"Status": pl.String(), "Count": pl.Int64()}
@@ -66,7 +66,7 @@ def counts_frame(counts: Counts) -> pl.DataFrame:
 
 def summarize(store: Path, flt: TraceFilter) -> pl.DataFrame:
     """Rows per status among the rows a trace with this filter would return (all of them, unpaged)."""
-    return engine.relisting_once(lambda: _summarize(store, flt))
+    return engine.reading(store, lambda: _summarize(store, flt))
 
 
 def _summarize(store: Path, flt: TraceFilter) -> pl.DataFrame:

@@ -8,8 +8,8 @@ import zlib
 from pathlib import Path
 
 import polars as pl
-from msgtrace.ingest import schema
 
+from msgtrace.ingest import schema
 from msgtrace.store import Store
 from msgtrace.store import files as store_files
 

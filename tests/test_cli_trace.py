@@ -13,8 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner, Result
-from msgtrace.query.cli import cli
 
+from msgtrace.query.cli import cli
 from tests.helpers_store import msg, next_file, trace_id, utc, write_store
 
 NOW = "2026-06-14T12:00:00Z"

@@ -8,6 +8,7 @@ import random
 
 import polars as pl
 import pytest
+
 from msgtrace.ingest.correlate import correlate
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, STATUSES, conform
 

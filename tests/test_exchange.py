@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from msgtrace.ingest.correlate import correlate
 from msgtrace.ingest.formats import ParseContext, detect, exchange
 from msgtrace.ingest.schema import EVENT_SCHEMA, KINDS, MESSAGE_SCHEMA, STATUSES

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+
 from msgtrace.ingest.formats import exchange
 from msgtrace.ingest.formats.context import ParseContext
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from msgtrace.ingest.formats import ParseContext, exim
 from msgtrace.ingest.formats.common import DETAIL_MAX
 from msgtrace.ingest.schema import EVENT_SCHEMA, KINDS, STATUSES

@@ -184,7 +184,6 @@ def test_parse_and_correlate_match_truth(tmp_path: Path, fmt: str, case: int) ->
 def test_ingest_matches_truth(tmp_path: Path, fmt: str, case: int) -> None:
     """The whole pipeline: read, parse, correlate, store."""
     from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
-
     from msgtrace.store import Store
 
     kw = _case(fmt, case)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+
 from msgtrace.ingest.formats import postfix
 from msgtrace.ingest.formats.context import ParseContext
 from msgtrace.ingest.formats.syslog import split

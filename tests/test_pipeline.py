@@ -8,15 +8,15 @@ import gzip
 import os
 from pathlib import Path
 
-import msgtrace.ingest.pipeline as pipeline
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import msgtrace.ingest.pipeline as pipeline
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
-
 from tests.conftest import ROOT
 from tests.test_postfix import CASE_DIR, message_rows, read_table
 

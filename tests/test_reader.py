@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from msgtrace.ingest.reader import ReadError, discover, fingerprint, read_chunks, sample_lines
 
 from msgtrace.defaults import CHUNK_BYTES
+from msgtrace.ingest.reader import ReadError, discover, fingerprint, read_chunks, sample_lines
 
 LINES = [
     "Jun 13 10:00:00 mx1 postfix/qmgr[900]: 3F1A22C01: removed",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from msgtrace.ingest.formats import ParseContext, sendmail
 from msgtrace.ingest.schema import EVENT_SCHEMA, KINDS, STATUSES
 

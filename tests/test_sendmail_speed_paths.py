@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+
 from msgtrace.ingest.formats import sendmail
 from msgtrace.ingest.formats.context import ParseContext
 

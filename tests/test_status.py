@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 from click.testing import CliRunner
+
 from msgtrace.ingest.status import WatchState, format_text, status
 from msgtrace.ingest.watch_cli import status_command
-
 from msgtrace.store import Store, StoreLock, lock_holder
 from tests.test_watch import LINES, append, watcher
 

@@ -10,13 +10,13 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
+
+from msgtrace import status_counts
 from msgtrace.ingest import schema
 from msgtrace.ingest.pipeline import ingest_paths
 from msgtrace.query import engine
 from msgtrace.query.cli import cli
 from msgtrace.query.filters import TraceFilter
-
-from msgtrace import status_counts
 from msgtrace.store import Store
 from msgtrace.store import files as store_files
 from tests.helpers_store import frame, msg, next_file, synthetic, utc, write_store
@@ -194,7 +194,7 @@ def test_an_append_file_with_deletes_that_hit_nothing_current(tmp_path: Path) ->
 def test_empty_window_and_empty_store(store: Path, tmp_path: Path) -> None:
     empty = status_counts(store, **{**WINDOW, "start_date": "2026-06-01", "end_date": "2026-06-02"})
     assert empty.height == 0 and empty.columns == ["Status", "Count"]
-    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "messages").mkdir(parents=True)  # a store nothing was ingested into yet
     assert status_counts(tmp_path / "none", **WINDOW).height == 0
 
 

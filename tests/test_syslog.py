@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from msgtrace.ingest.formats.context import ParseContext
 from msgtrace.ingest.formats.syslog import split
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from msgtrace.ingest.schema import EVENT_KEY, unique_events
 
 _row = st.fixed_dictionaries(

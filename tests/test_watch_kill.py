@@ -21,11 +21,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from msgtrace.ingest.checkpoint import Checkpoints
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
 from msgtrace.ingest.reader import fingerprint, open_binary
 from msgtrace.ingest.status import read_watch_state
-
 from msgtrace.store import Store
 from tests.test_watch import postfix_lines
 
@@ -183,7 +183,6 @@ def test_a_crash_before_or_after_any_write_loses_nothing(
 ) -> None:
     """In-process and deterministic: every Parquet and checkpoint write may crash before or after it."""
     from msgtrace.ingest.watcher import Watcher, WatchOptions
-
     from msgtrace.store import StateFiles, Table
 
     logs, rng = tmp_path / "logs", random.Random(seed)

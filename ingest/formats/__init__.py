@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import polars as pl
+
 from msgtrace.ingest.formats.context import ParseContext
 
 __all__ = ["FORMAT_NAMES", "ParseContext", "Parsed", "detect", "parser"]

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 
 import polars as pl
+
 from msgtrace.ingest.formats import Parsed
 from msgtrace.ingest.formats import syslog as sl
 from msgtrace.ingest.formats.common import DETAIL_MAX, reject_status, tail_from

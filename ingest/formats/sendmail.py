@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 
 import polars as pl
+
 from msgtrace.ingest.formats import Parsed
 from msgtrace.ingest.formats import syslog as sl
 from msgtrace.ingest.formats.common import DETAIL_MAX, from_byte, spam_reason, tail_from

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+
 from msgtrace.ingest.formats.context import ParseContext
 from msgtrace.ingest.schema import TIME
 

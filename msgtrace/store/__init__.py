@@ -12,6 +12,7 @@
 
 from msgtrace.store.lock import StoreLock, lock_holder
 from msgtrace.store.table import (
+    DAMAGED_DIR,
     STATE_DIR,
     EventsTable,
     MessagesTable,
@@ -23,6 +24,7 @@ from msgtrace.store.table import (
 )
 
 __all__ = [
+    "DAMAGED_DIR",
     "STATE_DIR",
     "EventsTable",
     "MessagesTable",

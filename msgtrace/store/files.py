@@ -34,6 +34,7 @@ from pathlib import Path
 import polars as pl
 
 from msgtrace.ingest.schema import PARTITION_KEY
+from msgtrace.ingest.terminal import neutralize
 from msgtrace.store.fs import FileSystem
 
 DELETES_KEY = "msgtrace.deletes"
@@ -210,6 +211,40 @@ def scan_files(
     if not parts:
         return pl.LazyFrame(schema=schema)
     return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
+
+
+def footer_problem(path: Path) -> str | None:
+    """Why a Parquet file's footer cannot be read (one neutralised line), or None when it can."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+        pl.read_parquet_metadata(path)
+    except (FileNotFoundError, PermissionError):
+        return None  # replaced by a compaction meanwhile, or not ours to read: not damage
+    except (OSError, pl.exceptions.PolarsError, ValueError) as e:
+        return one_line_reason(e)
+    return None
+
+
+def read_problem(path: Path, schema: dict[str, pl.DataType]) -> str | None:
+    """Why a Parquet file cannot be read whole (footer or pages), or None: the thorough check."""
+    problem = footer_problem(path)
+    if problem is not None:
+        return problem
+    try:
+        pl.scan_parquet(path, schema=schema, hive_partitioning=False).collect()
+    except FileNotFoundError:
+        return None
+    except (OSError, pl.exceptions.PolarsError, ValueError) as e:
+        return one_line_reason(e)
+    return None
+
+
+def one_line_reason(e: BaseException) -> str:
+    """An error's first line without the library's prefixes, control characters escaped."""
+    lines = str(e).strip().splitlines() or [type(e).__name__]
+    text = lines[0].removeprefix("parquet: ").removeprefix("File out of specification: ")
+    return neutralize(text)[:200]
 
 
 def footer_rows(path: Path) -> int:

@@ -11,11 +11,14 @@ Only msgtrace.store uses this module (tests/test_store_boundary.py checks).
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
+
+# Temp files being written start so; a writer killed meanwhile leaves them (Store.remove_stale_temps).
+TEMP_PREFIX = ".tmp-"
 
 
 class FileSystem(Protocol):
@@ -46,7 +49,7 @@ class FileSystem(Protocol):
         ...
 
     def delete(self, path: Path) -> None:
-        """Remove a file; nothing happens when it is gone already."""
+        """Remove a file; nothing happens when it is gone already (or is a directory)."""
         ...
 
     def rename(self, src: Path, dst: Path) -> None:
@@ -80,8 +83,7 @@ class LocalFileSystem:
         """A temp file beside `path` to write; on success it is fsynced and renamed over `path`
         (then the directory entry is fsynced), on failure removed. Readers see old or new, never half."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-        os.close(fd)
+        tmp = _new_temp(path.parent, suffix)
         try:
             yield tmp
             with open(tmp, "rb") as f:
@@ -102,7 +104,7 @@ class LocalFileSystem:
     def delete(self, path: Path) -> None:
         try:
             path.unlink()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             pass
 
     def rename(self, src: Path, dst: Path) -> None:
@@ -111,6 +113,19 @@ class LocalFileSystem:
         fsync_dir(src.parent)
         if dst.parent != src.parent:
             fsync_dir(dst.parent)
+
+
+def _new_temp(directory: Path, suffix: str) -> str:
+    """Create an empty temp file with the modes the umask gives (tempfile.mkstemp would make it
+    0600 whatever the umask, and the rename keeps that: query users in the store's group could
+    not read the store)."""
+    while True:
+        tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return str(tmp)
 
 
 def fsync_dir(path: Path) -> None:

@@ -28,9 +28,11 @@ import polars as pl
 
 from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR, conform
 from msgtrace.store import files
-from msgtrace.store.fs import FileSystem, LocalFileSystem
+from msgtrace.store.fs import TEMP_PREFIX, FileSystem, LocalFileSystem
 
 STATE_DIR = "_state"
+LOCK_FILE = ".lock"  # msgtrace.store.lock
+DAMAGED_DIR = "_damaged"  # damaged files moved aside: <store>/_damaged/<table>/date=.../
 # A partition file with fewer rows than this is small: many of them are worth merging (the
 # watcher writes a few hundred rows a flush; a batch run up to a flush's 200,000 events).
 SMALL_FILE_ROWS = 50_000
@@ -118,6 +120,35 @@ class Table:
             return False
         rows = pl.scan_parquet(found).select(pl.len()).collect().item()  # footers only
         return rows < SMALL_FILE_ROWS * len(found)
+
+    # ---- damage ---------------------------------------------------------------------------
+    def damaged(self) -> list[tuple[dt.date, Path, str]]:
+        """(day, file, why) of every current file whose footer cannot be read (cheap: a few KB a
+        file); such a file breaks every read of its day."""
+        out = []
+        for day in self.days():
+            for f in self.current_files(day):
+                problem = files.footer_problem(f)
+                if problem is not None:
+                    out.append((day, f, problem))
+        return out
+
+    def read_problem(self, path: Path) -> str | None:
+        """Why one of the table's files cannot be read whole (footer or pages), or None: the
+        thorough check, for a partition whose read failed although every footer is sound."""
+        return files.read_problem(path, self.schema)
+
+    def move_aside(self, path: Path) -> Path:
+        """Move a damaged file of this table into <store>/_damaged/<table>/date=.../ (never over an
+        earlier one); returns where it went. The caller holds the store lock."""
+        part = path.parent
+        target = self.dir.parent / DAMAGED_DIR / self.name / part.name / path.name
+        n = 0
+        while self.fs.exists(target):
+            n += 1
+            target = target.with_name(f"{path.name}.{n}")
+        self.fs.rename(path, target)
+        return target
 
     # ---- writing (the caller holds the store lock) ---------------------------------------
     def append(self, frame: pl.DataFrame, deletes: dict[dt.date, list[str]] | None = None) -> int:
@@ -371,9 +402,29 @@ class Store:
         """Whether the store directory exists."""
         return self.fs.is_dir(self.root)
 
+    def is_store(self) -> bool:
+        """Whether the directory holds a msgtrace store: its tables or its state (a watcher that has
+        not flushed yet)."""
+        return any(
+            self.fs.exists(p) for p in (self.messages.dir, self.events.dir, self.state.dir, self.root / LOCK_FILE)
+        )
+
     def days(self) -> list[dt.date]:
         """Every day either table has a partition of, sorted."""
         return sorted(set(self.messages.days()) | set(self.events.days()))
+
+    def remove_stale_temps(self) -> int:
+        """Delete temp files a killed writer left behind in the state folder and the tables'
+        partitions; returns how many. Only the lock holder may call this: nobody else writes temp
+        files into a store."""
+        dirs = [self.state.dir, *(t.partition(day) for t in self.tables for day in t.days())]
+        removed = 0
+        for d in dirs:
+            for name in self.fs.list(d):
+                if name.startswith(TEMP_PREFIX) and not self.fs.is_dir(d / name):
+                    self.fs.delete(d / name)
+                    removed += 1
+        return removed
 
 
 def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
