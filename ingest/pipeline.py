@@ -42,6 +42,7 @@ from msgtrace.ingest.reader import (
     sample_lines,
 )
 from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, MESSAGE_SCHEMA, conform, unique_events
+from msgtrace.ingest.sourceid import SourceId, family_of, in_family, is_derived, next_in_family
 from msgtrace.ingest.supersede import previous_rows, stale_rows
 from msgtrace.store import Store, days_between
 
@@ -355,7 +356,7 @@ class Pipeline:
 
     def family(self, fp: str) -> list[SourceState]:
         """The states of every source whose file began with the line of fingerprint `fp`."""
-        return [st for s in sorted(self._family(fp.split("~")[0])) if (st := self.state(s)) is not None]
+        return [st for s in sorted(self._family(family_of(fp))) if (st := self.state(s)) is not None]
 
     def _identify(self, f: BinaryIO, path: Path, fp: str, size: int) -> tuple[str, SourceState | None, Marks | None]:
         """The source a file is, its state and the marks of what was read of it (f is left at the
@@ -366,8 +367,8 @@ class Pipeline:
         file when the file's bytes before the candidate's offset are the bytes read then. No
         candidate: a new source, read from the start. (id, state, None): the same file, now
         shorter than what was read of it (a copy that missed the last lines)."""
-        family = fp.split("~")[0]
-        if "~" in fp and self.state(fp) is None:
+        family = family_of(fp)
+        if is_derived(fp) and self.state(fp) is None:
             return fp, None, None  # a new source the caller derived (the watcher, after a truncation)
         candidates = [fp, *sorted(self._family(family) - {fp}, key=lambda s: self._rank(s, path))]
         known = [(s, st) for s in candidates if (st := self.state(s)) is not None]
@@ -414,18 +415,15 @@ class Pipeline:
         """Every source id known (saved or being read) that is `family` or derived from it."""
         ids = {s.fingerprint for s in self.checkpoints.all()} | set(self._pending) | set(self._inflight)
         ids |= set(self._contexts)
-        return {s for s in ids if s == family or s.startswith(family + "~")}
+        return {s for s in ids if in_family(s, family)}
 
     def _rank(self, source: str, path: Path) -> tuple[bool, int]:
         st = self.state(source)
         return (st is None or st.path != str(path), -(st.offset if st else 0))
 
-    def new_source_id(self, family: str, also: Iterable[str] = ()) -> str:
+    def new_source_id(self, family: str, also: Iterable[str] = ()) -> SourceId:
         """A source id for a new file whose first line is that of `family`'s (`family~n`)."""
-        ids = self._family(family) | {s for s in also if s.startswith(family + "~")}
-        if family not in ids:
-            return family
-        return f"{family}~{1 + max((int(s.split('~')[1]) for s in ids if '~' in s), default=0)}"
+        return next_in_family(family, self._family(family) | set(also))
 
     # ---- parsing -------------------------------------------------------------------------
     def _parse(
