@@ -162,8 +162,10 @@ class _Written:
 class Pipeline:
     """Ingests sources into one store; the caller holds the store lock."""
 
-    def __init__(self, root: Path, options: IngestOptions, rejects: Path | None = None) -> None:
-        self.store = Store(root)
+    def __init__(
+        self, root: Path, options: IngestOptions, rejects: Path | None = None, store: Store | None = None
+    ) -> None:
+        self.store = store if store is not None else Store(root)  # the watcher shares its own
         self.options = options
         self.checkpoints = Checkpoints(root, expire_after=options.queue_lifetime)
         # what a killed writer left half written (the caller holds the lock: nobody writes now)
@@ -197,8 +199,13 @@ class Pipeline:
             if self._writer is not None:
                 self._writer.shutdown()
             self._store_writer.shutdown()
-            if self.rejects:
-                self.rejects.close()
+            self.release()
+
+    def release(self) -> None:
+        """Close the rejects file (without flushing: a watcher that could not flush stops anyway)."""
+        if self.rejects:
+            self.rejects.close()
+            self.rejects = None
 
     def flush_in_background(self) -> None:
         """From now on a flush writes in a background thread while reading and parsing go on.
@@ -214,6 +221,19 @@ class Pipeline:
             writing, self._writing = self._writing, None
             writing.result()
             self._inflight = {}
+
+    def saw(self, source: str) -> None:
+        """Note that a source's file is still there (its checkpoint must not expire)."""
+        self.checkpoints.saw(source)
+
+    def sources(self) -> list[SourceState]:
+        """Every saved checkpoint."""
+        return list(self.checkpoints.all())
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether checkpoints changed (marks, last seen) that a flush has not saved yet."""
+        return bool(self.checkpoints.unsaved)
 
     def state(self, source: str) -> SourceState | None:
         """How far a source has been read, counting lines read but not yet flushed."""

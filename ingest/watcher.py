@@ -36,6 +36,7 @@ from msgtrace.ingest.pipeline import NOT_A_SOURCE, FileReport, IngestOptions, In
 from msgtrace.ingest.reader import ReadError, fingerprint, is_compressed, order_series
 from msgtrace.ingest.sourceid import family_of, in_family, is_derived, variant
 from msgtrace.ingest.status import Totals, WatchState, uncompressed_size
+from msgtrace.store import Store
 
 log = logging.getLogger("msgtrace.watch")
 _EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, FileClosedEvent, DirCreatedEvent]
@@ -96,7 +97,8 @@ class Watcher:
         rejects: Path | None = None,
     ) -> None:
         self.root, self.paths, self.wopts = root, paths, wopts or WatchOptions()
-        self.pipe = Pipeline(root, options, rejects)
+        self.store = Store(root)  # the watcher compacts the store the pipeline writes
+        self.pipe = Pipeline(root, options, rejects, store=self.store)
         self.state = WatchState(root)
         self.stop_event, self.wake = threading.Event(), threading.Event()
         self._store_prefix = str(root.resolve()) + os.sep
@@ -220,7 +222,7 @@ class Watcher:
         seen = self._seen.get(path)
         if seen is not None and seen.key == key:
             if seen.source is not None:
-                self.pipe.checkpoints.saw(seen.source)  # still there: its checkpoint must not expire
+                self.pipe.saw(seen.source)  # still there: its checkpoint must not expire
             return
         same_file = seen is not None and seen.key[:2] == key[:2]
         if seen is not None and same_file and key[2] < seen.key[2] and not is_compressed(path):
@@ -265,7 +267,7 @@ class Watcher:
         content = uncompressed_size(path)  # a .gz records its size (mod 2**32): no need to decompress
         done = next((s for s in family if content is not None and content == s.offset % 2**32), None)
         if done is not None:
-            self.pipe.checkpoints.saw(done.fingerprint)
+            self.pipe.saw(done.fingerprint)
             self._moved(done.fingerprint, path)
         return done is None
 
@@ -285,7 +287,7 @@ class Watcher:
                 # after a restart: the newest source derived for this path that fits the file
                 fits = [
                     s.fingerprint
-                    for s in self.pipe.checkpoints.all()
+                    for s in self.pipe.sources()
                     if is_derived(s.fingerprint)
                     and in_family(s.fingerprint, fp)
                     and s.path == str(path)
@@ -339,7 +341,7 @@ class Watcher:
 
     def _flush(self) -> bool:
         """Write and checkpoint what was read; False when the store cannot be written."""
-        if not self.pipe.dirty and not self.pipe.checkpoints.unsaved:
+        if not self.pipe.dirty and not self.pipe.unsaved:
             return True
         started = time.monotonic()
         try:
@@ -386,7 +388,7 @@ class Watcher:
         now = time.monotonic()
         if not self._compact_todo and now >= self._next_compact:
             self._next_compact = now + self.wopts.compact_interval
-            for t in self.pipe.store.tables:
+            for t in self.store.tables:
                 for day in t.days():
                     if now < self._compact_after.get((t.name, day), 0):
                         continue
@@ -396,7 +398,7 @@ class Watcher:
             return
         table, day = self._compact_todo.pop(0)
         try:
-            merged = self.pipe.store.table(table).compact(day, min_files=self.wopts.compact_files)
+            merged = self.store.table(table).compact(day, min_files=self.wopts.compact_files)
         except OSError as e:
             log.warning("Could not compact the %s of %s (%s); will try again.", table, day, e.strerror or e)
             return
@@ -418,8 +420,7 @@ class Watcher:
                 "Could not flush before stopping (%s); those lines will be read again at the next start.",
                 self.state.error,
             )
-        if self.pipe.rejects:
-            self.pipe.rejects.close()
+        self.pipe.release()
         self.state.save(force=True, stopped=True)
 
     # ---- file-system events --------------------------------------------------------------
