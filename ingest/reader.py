@@ -185,19 +185,36 @@ def _series_key(path: Path) -> tuple[str, int, str]:
     return (base, 1, "")
 
 
+GLOB_CHARS = "*?["
+
+
+def is_glob(arg: str) -> bool:
+    """Whether a path argument is a pattern (expanded again at every watcher rescan)."""
+    return any(c in arg for c in GLOB_CHARS)
+
+
+def matches(arg: str) -> list[Path]:
+    """What a path argument names now: the pattern's matches, or the path itself if it exists."""
+    if is_glob(arg):
+        return [Path(m) for m in glob.glob(arg)]
+    return [Path(arg)] if os.path.exists(arg) else []
+
+
+def files_under(directory: Path) -> list[Path]:
+    """Every file below a directory, sorted, hidden files and folders left out."""
+    return [q for q in sorted(directory.rglob("*")) if q.is_file() and not any(s.startswith(".") for s in q.parts)]
+
+
 def discover(paths: list[str]) -> list[Path]:
     """Expand files, directories and globs into readable files, rotated series in age order."""
     found: list[Path] = []
     for arg in paths:
-        matches = glob.glob(arg) if any(c in arg for c in "*?[") else [arg]
-        if not matches:
+        named = matches(arg)
+        if not named:
             raise ReadError(f"no such file or directory: {arg}")
-        for m in matches:
-            p = Path(m)
+        for p in named:
             if p.is_dir():
-                found.extend(
-                    q for q in sorted(p.rglob("*")) if q.is_file() and not any(s.startswith(".") for s in q.parts)
-                )
+                found.extend(files_under(p))
             elif p.is_file():
                 found.append(p)
             else:

@@ -33,14 +33,13 @@ from watchdog.observers import Observer
 
 from msgtrace.defaults import COMPACT_MIN_FILES
 from msgtrace.ingest.pipeline import NOT_A_SOURCE, FileReport, IngestOptions, IngestReport, Pipeline
-from msgtrace.ingest.reader import ReadError, fingerprint, is_compressed, order_series
+from msgtrace.ingest.reader import ReadError, files_under, fingerprint, is_compressed, is_glob, matches, order_series
 from msgtrace.ingest.sourceid import family_of, in_family, is_derived, variant
 from msgtrace.ingest.status import Totals, WatchState, uncompressed_size
 from msgtrace.store import Store
 
 log = logging.getLogger("msgtrace.watch")
 _EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, FileClosedEvent, DirCreatedEvent]
-_MAGIC = "*?["
 # An archive changed this recently that cannot be fully decompressed is taken to be still being
 # written (logrotate compressing): it is read when complete; only after this long is it damaged.
 ARCHIVE_SETTLE_S = 60.0
@@ -183,25 +182,22 @@ class Watcher:
         found: list[Path] = []
         follow: set[Path] = set()
         for arg in self.paths:
-            magic = any(c in arg for c in _MAGIC)
-            matches = glob.glob(arg) if magic else ([arg] if os.path.exists(arg) else [])
-            if not matches:
+            named = matches(arg)
+            if not named:
                 self._say_once(arg, "missing", logging.WARNING, "No file matches %s yet; waiting for it.", arg)
-            for m in matches:
-                p = Path(m)
+            for p in named:
                 if p.is_dir():
-                    found.extend(q for q in p.rglob("*") if self._is_log(q))
+                    found.extend(q for q in files_under(p) if not self._in_store(q))
                 elif p.is_file():
                     found.append(p)
-                    if not magic:  # a rotated sibling is read only to finish a source already known
-                        follow.update(Path(s) for s in glob.glob(glob.escape(m) + "[.-]*"))
+                    if not is_glob(arg):  # a rotated sibling is read only to finish a source already known
+                        follow.update(Path(s) for s in glob.glob(glob.escape(str(p)) + "[.-]*"))
         follow -= set(found)
         return order_series(found + sorted(follow)), follow
 
-    def _is_log(self, p: Path) -> bool:
-        if not p.is_file() or any(s.startswith(".") for s in p.parts):
-            return False
-        return not str(p.resolve()).startswith(self._store_prefix)
+    def _in_store(self, p: Path) -> bool:
+        """Whether a file lies inside the store (a store kept below a watched log directory)."""
+        return str(p.resolve()).startswith(self._store_prefix)
 
     def _read_all(self) -> None:
         files, follow = self._candidates()
@@ -430,8 +426,8 @@ class Watcher:
         dirs: dict[str, bool] = {}
         for arg in self.paths:
             parts = Path(arg).parts
-            if any(c in arg for c in _MAGIC):
-                fixed = next(i for i, s in enumerate(parts) if any(c in s for c in _MAGIC))
+            if is_glob(arg):
+                fixed = next(i for i, s in enumerate(parts) if is_glob(s))
                 base, recursive = str(Path(*parts[:fixed])) if fixed else ".", fixed < len(parts) - 1
             elif os.path.isdir(arg):
                 base, recursive = arg, True
