@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from msgtrace.errors import MsgtraceError
 from msgtrace.ingest import layout
 from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR, conform
 
@@ -23,7 +24,7 @@ from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MES
 SMALL_FILE_ROWS = 50_000
 
 
-class StoreError(Exception):
+class StoreError(MsgtraceError):
     """The store cannot be used (locked, unwritable, corrupt)."""
 
 

@@ -16,11 +16,10 @@ from msgtrace.ingest.checkpoint import STATE_DIR
 from msgtrace.ingest.schema import CONTRACT_COLUMNS, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR
 from msgtrace.query.filters import QueryError, TraceFilter
 from msgtrace.query.paging import Paging, check_total
+from msgtrace.storepath import existing_store
 
 T = TypeVar("T")
 
-DEFAULT_STORE = "data/store"
-STORE_ENV = "MSGTRACE_STORE"
 OUTPUT_COLUMNS: tuple[str, ...] = (*CONTRACT_COLUMNS.values(), "StartDate", "EndDate", "Index")
 # Absent strings are given as ""; except the sender, whose absence means unknown (no line names
 # it), which is not "" (the null sender <>): it stays null (table "(unknown)", JSON null).
@@ -49,26 +48,15 @@ class TraceResult:
 
 
 def resolve_store(store: str | os.PathLike[str] | None) -> Path:
-    """The store directory: the argument, else $MSGTRACE_STORE, else data/store; it must be a store."""
-    text = os.fspath(store) if store is not None else os.environ.get(STORE_ENV) or DEFAULT_STORE
-    if not str(text).strip():
-        raise QueryError(f"--store is empty: pass --store DIR (a msgtrace store) or set {STORE_ENV}")
-    path = Path(text)
-    check_store(path)
-    return path
-
-
-def check_store(path: Path) -> None:
-    """QueryError saying why path is not a store a query can read (missing, a file, not a store)."""
-    if not path.exists():
-        raise QueryError(f"store {str(path)!r} does not exist: pass --store DIR or set {STORE_ENV}")
-    if not path.is_dir():
-        raise QueryError(f"store {str(path)!r} is a file, not a directory: pass --store DIR (a msgtrace store)")
+    """The store directory (msgtrace.storepath: the argument, else $MSGTRACE_STORE, else data/store);
+    it must be a store a query can read."""
+    path = existing_store(store)
     if not is_store(path):
         raise QueryError(
             f"{str(path)!r} is not a msgtrace store (it has no {MESSAGES_DIR}/ or {EVENTS_DIR}/ folder): "
             "pass the directory `msgtrace ingest --store` wrote, or ingest logs into it first"
         )
+    return path
 
 
 def is_store(path: Path) -> bool:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from msgtrace.cli import cli
 from msgtrace.ingest import layout
-from msgtrace.query.cli import cli
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 ENV = {"MSGTRACE_NOW": "2026-06-14T12:00:00Z", "MSGTRACE_TZ": "UTC", "MSGTRACE_STORE": None}

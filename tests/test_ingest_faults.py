@@ -20,9 +20,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from msgtrace.cli import cli
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
 from msgtrace.ingest.store import Store
-from msgtrace.query.cli import cli
 
 RSYSLOG_START = (
     'Jun 13 00:00:00 mx1.example.org rsyslogd: [origin software="rsyslogd" swVersion="8.2102.0" '

@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from msgtrace import message_trace
+from msgtrace.cli import cli
 from msgtrace.generate import generate
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
-from msgtrace.query.cli import cli
 from msgtrace.query.detail import message_trace_detail
 from msgtrace.query.filters import TraceFilter
 from msgtrace.query.output import to_table

@@ -11,10 +11,10 @@ import polars as pl
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
+from msgtrace.cli.watch import status_command
 from msgtrace.ingest import layout
 from msgtrace.ingest.status import WatchState, format_text, lock_holder, status
 from msgtrace.ingest.store import Store, StoreLock
-from msgtrace.ingest.watch_cli import status_command
 from tests.test_watch import LINES, append, watcher
 
 
@@ -86,7 +86,9 @@ def test_cli_text_json_and_missing_store(tmp_path: Path) -> None:
     data = json.loads(CliRunner().invoke(status_command, ["--store", str(store), "--json"]).output)
     assert data["sources"][0]["lag"] == 0 and data["partitions"][0]["day"] == "2026-06-13"
     result = CliRunner().invoke(status_command, ["--store", str(tmp_path / "nope")])
-    assert result.exit_code == 1 and f"Error: store {tmp_path / 'nope'} does not exist" in result.output
+    assert result.exit_code == 1 and result.output == (
+        f"Error: store '{tmp_path / 'nope'}' does not exist: pass --store DIR or set MSGTRACE_STORE\n"
+    )
 
 
 def test_message_rows_count_what_a_query_sees_before_compaction(tmp_path: Path) -> None:

@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from msgtrace import status_counts
+from msgtrace.cli import cli
 from msgtrace.ingest import layout, schema
 from msgtrace.ingest.pipeline import ingest_paths
 from msgtrace.ingest.store import Store
 from msgtrace.query import engine, summary
-from msgtrace.query.cli import cli
 from msgtrace.query.filters import TraceFilter
 from tests.helpers_store import frame, msg, synthetic, utc, write_store
 from tests.test_engine import spy_files

@@ -25,10 +25,10 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from msgtrace.cli.watch import setup_logging, watch_command
 from msgtrace.ingest import layout
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
 from msgtrace.ingest.store import Store, StoreLock
-from msgtrace.ingest.watch_cli import setup_logging, watch_command
 from msgtrace.ingest.watcher import Watcher, WatchOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -393,7 +393,7 @@ def _wait(cond, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
 def test_watch_process_follows_appends_and_stops_cleanly(tmp_path: Path, logs: Path, sig: signal.Signals) -> None:
     log, store = logs / "mail.log", tmp_path / "store"
     append(log, LINES[:100])
-    cmd = [sys.executable, "-m", "msgtrace.ingest.watch_cli", "watch", "--store", str(store), "--timezone", "UTC"]
+    cmd = [sys.executable, "-m", "msgtrace", "watch", "--store", str(store), "--timezone", "UTC"]
     out = open(tmp_path / "watch.log", "wb")
     for run in range(2):
         proc = subprocess.Popen([*cmd, "--year", "2026", str(log)], cwd=ROOT, stderr=out)

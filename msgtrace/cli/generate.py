@@ -86,7 +86,3 @@ def generate(
         f"Wrote {summary.lines:,} lines ({summary.messages:,} messages) to {summary.path}; "
         f"truth: {summary.rows:,} rows in {summary.truth_path}."
     )
-
-
-if __name__ == "__main__":
-    generate()
