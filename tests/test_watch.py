@@ -425,4 +425,4 @@ def test_the_systemd_unit_runs_a_valid_watch_command() -> None:
     program, command, *args = shlex.split(service["ExecStart"])
     assert program.endswith("/msgtrace") and command == "watch"
     ctx = watch_command.make_context("watch", args)  # the options parse
-    assert ctx.params["store"] == Path("/var/lib/msgtrace") and ctx.params["paths"] == ("/var/log/mail.log*",)
+    assert Path(ctx.params["store"]) == Path("/var/lib/msgtrace") and ctx.params["paths"] == ("/var/log/mail.log*",)

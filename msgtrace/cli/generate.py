@@ -65,6 +65,7 @@ def generate(
     RecipientAddress, Subject, Status, ToIP, FromIP, Size, sorted like `msgtrace trace`
     (MessageTraceId is a hash and is left out).
 
+    \b
     Example: msgtrace generate --format postfix --lines 100000 --start 2026-12-31 --days 2 mail.log
     """
     try:

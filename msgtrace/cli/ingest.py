@@ -102,6 +102,7 @@ def ingest_command(
     Re-ingesting a file adds nothing; rotated series are read oldest first. Lines a parser fails
     on and damaged archives are warned about; everything else is stored, and the exit status is 1.
 
+    \b
     Example: msgtrace ingest --timezone Europe/Vienna /var/log/mail.log*
     """
     from msgtrace.ingest.pipeline import ingest_paths
@@ -153,6 +154,7 @@ def compact_command(store: str | None) -> None:
     Damaged files are moved aside into <store>/_damaged/ first: a messages partition is rebuilt
     from the events table; a damaged events file is reported with the sources it held.
 
+    \b
     Example: msgtrace compact --store /var/lib/msgtrace
     """
     from msgtrace.ingest.repair import find_damaged, repair

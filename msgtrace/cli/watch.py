@@ -93,6 +93,7 @@ def watch_command(
     Growing files are read as lines arrive; rotation (rename or copytruncate, later .gz) loses
     nothing and reads nothing twice; after a crash it resumes where the store is durable.
 
+    \b
     Example: msgtrace watch --store /var/lib/msgtrace --timezone Europe/Vienna '/var/log/mail.log*'
     """
     from msgtrace.ingest.store import StoreLock
@@ -137,6 +138,7 @@ def watch_command(
 def status_command(store: str | None, as_json: bool) -> None:
     """Show each source's offset and lag, the last flush, rows and files per partition, open messages.
 
+    \b
     Example: msgtrace status --store /var/lib/msgtrace
     """
     from msgtrace.ingest.status import format_text, status, to_json
