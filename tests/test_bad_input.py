@@ -144,3 +144,29 @@ def test_csv_replaces_control_characters_and_keeps_formula_guard(store: Path) ->
     assert "\x1b" not in r.stdout and "\x07" not in r.stdout
     row = pl.read_csv(r.stdout.encode()).row(0, named=True)
     assert row["Subject"] == "'=HYPERLINK(\\x1b]8;;x\\x07)"
+
+
+@pytest.mark.parametrize(
+    "command", [["trace"], ["summary"], ["detail", "--message-trace-id", "0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b"],
+                ["compact"], ["status"]],
+    ids=lambda c: c[0],
+)  # fmt: skip
+def test_missing_store_is_one_message_in_every_command(tmp_path: Path, command: list[str]) -> None:
+    """compact and status said `store X does not exist`, the queries `store 'X' does not exist: ...`;
+    now every command and the Python API share msgtrace.storepath.existing_store."""
+    missing = tmp_path / "nope"
+    assert one_line_error(run(*command, "--store", str(missing))) == (
+        f"store '{missing}' does not exist: pass --store DIR or set MSGTRACE_STORE"
+    )
+    with pytest.raises(QueryError) as e:
+        status_counts(missing, now=NOW)
+    assert str(e.value) == f"store '{missing}' does not exist: pass store=DIR or set MSGTRACE_STORE"
+
+
+def test_typed_braces_are_not_read_as_parameter_names(store: Path) -> None:
+    """QueryError's template names parameters as {name}; a value the user typed is never a template."""
+    message = one_line_error(run("trace", "--store", str(store), "--status", "{now}"))
+    assert message.startswith("invalid --status '{now}': valid values are GettingStatus")
+    with pytest.raises(QueryError) as e:
+        message_trace(store, now=NOW, timezone="UTC", from_ip="{start_date} {")
+    assert str(e.value) == "invalid from_ip '{start_date} {': expected an IPv4 or IPv6 address"
