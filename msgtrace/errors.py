@@ -2,25 +2,16 @@
 
 Library messages are worded for the library: a parameter is named as the Python caller spells it
 (`start_date`). The CLI turns any MsgtraceError into one line `Error: ...` in which the same
-parameter is the option (`--start-date`): see QueryError.render and msgtrace.cli.errors.
+parameter is the option (`--start-date`): see MsgtraceError.naming and msgtrace.cli.errors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 # How a parameter placeholder is spelled: (name, value or None) -> text.
 Spelling = Callable[[str, str | None], str]
-
-
-class MsgtraceError(Exception):
-    """Base of the errors msgtrace raises for input or data it cannot use (bad parameters, a store
-    it cannot read or write, a log it cannot read); the message is one sentence for the user."""
-
-    def render(self, spell: Spelling) -> str:
-        """The message with parameters spelled by spell (only QueryError names parameters)."""
-        return str(self)
 
 
 def python_spelling(name: str, value: str | None) -> str:
@@ -29,7 +20,7 @@ def python_spelling(name: str, value: str | None) -> str:
 
 
 class _Fields(dict[str, Any]):
-    """The fields of a QueryError template: its values, and any other name is a parameter."""
+    """The fields of an error template: its values, and any other name is a parameter."""
 
     def __init__(self, values: dict[str, Any], spell: Spelling) -> None:
         super().__init__(values)
@@ -40,10 +31,11 @@ class _Fields(dict[str, Any]):
         return self.spell(name, value if "=" in key else None)
 
 
-class QueryError(MsgtraceError, ValueError):
-    """Bad input to a msgtrace call: a parameter's value, or a store path that is not a store.
+class MsgtraceError(Exception):
+    """Base of the errors msgtrace raises for input or data it cannot use (bad parameters, a store
+    it cannot read or write, a log it cannot read); the message is one sentence for the user.
 
-    QueryError(message) is a plain sentence. QueryError.naming(template, **values) names the
+    MsgtraceError(message) is a plain sentence; SomeError.naming(template, **values) names the
     parameters it is about in a template: `{start_date}` is a parameter and `{max_age_days=0}` a
     parameter given a value, spelled `start_date` and `max_age_days=0` for the library and
     `--start-date` and `--max-age-days 0` by the CLI. Any other field is a value passed as a
@@ -58,13 +50,18 @@ class QueryError(MsgtraceError, ValueError):
         self.values: dict[str, Any] = {}
 
     @classmethod
-    def naming(cls, template: str, **values: Any) -> QueryError:
+    def naming(cls, template: str, **values: Any) -> Self:
         """The error whose message is template, its parameters spelled for the library."""
         error = cls(template.format_map(_Fields(values, python_spelling)))
         error.template, error.values = template, values
         return error
 
     def render(self, spell: Spelling) -> str:
+        """The message with its parameters spelled by spell (the CLI: as options)."""
         if self.template is None:
             return str(self)
         return self.template.format_map(_Fields(self.values, spell))
+
+
+class QueryError(MsgtraceError, ValueError):
+    """Bad input to a msgtrace call: a parameter's value, or a store path that is not a store."""

@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 from msgtrace import QueryError, message_trace, status_counts
 from msgtrace.cli import cli
 from msgtrace.cli.errors import option_spelling
+from msgtrace.ingest.store import StoreError, StoreLock
 from tests.helpers_store import msg, utc, write_store
 
 NOW = "2026-06-14T12:00:00Z"
@@ -136,6 +137,9 @@ def test_compact_when_the_lock_cannot_be_opened(tmp_path: Path) -> None:
         f"--store {tmp_path}: cannot open its lock file .lock (Is a directory); "
         "run as a user who may write the store, or fix its permissions"
     )
+    with pytest.raises(StoreError) as e, StoreLock(tmp_path):  # the library names its parameter
+        pass
+    assert str(e.value).startswith(f"store {tmp_path}: cannot open its lock file .lock (Is a directory); ")
 
 
 def test_csv_replaces_control_characters_and_keeps_formula_guard(store: Path) -> None:
