@@ -1,4 +1,5 @@
-"""`make bench`: ingest throughput, query latency beside DuckDB and grep, small files vs compacted.
+"""`make bench`: ingest throughput, query latency beside DuckDB and grep, `msgtrace web` latency
+under 8 clients, small files vs compacted.
 
 Writes BENCHMARKS.md and bench/results.json. Work files (generated logs, stores) live under
 bench/work/ (git-ignored) and are reused between runs when their parameters match.
@@ -314,6 +315,10 @@ def main() -> None:
     bench_queries(store, v, results, "compacted", with_others=True)
     results["grep"] = {"a": grep_time(logs, v["sender"]), "c": grep_time(logs, v["recipient"])}
     print(f"grep (a) {results['grep']['a']:.2f} s, (c) {results['grep']['c']:.2f} s", flush=True)
+    save()
+    from bench.web import bench_web
+
+    bench_web(store, v["day"], v["sender"], query_context()["now"], results)
     save()
     small_files(logs, v, results)
     save()

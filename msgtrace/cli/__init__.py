@@ -5,6 +5,7 @@
     msgtrace.cli.ingest    ingest, compact          msgtrace.cli.watch     watch, status
     msgtrace.cli.trace     trace                    msgtrace.cli.detail    detail
     msgtrace.cli.summary   summary                  msgtrace.cli.generate  generate
+    msgtrace.cli.web       web, web-user (the pages and API themselves are msgtrace.web)
 
 Every command is registered lazily ("module:attribute"): `msgtrace trace` imports neither the
 watcher nor the generator, and polars/pyarrow are imported inside the commands.
@@ -32,6 +33,8 @@ COMMANDS = {
     "detail": "msgtrace.cli.detail:detail",
     "summary": "msgtrace.cli.summary:summary",
     "generate": "msgtrace.cli.generate:generate",
+    "web": "msgtrace.cli.web:web",
+    "web-user": "msgtrace.cli.web:web_user",
 }
 
 

@@ -30,9 +30,14 @@ def option_spelling(name: str, value: str | None) -> str:
     return option if value is None else f"{option} {value}"
 
 
+def cli_message(e: MsgtraceError) -> str:
+    """A library error's message with its parameters named as options (the CLI's and the web's words)."""
+    return e.render(option_spelling)
+
+
 def cli_error(e: MsgtraceError) -> click.ClickException:
     """The one-line `Error: ...` of a library error, its parameters named as options (exit code 1)."""
-    return click.ClickException(e.render(option_spelling))
+    return click.ClickException(cli_message(e))
 
 
 @contextmanager

@@ -88,14 +88,16 @@ FILTER_OPTIONS: list[Decorator] = [
     ),
 ]
 
+now_option: Decorator = click.option(
+    "--now",
+    metavar="TIME",
+    envvar="MSGTRACE_NOW",
+    help="Pretend the current time is TIME (reproducible runs) [env MSGTRACE_NOW].",
+)
+
 # How the window's dates are read and limited: trace, summary, detail.
 WINDOW_OPTIONS: list[Decorator] = [
-    click.option(
-        "--now",
-        metavar="TIME",
-        envvar="MSGTRACE_NOW",
-        help="Pretend the current time is TIME (reproducible runs) [env MSGTRACE_NOW].",
-    ),
+    now_option,
     click.option(
         "--max-age-days",
         type=int,
