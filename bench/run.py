@@ -21,6 +21,8 @@ from pathlib import Path
 
 import polars as pl
 
+from msgtrace.store import Store
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work"
 BIN = Path(sys.executable).parent
@@ -98,9 +100,10 @@ def thirty_days(cfg: dict, rows_per_line: float) -> list[Path]:
 
 def pick(store: Path) -> dict:
     """Query values that exist in the store: a busy sender on day 15, a recipient, an id, a domain."""
-    lf = pl.scan_parquet(str(store / "messages" / "*" / "*.parquet"), hive_partitioning=True)
-    day = START + dt.timedelta(days=15)
-    one = lf.filter(pl.col("date") == day)
+    messages = Store(store).messages
+    lf, day = messages.scan(), START + dt.timedelta(days=15)
+    one = messages.scan([day])
+    assert lf is not None and one is not None, f"no messages on {day}"
     sender = (one.filter(pl.col("sender_lower") != "").group_by("sender_lower").len().sort("len").collect()).get_column(
         "sender_lower"
     )[-1]

@@ -22,11 +22,11 @@ from typing import BinaryIO
 
 import polars as pl
 
+from msgtrace.defaults import CHUNK_BYTES, COMPACT_MIN_FILES, FLUSH_EVENTS, QUEUE_LIFETIME
 from msgtrace.ingest import formats
-from msgtrace.ingest.checkpoint import STATE_DIR, Checkpoints, SourceState, from_jsonable, jsonable
+from msgtrace.ingest.checkpoint import Checkpoints, SourceState, from_jsonable, jsonable
 from msgtrace.ingest.correlate import correlate
 from msgtrace.ingest.formats import ParseContext
-from msgtrace.ingest.layout import days_between, remove_stale_temps
 from msgtrace.ingest.openset import OpenSet, orphans, queue_keys, related_events
 from msgtrace.ingest.reader import (
     Damaged,
@@ -41,22 +41,16 @@ from msgtrace.ingest.reader import (
     read_prefix,
     sample_lines,
 )
-from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, conform, unique_events
-from msgtrace.ingest.store import Store
+from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, MESSAGE_SCHEMA, conform, unique_events
 from msgtrace.ingest.supersede import previous_rows, stale_rows
+from msgtrace.store import Store, days_between
 
-# Events of one message may lie this far apart (Postfix maximal_queue_lifetime is 5 days).
-QUEUE_LIFETIME = dt.timedelta(days=6)
-# Events per flush: bounds peak memory (10M Postfix lines: 1.3 GB peak; 100k: 0.9 GB but 20% more CPU).
-FLUSH_EVENTS = 200_000
 SAMPLE_UNKNOWN = 3
 # A parser failing on a chunk is retried on its halves until the lines it fails on are alone; past
 # this many such lines in a file it fails on everything, and whole failing halves are rejected.
 MAX_FAILED_LINES = 1000
 WARN_FAILED = 5  # warnings naming a failing line, per file; the rest are counted
 NOT_A_SOURCE = "not a source read before"  # FileReport.skipped, see Pipeline.ingest_path(new_sources=False)
-# After a batch ingest, a partition with this many files or more is merged into one.
-COMPACT_MIN_FILES = 8
 
 
 # What IngestReport.current keeps of each row: enough to apply a flush's `stale` to it.
@@ -77,6 +71,9 @@ class IngestOptions:
     format: str = "auto"
     host: str | None = None
     queue_lifetime: dt.timedelta = QUEUE_LIFETIME  # how far apart events of one message may lie
+    flush_events: int = FLUSH_EVENTS  # events per flush (tuning: memory against CPU)
+    chunk_bytes: int = CHUNK_BYTES  # lines are read in chunks of about this many bytes
+    compact_min_files: int = COMPACT_MIN_FILES  # a batch run merges a partition with this many files
 
 
 @dataclass
@@ -144,7 +141,7 @@ class Pipeline:
         self.options = options
         self.checkpoints = Checkpoints(root, expire_after=options.queue_lifetime)
         # what a killed writer left half written (the caller holds the lock: nobody writes now)
-        remove_stale_temps(root / STATE_DIR, [self.store.messages, self.store.events])
+        self.store.remove_stale_temps()
         self.rejects_path = rejects
         self.rejects = rejects.open("a", encoding="utf-8") if rejects else None
         self._buffer: list[pl.DataFrame] = []
@@ -152,7 +149,7 @@ class Pipeline:
         self._pending: dict[str, SourceState] = {}  # checkpoints to commit after the next flush
         self._contexts: dict[str, ParseContext] = {}
         self.report = IngestReport()
-        self.open = OpenSet(root / STATE_DIR)
+        self.open = OpenSet(self.store.state)
         self._verified: set[str] = set()  # sources already deduplicated against the store
         self.compact_as_you_go = False  # batch ingest compacts between flushes; the watcher schedules its own
         self.count_current = False  # batch ingest reports the rows it leaves current (report.current)
@@ -282,7 +279,7 @@ class Pipeline:
         parser = formats.parser(fmt)
         ctx = self._context(fp, stat.st_mtime)
         damaged_at = state.damaged_at
-        chunks = read_open(f, path, state.offset, state.line, marks=marks, salvage=salvage)
+        chunks = read_open(f, path, state.offset, state.line, self.options.chunk_bytes, marks=marks, salvage=salvage)
         while True:
             try:
                 chunk = next(chunks, None)
@@ -315,7 +312,7 @@ class Pipeline:
                 self._buffered += parsed.events.height
             if progress:
                 progress(str(path), self.report.lines, sum(r.bytes for r in self.report.files))
-            if self._buffered >= FLUSH_EVENTS:
+            if self._buffered >= self.options.flush_events:
                 self.flush()
 
     # ---- which source a file is ----------------------------------------------------------
@@ -548,10 +545,10 @@ class Pipeline:
         # set (in a batch run the writer thread is the slower half; neither step reads what the
         # other writes). Events first, then message rows, in order; both are complete before
         # compaction may merge their files and before the open set and checkpoints are saved.
-        writing = [self._store_writer.submit(self.store.append_events, new)]
+        writing = [self._store_writer.submit(self.store.events.append, new)]
         open_before = self.open.events
         try:
-            rows = correlate(everything)
+            rows = correlate(everything, self.options.queue_lifetime)
             # a stored row of a touched message lies in the day of its first event, which is here
             days = set(everything.get_column("time").dt.date().unique().drop_nulls().to_list())
             stale = previous_rows(rows, related) if in_order and not reread else stale_rows(everything, rows)
@@ -560,7 +557,7 @@ class Pipeline:
             def write_rows() -> None:
                 # never rows without their events: a retry would not know which rows to supersede
                 events_written.result()
-                self.store.replace_messages(rows, stale, days)
+                self.store.messages.replace(rows, stale, days)
 
             writing.append(self._store_writer.submit(write_rows))
             self.open.update(everything, rows, self.options.queue_lifetime)
@@ -579,8 +576,8 @@ class Pipeline:
             # ...except the newest day, which the next flushes still append to: compacting it every
             # few flushes would rewrite a big day again and again (tidy compacts it once at the end)
             for day in sorted(days)[:-1]:
-                self.store.compact("messages", day, min_files=COMPACT_MIN_FILES)
-                _compact_events(self.store, day)
+                self.store.messages.compact(day, min_files=self.options.compact_min_files)
+                _compact_events(self.store, day, self.options.compact_min_files)
         self.open.save()
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
@@ -604,7 +601,7 @@ class Pipeline:
         after the new file): they may belong to messages already stored as complete.
         """
         if self._newest is None:
-            self._newest = self.store.newest_by_source(self.options.queue_lifetime)
+            self._newest = self.store.events.newest_by_source(self.options.queue_lifetime)
         return self._newest
 
     def _stored_related(self, keys: pl.DataFrame, parsed: pl.DataFrame) -> pl.DataFrame:
@@ -612,7 +609,7 @@ class Pipeline:
         if lo is None or hi is None:
             return pl.DataFrame(schema=EVENT_SCHEMA)
         life = self.options.queue_lifetime
-        stored = self.store.scan(EVENTS_DIR, _days(lo - life, hi + life))
+        stored = self.store.events.scan(_days(lo - life, hi + life))
         return pl.DataFrame(schema=EVENT_SCHEMA) if stored is None else related_events(stored, keys)
 
     def _unseen(self, parsed: pl.DataFrame) -> pl.DataFrame:
@@ -624,7 +621,7 @@ class Pipeline:
             return parsed
         check = parsed.filter(pl.col("source").is_in(list(fresh)))
         days = check.get_column("time").dt.date().unique().drop_nulls().to_list()
-        stored = self.store.scan(EVENTS_DIR, days)
+        stored = self.store.events.scan(days)
         if stored is None:
             return parsed
         ident = stored.filter(pl.col("source").is_in(list(fresh))).select(EVENT_KEY)
@@ -632,7 +629,7 @@ class Pipeline:
 
 
 def _current_after(current: pl.DataFrame, rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame) -> pl.DataFrame:
-    """A run's current rows after a flush wrote `rows` superseding `stale` (as Store.replace_messages
+    """A run's current rows after a flush wrote `rows` superseding `stale` (as MessagesTable.replace
     applies it): rows of a superseded message or of a message written again drop out, the new
     rows come in."""
     if isinstance(stale, pl.DataFrame):
@@ -687,12 +684,12 @@ def ingest_paths(
             pipe.ingest_path(path, progress)
     finally:
         pipe.close()
-    tidy(pipe.store)
+    tidy(pipe.store, options.compact_min_files)
     pipe.report.seconds = time.perf_counter() - started
     return pipe.report
 
 
-def tidy(store: Store) -> None:
+def tidy(store: Store, min_files: int = COMPACT_MIN_FILES) -> None:
     """Compact partitions with many small files or superseded rows: after a batch ingest the store
     is clean Parquet for any reader, each message once (the watcher compacts as it goes).
 
@@ -701,24 +698,20 @@ def tidy(store: Store) -> None:
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="msgtrace-tidy") as pool:
         done = [
-            pool.submit(step, store, day) for day in _all_days(store) for step in (_compact_messages, _compact_events)
+            pool.submit(step, store, day, min_files)
+            for day in store.days()
+            for step in (_compact_messages, _compact_events)
         ]
     for d in done:
         d.result()  # a failure is raised after every other partition was tidied
 
 
-def _compact_messages(store: Store, day: dt.date) -> None:
+def _compact_messages(store: Store, day: dt.date, min_files: int) -> None:
     """Merge a day's message rows when it has superseded rows or many files."""
-    store.compact("messages", day, min_files=1 if store.has_deletes(day) else COMPACT_MIN_FILES)
+    store.messages.compact(day, min_files=1 if store.messages.has_deletes(day) else min_files)
 
 
-def _compact_events(store: Store, day: dt.date) -> None:
+def _compact_events(store: Store, day: dt.date, min_files: int) -> None:
     """Merge a day's events when they are many small files (nothing in them is ever superseded)."""
-    if store.has_small_files(EVENTS_DIR, day, COMPACT_MIN_FILES):
-        store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
-
-
-def _all_days(store: Store) -> list[dt.date]:
-    from msgtrace.ingest.layout import partition_days
-
-    return sorted(set(partition_days(store.messages)) | set(partition_days(store.events)))
+    if store.events.has_small_files(day, min_files):
+        store.events.compact(day, min_files=min_files)

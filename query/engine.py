@@ -11,11 +11,10 @@ from typing import TypeVar
 
 import polars as pl
 
-from msgtrace.ingest import layout
-from msgtrace.ingest.checkpoint import STATE_DIR
 from msgtrace.ingest.schema import CONTRACT_COLUMNS, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR
 from msgtrace.query.filters import QueryError, TraceFilter
 from msgtrace.query.paging import Paging, check_total
+from msgtrace.store import MessagesTable, Store
 from msgtrace.storepath import existing_store
 
 T = TypeVar("T")
@@ -51,7 +50,7 @@ def resolve_store(store: str | os.PathLike[str] | None) -> Path:
     """The store directory (msgtrace.storepath: the argument, else $MSGTRACE_STORE, else data/store);
     it must be a store a query can read."""
     path = existing_store(store)
-    if not is_store(path):
+    if not Store(path).is_store():
         raise QueryError(
             f"{str(path)!r} is not a msgtrace store (it has no {MESSAGES_DIR}/ or {EVENTS_DIR}/ folder): "
             "pass the directory `msgtrace ingest --store` wrote, or ingest logs into it first"
@@ -59,35 +58,31 @@ def resolve_store(store: str | os.PathLike[str] | None) -> Path:
     return path
 
 
-def is_store(path: Path) -> bool:
-    """Whether path holds a msgtrace store: its tables or its state (a watcher that has not flushed yet)."""
-    return any((path / name).exists() for name in (MESSAGES_DIR, EVENTS_DIR, STATE_DIR, ".lock"))
-
-
-def needed_days(store: Path, flt: TraceFilter) -> list[dt.date]:
+def needed_days(table: MessagesTable, flt: TraceFilter) -> list[dt.date]:
     """The days whose partitions the filter's window (or trace id) can touch."""
     days = flt.days()
     if len(days) > 62:
         # A long window (--max-age-days 0): one listing beats a failed lookup per missing day.
-        existing = set(layout.partition_days(store / MESSAGES_DIR))
+        existing = set(table.days())
         days = [d for d in days if d in existing]
     return days
 
 
-def needed_files(store: Path, flt: TraceFilter) -> list[Path]:
+def needed_files(table: MessagesTable, flt: TraceFilter) -> list[Path]:
     """The current files of exactly the partitions the filter's window (or trace id) can touch."""
-    return layout.files_for_days(store / MESSAGES_DIR, needed_days(store, flt))
+    return table.files(needed_days(table, flt))
 
 
-def open_files(files: list[Path]) -> pl.LazyFrame:
+def open_files(table: MessagesTable, files: list[Path]) -> pl.LazyFrame:
     """A lazy scan of these files in MESSAGE_SCHEMA (no glob, no hive inference), rows superseded
-    by a newer file's deletes dropped (see ingest.layout)."""
-    return layout.scan_files(files, MESSAGE_SCHEMA, glob=False, missing_columns="insert", extra_columns="ignore")
+    by a newer file's deletes dropped (Table.scan_files)."""
+    return table.scan_files(files, glob=False, missing_columns="insert", extra_columns="ignore")
 
 
 def scan(store: Path, flt: TraceFilter) -> pl.LazyFrame:
     """The store's message rows (MESSAGE_SCHEMA columns) that pass the filter, unsorted."""
-    return open_files(needed_files(store, flt)).filter(flt.expr())
+    table = Store(store).messages
+    return open_files(table, needed_files(table, flt)).filter(flt.expr())
 
 
 def sort(lf: pl.LazyFrame) -> pl.LazyFrame:

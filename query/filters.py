@@ -12,9 +12,9 @@ import polars as pl
 
 from msgtrace.defaults import MAX_AGE_DAYS as DEFAULT_MAX_AGE_DAYS
 from msgtrace.errors import QueryError
-from msgtrace.ingest import layout
 from msgtrace.ingest.schema import STATUSES
 from msgtrace.query.dates import DateError, iso_z, parse_datetime, zone
+from msgtrace.store import days_between
 
 DEFAULT_WINDOW = dt.timedelta(hours=48)
 SUBJECT_FILTER_TYPES = ("Contains", "StartsWith", "EndsWith")
@@ -282,7 +282,7 @@ class TraceFilter:
         last = self.end if self.starting_recipient is not None else self.end - dt.timedelta(microseconds=1)
         if last < self.start:
             return []
-        days = layout.days_between(first, last.date())
+        days = days_between(first, last.date())
         if self.message_trace_id:
             t = trace_id_time(self.message_trace_id)
             if t is not None:

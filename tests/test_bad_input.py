@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from msgtrace import QueryError, message_trace, status_counts
 from msgtrace.cli import cli
 from msgtrace.cli.errors import option_spelling
-from msgtrace.ingest.store import StoreError, StoreLock
+from msgtrace.store import StoreError, StoreLock
 from tests.helpers_store import msg, utc, write_store
 
 NOW = "2026-06-14T12:00:00Z"

@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from msgtrace.cli.errors import one_line_errors
-from msgtrace.cli.options import DATE_OPTIONS, WINDOW_OPTIONS, apply_options, output_option, store_option
+from msgtrace.cli.options import (
+    DATE_OPTIONS,
+    WINDOW_OPTIONS,
+    apply_options,
+    output_option,
+    queue_lifetime_option,
+    store_option,
+)
 from msgtrace.cli.trace import trace_id_hint
 
 # polars is imported inside the command: `msgtrace --help` imports this module to list it.
@@ -24,6 +31,7 @@ DETAIL_OPTIONS = [
     ),
     *DATE_OPTIONS,
     *WINDOW_OPTIONS,
+    queue_lifetime_option,
     output_option(["table", "csv", "json", "jsonl"]),
 ]
 
@@ -49,6 +57,7 @@ def detail(**params: Any) -> None:
     Example: msgtrace detail --message-trace-id 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b --recipient-address bob@fabrikam.com
     Example: msgtrace detail --message-trace-id 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b
     """
+    from msgtrace.defaults import queue_lifetime
     from msgtrace.query import engine, output
     from msgtrace.query.detail import check_recipient, message_trace_detail
     from msgtrace.query.filters import TraceFilter
@@ -65,7 +74,7 @@ def detail(**params: Any) -> None:
             max_age_days=params["max_age_days"],
             timezone=params["timezone"],
         )
-        rows = message_trace_detail(store, flt, rcpt)
+        rows = message_trace_detail(store, flt, rcpt, queue_lifetime(params["max_queue_lifetime"]))
     fmt = params["output_format"].lower()
     if rows.height == 0:
         if fmt == "table":

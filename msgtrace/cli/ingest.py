@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
+from msgtrace import defaults
 from msgtrace.cli.errors import cli_error
-from msgtrace.cli.options import rejects_option, source_options, store_option
+from msgtrace.cli.options import queue_lifetime_option, rejects_option, source_options, store_option
 from msgtrace.errors import MsgtraceError
 from msgtrace.storepath import existing_store, store_path
 
@@ -22,7 +23,14 @@ def safe(text: str) -> str:
     return neutralize_lines(text)
 
 
-def make_options(timezone: str | None, year: int | None, organization: str | None, fmt: str, host: str | None):  # type: ignore[no-untyped-def]
+def make_options(  # type: ignore[no-untyped-def]
+    timezone: str | None,
+    year: int | None,
+    organization: str | None,
+    fmt: str,
+    host: str | None,
+    max_queue_lifetime: float = defaults.MAX_QUEUE_LIFETIME_DAYS,
+):
     """IngestOptions from CLI values, with the zone checked."""
     from msgtrace.ingest.localzone import ZoneError, check_zone, local_zone
     from msgtrace.ingest.pipeline import IngestOptions
@@ -31,7 +39,14 @@ def make_options(timezone: str | None, year: int | None, organization: str | Non
         zone = check_zone(timezone) if timezone else local_zone()
     except ZoneError as e:
         raise cli_error(e) from e
-    return IngestOptions(timezone=zone, year=year, organization=organization, format=fmt, host=host)
+    return IngestOptions(
+        timezone=zone,
+        year=year,
+        organization=organization,
+        format=fmt,
+        host=host,
+        queue_lifetime=defaults.queue_lifetime(max_queue_lifetime),
+    )
 
 
 class _Progress:
@@ -85,6 +100,7 @@ def raise_if_damaged(store: Path, e: BaseException) -> None:
 @click.command("ingest")
 @store_option
 @source_options
+@queue_lifetime_option
 @rejects_option
 @click.argument("paths", nargs=-1, required=True)
 def ingest_command(
@@ -94,6 +110,7 @@ def ingest_command(
     organization: str | None,
     fmt: str,
     host: str | None,
+    max_queue_lifetime: float,
     rejects: Path | None,
     paths: tuple[str, ...],
 ) -> None:
@@ -106,13 +123,13 @@ def ingest_command(
     Example: msgtrace ingest --timezone Europe/Vienna /var/log/mail.log*
     """
     from msgtrace.ingest.pipeline import ingest_paths
-    from msgtrace.ingest.store import StoreLock
+    from msgtrace.store import StoreLock
 
     try:
         root = store_path(store)  # made by the first write when it does not exist
     except MsgtraceError as e:
         raise cli_error(e) from None
-    options = make_options(timezone, year, organization, fmt, host)
+    options = make_options(timezone, year, organization, fmt, host, max_queue_lifetime)
     check_rejects(rejects)
     progress = _Progress()
     try:
@@ -158,7 +175,7 @@ def compact_command(store: str | None) -> None:
     Example: msgtrace compact --store /var/lib/msgtrace
     """
     from msgtrace.ingest.repair import find_damaged, repair
-    from msgtrace.ingest.store import StoreLock
+    from msgtrace.store import StoreLock
 
     try:
         root = existing_store(store)
@@ -190,26 +207,18 @@ def _compact_all(store: Path, said: list[str]) -> int:
     repaired (ingest.repair) and compacted again. Returns partitions merged."""
     import polars as pl
 
-    from msgtrace.ingest.layout import current_files, partition_days, partition_dir
-    from msgtrace.ingest.repair import Damaged, lost_sources, read_problem, repair
-    from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA
-    from msgtrace.ingest.store import Store
+    from msgtrace.ingest.repair import read_problems, repair
+    from msgtrace.store import Store
 
-    s = Store(store)
     merged = 0
-    for table, tdir in (("messages", s.messages), (EVENTS_DIR, s.events)):
-        schema = EVENT_SCHEMA if table == EVENTS_DIR else MESSAGE_SCHEMA
-        for day in partition_days(tdir):
+    for table in Store(store).tables:
+        for day in table.days():
             try:
-                merged += s.compact(table, day)
+                merged += table.compact(day)
             except pl.exceptions.PolarsError:
-                files = current_files(partition_dir(tdir, day))
-                bad = [Damaged(str(f), table, day.isoformat(), p) for f in files if (p := read_problem(f, schema))]
+                bad = read_problems(store, table.name, day)
                 if not bad:
                     raise
-                for d in bad:
-                    if table == EVENTS_DIR:
-                        d.sources = lost_sources(store, day, {Path(x.path) for x in bad})
                 said += repair(store, bad)
-                merged += s.compact(table, day)
+                merged += table.compact(day)
     return merged

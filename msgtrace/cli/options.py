@@ -1,5 +1,6 @@
 """The options several commands share, each defined once: one --store, one --timezone of typed
-dates, one --now, one --max-age-days, the trace filters, how logs are read (ingest, watch), --rejects.
+dates, one --now, one --max-age-days, the trace filters, how logs are read (ingest, watch),
+--max-queue-lifetime, --rejects.
 
 No Polars import: `msgtrace --help` reads these.
 """
@@ -148,6 +149,16 @@ def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by ingest and watch: how to read the logs."""
     return apply_options(f, SOURCE_OPTIONS)
 
+
+# --max-queue-lifetime DAYS: ingest, watch, detail.
+queue_lifetime_option: Decorator = click.option(
+    "--max-queue-lifetime",
+    type=click.FloatRange(0.01, 365),
+    default=defaults.MAX_QUEUE_LIFETIME_DAYS,
+    show_default=True,
+    help="Days a message may wait for its outcome (Postfix maximal_queue_lifetime); "
+    "events of one message lie at most this plus a day apart.",
+)
 
 # --rejects FILE: ingest and watch.
 rejects_option: Decorator = click.option(

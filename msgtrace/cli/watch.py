@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import signal
@@ -12,9 +11,10 @@ from pathlib import Path
 
 import click
 
+from msgtrace import defaults
 from msgtrace.cli.errors import cli_error
 from msgtrace.cli.ingest import check_rejects, make_options, safe
-from msgtrace.cli.options import rejects_option, source_options, store_option
+from msgtrace.cli.options import queue_lifetime_option, rejects_option, source_options, store_option
 from msgtrace.errors import MsgtraceError
 from msgtrace.storepath import existing_store, store_path
 
@@ -57,17 +57,11 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
 @click.option(
     "--compact-files",
     type=click.IntRange(2, 10_000),
-    default=8,
+    default=defaults.COMPACT_MIN_FILES,
     show_default=True,
     help="Merge a partition's files into one once it has this many.",
 )
-@click.option(
-    "--max-queue-lifetime",
-    type=click.FloatRange(0.01, 365),
-    default=5.0,
-    show_default=True,
-    help="Days a message may wait for its outcome (Postfix maximal_queue_lifetime); state of older open messages expires.",
-)
+@queue_lifetime_option
 @rejects_option
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Also say what every flush and compaction did.")
@@ -96,18 +90,16 @@ def watch_command(
     \b
     Example: msgtrace watch --store /var/lib/msgtrace --timezone Europe/Vienna '/var/log/mail.log*'
     """
-    from msgtrace.ingest.store import StoreLock
     from msgtrace.ingest.watcher import Watcher, WatchOptions
+    from msgtrace.store import StoreLock
 
     try:
         root = store_path(store)  # made by the first flush when it does not exist
     except MsgtraceError as e:
         raise cli_error(e) from None
     setup_logging(quiet, verbose)
-    options = make_options(timezone, year, organization, fmt, host)
+    options = make_options(timezone, year, organization, fmt, host, max_queue_lifetime)
     check_rejects(rejects)
-    # One day of slack on top of the queue lifetime: clocks and log timestamps drift.
-    options.queue_lifetime = dt.timedelta(days=max_queue_lifetime + 1)
     wopts = WatchOptions(flush_interval=flush_interval, rescan_interval=rescan_interval, compact_files=compact_files)
     stopping: list[Watcher] = []
     requested = threading.Event()

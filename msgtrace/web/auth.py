@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import os
 import re
 import secrets
+import tempfile
 from pathlib import Path
-
-from msgtrace.ingest import layout
 
 # RFC 7914's interactive parameters: 16 MiB of memory per derivation.
 N, R, P = 2**14, 8, 1
@@ -97,9 +97,24 @@ def add_user(path: Path, user: str, password: str) -> bool:
     new = user not in users
     users[user] = hash_password(password)
     body = "".join(f"{u}:{h}\n" for u, h in users.items())
-    layout.write_json_atomic(body, path)  # an atomic text write: the file is never half-written
-    os.chmod(path, 0o600)
+    _write_private(path, body)
     return new
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace the auth file atomically (never half-written), readable by its owner alone from the
+    first byte: mkstemp creates the temp file 0600. (Not the store's writer, which follows the umask.)"""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 class Authenticator:
