@@ -42,6 +42,7 @@ from msgtrace.ingest.reader import (
     sample_lines,
 )
 from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, MESSAGE_SCHEMA, conform, unique_events
+from msgtrace.ingest.sourceid import SourceId, family_of, in_family, is_derived, next_in_family
 from msgtrace.ingest.supersede import previous_rows, stale_rows
 from msgtrace.store import Store, days_between
 
@@ -131,6 +132,31 @@ class IngestReport:
 
 Progress = Callable[[str, int, int], None]  # (path, lines so far in run, bytes so far in run)
 SourceFor = Callable[[str, int], str]  # (fingerprint, file size) -> source id; see Pipeline.ingest_path
+
+
+@dataclass(frozen=True)
+class _FlushPlan:
+    """What a flush starts from: its unique events, those not stored yet, each source's time span,
+    and whether they were read in order (no older than what other sources stored)."""
+
+    parsed: pl.DataFrame
+    new: pl.DataFrame
+    span: pl.DataFrame
+    in_order: bool
+
+    @property
+    def reread(self) -> bool:
+        """Whether some lines were stored before (a crash or failed flush after writing them)."""
+        return self.new.height < self.parsed.height
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What a flush wrote: the message rows, the stored rows they supersede, the days touched."""
+
+    rows: pl.DataFrame
+    stale: pl.Expr | pl.DataFrame
+    days: set[dt.date]
 
 
 class Pipeline:
@@ -330,7 +356,7 @@ class Pipeline:
 
     def family(self, fp: str) -> list[SourceState]:
         """The states of every source whose file began with the line of fingerprint `fp`."""
-        return [st for s in sorted(self._family(fp.split("~")[0])) if (st := self.state(s)) is not None]
+        return [st for s in sorted(self._family(family_of(fp))) if (st := self.state(s)) is not None]
 
     def _identify(self, f: BinaryIO, path: Path, fp: str, size: int) -> tuple[str, SourceState | None, Marks | None]:
         """The source a file is, its state and the marks of what was read of it (f is left at the
@@ -341,8 +367,8 @@ class Pipeline:
         file when the file's bytes before the candidate's offset are the bytes read then. No
         candidate: a new source, read from the start. (id, state, None): the same file, now
         shorter than what was read of it (a copy that missed the last lines)."""
-        family = fp.split("~")[0]
-        if "~" in fp and self.state(fp) is None:
+        family = family_of(fp)
+        if is_derived(fp) and self.state(fp) is None:
             return fp, None, None  # a new source the caller derived (the watcher, after a truncation)
         candidates = [fp, *sorted(self._family(family) - {fp}, key=lambda s: self._rank(s, path))]
         known = [(s, st) for s in candidates if (st := self.state(s)) is not None]
@@ -389,18 +415,15 @@ class Pipeline:
         """Every source id known (saved or being read) that is `family` or derived from it."""
         ids = {s.fingerprint for s in self.checkpoints.all()} | set(self._pending) | set(self._inflight)
         ids |= set(self._contexts)
-        return {s for s in ids if s == family or s.startswith(family + "~")}
+        return {s for s in ids if in_family(s, family)}
 
     def _rank(self, source: str, path: Path) -> tuple[bool, int]:
         st = self.state(source)
         return (st is None or st.path != str(path), -(st.offset if st else 0))
 
-    def new_source_id(self, family: str, also: Iterable[str] = ()) -> str:
+    def new_source_id(self, family: str, also: Iterable[str] = ()) -> SourceId:
         """A source id for a new file whose first line is that of `family`'s (`family~n`)."""
-        ids = self._family(family) | {s for s in also if s.startswith(family + "~")}
-        if family not in ids:
-            return family
-        return f"{family}~{1 + max((int(s.split('~')[1]) for s in ids if '~' in s), default=0)}"
+        return next_in_family(family, self._family(family) | set(also))
 
     # ---- parsing -------------------------------------------------------------------------
     def _parse(
@@ -512,46 +535,67 @@ class Pipeline:
             raise
 
     def _write(self, parsed: pl.DataFrame) -> None:
+        """One flush, in the steps DESIGN.md names: plan, gather related events, correlate and
+        write, commit."""
+        plan = self._plan(parsed)
+        if plan is None:
+            return
+        related, everything = self._gather(plan)
+        written = self._correlate_and_write(plan, related, everything)
+        self._commit(plan, written)
+
+    def _plan(self, parsed: pl.DataFrame) -> _FlushPlan | None:
+        """Step 1: the flush's unique events, those not stored yet, and how they were read."""
         parsed = unique_events(conform(parsed, EVENT_SCHEMA))
         if not parsed.height:
-            return
+            return None
         new = self._unseen(parsed)
-        # Everything the touched messages logged so far: the open messages' stored events plus
-        # the new lines. Lines re-read after a crash are in both and count once.
-        related = self.open.related(parsed)
         span = _span(parsed)
-        in_order = not self._read_out_of_order(span)
-        if in_order:
+        return _FlushPlan(parsed, new, span, in_order=not self._read_out_of_order(span))
+
+    def _gather(self, plan: _FlushPlan) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Step 2: everything the touched messages logged so far (the open messages' events, plus
+        stored events where the open set cannot know them), and that with the new lines."""
+        parsed = plan.parsed
+        # Lines re-read after a crash are in both the open set and the new lines, and count once.
+        related = self.open.related(parsed)
+        if plan.in_order:
             search = orphans(parsed, related)  # only messages neither starting nor open
         else:
             # Lines older than what is stored: a log read out of order (a rotated file's tail
             # after the new file, files ingested newest first). Messages they touch may already
             # be stored complete, so search the events table over the queue lifetime around them.
             search = queue_keys(parsed)
-        reread = new.height < parsed.height
-        if reread:
+        if plan.reread:
             # Lines stored before a crash (or a failed flush) and read again: the open set saved
             # then may already have closed their messages, so their stored events are needed too.
-            again = parsed.join(new.select(EVENT_KEY), on=EVENT_KEY, how="anti", nulls_equal=True)
+            again = parsed.join(plan.new.select(EVENT_KEY), on=EVENT_KEY, how="anti", nulls_equal=True)
             search = pl.concat([search, queue_keys(again)]).unique()
         if search.height:
             related = pl.concat([related, self._stored_related(search, parsed)], how="vertical_relaxed")
         everything = pl.concat([related, parsed], how="vertical_relaxed")
-        if reread or search.height:
+        if plan.reread or search.height:
             # both sides unique, but a line can be on both: read again after a crash, or found
             # among stored events as well as open ones
             everything = unique_events(everything)
-        # The store is written by a third thread while this one correlates and updates the open
-        # set (in a batch run the writer thread is the slower half; neither step reads what the
-        # other writes). Events first, then message rows, in order; both are complete before
-        # compaction may merge their files and before the open set and checkpoints are saved.
-        writing = [self._store_writer.submit(self.store.events.append, new)]
+        return related, everything
+
+    def _correlate_and_write(self, plan: _FlushPlan, related: pl.DataFrame, everything: pl.DataFrame) -> _Written:
+        """Step 3: message rows from the events; new events and rows written, the open set updated.
+
+        The store is written by a third thread while this one correlates and updates the open
+        set (in a batch run the writer thread is the slower half; neither step reads what the
+        other writes). Events first, then message rows, in order; both are complete before
+        compaction may merge their files and before the open set and checkpoints are saved.
+        """
+        writing = [self._store_writer.submit(self.store.events.append, plan.new)]
         open_before = self.open.events
         try:
             rows = correlate(everything, self.options.queue_lifetime)
             # a stored row of a touched message lies in the day of its first event, which is here
             days = set(everything.get_column("time").dt.date().unique().drop_nulls().to_list())
-            stale = previous_rows(rows, related) if in_order and not reread else stale_rows(everything, rows)
+            in_order_first_read = plan.in_order and not plan.reread
+            stale = previous_rows(rows, related) if in_order_first_read else stale_rows(everything, rows)
             events_written = writing[0]
 
             def write_rows() -> None:
@@ -567,8 +611,15 @@ class Pipeline:
             wait(writing)  # nothing may still be writing when the caller retries
             self.open.events = open_before  # the retry starts from the open set this flush found
             raise
-        self.report.events += new.height
-        for src, t in span.select("source", "newest").iter_rows():
+        return _Written(rows, stale, days)
+
+    def _commit(self, plan: _FlushPlan, written: _Written) -> None:
+        """Step 4: with both tables durable, the open set is saved (the caller then advances the
+        checkpoints), the run's counts and each source's newest time move on, and a long batch
+        run compacts the days it has left behind."""
+        rows, days = written.rows, written.days
+        self.report.events += plan.new.height
+        for src, t in plan.span.select("source", "newest").iter_rows():
             if t is not None and t > self._newest_by_source().get(src, t):
                 self._newest[src] = t
             self._newest.setdefault(src, t)
@@ -582,7 +633,7 @@ class Pipeline:
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
         if self.count_current:
-            self.report.current = _current_after(self.report.current, rows, stale)
+            self.report.current = _current_after(self.report.current, rows, written.stale)
 
     def _read_out_of_order(self, span: pl.DataFrame) -> bool:
         """Whether a source's lines here (span: source, oldest) are no newer than what another

@@ -20,6 +20,7 @@ import polars as pl
 from msgtrace.ingest.checkpoint import Checkpoints
 from msgtrace.ingest.reader import ReadError, digest, fingerprint, is_compressed
 from msgtrace.ingest.repair import Damaged, find_damaged
+from msgtrace.ingest.sourceid import family_of
 from msgtrace.store import Store, lock_holder
 
 WATCH_FILE = "watch.json"
@@ -183,7 +184,7 @@ def _source(s) -> SourceStatus:  # type: ignore[no-untyped-def]
 def _locate(path: Path, s) -> Path | None:  # type: ignore[no-untyped-def]
     """The file holding a source now: its last path, else a rotated sibling with the same first line
     (and, for a plain file, the same bytes before the offset: files may share a first line)."""
-    fp = s.fingerprint.split("~")[0]
+    fp = family_of(s.fingerprint)
     base = _ROTATION_SUFFIX.sub("", path.name) or path.name
     series = sorted(Path(p) for p in glob.glob(glob.escape(str(path.parent / base)) + "*"))
     for p in [path, *(p for p in series if p != path)]:

@@ -34,6 +34,7 @@ from watchdog.observers import Observer
 from msgtrace.defaults import COMPACT_MIN_FILES
 from msgtrace.ingest.pipeline import NOT_A_SOURCE, FileReport, IngestOptions, IngestReport, Pipeline
 from msgtrace.ingest.reader import ReadError, fingerprint, is_compressed, order_series
+from msgtrace.ingest.sourceid import family_of, in_family, is_derived, variant
 from msgtrace.ingest.status import Totals, WatchState, uncompressed_size
 
 log = logging.getLogger("msgtrace.watch")
@@ -273,9 +274,9 @@ class Watcher:
 
         def resolve(fp: str, size: int) -> str:
             known = self._by_inode.get(key[:2])
-            if known is not None and known.split("~")[0] == fp:
+            if known is not None and family_of(known) == fp:
                 return known
-            if prior is not None and prior.reset and (prior.source or "").split("~")[0] == fp:
+            if prior is not None and prior.reset and family_of(prior.source or "") == fp:
                 log.warning("%s was truncated but starts with the same line as before; reading it as new.", path)
                 self._by_inode[key[:2]] = self.pipe.new_source_id(fp, also=self._by_inode.values())
                 return self._by_inode[key[:2]]
@@ -285,10 +286,13 @@ class Watcher:
                 fits = [
                     s.fingerprint
                     for s in self.pipe.checkpoints.all()
-                    if s.fingerprint.startswith(fp + "~") and s.path == str(path) and s.offset <= size
+                    if is_derived(s.fingerprint)
+                    and in_family(s.fingerprint, fp)
+                    and s.path == str(path)
+                    and s.offset <= size
                 ]
                 if fits:
-                    self._by_inode[key[:2]] = max(fits, key=lambda s: int(s.split("~")[1]))
+                    self._by_inode[key[:2]] = max(fits, key=variant)
                     return self._by_inode[key[:2]]
             return fp
 

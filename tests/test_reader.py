@@ -153,3 +153,15 @@ def test_a_truncated_archive_is_a_read_error(tmp_path: Path) -> None:
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(ReadError):
         lines_of(p)
+
+
+def test_source_ids_of_a_family() -> None:
+    """Files sharing a first line: the first keeps the fingerprint, later ones get fp~n, one past the highest."""
+    from msgtrace.ingest.sourceid import family_of, in_family, is_derived, next_in_family, variant
+
+    assert next_in_family("abc", []) == "abc"
+    assert next_in_family("abc", ["abc", "abcd~4", "xyz~9"]) == "abc~1"
+    assert next_in_family("abc", ["abc", "abc~1", "abc~3"]) == "abc~4"
+    assert (family_of("abc~3"), variant("abc~3"), is_derived("abc~3")) == ("abc", 3, True)
+    assert (family_of("abc"), variant("abc"), is_derived("abc")) == ("abc", 0, False)
+    assert in_family("abc~2", "abc") and in_family("abc", "abc") and not in_family("abcd", "abc")
