@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from msgtrace.errors import MsgtraceError
 
-class ZoneError(ValueError):
+
+class ZoneError(MsgtraceError, ValueError):
     """An unknown time zone name."""
 
 

@@ -31,6 +31,7 @@ from typing import BinaryIO
 import polars as pl
 
 from msgtrace.defaults import CHUNK_BYTES
+from msgtrace.errors import MsgtraceError
 
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 FINGERPRINT_BYTES = 4096  # of the identifying head; enough to tell files apart, cheap to read
@@ -42,7 +43,7 @@ TAIL_BYTES = 4096  # the bytes before a checkpoint's offset that must be the sam
 _ARCHIVE_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)  # gzip.BadGzipFile is an OSError
 
 
-class ReadError(Exception):
+class ReadError(MsgtraceError):
     """A path that cannot be read."""
 
 

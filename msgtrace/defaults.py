@@ -9,6 +9,9 @@ import datetime as dt
 STORE = "data/store"
 STORE_ENV = "MSGTRACE_STORE"
 
+# A trace refuses a start date older than this many days before now (0 lifts the limit).
+MAX_AGE_DAYS = 10
+
 # Postfix maximal_queue_lifetime: days a message may wait in the queue for its outcome.
 MAX_QUEUE_LIFETIME_DAYS = 5.0
 

@@ -6,6 +6,8 @@ import datetime as dt
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from msgtrace.errors import MsgtraceError
+
 UTC = dt.UTC
 
 # 06/13/2018, 6/13/2018 5:00 PM, 06/13/2018 17:00:30, 06/13/2018 5:00:30.5 pm
@@ -20,7 +22,7 @@ DATE_HELP = (
 )
 
 
-class DateError(ValueError):
+class DateError(MsgtraceError, ValueError):
     """A date, time or time zone the user typed could not be understood."""
 
 

@@ -178,8 +178,9 @@ def check_recipient(value: str | None) -> str | None:
     if value is None:
         return None
     if not value.strip():
-        raise QueryError(
-            f"--recipient-address {value!r} has no value in it: give the recipient, "
-            "or leave the option out to see every recipient's events"
+        raise QueryError.naming(
+            "{recipient_address} {value!r} has no value in it: give the recipient, "
+            "or leave the option out to see every recipient's events",
+            value=value,
         )
     return value.strip()

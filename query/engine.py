@@ -11,11 +11,11 @@ from typing import TypeVar
 
 import polars as pl
 
-from msgtrace.defaults import STORE, STORE_ENV
 from msgtrace.ingest.schema import CONTRACT_COLUMNS, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR
 from msgtrace.query.filters import QueryError, TraceFilter
 from msgtrace.query.paging import Paging, check_total
 from msgtrace.store import MessagesTable, Store
+from msgtrace.storepath import existing_store
 
 T = TypeVar("T")
 
@@ -47,26 +47,15 @@ class TraceResult:
 
 
 def resolve_store(store: str | os.PathLike[str] | None) -> Path:
-    """The store directory: the argument, else $MSGTRACE_STORE, else data/store; it must be a store."""
-    text = os.fspath(store) if store is not None else os.environ.get(STORE_ENV) or STORE
-    if not str(text).strip():
-        raise QueryError(f"--store is empty: pass --store DIR (a msgtrace store) or set {STORE_ENV}")
-    path = Path(text)
-    check_store(path)
-    return path
-
-
-def check_store(path: Path) -> None:
-    """QueryError saying why path is not a store a query can read (missing, a file, not a store)."""
-    if not path.exists():
-        raise QueryError(f"store {str(path)!r} does not exist: pass --store DIR or set {STORE_ENV}")
-    if not path.is_dir():
-        raise QueryError(f"store {str(path)!r} is a file, not a directory: pass --store DIR (a msgtrace store)")
+    """The store directory (msgtrace.storepath: the argument, else $MSGTRACE_STORE, else data/store);
+    it must be a store a query can read."""
+    path = existing_store(store)
     if not Store(path).is_store():
         raise QueryError(
             f"{str(path)!r} is not a msgtrace store (it has no {MESSAGES_DIR}/ or {EVENTS_DIR}/ folder): "
             "pass the directory `msgtrace ingest --store` wrote, or ingest logs into it first"
         )
+    return path
 
 
 def needed_days(table: MessagesTable, flt: TraceFilter) -> list[dt.date]:

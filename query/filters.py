@@ -10,21 +10,18 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from msgtrace.defaults import MAX_AGE_DAYS as DEFAULT_MAX_AGE_DAYS
+from msgtrace.errors import QueryError
 from msgtrace.ingest.schema import STATUSES
 from msgtrace.query.dates import DateError, iso_z, parse_datetime, zone
 from msgtrace.store import days_between
 
 DEFAULT_WINDOW = dt.timedelta(hours=48)
-DEFAULT_MAX_AGE_DAYS = 10
 SUBJECT_FILTER_TYPES = ("Contains", "StartsWith", "EndsWith")
 _STATUS_BY_LOWER = {s.lower(): s for s in STATUSES}
 
 DateLike = str | dt.datetime | dt.date
 Values = str | Iterable[str] | None
-
-
-class QueryError(ValueError):
-    """Bad query input or a query the store cannot answer; the message is meant for the user."""
 
 
 def split_values(values: Values) -> tuple[str, ...]:
@@ -39,25 +36,31 @@ def split_values(values: Values) -> tuple[str, ...]:
     return tuple(out)
 
 
-def given_values(values: Values, option: str) -> tuple[str, ...]:
-    """split_values, but an option given with nothing in it (`--status ''`, `--status ,,,`) is an
+def given_values(values: Values, param: str) -> tuple[str, ...]:
+    """split_values, but a parameter given with nothing in it (`--status ''`, `--status ,,,`) is an
     error rather than no filter: a typo must not silently widen the query to every row."""
     if values is None:
         return ()
     items = [values] if isinstance(values, str) else list(values)
     out = split_values(items)
     if items and not out:
-        raise QueryError(f"{option} {','.join(items)!r} has no value in it: give a value, or leave the option out")
+        raise _no_value(param, ",".join(items))
     return out
 
 
-def given_text(value: str | None, option: str) -> str | None:
-    """A single-valued option: None when not given; an empty or blank value is an error."""
+def given_text(value: str | None, param: str) -> str | None:
+    """A single-valued parameter: None when not given; an empty or blank value is an error."""
     if value is None:
         return None
     if not str(value).strip():
-        raise QueryError(f"{option} {value!r} has no value in it: give a value, or leave the option out")
+        raise _no_value(param, value)
     return value
+
+
+def _no_value(param: str, value: str) -> QueryError:
+    return QueryError.naming(
+        "{" + param + "} {value!r} has no value in it: give a value, or leave the option out", value=value
+    )
 
 
 def normalize_address(value: str) -> str:
@@ -100,7 +103,9 @@ def normalize_status(value: str) -> str:
     """The canonical spelling of a status, or QueryError listing the valid ones."""
     s = _STATUS_BY_LOWER.get(value.strip().lower())
     if s is None:
-        raise QueryError(f"invalid --status {value!r}: valid values are {', '.join(STATUSES)}")
+        raise QueryError.naming(
+            "invalid {status} {value!r}: valid values are {valid}", value=value, valid=", ".join(STATUSES)
+        )
     return s
 
 
@@ -131,8 +136,9 @@ def normalize_trace_id(value: str) -> str:
     try:
         return str(uuid.UUID(value.strip()))
     except (ValueError, AttributeError):
-        raise QueryError(
-            f"invalid --message-trace-id {value!r}: expected a GUID like 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b"
+        raise QueryError.naming(
+            "invalid {message_trace_id} {value!r}: expected a GUID like 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b",
+            value=value,
         ) from None
 
 
@@ -148,12 +154,14 @@ def trace_id_time(trace_id: str) -> dt.datetime | None:
         return None
 
 
-def normalize_ip(value: str, what: str) -> str:
-    """An IPv4/IPv6 address in canonical text, or QueryError."""
+def normalize_ip(value: str, param: str) -> str:
+    """An IPv4/IPv6 address in canonical text, or QueryError naming the parameter."""
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
-        raise QueryError(f"invalid {what} {value!r}: expected an IPv4 or IPv6 address") from None
+        raise QueryError.naming(
+            "invalid {" + param + "} {value!r}: expected an IPv4 or IPv6 address", value=value
+        ) from None
 
 
 def ipv6_forms(addr: ipaddress.IPv6Address) -> list[str]:
@@ -234,32 +242,33 @@ class TraceFilter:
             tz = zone(timezone) if timezone is None or isinstance(timezone, str) else timezone
             now_utc = parse_datetime(now, tz) if now is not None else dt.datetime.now(dt.UTC)
         except DateError as e:
-            raise QueryError(str(e).replace("invalid date", "invalid --now", 1)) from None
-        start = _date(start_date, tz, "--start-date")
-        end = _date(end_date, tz, "--end-date")
+            raise _date_error(e, "now") from None
+        start = _date(start_date, tz, "start_date")
+        end = _date(end_date, tz, "end_date")
         start, end = window(start, end, now_utc, max_age_days)
         if starting_recipient_address is not None and end_date is None:
-            raise QueryError(
-                "--starting-recipient-address needs --end-date: the Received of the last row of the previous page"
+            raise QueryError.naming(
+                "{starting_recipient_address} needs {end_date}: the Received of the last row of the previous page"
             )
         if subject_filter_type is not None and subject is None:
-            raise QueryError(
-                f"--subject-filter-type {subject_filter_type} needs --subject TEXT: it says how the subject matches"
+            raise QueryError.naming(
+                "{subject_filter_type} {value} needs {subject=TEXT}: it says how the subject matches",
+                value=subject_filter_type,
             )
         kind = _subject_filter_type(subject_filter_type)
-        subject = given_text(subject, "--subject")
+        subject = given_text(subject, "subject")
         return cls(
             start=start,
             end=end,
-            senders=tuple(normalize_address(v) for v in given_values(sender_address, "--sender-address")),
-            recipients=tuple(normalize_address(v) for v in given_values(recipient_address, "--recipient-address")),
+            senders=tuple(normalize_address(v) for v in given_values(sender_address, "sender_address")),
+            recipients=tuple(normalize_address(v) for v in given_values(recipient_address, "recipient_address")),
             message_ids=tuple(
-                dict.fromkeys(f for v in given_values(message_id, "--message-id") for f in message_id_forms(v))
+                dict.fromkeys(f for v in given_values(message_id, "message_id") for f in message_id_forms(v))
             ),
             message_trace_id=None if message_trace_id is None else normalize_trace_id(message_trace_id),
-            statuses=tuple(dict.fromkeys(normalize_status(v) for v in given_values(status, "--status"))),
-            from_ip=None if from_ip is None else normalize_ip(from_ip, "--from-ip"),
-            to_ip=None if to_ip is None else normalize_ip(to_ip, "--to-ip"),
+            statuses=tuple(dict.fromkeys(normalize_status(v) for v in given_values(status, "status"))),
+            from_ip=None if from_ip is None else normalize_ip(from_ip, "from_ip"),
+            to_ip=None if to_ip is None else normalize_ip(to_ip, "to_ip"),
             subject=subject,
             subject_filter_type=kind,
             starting_recipient=starting_recipient_address,
@@ -322,7 +331,7 @@ def window(
     start: dt.datetime | None, end: dt.datetime | None, now: dt.datetime, max_age_days: int
 ) -> tuple[dt.datetime, dt.datetime]:
     """Fill in the default 48-hour window and check StartDate <= EndDate and the age limit."""
-    what = "--start-date" if start is not None else "the window start (48 hours before its end)"
+    what = "{start_date}" if start is not None else "the window start (48 hours before its end)"
     if start is None and end is None:
         start, end = now - DEFAULT_WINDOW, now
     elif end is None:
@@ -331,18 +340,25 @@ def window(
         start = end - DEFAULT_WINDOW
     assert start is not None and end is not None
     if start > end:
-        raise QueryError(f"--start-date {iso_z(start)} is after --end-date {iso_z(end)}")
+        raise QueryError.naming("{start_date} {start} is after {end_date} {end}", start=iso_z(start), end=iso_z(end))
     if max_age_days < 0:
-        raise QueryError(f"invalid --max-age-days {max_age_days}: use 0 (no limit) or a number of days")
+        raise QueryError.naming(
+            "invalid {max_age_days} {days}: use 0 (no limit) or a number of days", days=max_age_days
+        )
     if max_age_days:
         try:
             limit = now - dt.timedelta(days=max_age_days)
         except OverflowError:  # more days than a date can go back
-            raise QueryError(f"invalid --max-age-days {max_age_days}: too large; use 0 to lift the limit") from None
+            raise QueryError.naming(
+                "invalid {max_age_days} {days}: too large; use 0 to lift the limit", days=max_age_days
+            ) from None
         if start < limit:
-            raise QueryError(
-                f"{what} {iso_z(start)} is older than the {max_age_days}-day limit "
-                f"(before {iso_z(limit)}); pass --max-age-days 0 (or a larger value) to search older data"
+            raise QueryError.naming(
+                what + " {start} is older than the {days}-day limit "
+                "(before {limit}); pass {max_age_days=0} (or a larger value) to search older data",
+                start=iso_z(start),
+                days=max_age_days,
+                limit=iso_z(limit),
             )
     return start, end
 
@@ -353,13 +369,25 @@ def _subject_filter_type(value: str | None) -> str:
     for kind in SUBJECT_FILTER_TYPES:
         if kind.lower() == value.strip().lower():
             return kind
-    raise QueryError(f"invalid --subject-filter-type {value!r}: valid values are {', '.join(SUBJECT_FILTER_TYPES)}")
+    raise QueryError.naming(
+        "invalid {subject_filter_type} {value!r}: valid values are {valid}",
+        value=value,
+        valid=", ".join(SUBJECT_FILTER_TYPES),
+    )
 
 
-def _date(value: DateLike | None, tz: dt.tzinfo | None, option: str) -> dt.datetime | None:
+def _date(value: DateLike | None, tz: dt.tzinfo | None, param: str) -> dt.datetime | None:
     if value is None:
         return None
     try:
         return parse_datetime(value, tz)
     except DateError as e:
-        raise QueryError(str(e).replace("invalid date", f"invalid {option}", 1)) from None
+        raise _date_error(e, param) from None
+
+
+def _date_error(e: DateError, param: str) -> QueryError:
+    """The DateError of a parameter's value, `invalid date '...'` naming the parameter instead."""
+    before, found, after = str(e).partition("invalid date")
+    if not found:  # a time zone the dates are read in, say: the message names what it is about
+        return QueryError(str(e))
+    return QueryError.naming("{before}invalid {" + param + "}{after}", before=before, after=after)

@@ -35,16 +35,18 @@ class Paging:
         v1 = page is not None or page_size is not None
         v2 = result_size is not None or starting_recipient_address is not None
         if v1 and v2:
-            raise QueryError(
-                "--page/--page-size (V1 paging) and --result-size/--starting-recipient-address "
+            raise QueryError.naming(
+                "{page}/{page_size} (V1 paging) and {result_size}/{starting_recipient_address} "
                 "(V2 paging) cannot be combined: use one or the other"
             )
         if page is not None and not 1 <= page <= MAX_PAGE:
-            raise QueryError(f"invalid --page {page}: use 1 to {MAX_PAGE}")
+            raise QueryError.naming("invalid {page} {value}: use 1 to {most}", value=page, most=MAX_PAGE)
         if page_size is not None and not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise QueryError(f"invalid --page-size {page_size}: use 1 to {MAX_PAGE_SIZE}")
+            raise QueryError.naming("invalid {page_size} {value}: use 1 to {most}", value=page_size, most=MAX_PAGE_SIZE)
         if result_size is not None and not 1 <= result_size <= MAX_PAGE_SIZE:
-            raise QueryError(f"invalid --result-size {result_size}: use 1 to {MAX_PAGE_SIZE}")
+            raise QueryError.naming(
+                "invalid {result_size} {value}: use 1 to {most}", value=result_size, most=MAX_PAGE_SIZE
+            )
         if v2:
             return cls(mode="v2", result_size=result_size or DEFAULT_PAGE_SIZE)
         if v1 or default == "v1":
@@ -69,9 +71,11 @@ class Paging:
 def check_total(total: int) -> None:
     """The 1,000,000-row limit of one query."""
     if total > MAX_ROWS:
-        raise QueryError(
-            f"the query matches {total:,} rows, more than the {MAX_ROWS:,}-row limit of one query: "
-            "split the date window (--start-date/--end-date) into smaller intervals"
+        raise QueryError.naming(
+            "the query matches {total:,} rows, more than the {most:,}-row limit of one query: "
+            "split the date window ({start_date}/{end_date}) into smaller intervals",
+            total=total,
+            most=MAX_ROWS,
         )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from msgtrace.query.cli import cli
+from msgtrace.cli import cli
 from tests.conftest import FIXTURES, ROOT
 
 NOW = "2026-06-14T12:00:00Z"

@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from msgtrace.ingest import cli as ingest_cli
+from msgtrace.cli import cli
+from msgtrace.cli import ingest as ingest_cli
+from msgtrace.cli import options as cli_options
 from msgtrace.ingest import formats
-from msgtrace.query.cli import cli
 from msgtrace.store import StoreLock
 
 LOG = """\
@@ -126,7 +127,9 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert res.exit_code == 1
     assert res.output.startswith("Error: unknown time zone 'Mars/Olympus'")
     res = run("compact", "--store", str(tmp_path / "nope"))
-    assert res.output == f"Error: store {tmp_path / 'nope'} does not exist\n"
+    assert res.output == (  # the message of every command that reads a store (msgtrace.storepath)
+        f"Error: store '{tmp_path / 'nope'}' does not exist: pass --store DIR or set MSGTRACE_STORE\n"
+    )
 
 
 def test_a_parser_failure_rejects_its_line_and_keeps_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,7 +192,7 @@ def test_compact_merges_files_and_keeps_rows(tmp_path: Path) -> None:
 
 
 def test_cli_format_names_match_the_parsers() -> None:
-    assert set(ingest_cli.FORMAT_NAMES) == set(formats.FORMAT_NAMES)
+    assert set(cli_options.FORMAT_NAMES) == set(formats.FORMAT_NAMES)
 
 
 def test_unknown_line_samples_are_neutralised_on_the_terminal(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
-from msgtrace.query.cli import cli
+from msgtrace.cli import cli
 from tests.helpers_store import msg, next_file, trace_id, utc, write_store
 
 NOW = "2026-06-14T12:00:00Z"
@@ -187,7 +187,7 @@ def test_v1_paging_hint(store: Path) -> None:
 
 def test_trace_does_not_import_watchdog(store: Path) -> None:
     code = (
-        "import sys; from msgtrace.query.cli import cli; "
+        "import sys; from msgtrace.cli import cli; "
         f"cli(['trace', '--store', {str(store)!r}, '--output', 'json'], standalone_mode=False); "
         "print('watchdog' in sys.modules)"
     )

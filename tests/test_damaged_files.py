@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from msgtrace.query.cli import cli
+from msgtrace.cli import cli
 from msgtrace.store import Store
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"

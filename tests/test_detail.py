@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from msgtrace.query.cli import cli
+from msgtrace.cli import cli
 
 LOG = """\
 Jun 13 10:00:00 mx1 postfix/smtpd[1]: 3AA11F0: client=mail.example.com[192.0.2.10]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from msgtrace.query.cli import cli
+from msgtrace.cli import cli
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 NOW = "2026-06-14T12:00:00Z"

@@ -178,7 +178,7 @@ def test_row_limit(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         run(store, page=1)
     assert str(e.value) == (
         "the query matches 4 rows, more than the 3-row limit of one query: "
-        "split the date window (--start-date/--end-date) into smaller intervals"
+        "split the date window (start_date/end_date) into smaller intervals"
     )
     assert run(store, sender_address="alice@example.com").height == 2
 
@@ -270,7 +270,7 @@ def test_lazy_variant_has_filters_applied(store: Path) -> None:
 def test_store_from_env_and_missing_store(store: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MSGTRACE_STORE", str(store))
     assert message_trace(now=NOW).height == 4
-    with pytest.raises(QueryError, match="^store '.*nowhere' does not exist: pass --store DIR or set MSGTRACE_STORE$"):
+    with pytest.raises(QueryError, match="^store '.*nowhere' does not exist: pass store=DIR or set MSGTRACE_STORE$"):
         message_trace(tmp_path / "nowhere", now=NOW)
 
 
@@ -281,7 +281,7 @@ def test_empty_store_is_an_empty_result(tmp_path: Path) -> None:
 
 
 def test_api_validates_paging(store: Path) -> None:
-    with pytest.raises(QueryError, match=r"^invalid --page-size 5001: use 1 to 5000$"):
+    with pytest.raises(QueryError, match=r"^invalid page_size 5001: use 1 to 5000$"):
         run(store, page_size=5001)
     with pytest.raises(QueryError, match="cannot be combined"):
         run(store, page=1, result_size=10)

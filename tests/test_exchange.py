@@ -2,7 +2,7 @@
 chunking, detection, and the shared corpus as a regression net.
 
 Each ``tests/fixtures/exchange/<file>.log`` is hand-written (what it pins: FILES below);
-``<file>.expected.jsonl`` holds its events (null fields left out) then its unknown lines, and
+``<file>.events.jsonl`` holds its events (null fields left out) then its unknown lines, and
 ``<case>.messages.jsonl`` the message rows ingest.correlate makes of a case's files.
 Regenerate with ``pytest tests/test_exchange.py --update-golden`` and review the diff.
 """
@@ -20,6 +20,7 @@ import pytest
 from msgtrace.ingest.correlate import correlate
 from msgtrace.ingest.formats import ParseContext, detect, exchange
 from msgtrace.ingest.schema import EVENT_SCHEMA, KINDS, MESSAGE_SCHEMA, STATUSES
+from tests.golden import check_golden, golden_path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "exchange"
 FILES = {
@@ -80,26 +81,14 @@ def message_rows(case: str) -> list[dict]:
     ]
 
 
-def check_golden(got: list[dict], path: Path, update: bool) -> None:
-    if update:
-        path.write_text(
-            "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in got), encoding="utf-8"
-        )
-    assert path.exists(), f"no golden file {path.name}: run pytest --update-golden and review it"
-    want = [json.loads(s) for s in path.read_text(encoding="utf-8").splitlines()]
-    for i, (g, w) in enumerate(zip(got, want, strict=False)):
-        assert g == w, f"{path.name} row {i} differs"
-    assert len(got) == len(want), f"{path.name}: {len(got)} rows, expected {len(want)}"
-
-
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_golden_events(name: str, update_golden: bool) -> None:
-    check_golden(rows(parse_file(name)), FIXTURES / f"{name}.expected.jsonl", update_golden)
+    check_golden(rows(parse_file(name)), golden_path(FIXTURES, name, "events"), update_golden, sort_keys=True)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden_messages(case: str, update_golden: bool) -> None:
-    check_golden(message_rows(case), FIXTURES / f"{case}.messages.jsonl", update_golden)
+    check_golden(message_rows(case), golden_path(FIXTURES, case, "messages"), update_golden, sort_keys=True)
 
 
 def test_every_file_is_a_case() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import tarfile
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from msgtrace.ingest.formats import ParseContext, exim
 from msgtrace.ingest.formats.common import DETAIL_MAX
 from msgtrace.ingest.schema import EVENT_SCHEMA, KINDS, STATUSES
+from tests.golden import check_golden, golden_path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "exim"
 CASES = sorted(p.stem for p in FIXTURES.glob("*.log"))
@@ -46,11 +46,7 @@ def parse_fixture(case: str):
 @pytest.mark.parametrize("case", CASES)
 def test_golden(case: str, update_golden: bool) -> None:
     got = rows(parse_fixture(case))
-    golden = FIXTURES / f"{case}.expected.jsonl"
-    if update_golden:
-        golden.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in got))
-    want = [json.loads(s) for s in golden.read_text().splitlines()]
-    assert got == want
+    check_golden(got, golden_path(FIXTURES, case, "events"), update_golden, sort_keys=True)
 
 
 def by(case: str, **match: object) -> list[dict]:
@@ -297,10 +293,7 @@ def message_rows(events: pl.DataFrame) -> list[dict]:
 @pytest.mark.parametrize("case", CASES)
 def test_messages_golden(case: str, update_golden: bool) -> None:
     got = message_rows(parse_fixture(case).events)
-    golden = FIXTURES / f"{case}.messages.jsonl"
-    if update_golden:
-        golden.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in got))
-    assert got == [json.loads(s) for s in golden.read_text().splitlines()]
+    check_golden(got, golden_path(FIXTURES, case, "messages"), update_golden, sort_keys=True)
 
 
 def test_messages_aliases() -> None:

@@ -7,6 +7,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
+from msgtrace.cli.errors import option_spelling
 from msgtrace.query.dates import DateError, iso_z, parse_datetime, zone
 from msgtrace.query.filters import (
     QueryError,
@@ -107,9 +108,7 @@ def test_start_only_runs_to_now_and_end_only_covers_48_hours_before() -> None:
 
 
 def test_start_after_end_is_an_error() -> None:
-    with pytest.raises(
-        QueryError, match=r"^--start-date 2026-06-13T00:00:00Z is after --end-date 2026-06-12T00:00:00Z$"
-    ):
+    with pytest.raises(QueryError, match=r"^start_date 2026-06-13T00:00:00Z is after end_date 2026-06-12T00:00:00Z$"):
         make(start_date="2026-06-13", end_date="2026-06-12")
 
 
@@ -122,22 +121,26 @@ def test_age_limit() -> None:
     with pytest.raises(QueryError) as e:
         make(start_date="2026-06-04T11:59:59Z")
     assert str(e.value) == (
+        "start_date 2026-06-04T11:59:59Z is older than the 10-day limit (before 2026-06-04T12:00:00Z); "
+        "pass max_age_days=0 (or a larger value) to search older data"
+    )
+    assert e.value.render(option_spelling) == (  # the CLI's words: the parameters as options
         "--start-date 2026-06-04T11:59:59Z is older than the 10-day limit (before 2026-06-04T12:00:00Z); "
         "pass --max-age-days 0 (or a larger value) to search older data"
     )
     assert make(start_date="2026-06-04T12:00:00Z").start == utc(2026, 6, 4, 12)
     assert make(start_date="2020-01-01", max_age_days=0).start == utc(2020, 1, 1)
     assert make(start_date="2026-05-20", max_age_days=30).start == utc(2026, 5, 20)
-    with pytest.raises(QueryError, match="invalid --max-age-days -1"):
+    with pytest.raises(QueryError, match="invalid max_age_days -1"):
         make(max_age_days=-1)
 
 
 def test_now_can_be_a_datetime_and_bad_now_is_an_error() -> None:
     f = TraceFilter.from_params(now=utc(2026, 1, 2, 3))
     assert f.end == utc(2026, 1, 2, 3)
-    with pytest.raises(QueryError, match="^invalid --now 'soon'"):
+    with pytest.raises(QueryError, match="^invalid now 'soon'"):
         make(now="soon")
-    with pytest.raises(QueryError, match="^invalid --start-date 'June 13th'"):
+    with pytest.raises(QueryError, match="^invalid start_date 'June 13th'"):
         make(start_date="June 13th")
 
 
@@ -171,7 +174,7 @@ def test_trace_id_pins_one_day() -> None:
 
 @pytest.mark.parametrize("bad", ["nope", "3f2504e0-4f89-41d3-9a0c", "3f2504e0-4f89-41d3-9a0c-0305e82c33zz"])
 def test_malformed_trace_id(bad: str) -> None:
-    with pytest.raises(QueryError, match=f"^invalid --message-trace-id '{bad}': expected a GUID"):
+    with pytest.raises(QueryError, match=f"^invalid message_trace_id '{bad}': expected a GUID"):
         normalize_trace_id(bad)
 
 
@@ -198,7 +201,7 @@ def test_statuses_are_case_insensitive_and_unknown_ones_listed() -> None:
     with pytest.raises(QueryError) as e:
         make(status="Bounced")
     assert str(e.value) == (
-        "invalid --status 'Bounced': valid values are GettingStatus, Pending, Delivered, Failed, "
+        "invalid status 'Bounced': valid values are GettingStatus, Pending, Delivered, Failed, "
         "Expanded, Quarantined, FilteredAsSpam, None"
     )
 
@@ -218,20 +221,20 @@ def test_message_id_matches_as_typed_too() -> None:
 def test_ips_are_validated_and_normalised() -> None:
     assert make(from_ip="2001:DB8:0:0::1").from_ip == "2001:db8::1"
     assert make(to_ip="192.0.2.1").to_ip == "192.0.2.1"
-    with pytest.raises(QueryError, match="^invalid --from-ip '300.1.1.1': expected an IPv4 or IPv6 address$"):
+    with pytest.raises(QueryError, match="^invalid from_ip '300.1.1.1': expected an IPv4 or IPv6 address$"):
         make(from_ip="300.1.1.1")
-    with pytest.raises(QueryError, match="^invalid --to-ip 'mx.example.org'"):
+    with pytest.raises(QueryError, match="^invalid to_ip 'mx.example.org'"):
         make(to_ip="mx.example.org")
 
 
 def test_subject_filter_type() -> None:
     assert make(subject="x", subject_filter_type="startswith").subject_filter_type == "StartsWith"
-    with pytest.raises(QueryError, match="^invalid --subject-filter-type 'Regex': valid values are Contains"):
+    with pytest.raises(QueryError, match="^invalid subject_filter_type 'Regex': valid values are Contains"):
         make(subject="x", subject_filter_type="Regex")
 
 
 def test_starting_recipient_needs_end_date() -> None:
-    with pytest.raises(QueryError, match="^--starting-recipient-address needs --end-date"):
+    with pytest.raises(QueryError, match="^starting_recipient_address needs end_date"):
         make(starting_recipient_address="a@b")
 
 

@@ -22,9 +22,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from msgtrace.cli import cli
 from msgtrace.ingest import formats
 from msgtrace.ingest.formats import ParseContext
-from msgtrace.query.cli import cli
 from tests.conftest import CORPUS, FIXTURES
 
 FORMATS = ["postfix", "exim", "sendmail", "exchange"]

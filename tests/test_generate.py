@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from msgtrace.cli.generate import generate as generate_cmd
 from msgtrace.generate import FORMATS, build, generate
 from msgtrace.generate import truth as T
-from msgtrace.generate.cli import generate as generate_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 

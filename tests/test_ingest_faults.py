@@ -20,8 +20,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from msgtrace.cli import cli
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
-from msgtrace.query.cli import cli
 from msgtrace.store import Store
 
 RSYSLOG_START = (

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from msgtrace.cli import cli
 from msgtrace.generate import generate
 from msgtrace.generate import truth as T
-from msgtrace.query.cli import cli
 
 FILES = {"postfix": "mail.log", "exim": "exim_mainlog", "sendmail": "maillog", "exchange": "MSGTRK2026060100-1.LOG"}
 COLUMNS = ["Organization", "MessageId", "Received", "SenderAddress", "RecipientAddress", "Subject", "Status", "ToIP",

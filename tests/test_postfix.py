@@ -1,14 +1,13 @@
 """Golden tests for the Postfix path: hand-written logs in, exact message rows and events out.
 
 Each case is ``tests/fixtures/postfix/<case>.log`` (what the case pins is in the first lines of
-``CASES`` below). ``<case>.expected.jsonl`` holds the message rows, ``<case>.events.jsonl`` the
-events; both come from a full ``ingest_paths`` run into a fresh store, read back with pyarrow.
+``CASES`` below). ``<case>.messages.jsonl`` holds the message rows, ``<case>.events.jsonl`` the
+events (tests/golden.py: the naming of every format's goldens); both come from a full ``ingest_paths`` run into a fresh store, read back with pyarrow.
 Regenerate with ``pytest tests/test_postfix.py --update-golden`` and review the diff.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from msgtrace.ingest.pipeline import IngestOptions, IngestReport, ingest_paths
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
 from tests.conftest import FIXTURES
+from tests.golden import check_golden, golden_path
 
 CASE_DIR = FIXTURES / "postfix"
 
@@ -90,26 +90,13 @@ def event_rows(store: Path) -> list[dict]:
     return _jsonable(df.sort("line_no"))
 
 
-def check_golden(rows: list[dict], path: Path, update: bool) -> None:
-    """Compare rows with a JSON-lines golden file (or rewrite it with --update-golden)."""
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    if update:
-        path.write_text(text, encoding="utf-8")
-        return
-    assert path.exists(), f"no golden file {path.name}: run pytest --update-golden and review it"
-    expected = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    for i, (got, want) in enumerate(zip(rows, expected, strict=False)):
-        assert got == want, f"{path.name} row {i} differs"
-    assert len(rows) == len(expected), f"{path.name}: {len(rows)} rows, expected {len(expected)}"
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case: str, tmp_path: Path, update_golden: bool) -> None:
     log = CASE_DIR / f"{case}.log"
     report = ingest_case(log, tmp_path / "store", OPTIONS.get(case, DEFAULT))
     assert report.files[0].skipped is None
-    check_golden(message_rows(tmp_path / "store"), CASE_DIR / f"{case}.expected.jsonl", update_golden)
-    check_golden(event_rows(tmp_path / "store"), CASE_DIR / f"{case}.events.jsonl", update_golden)
+    check_golden(message_rows(tmp_path / "store"), golden_path(CASE_DIR, case, "messages"), update_golden)
+    check_golden(event_rows(tmp_path / "store"), golden_path(CASE_DIR, case, "events"), update_golden)
 
 
 def test_every_case_has_a_log() -> None:

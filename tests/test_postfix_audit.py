@@ -2,7 +2,7 @@
 servers (issue 10), on the minimal real lines that show it.
 
 The logs are read from ../shared/corpus/postfix/audit/ (provenance: SOURCES.md row 17), never
-copied here. For each case ``tests/fixtures/postfix/audit/<case>.expected.jsonl`` holds the
+copied here. For each case ``tests/fixtures/postfix/audit/<case>.messages.jsonl`` holds the
 message rows, ``<case>.events.jsonl`` the events (as tests/test_postfix.py's goldens) and
 ``<case>.detail.jsonl`` what ``msgtrace detail`` lists for each row (Date and the raw fields).
 Every expected row was checked by hand against the log lines (see the notes in CASES).
@@ -19,14 +19,15 @@ import pytest
 from click.testing import CliRunner
 
 from msgtrace import message_trace
+from msgtrace.cli import cli
 from msgtrace.generate import generate
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
-from msgtrace.query.cli import cli
 from msgtrace.query.detail import message_trace_detail
 from msgtrace.query.filters import TraceFilter
 from msgtrace.query.output import to_table
 from tests.conftest import CORPUS, FIXTURES
-from tests.test_postfix import DEFAULT, check_golden, event_rows, ingest_case, message_rows, read_table
+from tests.golden import check_golden, golden_path
+from tests.test_postfix import DEFAULT, event_rows, ingest_case, message_rows, read_table
 
 AUDIT = CORPUS / "postfix" / "audit"
 CASE_DIR = FIXTURES / "postfix" / "audit"
@@ -112,9 +113,9 @@ def test_audit_golden(case: str, audit: Path, tmp_path: Path, update_golden: boo
     store = tmp_path / "store"
     report = ingest_case(audit / CASES[case][0], store)
     assert report.files[0].skipped is None and report.files[0].unknown == 0
-    check_golden(message_rows(store), CASE_DIR / f"{case}.expected.jsonl", update_golden)
-    check_golden(event_rows(store), CASE_DIR / f"{case}.events.jsonl", update_golden)
-    check_golden(detail_rows(store), CASE_DIR / f"{case}.detail.jsonl", update_golden)
+    check_golden(message_rows(store), golden_path(CASE_DIR, case, "messages"), update_golden)
+    check_golden(event_rows(store), golden_path(CASE_DIR, case, "events"), update_golden)
+    check_golden(detail_rows(store), golden_path(CASE_DIR, case, "detail"), update_golden)
 
 
 def test_every_case_has_goldens() -> None:

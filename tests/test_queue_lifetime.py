@@ -12,9 +12,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from msgtrace.cli import cli
 from msgtrace.defaults import QUEUE_LIFETIME, queue_lifetime
 from msgtrace.ingest.pipeline import IngestOptions
-from msgtrace.query.cli import cli
 
 START = dt.datetime(2026, 6, 1, 10, tzinfo=dt.UTC)
 PRE = "mx1.example.org postfix"

@@ -11,8 +11,8 @@ import polars as pl
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
+from msgtrace.cli.watch import status_command
 from msgtrace.ingest.status import WatchState, format_text, status
-from msgtrace.ingest.watch_cli import status_command
 from msgtrace.store import Store, StoreLock, lock_holder
 from tests.test_watch import LINES, append, watcher
 
@@ -85,7 +85,9 @@ def test_cli_text_json_and_missing_store(tmp_path: Path) -> None:
     data = json.loads(CliRunner().invoke(status_command, ["--store", str(store), "--json"]).output)
     assert data["sources"][0]["lag"] == 0 and data["partitions"][0]["day"] == "2026-06-13"
     result = CliRunner().invoke(status_command, ["--store", str(tmp_path / "nope")])
-    assert result.exit_code == 1 and f"Error: store {tmp_path / 'nope'} does not exist" in result.output
+    assert result.exit_code == 1 and result.output == (
+        f"Error: store '{tmp_path / 'nope'}' does not exist: pass --store DIR or set MSGTRACE_STORE\n"
+    )
 
 
 def test_message_rows_count_what_a_query_sees_before_compaction(tmp_path: Path) -> None:

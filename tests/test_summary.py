@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from msgtrace import status_counts
+from msgtrace.cli import cli
 from msgtrace.ingest import schema
 from msgtrace.ingest.pipeline import ingest_paths
 from msgtrace.query import engine
-from msgtrace.query.cli import cli
 from msgtrace.query.filters import TraceFilter
 from msgtrace.store import Store
 from msgtrace.store import files as store_files

@@ -25,8 +25,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from msgtrace.cli.watch import setup_logging, watch_command
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
-from msgtrace.ingest.watch_cli import setup_logging, watch_command
 from msgtrace.ingest.watcher import Watcher, WatchOptions
 from msgtrace.store import Store, StoreLock, Table
 
@@ -391,7 +391,7 @@ def _wait(cond, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
 def test_watch_process_follows_appends_and_stops_cleanly(tmp_path: Path, logs: Path, sig: signal.Signals) -> None:
     log, store = logs / "mail.log", tmp_path / "store"
     append(log, LINES[:100])
-    cmd = [sys.executable, "-m", "msgtrace.ingest.watch_cli", "watch", "--store", str(store), "--timezone", "UTC"]
+    cmd = [sys.executable, "-m", "msgtrace", "watch", "--store", str(store), "--timezone", "UTC"]
     out = open(tmp_path / "watch.log", "wb")
     for run in range(2):
         proc = subprocess.Popen([*cmd, "--year", "2026", str(log)], cwd=ROOT, stderr=out)
@@ -423,4 +423,4 @@ def test_the_systemd_unit_runs_a_valid_watch_command() -> None:
     program, command, *args = shlex.split(service["ExecStart"])
     assert program.endswith("/msgtrace") and command == "watch"
     ctx = watch_command.make_context("watch", args)  # the options parse
-    assert ctx.params["store"] == Path("/var/lib/msgtrace") and ctx.params["paths"] == ("/var/log/mail.log*",)
+    assert Path(ctx.params["store"]) == Path("/var/lib/msgtrace") and ctx.params["paths"] == ("/var/log/mail.log*",)

@@ -86,7 +86,7 @@ def write(logs: Path, seed: int, messages: int, rotate_every: int) -> None:
 
 
 def _start(store: Path, logs: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "msgtrace.ingest.watch_cli", "watch", "--store", str(store), *OPTIONS]
+    cmd = [sys.executable, "-m", "msgtrace", "watch", "--store", str(store), *OPTIONS]
     cmd += [
         "--flush-interval",
         "0.2",

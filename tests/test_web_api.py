@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from msgtrace.query.cli import cli
+from msgtrace.cli import cli
 from msgtrace.web.app import CSP, create_app
 from msgtrace.web.auth import Authenticator, hash_password, read_users, verify_password
 from msgtrace.web.params import Defaults

@@ -23,9 +23,12 @@ class StoreLock:
         try:
             return self._acquire()
         except OSError as e:  # no such folder and none can be made, no permission, read-only file system
-            raise StoreError(
-                f"--store {self.path.parent}: cannot open its lock file {self.path.name} ({e.strerror or e}); "
-                "run as a user who may write the store, or fix its permissions"
+            raise StoreError.naming(
+                "{store} {path}: cannot open its lock file {name} ({why}); "
+                "run as a user who may write the store, or fix its permissions",
+                path=str(self.path.parent),
+                name=self.path.name,
+                why=e.strerror or e,
             ) from None
 
     def _acquire(self) -> StoreLock:

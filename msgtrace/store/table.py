@@ -26,6 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
+from msgtrace.errors import MsgtraceError
 from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR, conform
 from msgtrace.store import files
 from msgtrace.store.fs import TEMP_PREFIX, FileSystem, LocalFileSystem
@@ -40,7 +41,7 @@ SMALL_FILE_ROWS = 50_000
 Schema = dict[str, pl.DataType]
 
 
-class StoreError(Exception):
+class StoreError(MsgtraceError):
     """The store cannot be used (locked, unwritable, corrupt)."""
 
 

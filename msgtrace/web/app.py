@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from msgtrace.cli.errors import cli_message
 from msgtrace.query.filters import QueryError
 from msgtrace.web import pages
 from msgtrace.web import params as P
@@ -108,7 +109,7 @@ def api_route(run: Callable[[Request, Config], Response]) -> Callable[[Request],
         try:
             return run(request, request.app.state.config)
         except QueryError as e:
-            return bad_request(str(e))
+            return bad_request(cli_message(e))
 
     handler.__name__ = run.__name__
     return handler
@@ -195,9 +196,9 @@ class DashboardCache:
 
 async def server_error(request: Request, exc: Exception) -> Response:
     """An unexpected failure as one line (the CLI's `Error: Type: text`), never a traceback."""
-    from msgtrace.query.cli import _one_line
+    from msgtrace.cli.errors import one_line
 
-    text = _one_line(exc)
+    text = one_line(exc)
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": text}, status_code=500)
     return PlainTextResponse(f"Error: {text}\n", status_code=500)

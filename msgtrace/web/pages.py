@@ -18,6 +18,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from msgtrace.cli.errors import cli_message
 from msgtrace.ingest.schema import STATUSES
 from msgtrace.query.dates import DateError, iso_z, zone
 from msgtrace.query.engine import OUTPUT_COLUMNS
@@ -138,7 +139,7 @@ def search(request: Request) -> Response:
         page = service.trace(config.store, arguments)
     except QueryError as e:
         context.setdefault("chosen_columns", list(TABLE_COLUMNS))
-        context["error"] = str(e)
+        context["error"] = cli_message(e)
         return render(request, "search.html", status_code=400, **context)
     context["result"] = _result(page, arguments, columns)
     return render(request, "search.html", **context)
@@ -201,7 +202,7 @@ def export_csv(request: Request) -> Response:
         arguments = P.read(request.query_params, P.FILTER_PARAMS, request.app.state.config.defaults)
         rows = service.trace_all(request.app.state.config.store, arguments)
     except QueryError as e:
-        return Response(f"Error: {e}\n", status_code=400, media_type="text/plain; charset=utf-8")
+        return Response(f"Error: {cli_message(e)}\n", status_code=400, media_type="text/plain; charset=utf-8")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(
         to_csv(rows),
@@ -222,7 +223,7 @@ def message(request: Request) -> Response:
         view = service.message(config.store, trace_id, arguments)
     except QueryError as e:
         older = _link(f"/message/{quote(trace_id, safe='')}", {**request.query_params, "max_age_days": 0})
-        return render(request, "message.html", status_code=400, error=str(e), view=None, older=older)
+        return render(request, "message.html", status_code=400, error=cli_message(e), view=None, older=older)
     tz = _display_zone(arguments)
     window = {k: v for k, v in view.arguments.items() if k in ("now", "max_age_days", "timezone")}
     hops = [
@@ -276,7 +277,7 @@ def dashboard(request: Request) -> Response:
             request,
             "dashboard.html",
             400,
-            error=str(e),
+            error=cli_message(e),
             board=None,
             ranges=board.RANGE_LABELS,
             zones=time_zones(),

@@ -1,4 +1,4 @@
-"""`msgtrace web` (the trace page and HTTP API) and `msgtrace web-user add`; registered lazily by query.cli."""
+"""`msgtrace web` (the trace page and HTTP API) and `msgtrace web-user add`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from msgtrace.cli.options import now_option, store_option, timezone_option
 
 # starlette, uvicorn and polars are imported inside the commands: `msgtrace --help` lists these cheaply.
 
@@ -26,7 +28,7 @@ def is_loopback(host: str) -> bool:
 
 
 @click.command("web")
-@click.option("--store", metavar="DIR", default=None, help="Store directory [env MSGTRACE_STORE; default data/store].")
+@store_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8025, show_default=True, help="TCP port.")
 @click.option(
@@ -35,18 +37,8 @@ def is_loopback(host: str) -> bool:
     type=click.Path(dir_okay=False, path_type=Path),
     help="user:hash lines (msgtrace web-user add): every page and API call then needs HTTP Basic credentials.",
 )
-@click.option(
-    "--now",
-    metavar="TIME",
-    envvar="MSGTRACE_NOW",
-    help="Pretend the current time is TIME for requests that do not say [env MSGTRACE_NOW].",
-)
-@click.option(
-    "--timezone",
-    metavar="TZ",
-    envvar="MSGTRACE_TZ",
-    help="Zone of dates typed without one when a request does not choose [env MSGTRACE_TZ; default the machine's].",
-)
+@now_option
+@timezone_option
 def web(store: str | None, host: str, port: int, auth_file: Path | None, now: str | None, timezone: str | None) -> None:
     """Serve the message trace page, the dashboard and the HTTP API over a store (read-only).
 
@@ -59,7 +51,7 @@ def web(store: str | None, host: str, port: int, auth_file: Path | None, now: st
     Example: msgtrace web --store /var/lib/msgtrace
     Example: msgtrace web --host 0.0.0.0 --auth-file /etc/msgtrace/users
     """
-    from msgtrace.query.cli import one_line_errors
+    from msgtrace.cli.errors import one_line_errors
 
     with one_line_errors():
         app, root = _build(store, host, auth_file, now, timezone)
@@ -118,7 +110,11 @@ def _build(
 
 @click.group("web-user")
 def web_user() -> None:
-    """Manage the users of `msgtrace web --auth-file` (scrypt hashes, never the password)."""
+    """Manage the users of `msgtrace web --auth-file` (scrypt hashes, never the password).
+
+    \b
+    Example: msgtrace web-user add --auth-file /etc/msgtrace/users alice
+    """
 
 
 @web_user.command("add")

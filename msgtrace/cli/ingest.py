@@ -1,4 +1,4 @@
-"""Ingest-side commands (`msgtrace ingest`, `compact`); registered on the root group by query.cli."""
+"""`msgtrace ingest` and `msgtrace compact`, and what ingest shares with watch (reading options, --rejects)."""
 
 from __future__ import annotations
 
@@ -10,33 +10,10 @@ from pathlib import Path
 import click
 
 from msgtrace import defaults
-
-# ingest.formats.FORMAT_NAMES, repeated so that `msgtrace --help` need not import Polars (a test checks they agree)
-FORMAT_NAMES = ("exchange", "exim", "sendmail", "postfix")
-
-
-def store_option(f):  # type: ignore[no-untyped-def]
-    """--store DIR, env MSGTRACE_STORE, default data/store."""
-    return click.option(
-        "--store",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar=defaults.STORE_ENV,
-        default=defaults.STORE,
-        show_default=True,
-        help=f"Store directory (env {defaults.STORE_ENV}).",
-    )(f)
-
-
-def queue_lifetime_option(f):  # type: ignore[no-untyped-def]
-    """--max-queue-lifetime DAYS (ingest, watch, detail): how long a message may wait for its outcome."""
-    return click.option(
-        "--max-queue-lifetime",
-        type=click.FloatRange(0.01, 365),
-        default=defaults.MAX_QUEUE_LIFETIME_DAYS,
-        show_default=True,
-        help="Days a message may wait for its outcome (Postfix maximal_queue_lifetime); "
-        "events of one message lie at most this plus a day apart.",
-    )(f)
+from msgtrace.cli.errors import cli_error
+from msgtrace.cli.options import queue_lifetime_option, rejects_option, source_options, store_option
+from msgtrace.errors import MsgtraceError
+from msgtrace.storepath import existing_store, store_path
 
 
 def safe(text: str) -> str:
@@ -44,34 +21,6 @@ def safe(text: str) -> str:
     from msgtrace.ingest.terminal import neutralize_lines
 
     return neutralize_lines(text)
-
-
-def source_options(f):  # type: ignore[no-untyped-def]
-    """Options shared by ingest and watch: how to read the logs."""
-    f = click.option(
-        "--host", default=None, help="Host name for logs that do not name one (Exim mainlog, Exchange tracking logs)."
-    )(f)
-    f = click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["auto", *FORMAT_NAMES]),
-        default="auto",
-        show_default=True,
-        help="Log format; auto detects each file's format from its first lines.",
-    )(f)
-    f = click.option("--organization", default=None, help="Organization for these rows (default: the host's domain).")(
-        f
-    )
-    f = click.option(
-        "--year",
-        type=click.IntRange(1970, 2200),
-        default=None,
-        help="Year of the first RFC 3164 syslog line (default: inferred from the file's mtime).",
-    )(f)
-    f = click.option(
-        "--timezone", default=None, help="IANA zone of timestamps without one (default: the machine's zone)."
-    )(f)
-    return f
 
 
 def make_options(  # type: ignore[no-untyped-def]
@@ -89,7 +38,7 @@ def make_options(  # type: ignore[no-untyped-def]
     try:
         zone = check_zone(timezone) if timezone else local_zone()
     except ZoneError as e:
-        raise click.ClickException(str(e)) from e
+        raise cli_error(e) from e
     return IngestOptions(
         timezone=zone,
         year=year,
@@ -118,16 +67,6 @@ class _Progress:
     def done(self) -> None:
         if self.enabled:
             sys.stderr.write("\r\x1b[K")
-
-
-def rejects_option(f):  # type: ignore[no-untyped-def]
-    """--rejects FILE, shared by ingest and watch."""
-    return click.option(
-        "--rejects",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Append lines that match no known shape to this file.",
-    )(f)
 
 
 def check_rejects(rejects: Path | None) -> None:
@@ -165,7 +104,7 @@ def raise_if_damaged(store: Path, e: BaseException) -> None:
 @rejects_option
 @click.argument("paths", nargs=-1, required=True)
 def ingest_command(
-    store: Path,
+    store: str | None,
     timezone: str | None,
     year: int | None,
     organization: str | None,
@@ -180,24 +119,31 @@ def ingest_command(
     Re-ingesting a file adds nothing; rotated series are read oldest first. Lines a parser fails
     on and damaged archives are warned about; everything else is stored, and the exit status is 1.
 
+    \b
     Example: msgtrace ingest --timezone Europe/Vienna /var/log/mail.log*
     """
     from msgtrace.ingest.pipeline import ingest_paths
-    from msgtrace.ingest.reader import ReadError
-    from msgtrace.store import StoreError, StoreLock
+    from msgtrace.store import StoreLock
 
+    try:
+        root = store_path(store)  # made by the first write when it does not exist
+    except MsgtraceError as e:
+        raise cli_error(e) from None
     options = make_options(timezone, year, organization, fmt, host, max_queue_lifetime)
     check_rejects(rejects)
     progress = _Progress()
     try:
-        with StoreLock(store):
-            report = ingest_paths(list(paths), store, options, rejects, progress)
-    except (ReadError, StoreError, OSError) as e:
+        with StoreLock(root):
+            report = ingest_paths(list(paths), root, options, rejects, progress)
+    except MsgtraceError as e:  # a store locked or unwritable, a path that cannot be read
+        progress.done()
+        raise cli_error(e) from e
+    except OSError as e:
         progress.done()
         raise click.ClickException(str(e)) from e
     except Exception as e:  # reading the stored events of the touched days: is one of them damaged?
         progress.done()
-        raise_if_damaged(store, e)
+        raise_if_damaged(root, e)
         raise
     progress.done()
     for f in report.files:
@@ -219,30 +165,33 @@ def ingest_command(
 
 @click.command("compact")
 @store_option
-def compact_command(store: Path) -> None:
+def compact_command(store: str | None) -> None:
     """Merge each partition's small files into one sorted file (safe while queries run).
 
     Damaged files are moved aside into <store>/_damaged/ first: a messages partition is rebuilt
     from the events table; a damaged events file is reported with the sources it held.
 
+    \b
     Example: msgtrace compact --store /var/lib/msgtrace
     """
     from msgtrace.ingest.repair import find_damaged, repair
-    from msgtrace.store import Store, StoreError, StoreLock
+    from msgtrace.store import StoreLock
 
-    if not Store(store).exists():
-        raise click.ClickException(f"store {store} does not exist")
+    try:
+        root = existing_store(store)
+    except MsgtraceError as e:
+        raise cli_error(e) from None
     said: list[str] = []
     try:
-        with StoreLock(store):
-            damaged = find_damaged(store)
-            said += repair(store, damaged)
-            merged = _compact_all(store, said)
-    except StoreError as e:
-        raise click.ClickException(str(e)) from e
+        with StoreLock(root):
+            damaged = find_damaged(root)
+            said += repair(root, damaged)
+            merged = _compact_all(root, said)
+    except MsgtraceError as e:  # locked by a watcher, its lock file cannot be opened
+        raise cli_error(e) from e
     except OSError as e:  # a full disk, a read-only file system: what was merged so far is kept
         raise click.ClickException(
-            f"--store {store}: compaction stopped ({e.strerror or e}); free space or fix permissions, then run it again"
+            f"--store {root}: compaction stopped ({e.strerror or e}); free space or fix permissions, then run it again"
         ) from None
     finally:
         for line in said:
@@ -273,16 +222,3 @@ def _compact_all(store: Path, said: list[str]) -> int:
                 said += repair(store, bad)
                 merged += table.compact(day)
     return merged
-
-
-def register_commands(group: click.Group) -> None:
-    """Add the ingest-side commands to the root `msgtrace` group (heavy ones lazily)."""
-    group.add_command(ingest_command)
-    group.add_command(compact_command)
-    lazy = {
-        "generate": "msgtrace.generate.cli:generate",
-        "watch": "msgtrace.ingest.watch_cli:watch_command",
-        "status": "msgtrace.ingest.watch_cli:status_command",
-    }
-    for name, target in lazy.items():
-        group.add_lazy(name, target)  # type: ignore[attr-defined]

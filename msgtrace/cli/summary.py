@@ -1,4 +1,4 @@
-"""`msgtrace summary`: message rows per status, with trace's filters (registered lazily by query.cli)."""
+"""`msgtrace summary`: message rows per status, with trace's filters."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ from typing import Any
 
 import click
 
-from msgtrace.query.cli import (
-    FILTER_OPTIONS,
-    WINDOW_OPTIONS,
-    apply_options,
-    filter_params,
-    one_line_errors,
-    output_option,
-    trace_id_hint,
-)
+from msgtrace.cli.errors import one_line_errors
+from msgtrace.cli.options import FILTER_OPTIONS, WINDOW_OPTIONS, apply_options, filter_params, output_option
+from msgtrace.cli.trace import trace_id_hint
 
 # polars is imported inside the command: `msgtrace --help` imports this module to list it.
 

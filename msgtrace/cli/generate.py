@@ -65,6 +65,7 @@ def generate(
     RecipientAddress, Subject, Status, ToIP, FromIP, Size, sorted like `msgtrace trace`
     (MessageTraceId is a hash and is left out).
 
+    \b
     Example: msgtrace generate --format postfix --lines 100000 --start 2026-12-31 --days 2 mail.log
     """
     try:
@@ -86,7 +87,3 @@ def generate(
         f"Wrote {summary.lines:,} lines ({summary.messages:,} messages) to {summary.path}; "
         f"truth: {summary.rows:,} rows in {summary.truth_path}."
     )
-
-
-if __name__ == "__main__":
-    generate()

@@ -1,7 +1,4 @@
-"""`msgtrace watch` and `msgtrace status`; registered on the root group by ingest.cli.
-
-Also runnable alone: python -m msgtrace.ingest.watch_cli watch|status ...
-"""
+"""`msgtrace watch` (follow logs into the store) and `msgtrace status` (what the watcher has done)."""
 
 from __future__ import annotations
 
@@ -15,15 +12,11 @@ from pathlib import Path
 import click
 
 from msgtrace import defaults
-from msgtrace.ingest.cli import (
-    check_rejects,
-    make_options,
-    queue_lifetime_option,
-    rejects_option,
-    safe,
-    source_options,
-    store_option,
-)
+from msgtrace.cli.errors import cli_error
+from msgtrace.cli.ingest import check_rejects, make_options, safe
+from msgtrace.cli.options import queue_lifetime_option, rejects_option, source_options, store_option
+from msgtrace.errors import MsgtraceError
+from msgtrace.storepath import existing_store, store_path
 
 
 class _SafeFormatter(logging.Formatter):
@@ -74,7 +67,7 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Also say what every flush and compaction did.")
 @click.argument("paths", nargs=-1, required=True)
 def watch_command(
-    store: Path,
+    store: str | None,
     timezone: str | None,
     year: int | None,
     organization: str | None,
@@ -94,11 +87,16 @@ def watch_command(
     Growing files are read as lines arrive; rotation (rename or copytruncate, later .gz) loses
     nothing and reads nothing twice; after a crash it resumes where the store is durable.
 
+    \b
     Example: msgtrace watch --store /var/lib/msgtrace --timezone Europe/Vienna '/var/log/mail.log*'
     """
     from msgtrace.ingest.watcher import Watcher, WatchOptions
-    from msgtrace.store import StoreError, StoreLock
+    from msgtrace.store import StoreLock
 
+    try:
+        root = store_path(store)  # made by the first flush when it does not exist
+    except MsgtraceError as e:
+        raise cli_error(e) from None
     setup_logging(quiet, verbose)
     options = make_options(timezone, year, organization, fmt, host, max_queue_lifetime)
     check_rejects(rejects)
@@ -116,43 +114,29 @@ def watch_command(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        with StoreLock(store):
-            watcher = Watcher(store, list(paths), options, wopts, rejects)
+        with StoreLock(root):
+            watcher = Watcher(root, list(paths), options, wopts, rejects)
             stopping.append(watcher)
             if requested.is_set():
                 watcher.request_stop()
             watcher.run()
-    except StoreError as e:
-        raise click.ClickException(str(e)) from e
+    except MsgtraceError as e:
+        raise cli_error(e) from e
 
 
 @click.command("status")
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status_command(store: Path, as_json: bool) -> None:
+def status_command(store: str | None, as_json: bool) -> None:
     """Show each source's offset and lag, the last flush, rows and files per partition, open messages.
 
+    \b
     Example: msgtrace status --store /var/lib/msgtrace
     """
     from msgtrace.ingest.status import format_text, status, to_json
-    from msgtrace.store import Store, StoreError
 
-    if not Store(store).exists():
-        raise click.ClickException(f"store {store} does not exist")
     try:
-        report = status(store)
-    except StoreError as e:  # e.g. a damaged checkpoint file
-        raise click.ClickException(str(e)) from e
+        report = status(existing_store(store))
+    except MsgtraceError as e:  # no such store, a damaged checkpoint file
+        raise cli_error(e) from e
     click.echo(to_json(report) if as_json else safe(format_text(report)))
-
-
-@click.group()
-def _main() -> None:
-    """msgtrace watch / status (the same commands as in the msgtrace CLI)."""
-
-
-_main.add_command(watch_command)
-_main.add_command(status_command)
-
-if __name__ == "__main__":
-    _main()
