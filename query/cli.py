@@ -352,6 +352,8 @@ def _register() -> None:
 
     register_commands(cli)
     cli.add_lazy("summary", "msgtrace.query.summary_cli:summary")
+    cli.add_lazy("historical-search", "msgtrace.query.historical_cli:historical_search")
+    cli.add_lazy("report", "msgtrace.query.report_cli:report")
 
 
 _register()

@@ -54,18 +54,22 @@ def message_trace_detail(store: Path, flt: TraceFilter, recipient: str) -> pl.Da
 
 def _message_events(store: Path, msg: dict) -> pl.DataFrame:
     received: dt.datetime = msg["received"]
-    files = layout.files_for_days(store / EVENTS_DIR, layout.days_between(received.date(), (received + SPAN).date()))
-    if not files:
-        return pl.DataFrame(schema=EVENT_SCHEMA)
-    lf = pl.scan_parquet(files, schema=EVENT_SCHEMA, hive_partitioning=False).filter(
-        (pl.col("host") == msg["host"]) & (pl.col("time") >= received) & (pl.col("time") <= received + SPAN)
-    )
+    lf = scan_events(store, received, received + SPAN).filter(pl.col("host") == msg["host"])
     if msg["queue_ids"]:
         lf = lf.filter(pl.col("queue_id").is_in(msg["queue_ids"].split(" ")))
         ev = lf.collect()
         return _this_instance(ev, received)
     # a message of its own line (NOQUEUE reject): the line at its Received time
     return lf.filter(pl.col("queue_id").is_null() & (pl.col("time") == received)).collect()
+
+
+def scan_events(store: Path, first: dt.datetime, last: dt.datetime) -> pl.LazyFrame:
+    """The events logged in [first, last], lazily, from the current files of those days only."""
+    files = layout.files_for_days(store / EVENTS_DIR, layout.days_between(first.date(), last.date()))
+    if not files:
+        return pl.LazyFrame(schema=EVENT_SCHEMA)
+    lf = pl.scan_parquet(files, schema=EVENT_SCHEMA, hive_partitioning=False)
+    return lf.filter(pl.col("time").is_between(first, last))
 
 
 def _this_instance(ev: pl.DataFrame, received: dt.datetime) -> pl.DataFrame:
@@ -79,10 +83,10 @@ def _this_instance(ev: pl.DataFrame, received: dt.datetime) -> pl.DataFrame:
     return ev if after.len() == 0 else ev.filter(pl.col("time") <= after[0])
 
 
-def _describe(ev: pl.DataFrame, trace_id: str, recipient: str) -> pl.DataFrame:
-    """Date, Event, Action, Detail, Data for each event."""
+def event_expr() -> pl.Expr:
+    """The Get-MessageTraceDetail Event of each event row: Receive, Transfer, Defer, Deliver, Send, Fail..."""
     local = pl.col("relay").is_in(["local", "virtual", "dovecot", "pipe"]) | pl.col("to_ip").is_null()
-    event = (
+    return (
         pl.when(pl.col("kind").is_in(["client", "receive", "msgid", "subject"]))
         .then(pl.lit("Receive"))
         .when(pl.col("kind") == "handoff")
@@ -109,6 +113,11 @@ def _describe(ev: pl.DataFrame, trace_id: str, recipient: str) -> pl.DataFrame:
         .then(pl.lit("Send"))
         .otherwise(pl.lit("Info"))
     )
+
+
+def _describe(ev: pl.DataFrame, trace_id: str, recipient: str) -> pl.DataFrame:
+    """Date, Event, Action, Detail, Data for each event."""
+    event = event_expr()
     detail = (
         pl.when(pl.col("kind") == "client")
         .then(
@@ -152,3 +161,75 @@ def check_recipient(value: str | None) -> str:
     if not value or not value.strip():
         raise QueryError("--recipient-address is required: the detail is per message and recipient")
     return value.strip()
+
+
+def events_for_messages(store: Path, rows: pl.DataFrame) -> pl.DataFrame:
+    """The events behind many trace rows at once (a MessageTraceDetail report), oldest first.
+
+    rows: message rows (MESSAGE_SCHEMA columns). Each event gets the `message_trace_id` of the
+    message it belongs to: the latest message of its host and queue id received at or before it
+    (a queue id is reused over time), cut at that message's `removed` after its last outcome, as
+    message_trace_detail cuts one message. Message-level events (no recipient) are kept once per
+    message; a recipient's events only when that recipient (or the alias it came from) is among
+    the rows. Rejects without a queue id are their message's one line.
+    """
+    out_schema = {**EVENT_SCHEMA, "message_trace_id": pl.String}
+    if not rows.height:
+        return pl.DataFrame(schema=out_schema)
+    first, last = rows["received"].min(), rows["received"].max()
+    assert isinstance(first, dt.datetime) and isinstance(last, dt.datetime)
+    messages = rows.unique("message_trace_id").select("message_trace_id", "host", "received", "queue_ids")
+    hosts = messages["host"].drop_nulls().unique().to_list()
+    events = scan_events(store, first, last + SPAN).filter(pl.col("host").is_in(hosts)).collect()
+    queued = _queued_events(events, messages)
+    noqueue = events.filter(pl.col("queue_id").is_null()).join(
+        messages.filter(pl.col("queue_ids").fill_null("") == "").select(
+            "message_trace_id", "host", pl.col("received").alias("time")
+        ),
+        on=["host", "time"],
+    )
+    ev = pl.concat([queued, noqueue.select(list(out_schema))], how="vertical")
+    wanted = rows.select(pl.concat_str("message_trace_id", pl.lit("|"), pl.col("recipient_lower").fill_null("")))
+    key = wanted.to_series().unique()
+
+    def mine(col: str) -> pl.Expr:
+        return pl.concat_str("message_trace_id", pl.lit("|"), pl.col(col).str.to_lowercase()).is_in(key.implode())
+
+    ev = ev.filter(pl.col("recipient").is_null() | mine("recipient") | mine("orig_recipient").fill_null(False))
+    return ev.sort("time", "source", "line_no")
+
+
+def _queued_events(events: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
+    """Events with a queue id, each tied to its message instance (join_asof on time by host and queue id)."""
+    instances = (
+        messages.filter(pl.col("queue_ids").fill_null("") != "")
+        .with_columns(pl.col("queue_ids").str.split(" ").alias("queue_id"))
+        .explode("queue_id")
+        .select("host", "queue_id", "received", "message_trace_id")
+        .sort("received")
+    )
+    ev = (
+        events.filter(pl.col("queue_id").is_not_null())
+        .sort("time")
+        .join_asof(
+            instances,
+            left_on="time",
+            right_on="received",
+            by=["host", "queue_id"],
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .filter(pl.col("message_trace_id").is_not_null() & (pl.col("time") <= pl.col("received") + SPAN))
+    )
+    # this instance ends at its first `removed` after its last outcome (the queue id may be reused)
+    outcome = pl.col("time").filter(pl.col("status").is_not_null()).max().over("message_trace_id")
+    last_outcome = pl.coalesce(outcome, pl.col("received"))
+    ev = ev.with_columns(last_outcome.alias("_last")).with_columns(
+        pl.col("time")
+        .filter((pl.col("kind") == "removed") & (pl.col("time") >= pl.col("_last")))
+        .min()
+        .over("message_trace_id")
+        .alias("_end")
+    )
+    ev = ev.filter(pl.col("_end").is_null() | (pl.col("time") <= pl.col("_end")))
+    return ev.select([*EVENT_SCHEMA, "message_trace_id"])
