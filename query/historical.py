@@ -154,12 +154,31 @@ def write_job(store: Path, job: Job) -> None:
     write_json_atomic(json.dumps(asdict(job), indent=1) + "\n", job_path(store, job.job_id))
 
 
+# Each holder keeps the lock for one read-check-write of a small file; a holder that cannot get
+# it in this long is facing a holder that hangs (or was stopped) and gives up rather than hang too.
+LOCK_TIMEOUT = 10.0
+
+
+class JobBusy(QueryError):
+    """The job's lock stayed taken for LOCK_TIMEOUT seconds."""
+
+
 @contextlib.contextmanager
-def locked(store: Path, job_id: str) -> Iterator[None]:
+def locked(store: Path, job_id: str, timeout: float | None = None) -> Iterator[None]:
     """Hold the job's lock: read-check-write of its file by the worker, `stop` and the dead-worker check."""
+    import time
+
     reports_dir(store).mkdir(parents=True, exist_ok=True)
     with open(reports_dir(store) / f"{job_id}.lock", "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        deadline = time.monotonic() + (LOCK_TIMEOUT if timeout is None else timeout)
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise JobBusy(f"historical search {job_id} is busy (its lock is held): try again") from None
+                time.sleep(0.02)
         try:
             yield
         finally:
@@ -234,20 +253,28 @@ def check_dead(store: Path, job: Job) -> Job:
     """A job whose worker died is Failed (with why), its files removed; other jobs are returned unchanged."""
     if dead_reason(job) is None:
         return job
-    with locked(store, job.job_id):
-        job = read_job(store, job.job_id)  # the worker may have finished meanwhile
-        reason = dead_reason(job)
-        if reason is None:
-            return job
-        last = _last_line(log_path(store, job.job_id))
-        if last:
-            reason += f"; its last words: {last}"
-        # a report renamed into place just before the kill: never shown, so not left behind either
-        _unlink(part_path(store, job))
-        _unlink(report_path(store, job))
-        job = replace(job, status="Failed", error=reason, file=None, rows=None, completed_date=_iso(_now()))
-        write_job(store, job)
+    try:
+        with locked(store, job.job_id):
+            return _fail_dead(store, job.job_id)
+    except JobBusy:
+        return job  # someone holds the job: show it as last written, check again next time
+
+
+def _fail_dead(store: Path, job_id: str) -> Job:
+    """Under the job's lock: mark the job of a dead worker Failed, its part and report files removed."""
+    job = read_job(store, job_id)  # the worker may have finished meanwhile
+    reason = dead_reason(job)
+    if reason is None:
         return job
+    last = _last_line(log_path(store, job.job_id))
+    if last:
+        reason += f"; its last words: {last}"
+    # a report renamed into place just before the kill: never shown, so not left behind either
+    _unlink(part_path(store, job))
+    _unlink(report_path(store, job))
+    job = replace(job, status="Failed", error=reason, file=None, rows=None, completed_date=_iso(_now()))
+    write_job(store, job)
+    return job
 
 
 def _last_line(path: Path) -> str:

@@ -21,7 +21,10 @@ from msgtrace.query import historical as H
 def _beat(store: Path, job_id: str, stop: threading.Event) -> None:
     """Touch the job's heartbeat until stopped or the job has ended (stopped by someone else)."""
     while not stop.wait(H.HEARTBEAT_SECONDS):
-        job = H.update_job(store, job_id, heartbeat=H._iso(H._now()))
+        try:
+            job = H.update_job(store, job_id, heartbeat=H._iso(H._now()))
+        except H.JobBusy:
+            continue  # a reader holds the job's lock: beat next time
         if job.status in H.FINAL_STATUSES:
             return
 

@@ -122,18 +122,17 @@ def _run(params: dict[str, Any], fmt: str) -> tuple[str, bytes]:
         "direction": list(directions),
         "stuck_hours": options.stuck_hours,
     }
-    charts = None
+    svgs: dict[str, str] = {}
     if fmt == "html" or params["charts_dir"] is not None:
         from msgtrace import charts as C
 
         try:
-            charts = C.report_charts(rep)
+            svgs = {name: C.to_svg(chart) for name, chart in C.report_charts(rep).items()}
             if params["charts_dir"] is not None:
                 folder: Path = params["charts_dir"]
                 folder.mkdir(parents=True, exist_ok=True)
-                for name, chart in charts.items():
-                    (folder / f"{name}.png").write_bytes(C.to_png(chart))
-            svgs = {name: C.to_svg(chart) for name, chart in charts.items()} if fmt == "html" else {}
+                for name, svg in svgs.items():
+                    (folder / f"{name}.png").write_bytes(C.svg_to_png(svg))
         except C.ChartsUnavailable as e:
             raise QueryError(str(e)) from None
     if fmt == "json":
