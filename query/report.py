@@ -1,17 +1,24 @@
 """`msgtrace report`: pflogsumm's sections and more, over any window, from the trace rows.
 
 Every figure is a Polars group_by over the rows `msgtrace trace` would return with the same
-filters (message rows plus their Direction): nothing here reads the store itself. Counting rules,
-the same in every section:
+filters (message rows plus their Direction): nothing here reads the store itself. Counting rules:
 
 - Rows: message rows (one per message and recipient), as `msgtrace summary` counts them;
 - Messages: distinct MessageTraceIds among those rows;
-- Bytes: the Size of each of those messages, counted once per group (a message to three
-  recipients of one domain adds its size once to that domain, once to each recipient).
+- Bytes: in the sections about messages as they came in (per hour, per day, senders, sender
+  domains) each message's Size once ("bytes received"); in the sections about recipients
+  (statuses, directions, recipients, recipient domains, relays) the Size once per row, i.e. per
+  recipient ("bytes delivered", as pflogsumm counts them).
 
 Hours and days are those of Received in the report's time zone. Reasons are the current state's
 (a deferral later delivered counts as Delivered, not as a deferral), normalised so that the same
 answer from different servers or about different recipients is one line.
+
+Fast by design: the rows are read once for the counts (the columns they need, a 64-bit hash of
+the MessageTraceId as message key), once for the rows with a reason (their texts), once for the
+stuck rows; message-level counts use one "first row of its message" flag instead of a distinct
+count; sender domains are summed from the per-sender counts (a message has one sender); reply
+texts are normalised once per distinct shape, not once per row.
 """
 
 from __future__ import annotations
@@ -36,11 +43,10 @@ DEFAULT_TOP = 10
 DEFAULT_STUCK_HOURS = 4.0
 STUCK_LIMIT = 100
 PERCENTILES = (0.5, 0.9, 0.99)
-_COLUMNS = [
-    "received", "status", "sender_lower", "recipient_lower", "size", "message_trace_id", "relay", "dsn",
-    "detail", "delay", "direction", "sender_address", "recipient_address",
-]  # fmt: skip
 NULL_SENDER = "<>"
+NO_DOMAIN = "(no domain)"
+# statuses whose rows carry a reason: deferral, bounce, reject
+_REASON_STATUSES = ["Pending", "Failed", "None", "FilteredAsSpam"]
 
 
 @dataclass(frozen=True)
@@ -73,46 +79,68 @@ def polars_zone(tz: dt.tzinfo | None) -> str:
 # --- building blocks ---------------------------------------------------------------------------------
 
 
-def prepare(lf: pl.LazyFrame) -> pl.DataFrame:
-    """The columns the report reads, once; `mid`, a hash of the MessageTraceId, groups cheaper than its text."""
-    return lf.select(*[pl.col(c) for c in _COLUMNS], pl.col("message_trace_id").hash().alias("mid")).collect()
+def message_key() -> pl.Expr:
+    """A 64-bit hash of the MessageTraceId: groups and counts faster than the GUID text."""
+    return pl.col("message_trace_id").hash().alias("mid")
 
 
-def tally(df: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Rows, Messages and Bytes per group of keys (see the module's counting rules)."""
-    per_message = df.group_by([*keys, "mid"]).agg(
-        pl.len().alias("Rows"), pl.col("size").first().fill_null(0).alias("Bytes")
+def counts_rows(lf: pl.LazyFrame) -> pl.DataFrame:
+    """The columns the counts need, read once; `first` marks the first row of each message."""
+    return (
+        lf.select(
+            "received",
+            "status",
+            "sender_lower",
+            "recipient_lower",
+            "size",
+            "relay",
+            "delay",
+            "direction",
+            message_key(),
+        )  # fmt: skip
+        .with_columns(pl.col("size").fill_null(0), pl.col("mid").is_first_distinct().alias("first"))
+        .collect()
     )
-    return per_message.group_by(keys).agg(
-        pl.col("Rows").sum().cast(pl.Int64),
-        pl.len().cast(pl.Int64).alias("Messages"),
-        pl.col("Bytes").sum().cast(pl.Int64),
+
+
+def domain_of(col: pl.Expr) -> pl.Expr:
+    """The domain of an address (after its last @); `<>` for the null sender, `(no domain)` for a bare name."""
+    return (
+        pl.when(col.is_null() | (col == "") | (col == NULL_SENDER))
+        .then(pl.lit(NULL_SENDER))
+        .when(col.str.contains("@", literal=True))
+        .then(col.str.split("@").list.last())
+        .otherwise(pl.lit(NO_DOMAIN))
+    )
+
+
+def address(c: pl.Expr) -> pl.Expr:
+    """An address for display: `<>` for the null sender."""
+    return pl.when(c.is_null() | (c == "")).then(pl.lit(NULL_SENDER)).otherwise(c)
+
+
+def per_message(df: pl.DataFrame, key: pl.Expr, name: str) -> pl.DataFrame:
+    """Messages, Rows, Bytes (each message once) per key, for keys every row of a message shares."""
+    return df.group_by(key.alias(name)).agg(
+        pl.col("first").sum().cast(pl.Int64).alias("Messages"),
+        pl.len().cast(pl.Int64).alias("Rows"),
+        pl.col("size").filter(pl.col("first")).sum().cast(pl.Int64).alias("Bytes"),
+    )
+
+
+def per_row(df: pl.DataFrame, key: pl.Expr, name: str) -> pl.DataFrame:
+    """Rows, Messages (distinct), Bytes (per row) per key, for keys that differ between a message's rows."""
+    return df.group_by(key.alias(name)).agg(
+        pl.len().cast(pl.Int64).alias("Rows"),
+        pl.col("mid").n_unique().cast(pl.Int64).alias("Messages"),
+        pl.col("size").sum().cast(pl.Int64).alias("Bytes"),
     )
 
 
 def _ordered(df: pl.DataFrame, col: str, order: tuple[str, ...]) -> pl.DataFrame:
     rank = {v: i for i, v in enumerate(order)}
-    return (
-        df.with_columns(pl.col(col).replace_strict(rank, default=len(rank), return_dtype=pl.Int64).alias("_o"))
-        .sort("_o", col)
-        .drop("_o")
-    )
-
-
-def domain(col: str) -> pl.Expr:
-    """The domain of an address column (lowercase); `<>` for the null sender, `(no domain)` for a bare name."""
-    c = pl.col(col)
-    return (
-        pl.when(c.is_null() | (c == ""))
-        .then(pl.lit(NULL_SENDER))
-        .otherwise(pl.coalesce(c.str.extract(r"@([^@]*)$"), pl.lit("(no domain)")))
-    )
-
-
-def address(col: str) -> pl.Expr:
-    """An address for display: `<>` for the null sender."""
-    c = pl.col(col)
-    return pl.when(c.is_null() | (c == "")).then(pl.lit(NULL_SENDER)).otherwise(c)
+    o = pl.col(col).replace_strict(rank, default=len(rank), return_dtype=pl.Int64)
+    return df.sort(o, pl.col(col)).select(col, "Rows", "Messages", "Bytes")
 
 
 def top(df: pl.DataFrame, label: str, n: int) -> dict[str, pl.DataFrame]:
@@ -172,12 +200,34 @@ def normalize_reason(text: pl.Expr, dsn: pl.Expr) -> pl.Expr:
     return with_dsn.otherwise(reason).str.strip_chars()
 
 
-def reasons(df: pl.DataFrame, n: int) -> pl.DataFrame:
+def reasons_rows(lf: pl.LazyFrame) -> pl.DataFrame:
+    """The rows with a reason (deferred, bounced, rejected), their Reason normalised.
+
+    Addresses (`<...>`) and bracketed IPs are cut first, in one cheap pass over the rows; what
+    is left has few distinct shapes, and the full normalisation runs once per shape.
+    """
+    rows = (
+        lf.filter(pl.col("status").is_in(_REASON_STATUSES))
+        .select(
+            "status",
+            "dsn",
+            message_key(),
+            pl.col("detail")
+            .fill_null("")
+            .str.replace_all(r"<[^<>]*>", "<*>")
+            .str.replace_all(r"\[[^\[\]]*\]", "[*]")
+            .alias("shape"),
+        )
+        .with_columns(pl.struct("dsn", "shape").hash().alias("kid"))
+        .collect()
+    )
+    shapes = rows.unique("kid").select("kid", normalize_reason(pl.col("shape"), pl.col("dsn")).alias("Reason"))
+    return rows.join(shapes, on="kid", how="left").select("status", "mid", "Reason", "shape")
+
+
+def reasons(rows: pl.DataFrame, n: int) -> pl.DataFrame:
     """Reason, Rows, Messages of these rows, most frequent first."""
-    if not df.height:
-        return pl.DataFrame(schema={"Reason": pl.String, "Rows": pl.Int64, "Messages": pl.Int64})
-    keyed = df.with_columns(normalize_reason(pl.col("detail"), pl.col("dsn")).alias("Reason"))
-    out = keyed.group_by("Reason").agg(
+    out = rows.group_by("Reason").agg(
         pl.len().cast(pl.Int64).alias("Rows"), pl.col("mid").n_unique().cast(pl.Int64).alias("Messages")
     )
     return out.sort(["Rows", "Reason"], descending=[True, False]).head(n)
@@ -193,75 +243,72 @@ def percentiles(values: pl.Expr) -> list[pl.Expr]:
 
 def build(lf: pl.LazyFrame, options: ReportOptions) -> dict[str, Any]:
     """Every section of the report from the filtered message rows (stored columns plus `direction`)."""
-    df = prepare(lf)
+    df = counts_rows(lf).with_columns(domain_of(pl.col("recipient_lower")).alias("rcpt_domain"))
     n = options.top
     local = pl.col("received").dt.convert_time_zone(options.timezone)
-    # per message: what is the same for all its rows (received, sender, size)
-    messages = df.group_by("mid").agg(
-        pl.col("received").first(),
-        pl.col("sender_lower").first(),
-        pl.len().cast(pl.Int64).alias("Rows"),
-        pl.col("size").first().fill_null(0).alias("Bytes"),
-    )
-
-    def per_message(key: pl.Expr, name: str) -> pl.DataFrame:
-        return messages.group_by(key.alias(name)).agg(
-            pl.len().cast(pl.Int64).alias("Messages"),
-            pl.col("Rows").sum().cast(pl.Int64),
-            pl.col("Bytes").sum().cast(pl.Int64),
-        )
-
-    hours = per_message(local.dt.truncate("1h"), "Hour").sort("Hour")
-    days = per_message(local.dt.date(), "Day").sort("Day")
-    senders = per_message(address("sender_lower"), "Address")
-    sender_domains = per_message(domain("sender_lower"), "Domain")
-    has_rcpt = df.filter(pl.col("recipient_lower").fill_null("") != "")
-    recipients = tally(has_rcpt.with_columns(pl.col("recipient_lower").alias("Address")), ["Address"])
-    recipient_domains = tally(has_rcpt.with_columns(domain("recipient_lower").alias("Domain")), ["Domain"])
-    relays = tally(df.filter(pl.col("relay").fill_null("") != "").rename({"relay": "Relay"}), ["Relay"])
-    rejected = df.filter(
-        pl.col("status").is_in(["None", "FilteredAsSpam"])
-        & ~pl.col("detail").fill_null("").str.starts_with("redirected to")
+    # group on the stored text, label (and merge null with "") after: far fewer values to touch
+    senders = relabel(per_message(df, pl.col("sender_lower"), "Address"), "Address", address(pl.col("Address")))
+    sender_domains = relabel(senders, "Domain", domain_of(pl.col("Address")))
+    recipients = per_row(df, pl.col("recipient_lower"), "Address").filter(pl.col("Address").fill_null("") != "")
+    recipient_domains = per_row(df, pl.col("rcpt_domain"), "Domain").filter(pl.col("Domain") != NULL_SENDER)
+    relays = per_row(df, pl.col("relay"), "Relay").filter(pl.col("Relay").fill_null("") != "")
+    with_reason = reasons_rows(lf)
+    rejected = with_reason.filter(
+        pl.col("status").is_in(["None", "FilteredAsSpam"]) & ~pl.col("shape").str.starts_with("redirected to")
     )
     return {
-        "totals": _ordered(tally(df.rename({"status": "Status"}), ["Status"]), "Status", STATUSES),
-        "by_direction": _ordered(tally(df.rename({"direction": "Direction"}), ["Direction"]), "Direction", DIRECTIONS),
-        "by_hour": hours,
-        "by_day": days,
+        "totals": _ordered(per_row(df, pl.col("status"), "Status"), "Status", STATUSES),
+        "by_direction": _ordered(per_row(df, pl.col("direction"), "Direction"), "Direction", DIRECTIONS),
+        "by_hour": per_message(df, local.dt.truncate("1h"), "Hour").sort("Hour"),
+        "by_day": per_message(df, local.dt.date(), "Day").sort("Day"),
         "top_senders": top(senders, "Address", n),
         "top_recipients": top(recipients, "Address", n),
         "top_sender_domains": top(sender_domains, "Domain", n),
         "top_recipient_domains": top(recipient_domains, "Domain", n),
-        "deferral_reasons": reasons(df.filter(pl.col("status") == "Pending"), n),
-        "bounce_reasons": reasons(df.filter(pl.col("status") == "Failed"), n),
+        "deferral_reasons": reasons(with_reason.filter(pl.col("status") == "Pending"), n),
+        "bounce_reasons": reasons(with_reason.filter(pl.col("status") == "Failed"), n),
         "reject_reasons": reasons(rejected, n),
         "delay": delays(df, n),
-        "stuck": stuck(df, options),
+        "stuck": stuck(lf, options),
         "top_relays": relays.sort(["Rows", "Relay"], descending=[True, False]).head(n),
     }
 
 
+def relabel(df: pl.DataFrame, name: str, label: pl.Expr) -> pl.DataFrame:
+    """Per-message counts regrouped by a label of their key (additive: a message has one sender)."""
+    return df.group_by(label.alias(name)).agg(pl.col("Messages", "Rows", "Bytes").sum())
+
+
 def delays(df: pl.DataFrame, n: int) -> dict[str, Any]:
     """Delivery delay percentiles of Delivered rows, overall and for the n busiest recipient domains."""
-    delivered = df.filter((pl.col("status") == "Delivered") & pl.col("delay").is_not_null())
+    delivered = (
+        df.select("status", "rcpt_domain", "delay")
+        .filter((pl.col("status") == "Delivered") & pl.col("delay").is_not_null())
+        .drop("status")
+    )
     overall = delivered.select(pl.len().cast(pl.Int64).alias("Rows"), *percentiles(pl.col("delay")))
+    busiest = (
+        delivered.group_by("rcpt_domain")
+        .len()
+        .sort(["len", "rcpt_domain"], descending=[True, False])
+        .head(n)
+        .get_column("rcpt_domain")
+    )
     by_domain = (
-        delivered.group_by(domain("recipient_lower").alias("Domain"))
+        delivered.filter(pl.col("rcpt_domain").is_in(busiest.implode()))
+        .group_by(pl.col("rcpt_domain").alias("Domain"))
         .agg(pl.len().cast(pl.Int64).alias("Rows"), *percentiles(pl.col("delay")))
         .sort(["Rows", "Domain"], descending=[True, False])
-        .head(n)
     )
     return {"overall": overall, "by_domain": by_domain}
 
 
-def stuck(df: pl.DataFrame, options: ReportOptions) -> dict[str, Any]:
+def stuck(lf: pl.LazyFrame, options: ReportOptions) -> dict[str, Any]:
     """Rows still Pending or GettingStatus, received more than stuck_hours before now, oldest first."""
     now = options.now or dt.datetime.now(dt.UTC)
     cutoff = now - dt.timedelta(hours=options.stuck_hours)
-    rows = df.filter(pl.col("status").is_in(["Pending", "GettingStatus"]) & (pl.col("received") < cutoff))
-    listed = (
-        rows.sort("received", "recipient_lower")
-        .head(STUCK_LIMIT)
+    rows = (
+        lf.filter(pl.col("status").is_in(["Pending", "GettingStatus"]) & (pl.col("received") < cutoff))
         .select(
             pl.col("received").alias("Received"),
             ((pl.lit(now) - pl.col("received")).dt.total_seconds() / 3600).round(1).alias("AgeHours"),
@@ -271,7 +318,9 @@ def stuck(df: pl.DataFrame, options: ReportOptions) -> dict[str, Any]:
             pl.col("message_trace_id").alias("MessageTraceId"),
             pl.col("detail").fill_null("").alias("Detail"),
         )
+        .collect()
     )
+    listed = rows.sort("Received", pl.col("RecipientAddress").str.to_lowercase()).head(STUCK_LIMIT)
     return {"hours": options.stuck_hours, "count": rows.height, "rows": listed}
 
 
@@ -280,7 +329,13 @@ def report_rows(store: Path, flt: Any, directions: tuple[str, ...]) -> pl.LazyFr
     from msgtrace.query import engine
     from msgtrace.query.direction import store_local_domains, with_direction
 
-    lf = with_direction(engine.scan(store, flt), store_local_domains(store))
+    domains = store_local_domains(store)
+    organizations = None
+    if not domains:
+        # the few Organization values of the window, so Direction compares literals (see query.direction)
+        files = engine.needed_files(store, flt)
+        organizations = engine.open_files(files).select(pl.col("organization").unique()).collect().to_series()
+    lf = with_direction(engine.scan(store, flt), domains, None if organizations is None else organizations.to_list())
     return lf.filter(pl.col("direction").is_in(list(directions))) if directions else lf
 
 
