@@ -103,6 +103,34 @@ def rejects_option(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
+def check_rejects(rejects: Path | None) -> None:
+    """--rejects FILE must be writable: said before any line is read, naming the option."""
+    if rejects is None:
+        return
+    try:
+        with rejects.open("a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise click.ClickException(
+            f"--rejects {rejects}: cannot write it ({e.strerror or e}); choose a file in a folder you may write"
+        ) from None
+
+
+def raise_if_damaged(store: Path, e: BaseException) -> None:
+    """A failure to read the store because a partition file is damaged, as one line naming it."""
+    import polars as pl
+
+    from msgtrace.ingest.repair import find_damaged
+
+    if not isinstance(e, pl.exceptions.PolarsError):
+        return
+    damaged = find_damaged(store)
+    if damaged:
+        raise click.ClickException(
+            f"{damaged[0].sentence(store)}; what was read before it is stored, and the next run starts there"
+        ) from e
+
+
 @click.command("ingest")
 @store_option
 @source_options
@@ -120,34 +148,44 @@ def ingest_command(
 ) -> None:
     """Load mail logs (files, directories, globs; plain, .gz, .bz2, .xz) into the store.
 
-    Re-ingesting a file adds nothing; rotated series are read oldest first.
+    Re-ingesting a file adds nothing; rotated series are read oldest first. Lines a parser fails
+    on and damaged archives are warned about; everything else is stored, and the exit status is 1.
 
     Example: msgtrace ingest --timezone Europe/Vienna /var/log/mail.log*
     """
-    from msgtrace.ingest.pipeline import ParseError, ingest_paths
+    from msgtrace.ingest.pipeline import ingest_paths
     from msgtrace.ingest.reader import ReadError
     from msgtrace.ingest.store import StoreError, StoreLock
 
     options = make_options(timezone, year, organization, fmt, host)
+    check_rejects(rejects)
     progress = _Progress()
     try:
         with StoreLock(store):
             report = ingest_paths(list(paths), store, options, rejects, progress)
-    except (ReadError, ParseError, StoreError, OSError) as e:
+    except (ReadError, StoreError, OSError) as e:
         progress.done()
         raise click.ClickException(str(e)) from e
+    except Exception as e:  # reading the stored events of the touched days: is one of them damaged?
+        progress.done()
+        raise_if_damaged(store, e)
+        raise
     progress.done()
     for f in report.files:
-        if f.skipped:
+        if f.skipped and not f.damage:  # a damaged file is told of below
             click.echo(f"Skipped {safe(f.path)}: {f.skipped}.", err=True)
         elif f.unknown:
             sample = "; ".join(safe(s)[:160] for s in f.unknown_sample)
             click.echo(f"{safe(f.path)}: {f.unknown:,} unknown lines, e.g. {sample}", err=True)
+    for warning in report.damage:  # data that could not be stored: the run exits 1 after its summary
+        click.echo(f"Warning: {safe(warning)}", err=True)
     read = [f for f in report.files if not f.skipped]
     click.echo(
         f"Ingested {len(read)} files, {report.lines:,} lines ({report.unknown:,} unknown), "
-        f"{report.messages:,} messages, {report.rows:,} rows in {report.seconds:.2f} s."
+        f"{report.stored_messages:,} messages, {report.stored_rows:,} rows in {report.seconds:.2f} s."
     )
+    if report.damage:
+        sys.exit(1)
 
 
 @click.command("compact")
@@ -155,23 +193,65 @@ def ingest_command(
 def compact_command(store: Path) -> None:
     """Merge each partition's small files into one sorted file (safe while queries run).
 
+    Damaged files are moved aside into <store>/_damaged/ first: a messages partition is rebuilt
+    from the events table; a damaged events file is reported with the sources it held.
+
     Example: msgtrace compact --store /var/lib/msgtrace
     """
-    from msgtrace.ingest.layout import partition_days
-    from msgtrace.ingest.store import Store, StoreError, StoreLock
+    from msgtrace.ingest.repair import find_damaged, repair
+    from msgtrace.ingest.store import StoreError, StoreLock
 
     if not store.is_dir():
         raise click.ClickException(f"store {store} does not exist")
-    s = Store(store)
-    merged = 0
+    said: list[str] = []
     try:
         with StoreLock(store):
-            for table, tdir in (("messages", s.messages), ("events", s.events)):
-                for day in partition_days(tdir):
-                    merged += s.compact(table, day)
+            damaged = find_damaged(store)
+            said += repair(store, damaged)
+            merged = _compact_all(store, said)
     except StoreError as e:
         raise click.ClickException(str(e)) from e
+    except OSError as e:  # a full disk, a read-only file system: what was merged so far is kept
+        raise click.ClickException(
+            f"--store {store}: compaction stopped ({e.strerror or e}); free space or fix permissions, then run it again"
+        ) from None
+    finally:
+        for line in said:
+            click.echo(safe(line), err=True)
     click.echo(f"Compacted {merged} partitions.")
+    lost = [line for line in said if line.startswith("Moved damaged events") or "cannot be rebuilt" in line]
+    if lost:
+        raise click.ClickException(f"{len(lost)} damaged files held data the store could not rebuild: see above")
+
+
+def _compact_all(store: Path, said: list[str]) -> int:
+    """Compact every partition; one whose files fail to read whole (damage past the footer) is
+    repaired (ingest.repair) and compacted again. Returns partitions merged."""
+    import polars as pl
+
+    from msgtrace.ingest.layout import current_files, partition_days, partition_dir
+    from msgtrace.ingest.repair import Damaged, lost_sources, read_problem, repair
+    from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA
+    from msgtrace.ingest.store import Store
+
+    s = Store(store)
+    merged = 0
+    for table, tdir in (("messages", s.messages), (EVENTS_DIR, s.events)):
+        schema = EVENT_SCHEMA if table == EVENTS_DIR else MESSAGE_SCHEMA
+        for day in partition_days(tdir):
+            try:
+                merged += s.compact(table, day)
+            except pl.exceptions.PolarsError:
+                files = current_files(partition_dir(tdir, day))
+                bad = [Damaged(str(f), table, day.isoformat(), p) for f in files if (p := read_problem(f, schema))]
+                if not bad:
+                    raise
+                for d in bad:
+                    if table == EVENTS_DIR:
+                        d.sources = lost_sources(store, day, {Path(x.path) for x in bad})
+                said += repair(store, bad)
+                merged += s.compact(table, day)
+    return merged
 
 
 def register_commands(group: click.Group) -> None:

@@ -15,6 +15,8 @@ the same rows, whatever order the files were ingested in.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, conform
@@ -44,6 +46,36 @@ def correlate(events: pl.DataFrame) -> pl.DataFrame:
         parts.append(_queued_rows(*_chains(ev, insts)))
     rows = pl.concat(parts, how="diagonal_relaxed")
     return _finish(rows)
+
+
+def message_events(events: pl.DataFrame, host: str, queue_id: str, received: dt.datetime) -> pl.DataFrame:
+    """The events of one message (its root's host, first queue id and Received): the lines of its
+    own instances along its chain, without a later message that reused a queue id. The detail
+    view reads these, so it splits messages exactly as correlate() does."""
+    ev = conform(events, EVENT_SCHEMA).with_columns(pl.col("time").dt.truncate("1s").alias("_sec"))
+    ev = ev.filter(pl.col("queue_id").is_not_null())
+    if not ev.height:
+        return ev.select(list(EVENT_SCHEMA))
+    ev, insts = _chains(*_instances(ev))
+    mine = insts.filter(
+        (pl.col("host") == host) & (pl.col("queue_id") == queue_id) & (pl.col("inst_start") == received)
+    ).get_column("root")
+    return ev.filter(pl.col("root").is_in(mine.implode())).select(list(EVENT_SCHEMA))
+
+
+def events_of_messages(events: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
+    """message_events for many messages at once: `messages` has host, queue_id (the first),
+    received and message_trace_id; each event of theirs comes back with its message_trace_id
+    (a historical search's detail report reads these)."""
+    out = [*EVENT_SCHEMA, "message_trace_id"]
+    ev = conform(events, EVENT_SCHEMA).with_columns(pl.col("time").dt.truncate("1s").alias("_sec"))
+    ev = ev.filter(pl.col("queue_id").is_not_null())
+    if not ev.height or not messages.height:
+        return ev.select(list(EVENT_SCHEMA)).with_columns(pl.lit(None, pl.String).alias("message_trace_id")).head(0)
+    ev, insts = _chains(*_instances(ev))
+    keys = messages.select("host", "queue_id", pl.col("received").alias("inst_start"), "message_trace_id")
+    roots = insts.join(keys, on=["host", "queue_id", "inst_start"]).select("root", "message_trace_id").unique("root")
+    return ev.join(roots, on="root").select(out)
 
 
 def _instances(ev: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -90,11 +122,22 @@ def _chains(ev: pl.DataFrame, insts: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
     """Add `root`: the instance of the first queue id of the message (content filters re-queue),
     and `_linked`: a hand-off whose continuation was found, which is then not an outcome itself.
     The instances get their root too."""
-    hand = ev.filter(pl.col("kind").eq("handoff") & pl.col("next_queue_id").is_not_null()).select(
-        "host", pl.col("next_queue_id").alias("queue_id"), "time", pl.col("inst").alias("parent")
+    # A hand-off names its continuation; so may a delivery whose receiver answered "queued as
+    # NEWQID" (`deliver` with next_queue_id): it is one when NEWQID, on this host, was handed over
+    # by the very IP it was sent to (a filter on the host's own address, multi-instance Postfix),
+    # else NEWQID is the other server's queue and a local one of the same name is a coincidence.
+    kind = pl.col("kind")
+    hand = ev.filter(kind.is_in(["handoff", "deliver"]) & pl.col("next_queue_id").is_not_null()).select(
+        "host", pl.col("next_queue_id").alias("queue_id"), "time", pl.col("inst").alias("parent"), "kind", "to_ip"
     )
     links = pl.DataFrame(schema={"inst": pl.Int64, "parent": pl.Int64, "queue_id": pl.String})
     if hand.height:
+        clients = (
+            ev.select("inst", "kind", "client_ip", *_ORDER)
+            .filter(kind.eq("client") & pl.col("client_ip").is_not_null())
+            .group_by("inst")
+            .agg(pl.col("client_ip").sort_by(_ORDER).first().alias("_client_ip"))
+        )
         links = (
             hand.sort("time")
             .join_asof(
@@ -106,7 +149,9 @@ def _chains(ev: pl.DataFrame, insts: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
                 tolerance=HANDOFF_WINDOW,
                 check_sortedness=False,
             )
+            .join(clients, on="inst", how="left")
             .filter(pl.col("inst").is_not_null() & (pl.col("inst") != pl.col("parent")))
+            .filter(kind.eq("handoff") | (pl.col("_client_ip") == pl.col("to_ip")).fill_null(False))
             .unique("inst", keep="first")
             .select("inst", "parent", "queue_id")
         )
@@ -120,7 +165,7 @@ def _chains(ev: pl.DataFrame, insts: pl.DataFrame) -> tuple[pl.DataFrame, pl.Dat
     ev = (
         ev.join(roots, on="inst", how="left")
         .join(found, on=["inst", "next_queue_id"], how="left")
-        .with_columns((pl.col("_linked").fill_null(False) & pl.col("kind").eq("handoff")).alias("_linked"))
+        .with_columns((pl.col("_linked").fill_null(False) & kind.is_in(["handoff", "deliver"])).alias("_linked"))
     )
     return ev, insts.join(roots, on="inst", how="left")
 
@@ -161,18 +206,26 @@ def _queued_rows(ev: pl.DataFrame, insts: pl.DataFrame) -> pl.DataFrame:
             pl.col("kind").is_in(["client", "receive"]).any().alias("_has_start"),
             # only lines we could not interpret (foreign output under a postfix tag): no message
             pl.col("kind").ne("info").any().alias("_has_state"),
+            # a session that ended without DATA (a probe) and gave nothing but client=: no message
+            (pl.col("kind").eq("nodata").any() & pl.col("kind").is_in(["client", "info", "nodata"]).all()).alias(
+                "_probe"
+            ),
         )
-        .filter(pl.col("_has_state"))
+        .filter(pl.col("_has_state") & ~pl.col("_probe"))
     )
     # the queue ids in the order they first appear: one instance each, by its first event
     queue_ids = insts.group_by("root").agg(
         pl.col("queue_id").sort_by(_ORDER).unique(maintain_order=True).str.join(" ").alias("queue_ids")
     )
     chain = (
-        ev.select("root", "kind", "time")
+        ev.select("root", "kind", "time", "program")
         .group_by("root")
         .agg(
-            pl.col("kind").eq("removed").any().alias("_has_end"),
+            # Postfix cleanup rejecting the message (milter-reject, header_checks REJECT) ends it:
+            # it never reaches the queue, so no `removed` follows
+            (pl.col("kind").eq("removed") | (pl.col("kind").eq("reject") & pl.col("program").str.ends_with("cleanup")))
+            .any()
+            .alias("_has_end"),
             pl.col("time").max().alias("_last_time"),
         )
     )
@@ -183,7 +236,8 @@ def _queued_rows(ev: pl.DataFrame, insts: pl.DataFrame) -> pl.DataFrame:
         _first_per_root(rooted, ["receive"], "size", "size"),
         _first_per_root(rooted, ["receive"], "nrcpt", "_nrcpt"),
         _sender_per_root(ev),
-        _first_per_root(ev, ["msgid", "receive"], "message_id", "message_id"),
+        # the cleanup line first; a content filter's verdict line (amavis) fills it when that is missing
+        _first_per_root(ev, ["msgid", "receive", "subject"], "message_id", "message_id"),
         _first_per_root(ev, ["subject", "receive"], "subject", "subject"),
         _first_per_root(ev, ["receive"], "size", "_chain_size"),
     ]
@@ -239,15 +293,18 @@ def _sender_per_root(ev: pl.DataFrame) -> pl.DataFrame:
 def _recipient_rows(ev: pl.DataFrame) -> pl.DataFrame:
     """Latest outcome per (root, recipient), plus Expanded / None rows for aliases."""
     cols = ["root", "kind", "recipient", "orig_recipient", "status", "to_ip", "relay", "dsn", "detail", "delay", "time"]
-    out = ev.select(*cols, *_ORDER, "_linked").filter(
-        pl.col("kind").is_in(_OUTCOME_KINDS) & pl.col("recipient").is_not_null() & ~pl.col("_linked")
+    # linked hand-offs are no outcome, but the orig_to= they carry is the original address
+    # (a content filter hop logs it where the final delivery may not)
+    every = ev.select(*cols, *_ORDER, "_linked").filter(
+        pl.col("kind").is_in(_OUTCOME_KINDS) & pl.col("recipient").is_not_null()
     )
     # "no outcome yet" (Exchange lists recipients on RECEIVE, again on the next server) never
     # replaces an outcome: decided events sort after undecided ones, so last() is the latest decision
-    out = out.with_columns(
+    every = every.with_columns(
         pl.col("recipient").str.to_lowercase().alias("_rl"),
         pl.col("status").ne("GettingStatus").fill_null(True).alias("_decided"),
     )
+    out = every.filter(~pl.col("_linked"))
     latest = (
         out.sort(["_decided", *_ORDER])
         .group_by(["root", "_rl"])
@@ -265,9 +322,10 @@ def _recipient_rows(ev: pl.DataFrame) -> pl.DataFrame:
         .with_columns(pl.lit(1).alias("_outcome"))
     )
     members = (
-        out.filter(pl.col("kind").ne("expand") & pl.col("orig_recipient").is_not_null())
+        every.filter(pl.col("kind").ne("expand") & pl.col("orig_recipient").is_not_null())
         .with_columns(pl.col("orig_recipient").str.to_lowercase().alias("_ol"))
-        .filter(pl.col("_ol") != pl.col("_rl"))
+        # the same address, or a bare local part qualified (orig_to=<root>, to=<root@host>): no rewrite
+        .filter((pl.col("_ol") != pl.col("_rl")) & ~pl.col("_rl").str.starts_with(pl.col("_ol") + "@"))
         .group_by(["root", "_ol"])
         .agg(
             pl.col("orig_recipient").first().alias("recipient_address"),
@@ -320,7 +378,7 @@ def _apply_holds(rows: pl.DataFrame, ev: pl.DataFrame) -> pl.DataFrame:
 
 def _standalone_rows(ev: pl.DataFrame) -> pl.DataFrame:
     """NOQUEUE-style rejects: each line is a message of its own."""
-    return ev.select(
+    return ev.sort(_ORDER).select(
         pl.col("time").alias("received"),
         "host",
         "format",
@@ -342,15 +400,30 @@ def _standalone_rows(ev: pl.DataFrame) -> pl.DataFrame:
         "delay",
         pl.col("time").alias("last_event"),
         pl.lit(False).alias("incomplete"),
-        pl.concat_str([pl.col("host"), pl.col("source"), pl.col("line_no").cast(pl.String)], separator="|").alias(
-            "_key"
-        ),
+        _standalone_key(),
     )
 
 
+def _standalone_key() -> pl.Expr:
+    """A NOQUEUE reject's identity from its own fields, never its file or line number (the same
+    lines split into other files must give the same ids): host, client, sender, recipient and
+    reason, plus its rank among identical rejects of the same instant (the received time is
+    hashed with the key), counted in log order."""
+    fields = pl.concat_str(
+        [pl.col(c).fill_null("\x00") for c in ["host", "client_ip", "sender", "recipient", "detail"]], separator="|"
+    )
+    same = [pl.col("time"), fields]
+    rank = pl.int_range(pl.len(), dtype=pl.UInt32).over(same)  # the frame is in log order (_standalone_rows)
+    return pl.concat_str([pl.lit("noqueue"), fields, rank.cast(pl.String)], separator="|").alias("_key")
+
+
 def _finish(rows: pl.DataFrame) -> pl.DataFrame:
+    # A Postfix sender_address stays null where no line names the sender (the message's first
+    # lines lie before the log): unknown, which is not the null sender "" of a bounce. (The other
+    # formats keep "" there for now: their golden behaviour is unchanged.)
+    sender = pl.col("sender_address")
     rows = rows.with_columns(
-        pl.col("sender_address").fill_null(""),
+        pl.when(pl.col("format") == "postfix").then(sender).otherwise(sender.fill_null("")).alias("sender_address"),
         pl.col("message_id").fill_null(""),
         pl.col("subject").fill_null(""),
         pl.col("to_ip").fill_null(""),

@@ -26,7 +26,7 @@ import datetime as dt
 import json
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -241,8 +241,7 @@ def atomic_path(path: Path, suffix: str) -> Iterator[str]:
     """A temp file beside `path` to write; on success it is fsynced and renamed over `path`
     (then the directory entry is fsynced), on failure removed. Readers see old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    tmp = _new_temp(path.parent, suffix)
     try:
         yield tmp
         with open(tmp, "rb") as f:
@@ -255,6 +254,37 @@ def atomic_path(path: Path, suffix: str) -> Iterator[str]:
             pass
         raise
     fsync_dir(path.parent)
+
+
+TEMP_PREFIX = ".tmp-"
+
+
+def _new_temp(directory: Path, suffix: str) -> str:
+    """Create an empty temp file with the modes the umask gives (tempfile.mkstemp would make it
+    0600 whatever the umask, and the rename keeps that: query users in the store's group could
+    not read the store)."""
+    while True:
+        tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return str(tmp)
+
+
+def remove_stale_temps(root: Path, table_dirs: Iterable[Path]) -> int:
+    """Delete temp files a killed writer left behind in `root` and the tables' partitions; returns
+    how many. Only the lock holder may call this: nobody else writes temp files into a store."""
+    dirs = [root, *(p for t in table_dirs if t.is_dir() for p in t.iterdir() if p.is_dir())]
+    removed = 0
+    for d in dirs:
+        for tmp in d.glob(TEMP_PREFIX + "*"):
+            try:
+                tmp.unlink()
+                removed += 1
+            except (FileNotFoundError, IsADirectoryError):
+                pass
+    return removed
 
 
 def write_parquet_atomic(

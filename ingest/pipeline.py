@@ -8,13 +8,16 @@ from all their stored events, so the store ends up as if the crash never happene
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import BinaryIO
 
 import polars as pl
@@ -23,18 +26,22 @@ from msgtrace.ingest import formats
 from msgtrace.ingest.checkpoint import STATE_DIR, Checkpoints, SourceState, from_jsonable, jsonable
 from msgtrace.ingest.correlate import correlate
 from msgtrace.ingest.formats import ParseContext
-from msgtrace.ingest.layout import days_between
+from msgtrace.ingest.layout import days_between, remove_stale_temps
 from msgtrace.ingest.openset import OpenSet, orphans, queue_keys, related_events
 from msgtrace.ingest.reader import (
+    Damaged,
+    Marks,
     ReadError,
+    digest,
     discover,
     fingerprint_open,
     is_compressed,
     open_binary,
     read_open,
+    read_prefix,
     sample_lines,
 )
-from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, conform, unique_events
+from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, conform, unique_events
 from msgtrace.ingest.store import Store
 from msgtrace.ingest.supersede import previous_rows, stale_rows
 
@@ -43,8 +50,17 @@ QUEUE_LIFETIME = dt.timedelta(days=6)
 # Events per flush: bounds peak memory (10M Postfix lines: 1.3 GB peak; 100k: 0.9 GB but 20% more CPU).
 FLUSH_EVENTS = 200_000
 SAMPLE_UNKNOWN = 3
+# A parser failing on a chunk is retried on its halves until the lines it fails on are alone; past
+# this many such lines in a file it fails on everything, and whole failing halves are rejected.
+MAX_FAILED_LINES = 1000
+WARN_FAILED = 5  # warnings naming a failing line, per file; the rest are counted
+NOT_A_SOURCE = "not a source read before"  # FileReport.skipped, see Pipeline.ingest_path(new_sources=False)
 # After a batch ingest, a partition with this many files or more is merged into one.
 COMPACT_MIN_FILES = 8
+
+
+# What IngestReport.current keeps of each row: enough to apply a flush's `stale` to it.
+_CURRENT_SCHEMA = {c: MESSAGE_SCHEMA[c] for c in ("message_trace_id", "host", "queue_id", "received")}
 
 
 class ParseError(Exception):
@@ -76,6 +92,9 @@ class FileReport:
     unknown: int = 0
     unknown_sample: list[str] = field(default_factory=list)
     skipped: str | None = None
+    damage: list[str] = field(default_factory=list)  # what could not be stored (lines rejected, an archive cut short)
+    failed: int = 0  # lines the parser failed on (rejected)
+    failed_said: bool = False  # past WARN_FAILED such lines, the one warning about the rest was given
 
 
 @dataclass
@@ -83,10 +102,21 @@ class IngestReport:
     """Totals of one run."""
 
     files: list[FileReport] = field(default_factory=list)
-    messages: int = 0
-    rows: int = 0
+    messages: int = 0  # messages recomputed and written, summed over flushes (a message open
+    rows: int = 0  # across flushes is written, and counted, once per flush that touched it)
     events: int = 0
     seconds: float = 0.0
+    # This run's rows that are still current at its end, one per (message, recipient): what a
+    # trace over all days returns of them (a row superseded by a later flush is not counted).
+    current: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_CURRENT_SCHEMA))
+
+    @property
+    def stored_rows(self) -> int:
+        return self.current.height
+
+    @property
+    def stored_messages(self) -> int:
+        return self.current.get_column("message_trace_id").n_unique()
 
     @property
     def lines(self) -> int:
@@ -95,6 +125,11 @@ class IngestReport:
     @property
     def unknown(self) -> int:
         return sum(f.unknown for f in self.files)
+
+    @property
+    def damage(self) -> list[str]:
+        """Every warning about data that could not be stored, in the order met."""
+        return [d for f in self.files for d in f.damage]
 
 
 Progress = Callable[[str, int, int], None]  # (path, lines so far in run, bytes so far in run)
@@ -107,7 +142,10 @@ class Pipeline:
     def __init__(self, root: Path, options: IngestOptions, rejects: Path | None = None) -> None:
         self.store = Store(root)
         self.options = options
-        self.checkpoints = Checkpoints(root)
+        self.checkpoints = Checkpoints(root, expire_after=options.queue_lifetime)
+        # what a killed writer left half written (the caller holds the lock: nobody writes now)
+        remove_stale_temps(root / STATE_DIR, [self.store.messages, self.store.events])
+        self.rejects_path = rejects
         self.rejects = rejects.open("a", encoding="utf-8") if rejects else None
         self._buffer: list[pl.DataFrame] = []
         self._buffered = 0
@@ -117,6 +155,7 @@ class Pipeline:
         self.open = OpenSet(root / STATE_DIR)
         self._verified: set[str] = set()  # sources already deduplicated against the store
         self.compact_as_you_go = False  # batch ingest compacts between flushes; the watcher schedules its own
+        self.count_current = False  # batch ingest reports the rows it leaves current (report.current)
         self._newest: dict[str, dt.datetime] | None = None  # per source: its newest stored event
         # Batch ingest writes one flush while the next chunks are parsed (see flush_in_background).
         self._writer: ThreadPoolExecutor | None = None
@@ -129,6 +168,8 @@ class Pipeline:
         try:
             self.flush()
             self._wait()
+            if self.checkpoints.unsaved:  # sources only seen this run: keep them from expiring
+                self.checkpoints.save()
         finally:
             if self._writer is not None:
                 self._writer.shutdown()
@@ -162,12 +203,21 @@ class Pipeline:
 
     # ---- reading -------------------------------------------------------------------------
     def ingest_path(
-        self, path: Path, progress: Progress | None = None, source_for: SourceFor | None = None
+        self,
+        path: Path,
+        progress: Progress | None = None,
+        source_for: SourceFor | None = None,
+        salvage: bool = True,
+        new_sources: bool = True,
     ) -> FileReport:
         """Read a file's unread lines (from its checkpoint on) into the buffer, flushing as it fills.
 
         `source_for` may map the file's fingerprint to another source id (the watcher does after a
         truncation that kept the first line). A plain file shorter than its checkpoint is skipped.
+        A damaged archive's readable lines are read and the damage reported in the FileReport;
+        with `salvage` False (an archive that may still be being written) it raises ReadError instead.
+        `new_sources` False: a file that is no source read before is skipped (the watcher's rotated
+        siblings of a file argument).
         """
         rep = FileReport(path=str(path))
         self.report.files.append(rep)
@@ -178,14 +228,25 @@ class Pipeline:
             return rep
         # One open file for fingerprint, size and lines: a rotation meanwhile cannot swap them.
         with f:
-            self._read_open(f, path, rep, progress, source_for)
+            self._read_open(f, path, rep, progress, source_for, salvage, new_sources)
         return rep
 
     def _read_open(
-        self, f: BinaryIO, path: Path, rep: FileReport, progress: Progress | None, source_for: SourceFor | None
+        self,
+        f: BinaryIO,
+        path: Path,
+        rep: FileReport,
+        progress: Progress | None,
+        source_for: SourceFor | None,
+        salvage: bool,
+        new_sources: bool,
     ) -> None:
         try:
-            fp = fingerprint_open(f)
+            fp = fingerprint_open(f, path, salvage)
+        except Damaged as e:  # an archive of which not even a line can be read
+            rep.damage.append(str(e))
+            rep.skipped = "damaged"
+            return
         except ReadError as e:
             rep.skipped = str(e)
             return
@@ -195,15 +256,24 @@ class Pipeline:
         stat = os.fstat(f.fileno())
         if source_for is not None:
             fp = source_for(fp, stat.st_size)
-        state = self.state(fp) or SourceState(fingerprint=fp)
-        rep.source, rep.start_offset = fp, state.offset
-        if not is_compressed(path) and stat.st_size < state.offset:
-            rep.skipped = f"shorter ({stat.st_size} bytes) than what was read of it ({state.offset} bytes)"
+        fp, state, marks = self._identify(f, path, fp, stat.st_size)
+        if state is not None and marks is None:
+            rep.source, rep.start_offset = fp, state.offset
+            size = "" if is_compressed(path) else f" ({stat.st_size} bytes)"
+            rep.skipped = f"shorter{size} than what was read of it ({state.offset} bytes)"
             return
+        if state is None and not new_sources:
+            rep.skipped = NOT_A_SOURCE
+            return
+        if state is not None and not state.tail and state.offset and marks is not None:
+            # an old checkpoint that held: add its marks now, or it is counted again every run
+            self._pending.setdefault(fp, dataclasses.replace(state, **_marks(marks)))
+        state = state or SourceState(fingerprint=fp)
+        rep.source, rep.start_offset = fp, state.offset
         fmt = (
             self.options.format
             if self.options.format != "auto"
-            else (state.format or formats.detect(sample_lines(path)))
+            else (state.format or formats.detect(sample_lines(path, salvage=salvage)))
         )
         if fmt is None:
             rep.skipped = "not a known mail log format"
@@ -211,16 +281,20 @@ class Pipeline:
         rep.format = fmt
         parser = formats.parser(fmt)
         ctx = self._context(fp, stat.st_mtime)
-        for chunk in read_open(f, path, state.offset, state.line):
+        damaged_at = state.damaged_at
+        chunks = read_open(f, path, state.offset, state.line, marks=marks, salvage=salvage)
+        while True:
             try:
-                parsed = parser.parse(chunk.lines, ctx)
-            except pl.exceptions.PolarsError as e:  # a parser bug met by some line: say where, stop there
-                first = chunk.end_line - chunk.lines.height + 1
-                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                raise ParseError(
-                    f"{path}: lines {first:,}-{chunk.end_line:,} could not be parsed as {fmt} ({reason}); "
-                    "everything before them is kept, and the next run starts there"
-                ) from e
+                chunk = next(chunks, None)
+            except Damaged as e:  # an archive cut short: what it held before is read, say so once
+                if e.offset != damaged_at:
+                    rep.damage.append(str(e))
+                    # remembered, so the next run does not report it again (and exits 0)
+                    self._pending[fp] = dataclasses.replace(self._pending.get(fp) or state, damaged_at=e.offset)
+                break
+            if chunk is None:
+                break
+            parsed = self._parse(parser, chunk.lines, ctx, path, fmt, rep)
             rep.lines += chunk.lines.height
             rep.bytes += chunk.end_offset - state.offset
             self._note_unknown(rep, path, parsed.unknown)
@@ -232,6 +306,8 @@ class Pipeline:
                 line=chunk.end_line,
                 unknown=state.unknown + parsed.unknown.height,
                 parser_state=jsonable(ctx.state),
+                damaged_at=damaged_at,
+                **_marks(chunk.marks),
             )
             self._pending[fp] = state
             if parsed.events.height:
@@ -241,6 +317,136 @@ class Pipeline:
                 progress(str(path), self.report.lines, sum(r.bytes for r in self.report.files))
             if self._buffered >= FLUSH_EVENTS:
                 self.flush()
+
+    # ---- which source a file is ----------------------------------------------------------
+    def identify(self, path: Path) -> tuple[str | None, SourceState | None]:
+        """The source a plain file is and how far it was read (None: a file not read before)."""
+        try:
+            with open_binary(path) as f:
+                fp = fingerprint_open(f, path)
+                if fp is None:
+                    return None, None
+                sid, state, _ = self._identify(f, path, fp, os.fstat(f.fileno()).st_size)
+        except OSError as e:
+            raise ReadError(f"cannot read {path}: {e}") from e
+        return sid, state
+
+    def family(self, fp: str) -> list[SourceState]:
+        """The states of every source whose file began with the line of fingerprint `fp`."""
+        return [st for s in sorted(self._family(fp.split("~")[0])) if (st := self.state(s)) is not None]
+
+    def _identify(self, f: BinaryIO, path: Path, fp: str, size: int) -> tuple[str, SourceState | None, Marks | None]:
+        """The source a file is, its state and the marks of what was read of it (f is left at the
+        state's offset); (id, None, None) for a file not read before.
+
+        The first line only names candidates: the source itself, then the others of its family
+        (`fp~n`: files that began with the same line but held other lines). A candidate is the
+        file when the file's bytes before the candidate's offset are the bytes read then. No
+        candidate: a new source, read from the start. (id, state, None): the same file, now
+        shorter than what was read of it (a copy that missed the last lines)."""
+        family = fp.split("~")[0]
+        if "~" in fp and self.state(fp) is None:
+            return fp, None, None  # a new source the caller derived (the watcher, after a truncation)
+        candidates = [fp, *sorted(self._family(family) - {fp}, key=lambda s: self._rank(s, path))]
+        known = [(s, st) for s in candidates if (st := self.state(s)) is not None]
+        if not known:
+            return fp, None, None
+        shorter = None
+        for sid, st in known:
+            verdict = self._matches(f, path, st, size)
+            if isinstance(verdict, Marks):
+                self.checkpoints.saw(sid)
+                return sid, st, verdict
+            if verdict is None and shorter is None:
+                shorter = (sid, st)
+        f.seek(0)
+        if shorter is not None:
+            self.checkpoints.saw(shorter[0])
+            return shorter[0], shorter[1], None
+        return self.new_source_id(family), None, None
+
+    def _matches(self, f: BinaryIO, path: Path, st: SourceState, size: int) -> Marks | None | bool:
+        """The marks of `f` up to st.offset when it is the file st was read from (f is left there);
+        None when it is that file but shorter now; False when it is another file."""
+        if st.offset == 0:
+            f.seek(0)
+            return Marks(head=b"", recent=b"")
+        legacy = not st.tail  # a checkpoint of version 1: no marks, check by line count
+        if not is_compressed(path) and size < st.offset:
+            if legacy:
+                return None  # as msgtrace always did: the same file, cut short
+            f.seek(0)
+            return None if size >= st.head_len and digest(f.read(st.head_len)) == st.head else False
+        marks = read_prefix(f, path, st.offset, count_lines=legacy)
+        if not marks.complete:
+            if legacy:
+                return None
+            return None if len(marks.head) >= st.head_len and digest(marks.head[: st.head_len]) == st.head else False
+        if legacy:
+            same = marks.newlines == st.line and marks.recent.endswith(b"\n")
+        else:
+            same = digest(marks.head) == st.head and digest(marks.recent) == st.tail
+        return marks if same else False
+
+    def _family(self, family: str) -> set[str]:
+        """Every source id known (saved or being read) that is `family` or derived from it."""
+        ids = {s.fingerprint for s in self.checkpoints.all()} | set(self._pending) | set(self._inflight)
+        ids |= set(self._contexts)
+        return {s for s in ids if s == family or s.startswith(family + "~")}
+
+    def _rank(self, source: str, path: Path) -> tuple[bool, int]:
+        st = self.state(source)
+        return (st is None or st.path != str(path), -(st.offset if st else 0))
+
+    def new_source_id(self, family: str, also: Iterable[str] = ()) -> str:
+        """A source id for a new file whose first line is that of `family`'s (`family~n`)."""
+        ids = self._family(family) | {s for s in also if s.startswith(family + "~")}
+        if family not in ids:
+            return family
+        return f"{family}~{1 + max((int(s.split('~')[1]) for s in ids if '~' in s), default=0)}"
+
+    # ---- parsing -------------------------------------------------------------------------
+    def _parse(
+        self, parser: ModuleType, lines: pl.DataFrame, ctx: ParseContext, path: Path, fmt: str, rep: FileReport
+    ) -> formats.Parsed:
+        """Parse a chunk; should the parser fail (a bug met by some line), split the chunk in halves
+        until the failing lines are alone, reject those (with a warning naming file and line) and
+        keep the rest: one bad line must not block its file for good."""
+        saved = copy.deepcopy(ctx.state)
+        try:
+            return parser.parse(lines, ctx)
+        except pl.exceptions.PolarsError as e:
+            ctx.state = saved  # the failed call may have changed it half way
+            # one line, or a parser failing on everything: splitting further would parse line by line
+            if lines.height == 1 or rep.failed >= MAX_FAILED_LINES:
+                self._reject(path, fmt, lines, e, rep)
+                return formats.Parsed(events=pl.DataFrame(schema=EVENT_SCHEMA), unknown=lines.clear())
+        half = lines.height // 2
+        first = self._parse(parser, lines.slice(0, half), ctx, path, fmt, rep)
+        second = self._parse(parser, lines.slice(half), ctx, path, fmt, rep)
+        return formats.Parsed(
+            events=pl.concat([first.events, second.events], how="vertical_relaxed"),
+            unknown=pl.concat([first.unknown, second.unknown]),
+        )
+
+    def _reject(self, path: Path, fmt: str, lines: pl.DataFrame, e: Exception, rep: FileReport) -> None:
+        """Lines the parser failed on: a warning (a few per file), and the lines to the rejects."""
+        first, last = lines.item(0, "line_no") + 1, lines.item(-1, "line_no") + 1
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if rep.failed < WARN_FAILED:
+            span, which = (f"{first}", "the line was") if first == last else (f"{first}-{last}", "the lines were")
+            where = (
+                f"{which} written to {self.rejects_path}" if self.rejects else "add --rejects FILE to keep such lines"
+            )
+            rep.damage.append(f"{path}:{span} could not be parsed as {fmt} ({reason}); {where}")
+        elif not rep.failed_said:  # once, then only counted
+            rep.failed_said = True
+            where = f"they are written to {self.rejects_path}" if self.rejects else "add --rejects FILE to keep them"
+            rep.damage.append(f"{path}: more lines could not be parsed as {fmt}, from line {first} on; {where}")
+        rep.failed += lines.height
+        if self.rejects:
+            for no, text in lines.iter_rows():  # only lines the parser failed on
+                self.rejects.write(f"{path}:{no + 1}: {text}\n")
 
     def _context(self, fp: str, mtime_s: float) -> ParseContext:
         ctx = self._contexts.get(fp)
@@ -281,6 +487,8 @@ class Pipeline:
         if self._pending:
             self.checkpoints.update(self._pending.values())
             self._pending = {}
+        elif self.checkpoints.unsaved:  # sources only seen (a watcher idle for hours): keep them from expiring
+            self.checkpoints.save()
 
     def _flush_in_background(self) -> None:
         assert self._writer is not None
@@ -376,6 +584,8 @@ class Pipeline:
         self.open.save()
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
+        if self.count_current:
+            self.report.current = _current_after(self.report.current, rows, stale)
 
     def _read_out_of_order(self, span: pl.DataFrame) -> bool:
         """Whether a source's lines here (span: source, oldest) are no newer than what another
@@ -421,6 +631,30 @@ class Pipeline:
         return parsed.lazy().join(ident, on=EVENT_KEY, how="anti", nulls_equal=True).collect()
 
 
+def _current_after(current: pl.DataFrame, rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame) -> pl.DataFrame:
+    """A run's current rows after a flush wrote `rows` superseding `stale` (as Store.replace_messages
+    applies it): rows of a superseded message or of a message written again drop out, the new
+    rows come in."""
+    if isinstance(stale, pl.DataFrame):
+        current = current.join(stale.select("message_trace_id"), on="message_trace_id", how="anti")
+    else:
+        current = current.filter(~stale)
+    current = current.join(rows.select("message_trace_id"), on="message_trace_id", how="anti")
+    return pl.concat([current, rows.select(list(_CURRENT_SCHEMA))])
+
+
+def _marks(marks: Marks | None) -> dict[str, object]:
+    """A checkpoint's identity fields for the marks of what it covers."""
+    if marks is None:
+        return {}
+    return {
+        "head": digest(marks.head),
+        "head_len": len(marks.head),
+        "tail": digest(marks.recent),
+        "tail_len": len(marks.recent),
+    }
+
+
 def _span(parsed: pl.DataFrame) -> pl.DataFrame:
     """Each source's oldest and newest event time: source, oldest, newest."""
     bounds = [pl.col("time").min().alias("oldest"), pl.col("time").max().alias("newest")]
@@ -446,6 +680,7 @@ def ingest_paths(
     files = discover(paths)
     pipe = Pipeline(root, options, rejects)
     pipe.compact_as_you_go = True
+    pipe.count_current = True
     pipe.flush_in_background()
     try:
         for path in files:

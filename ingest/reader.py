@@ -3,6 +3,13 @@
 A file is known by the fingerprint of its first line, not by its path: `mail.log` renamed to
 `mail.log.1` and later compressed to `mail.log.1.gz` is the same source, so its lines are never
 read twice. A partial last line (no newline yet) is left for the next read.
+
+Many files share a first line (rsyslog starts each with the same `[origin ...] start`), so the
+first line only names a family of candidates: every chunk carries the Marks of the bytes read
+(the file's head and the bytes just before its end offset), which the checkpoint keeps, and
+before resuming at an offset the pipeline checks that the file's bytes there are those marks
+(read_prefix). A damaged archive (truncated or corrupt .gz, .bz2, .xz) yields its readable lines,
+then raises Damaged.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import io
 import lzma
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +36,48 @@ FINGERPRINT_BYTES = 4096  # of the identifying head; enough to tell files apart,
 _ROTATED = re.compile(r"^(?P<base>.+?)(?:\.(?P<n>\d+)|-(?P<date>\d{8,10}))?(?:\.(?:gz|bz2|xz))?$")
 
 
+HEAD_BYTES = 4096  # the head of a file that its checkpoint identifies it by
+TAIL_BYTES = 4096  # the bytes before a checkpoint's offset that must be the same when resuming
+_ARCHIVE_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)  # gzip.BadGzipFile is an OSError
+
+
 class ReadError(Exception):
     """A path that cannot be read."""
+
+
+class Damaged(ReadError):
+    """An archive ends early or is corrupt: the lines before `offset` were read, nothing after."""
+
+    def __init__(self, path: Path, offset: int, line: int) -> None:
+        super().__init__(
+            f"{path} is damaged (truncated or corrupt) after line {line:,} (byte {offset:,} of its content); "
+            "the lines before are stored"
+            if offset
+            else f"{path} is damaged (truncated or corrupt): nothing in it can be read"
+        )
+        self.offset, self.line = offset, line
+
+
+@dataclass
+class Marks:
+    """What the content of a file up to an offset looks like: enough to tell it from another file
+    that starts with the same line, without keeping the file's text."""
+
+    head: bytes  # the first min(offset, HEAD_BYTES) bytes
+    recent: bytes  # the last min(offset, TAIL_BYTES) bytes before the offset
+    newlines: int = -1  # newlines before the offset, when counted (-1: not counted)
+    complete: bool = True  # False: the content ends before the offset
+
+    def advance(self, block: bytes) -> Marks:
+        """The marks after `block` was read on from the offset."""
+        # slices first: a block is megabytes, and neither side needs more than a few KiB of it
+        head = self.head if len(self.head) >= HEAD_BYTES else (self.head + block[:HEAD_BYTES])[:HEAD_BYTES]
+        return Marks(head=head, recent=(self.recent + block[-TAIL_BYTES:])[-TAIL_BYTES:])
+
+
+def digest(data: bytes) -> str:
+    """A short hash of some bytes, for a checkpoint."""
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 @dataclass
@@ -39,6 +87,7 @@ class Chunk:
     lines: pl.DataFrame  # line_no (Int64), line (String)
     end_offset: int  # byte offset (in the decompressed stream) just after the last complete line
     end_line: int  # line number of the next line
+    marks: Marks | None = None  # of the content up to end_offset (when reading began at 0 or at known marks)
 
 
 def is_compressed(path: Path) -> bool:
@@ -56,20 +105,34 @@ def first_line(path: Path) -> bytes | None:
     """The first complete line (without newline), or None while the file has none."""
     try:
         with open_binary(path) as f:
-            return _first_line(f)
+            return _first_line(f, path)
     except OSError as e:
         raise ReadError(f"cannot read {path}: {e}") from e
 
 
-def _first_line(f: BinaryIO) -> bytes | None:
+def _read_head(f: BinaryIO, path: Path, size: int = 64 * 1024, salvage: bool = True) -> bytes:
+    """The first `size` bytes of the content; of a damaged archive, as many as can be decompressed
+    (unless not `salvage`: an archive still being written is not damaged, only unfinished)."""
+    try:
+        return f.read(size)
+    except _ARCHIVE_ERRORS as e:  # EOFError: a truncated .gz, or one still being written
+        if not is_compressed(path) or not salvage:
+            raise ReadError(f"cannot read {path}: {e}") from e
+    head = b""
+    for piece in _decompress_leniently(path, 0):
+        head += piece
+        if len(head) >= size:
+            break
+    if b"\n" not in head:
+        raise Damaged(path, 0, 0)
+    return head[:size]
+
+
+def _first_line(f: BinaryIO, path: Path, salvage: bool = True) -> bytes | None:
     """The identifying head of a file: its first line, or, when it opens with `#` header lines (an
     Exchange tracking log: every file starts `#Software: Microsoft Exchange Server`), the header
     up to and including the first data line. None until that much is complete."""
-    try:
-        head = f.read(64 * 1024)
-    except (OSError, EOFError, lzma.LZMAError) as e:  # EOFError: a .gz still being written
-        raise ReadError(f"cannot read {getattr(f, 'name', '?')}: {e}") from e
-    head = head.removeprefix(b"\xef\xbb\xbf")
+    head = _read_head(f, path, salvage=salvage).removeprefix(b"\xef\xbb\xbf")
     start = 0
     while True:
         end = head.find(b"\n", start)
@@ -91,19 +154,19 @@ def fingerprint(path: Path) -> str | None:
     return _hash(first_line(path))
 
 
-def fingerprint_open(f: BinaryIO) -> str | None:
+def fingerprint_open(f: BinaryIO, path: Path, salvage: bool = True) -> str | None:
     """The fingerprint of an open file, which is left at offset 0 (so a rotation cannot swap files)."""
-    fp = _hash(_first_line(f))
+    fp = _hash(_first_line(f, path, salvage))
     f.seek(0)
     return fp
 
 
-def sample_lines(path: Path, n: int = 20) -> list[str]:
+def sample_lines(path: Path, n: int = 20, salvage: bool = True) -> list[str]:
     """The first n lines, decoded leniently, for format detection."""
     try:
         with open_binary(path) as f:
-            head = f.read(64 * 1024)
-    except (OSError, EOFError, lzma.LZMAError) as e:
+            head = _read_head(f, path, salvage=salvage)
+    except OSError as e:
         raise ReadError(f"cannot read {path}: {e}") from e
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
     return [line.rstrip("\r") for line in text.split("\n")[:n]]
@@ -177,20 +240,42 @@ def read_chunks(path: Path, offset: int, line_no: int, chunk_bytes: int | None =
         yield from read_open(f, path, offset, line_no, chunk_bytes)
 
 
-def read_open(f: BinaryIO, path: Path, offset: int, line_no: int, chunk_bytes: int | None = None) -> Iterator[Chunk]:
-    """Like read_chunks, from a file the caller opened (and fingerprinted) with open_binary(path)."""
-    if offset:
-        if is_compressed(path):
+def read_open(
+    f: BinaryIO,
+    path: Path,
+    offset: int,
+    line_no: int,
+    chunk_bytes: int | None = None,
+    marks: Marks | None = None,
+    salvage: bool = True,
+) -> Iterator[Chunk]:
+    """Like read_chunks, from a file the caller opened (and fingerprinted) with open_binary(path).
+
+    `marks`: read_prefix's marks of the content before `offset`, which left f at offset; the
+    chunks then carry the marks of what they end at (as they do when reading starts at 0).
+    A damaged archive yields its readable complete lines, then raises Damaged (ReadError at the
+    damage when not `salvage`).
+    """
+    if marks is None:
+        if offset == 0:
+            marks = Marks(head=b"", recent=b"")
+        elif is_compressed(path):
             _skip(f, offset, path)
         else:
             f.seek(offset)
-    carry = b""
+    carry, salvaging = b"", False
+    pieces = _pieces(f, chunk_bytes or CHUNK_BYTES)  # module value read late: benchmarks tune it
     while True:
         try:
-            data = f.read(chunk_bytes or CHUNK_BYTES)  # module value read late: benchmarks tune it
-        except (OSError, EOFError, lzma.LZMAError) as e:
-            raise ReadError(f"cannot read {path}: {e}") from e
+            data = next(pieces, b"")
+        except _ARCHIVE_ERRORS as e:
+            if not is_compressed(path) or salvaging or not salvage:
+                raise ReadError(f"cannot read {path}: {e}") from e
+            pieces, carry, salvaging = _decompress_leniently(path, offset), b"", True
+            continue
         if not data:
+            if salvaging:
+                raise Damaged(path, offset, line_no)
             return
         data = carry + data
         cut = data.rfind(b"\n")
@@ -205,7 +290,71 @@ def read_open(f: BinaryIO, path: Path, offset: int, line_no: int, chunk_bytes: i
         frame = _to_frame(block_for_frame, line_no)
         offset += len(block)
         line_no += frame.height
-        yield Chunk(lines=frame, end_offset=offset, end_line=line_no)
+        marks = marks.advance(block) if marks is not None else None
+        yield Chunk(lines=frame, end_offset=offset, end_line=line_no, marks=marks)
+
+
+def _pieces(f: BinaryIO, size: int) -> Iterator[bytes]:
+    while data := f.read(size):
+        yield data
+
+
+def _decompress_leniently(path: Path, skip: int) -> Iterator[bytes]:
+    """The content of an archive from byte `skip` on, as far as it can be decompressed: stream by
+    stream (gzip members, bz2 and xz streams) with the raw decompressors, which give every byte
+    they can before a truncation or corruption (the file objects of gzip, bz2 and lzma drop the
+    last buffer's worth when they fail)."""
+    new = {
+        ".gz": lambda: zlib.decompressobj(wbits=31),
+        ".bz2": bz2.BZ2Decompressor,
+        ".xz": lzma.LZMADecompressor,
+    }[path.suffix]
+    with open(path, "rb") as raw:
+        d = new()
+        while data := raw.read(1024 * 1024):
+            while data:
+                try:
+                    out = d.decompress(data)
+                except _ARCHIVE_ERRORS:
+                    return
+                data = b""
+                if d.eof:  # the next stream, if any
+                    data, d = d.unused_data, new()
+                cut = min(skip, len(out))
+                out, skip = out[cut:], skip - cut
+                if out:
+                    yield out
+
+
+def read_prefix(f: BinaryIO, path: Path, offset: int, count_lines: bool = False) -> Marks:
+    """The marks of the content before `offset`, leaving f there (when it is long enough).
+
+    A plain file is read at its head and before the offset only, unless `count_lines`; an
+    archive is decompressed up to the offset (as resuming it needs anyway). `complete` is False
+    when the content ends (or cannot be read) before the offset.
+    """
+    if not is_compressed(path) and not count_lines:
+        f.seek(0)
+        head = f.read(min(offset, HEAD_BYTES))
+        start = max(0, offset - TAIL_BYTES)
+        f.seek(start)
+        recent = f.read(offset - start)
+        return Marks(head=head, recent=recent, complete=len(recent) == offset - start)
+    f.seek(0)
+    head, recent, newlines, done = b"", b"", 0, 0
+    while done < offset:
+        try:
+            data = f.read(min(offset - done, 16 * 1024 * 1024))
+        except _ARCHIVE_ERRORS:
+            data = b""
+        if not data:
+            break
+        if len(head) < HEAD_BYTES:
+            head = (head + data)[:HEAD_BYTES]
+        recent = (recent + data[-TAIL_BYTES:])[-TAIL_BYTES:]
+        newlines += data.count(b"\n")
+        done += len(data)
+    return Marks(head=head, recent=recent, newlines=newlines if count_lines else -1, complete=done == offset)
 
 
 def _skip(f: BinaryIO, n: int, path: Path) -> None:

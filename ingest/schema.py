@@ -54,7 +54,8 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "delay": pl.Float64,  # seconds
     "dsn": pl.String,  # e.g. 2.0.0
     "detail": pl.String,  # human text: response, reject reason (truncated)
-    "next_queue_id": pl.String,  # kind=handoff/bounce: the queue id the message continues under
+    "next_queue_id": pl.String,  # kind=handoff/bounce: the queue id the message continues under; deliver: the
+    # queue id the receiving server named ("queued as"), a hand-off when it is this host's own
     "source": pl.String,  # fingerprint of the source file (see ingest.reader)
     "line_no": pl.Int64,  # 0-based line number in that source: (source, line_no) identifies the event
 }
@@ -69,9 +70,11 @@ KINDS: dict[str, str] = {
     "receive": "the message was accepted: any of sender, size, nrcpt, message_id, subject, client_ip "
     "(Postfix pickup/qmgr from=, Exim <=, Sendmail from=, Exchange RECEIVE)",
     "msgid": "the Message-ID header (Postfix cleanup message-id=)",
-    "subject": "the Subject header (Postfix header_checks WARN/INFO)",
+    "subject": "the Subject header, and maybe the Message-ID (Postfix header_checks WARN/INFO, amavis Passed/Blocked)",
     "deliver": "an outcome for one recipient: status plus relay, to_ip, dsn, delay, detail",
-    "handoff": "delivery to a content filter that re-queued the message as next_queue_id: no row of its own",
+    "handoff": "delivery to a content filter (or a local forward) that re-queued the message as next_queue_id: "
+    "no row of its own",
+    "nodata": "the session that gave this queue id ended without DATA (a probe): no message",
     "bounce": "this message caused a DSN queued as next_queue_id (informational)",
     "expand": "recipient is a group/alias whose members are listed by other deliver events (orig_recipient)",
     "hold": "the whole message was held (Quarantined) or discarded (FilteredAsSpam); status says which",
@@ -85,7 +88,7 @@ MESSAGE_SCHEMA: dict[str, pl.DataType] = {
     "organization": pl.String,
     "message_id": pl.String,
     "received": TIME,
-    "sender_address": pl.String,
+    "sender_address": pl.String,  # "" for the null sender <>; null when no line names it (Postfix: unknown)
     "recipient_address": pl.String,
     "subject": pl.String,
     "status": pl.String,

@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 
 from msgtrace.ingest import layout
 from msgtrace.ingest.checkpoint import STATE_DIR, Checkpoints
-from msgtrace.ingest.reader import ReadError, fingerprint, is_compressed
-from msgtrace.ingest.schema import MESSAGE_SCHEMA, MESSAGES_DIR
+from msgtrace.ingest.reader import ReadError, digest, fingerprint, is_compressed
+from msgtrace.ingest.repair import Damaged, find_damaged
+from msgtrace.ingest.schema import MESSAGE_SCHEMA
 from msgtrace.ingest.store import Store
 
 WATCH_FILE = "watch.json"
@@ -146,6 +147,7 @@ class StoreStatus:
     partitions: list[PartitionStatus] = field(default_factory=list)
     open_messages: int = 0
     unknown: int = 0
+    damaged: list[Damaged] = field(default_factory=list)  # partition files whose footer cannot be read
 
 
 def status(root: Path) -> StoreStatus:
@@ -155,15 +157,18 @@ def status(root: Path) -> StoreStatus:
     sources.sort(key=lambda s: s.updated, reverse=True)
     updated = max((s.updated for s in sources), default=None)
     last_flush = (watch or {}).get("last_flush") or updated
+    damaged = find_damaged(root)
+    skip = {Path(d.path) for d in damaged}  # counted as what they are, not read (they cannot be)
     return StoreStatus(
         store=str(root),
         watcher_pid=lock_holder(root),
         watch=watch,
         last_flush=last_flush,
         sources=sources,
-        partitions=_partitions(Store(root)),
-        open_messages=_open_messages(Store(root)),
+        partitions=_partitions(Store(root), skip),
+        open_messages=_open_messages(Store(root), skip),
         unknown=sum(s.unknown for s in sources),
+        damaged=damaged,
     )
 
 
@@ -188,7 +193,7 @@ def lock_holder(root: Path) -> int | None:
 
 def _source(s) -> SourceStatus:  # type: ignore[no-untyped-def]
     out = SourceStatus(s.fingerprint, s.path, s.format, s.offset, s.line, s.unknown, s.updated)
-    where = _locate(Path(s.path), s.fingerprint.split("~")[0]) if s.path else None
+    where = _locate(Path(s.path), s) if s.path else None
     if where is not None:
         out.found_at = str(where)
         out.size = uncompressed_size(where)
@@ -196,17 +201,28 @@ def _source(s) -> SourceStatus:  # type: ignore[no-untyped-def]
     return out
 
 
-def _locate(path: Path, fp: str) -> Path | None:
-    """The file holding a source now: its last path, else a rotated sibling with the same first line."""
+def _locate(path: Path, s) -> Path | None:  # type: ignore[no-untyped-def]
+    """The file holding a source now: its last path, else a rotated sibling with the same first line
+    (and, for a plain file, the same bytes before the offset: files may share a first line)."""
+    fp = s.fingerprint.split("~")[0]
     base = _ROTATION_SUFFIX.sub("", path.name) or path.name
     series = sorted(Path(p) for p in glob.glob(glob.escape(str(path.parent / base)) + "*"))
     for p in [path, *(p for p in series if p != path)]:
         try:
-            if p.is_file() and fingerprint(p) == fp:
+            if p.is_file() and fingerprint(p) == fp and _same_tail(p, s):
                 return p
-        except ReadError:
+        except (ReadError, OSError):
             continue
     return None
+
+
+def _same_tail(path: Path, s) -> bool:  # type: ignore[no-untyped-def]
+    """Whether a plain file holds the bytes a source's checkpoint ends with (archives: not checked)."""
+    if is_compressed(path) or not s.tail:
+        return True
+    with open(path, "rb") as f:
+        f.seek(max(s.offset - s.tail_len, 0))
+        return digest(f.read(s.tail_len)) == s.tail
 
 
 def uncompressed_size(path: Path) -> int | None:
@@ -223,11 +239,11 @@ def uncompressed_size(path: Path) -> int | None:
         return None
 
 
-def _partitions(store: Store) -> list[PartitionStatus]:
+def _partitions(store: Store, skip: set[Path]) -> list[PartitionStatus]:
     days: dict[dt.date, PartitionStatus] = {}
     for table_dir, prefix in ((store.messages, "message"), (store.events, "event")):
         for day in layout.partition_days(table_dir):
-            files = layout.current_files(layout.partition_dir(table_dir, day))
+            files = [f for f in layout.current_files(layout.partition_dir(table_dir, day)) if f not in skip]
             rows = _current_rows(files) if prefix == "message" else _footer_rows(files)
             p = days.setdefault(day, PartitionStatus(day.isoformat()))
             setattr(p, f"{prefix}_rows", rows)
@@ -256,11 +272,12 @@ def _current_rows(files: list[Path]) -> int:
         return _footer_rows(files)  # a file replaced by a compaction meanwhile
 
 
-def _open_messages(store: Store) -> int:
-    lf = store.scan(MESSAGES_DIR)
-    if lf is None:
+def _open_messages(store: Store, skip: set[Path]) -> int:
+    files = [f for f in layout.files_for_days(store.messages, layout.partition_days(store.messages)) if f not in skip]
+    if not files:
         return 0
     try:
+        lf = layout.scan_files(files, MESSAGE_SCHEMA)
         return int(lf.filter(pl.col("status").is_in(OPEN_STATUSES)).select(pl.len()).collect().item())
     except (OSError, pl.exceptions.PolarsError):
         return 0  # a file replaced by a compaction while reading; the next call will see the new one
@@ -301,6 +318,9 @@ def format_text(st: StoreStatus, now: dt.datetime | None = None) -> str:
         out.append(
             f"  {p.day:<10}  {p.message_rows:>12,}  {p.message_files:>5}  {p.event_rows:>12,}  {p.event_files:>5}"
         )
+    if st.damaged:
+        out.append(f"\nDamaged files ({len(st.damaged)}; their rows are not counted above):")
+        out.extend(f"  {d.sentence(Path(st.store))}" for d in st.damaged)
     out.append(f"\nOpen messages (GettingStatus or Pending): {st.open_messages:,}.")
     out.append(f"Unknown lines: {st.unknown:,}.")
     return "\n".join(out)

@@ -35,6 +35,15 @@ class StoreLock:
         self._fd: int | None = None
 
     def __enter__(self) -> StoreLock:
+        try:
+            return self._acquire()
+        except OSError as e:  # no such folder and none can be made, no permission, read-only file system
+            raise StoreError(
+                f"--store {self.path.parent}: cannot open its lock file {self.path.name} ({e.strerror or e}); "
+                "run as a user who may write the store, or fix its permissions"
+            ) from None
+
+    def _acquire(self) -> StoreLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

@@ -12,6 +12,8 @@ def _escapes() -> dict[int, str]:
 
 
 _ESCAPES = _escapes()
+# Only the C0 and C1 controls: what a terminal runs (escape sequences, bells, carriage returns).
+CONTROL_ESCAPES = {chr(c): e for c, e in _ESCAPES.items() if c < 0xA0}
 
 
 def neutralize(text: str) -> str:

@@ -60,8 +60,10 @@ def trace_ids(keys: pl.Series, received: pl.Series) -> pl.Series:
 
 
 def message_trace_ids(keys: pl.Series, received: pl.Series) -> pl.Series:
-    """The MessageTraceId of each message from its key (host|queue id, or host|source|line for a
-    NOQUEUE reject) and its Received time: the one definition of a message's identity."""
+    """The MessageTraceId of each message from its key (host|queue id, or for a NOQUEUE reject its
+    own fields: host, client, sender, recipient, reason and rank among identical rejects of that
+    instant) and its Received time: the one definition of a message's identity. Nothing in it
+    depends on which file or line the message was read from."""
     epoch_us = received.dt.epoch("us").cast(pl.String)
     full = pl.select(pl.concat_str([keys, epoch_us], separator="|")).to_series()
     return trace_ids(full, received)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from msgtrace.ingest.cli import make_options, rejects_option, safe, source_options, store_option
+from msgtrace.ingest.cli import check_rejects, make_options, rejects_option, safe, source_options, store_option
 
 
 class _SafeFormatter(logging.Formatter):
@@ -99,6 +99,7 @@ def watch_command(
 
     setup_logging(quiet, verbose)
     options = make_options(timezone, year, organization, fmt, host)
+    check_rejects(rejects)
     # One day of slack on top of the queue lifetime: clocks and log timestamps drift.
     options.queue_lifetime = dt.timedelta(days=max_queue_lifetime + 1)
     wopts = WatchOptions(flush_interval=flush_interval, rescan_interval=rescan_interval, compact_files=compact_files)
@@ -134,10 +135,14 @@ def status_command(store: Path, as_json: bool) -> None:
     Example: msgtrace status --store /var/lib/msgtrace
     """
     from msgtrace.ingest.status import format_text, status, to_json
+    from msgtrace.ingest.store import StoreError
 
     if not store.is_dir():
         raise click.ClickException(f"store {store} does not exist")
-    report = status(store)
+    try:
+        report = status(store)
+    except StoreError as e:  # e.g. a damaged checkpoint file
+        raise click.ClickException(str(e)) from e
     click.echo(to_json(report) if as_json else safe(format_text(report)))
 
 

@@ -32,13 +32,16 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from msgtrace.ingest import layout
-from msgtrace.ingest.pipeline import FileReport, IngestOptions, IngestReport, ParseError, Pipeline
+from msgtrace.ingest.pipeline import NOT_A_SOURCE, FileReport, IngestOptions, IngestReport, Pipeline
 from msgtrace.ingest.reader import ReadError, fingerprint, is_compressed, order_series
 from msgtrace.ingest.status import Totals, WatchState, uncompressed_size
 
 log = logging.getLogger("msgtrace.watch")
 _EVENTS = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileDeletedEvent, FileClosedEvent, DirCreatedEvent]
 _MAGIC = "*?["
+# An archive changed this recently that cannot be fully decompressed is taken to be still being
+# written (logrotate compressing): it is read when complete; only after this long is it damaged.
+ARCHIVE_SETTLE_S = 60.0
 
 
 @dataclass
@@ -215,6 +218,8 @@ class Watcher:
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         seen = self._seen.get(path)
         if seen is not None and seen.key == key:
+            if seen.source is not None:
+                self.pipe.checkpoints.saw(seen.source)  # still there: its checkpoint must not expire
             return
         same_file = seen is not None and seen.key[:2] == key[:2]
         if seen is not None and same_file and key[2] < seen.key[2] and not is_compressed(path):
@@ -222,34 +227,46 @@ class Watcher:
             seen.reset = seen.source is not None
         prior = seen if same_file else None
         old_source = seen.source if seen else None
+        settled = not is_compressed(path) or time.time() - st.st_mtime >= ARCHIVE_SETTLE_S
         try:
             if (follow or is_compressed(path)) and not self._worth_reading(path, follow, key[2]):
                 self._seen[path] = _Seen(key, old_source)
                 return
-            rep = self.pipe.ingest_path(path, self._progress, self._resolver(path, key, prior))
-        except (ReadError, ParseError) as e:  # e.g. a .gz still being written: try again when it changes
-            if isinstance(e, ParseError):  # a parser bug: the admin must hear of it
-                log.error("%s; will try again when the file changes.", e)
-            else:
-                log.debug("%s is not readable yet (%s); will try again.", path, e)
-            self._seen[path] = _Seen(key, old_source)
+            rep = self.pipe.ingest_path(
+                path, self._progress, self._resolver(path, key, prior), salvage=settled, new_sources=not follow
+            )
+        except ReadError as e:  # e.g. a .gz still being written: try again when it changes, or settles
+            log.debug("%s is not readable yet (%s); will try again.", path, e)
+            if settled:
+                self._seen[path] = _Seen(key, old_source)
             return
+        for damage in rep.damage:
+            self._say_once(str(path), damage, logging.WARNING, "%s.", damage)
         done = rep.source is not None and rep.skipped is None
         reset = bool(prior and prior.reset and not done)
         self._seen[path] = _Seen(key, rep.source if done else old_source, reset)
         self._after(path, rep)
 
     def _worth_reading(self, path: Path, follow: bool, size: int) -> bool:
-        """Whether a compressed file or rotated sibling may hold unread lines (cheap checks only)."""
+        """Whether a compressed file or rotated sibling may hold unread lines (cheap checks only).
+
+        Files that begin with the same line are told apart by the pipeline (Pipeline.identify)."""
         fp = fingerprint(path)
-        state = self.pipe.state(fp) if fp else None
-        if state is None:  # unknown: a whole archive among the paths is read; a stray sibling is not
+        family = self.pipe.family(fp) if fp else []
+        if not family:  # unknown: a whole archive among the paths is read; a stray sibling is not
             return fp is not None and not follow
-        self._moved(fp, path)  # type: ignore[arg-type]
         if not is_compressed(path):
+            source, state = self.pipe.identify(path)
+            if state is None or source is None:  # another file with the same first line
+                return not follow
+            self._moved(source, path)
             return size > state.offset
         content = uncompressed_size(path)  # a .gz records its size (mod 2**32): no need to decompress
-        return content is None or content != state.offset % 2**32
+        done = next((s for s in family if content is not None and content == s.offset % 2**32), None)
+        if done is not None:
+            self.pipe.checkpoints.saw(done.fingerprint)
+            self._moved(done.fingerprint, path)
+        return done is None
 
     def _resolver(self, path: Path, key: tuple[int, int, int, int], prior: _Seen | None):  # type: ignore[no-untyped-def]
         """Map a file's fingerprint to its source id: a new id after a truncation that kept the first line."""
@@ -259,11 +276,9 @@ class Watcher:
             if known is not None and known.split("~")[0] == fp:
                 return known
             if prior is not None and prior.reset and (prior.source or "").split("~")[0] == fp:
-                ids = [s.fingerprint for s in self.pipe.checkpoints.all()] + list(self._by_inode.values())
-                n = 1 + max((int(s.split("~")[1]) for s in ids if s.startswith(fp + "~")), default=0)
                 log.warning("%s was truncated but starts with the same line as before; reading it as new.", path)
-                self._by_inode[key[:2]] = f"{fp}~{n}"
-                return f"{fp}~{n}"
+                self._by_inode[key[:2]] = self.pipe.new_source_id(fp, also=self._by_inode.values())
+                return self._by_inode[key[:2]]
             state = self.pipe.state(fp)
             if state is not None and state.offset > size and not is_compressed(path):
                 # after a restart: the newest source derived for this path that fits the file
@@ -286,7 +301,7 @@ class Watcher:
 
     def _after(self, path: Path, rep: FileReport) -> None:
         if rep.skipped:
-            if not rep.skipped.startswith("empty"):
+            if not rep.skipped.startswith("empty") and rep.skipped not in (NOT_A_SOURCE, "damaged"):
                 self._say_once(str(path), rep.skipped, logging.WARNING, "Skipping %s: %s.", path, rep.skipped)
             return
         assert rep.source is not None
@@ -320,7 +335,7 @@ class Watcher:
 
     def _flush(self) -> bool:
         """Write and checkpoint what was read; False when the store cannot be written."""
-        if not self.pipe.dirty:
+        if not self.pipe.dirty and not self.pipe.checkpoints.unsaved:
             return True
         started = time.monotonic()
         try:

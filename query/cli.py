@@ -213,6 +213,8 @@ def _run_trace(params: dict[str, Any]) -> None:
     out: Path | None = params["out"]
     if fmt == "parquet" and out is None:
         raise BadInput("--output parquet needs --out FILE")
+    if out is not None:
+        check_out(out)
     store = engine.resolve_store(params["store"])
     flt = TraceFilter.from_params(**filter_params(params))
     paging = Paging.from_params(
@@ -222,8 +224,15 @@ def _run_trace(params: dict[str, Any]) -> None:
     rows = result.rows
     if rows.height == 0 and fmt == "table":
         click.echo("No messages found.", err=True)
-    else:
-        output.write(rows, fmt, out, sys.stdout)
+    if rows.height == 0:
+        trace_id_hint(flt, params)
+    if rows.height or fmt != "table":
+        try:
+            output.write(rows, fmt, out, sys.stdout)
+        except OSError as e:
+            if out is None:
+                raise
+            raise BadInput(f"--out {out}: cannot write it ({e.strerror or e}); choose a path you may write") from None
     if result.more:
         last = rows.row(rows.height - 1, named=True)
         cmd = next_page_command(
@@ -237,6 +246,43 @@ def _run_trace(params: dict[str, Any]) -> None:
         click.echo(f"More results: {cmd}", err=True)
     elif paging.mode == "v1" and result.total:
         _page_hint(paging.page, paging.page_size, result.total)
+
+
+def trace_id_hint(flt: Any, params: dict[str, Any]) -> None:
+    """After an empty answer to a --message-trace-id lookup: when the id was received outside the
+    window (the 48-hour default, say), tell on stderr which day it was and the dates that find it.
+    The id carries its Received time (ingest.traceid: the first 48 bits are milliseconds)."""
+    from msgtrace.query.dates import iso_z
+    from msgtrace.query.filters import QueryError, TraceFilter, trace_id_time
+
+    if flt.message_trace_id is None:
+        return
+    received = trace_id_time(flt.message_trace_id)
+    if received is None or flt.start <= received < flt.end:
+        return
+    import datetime as dt
+
+    start = dt.datetime.combine(received.date(), dt.time(), tzinfo=dt.UTC)
+    dates = f"--start-date {iso_z(start)} --end-date {iso_z(start + dt.timedelta(days=1))}"
+    try:  # the suggested window must pass the age limit too
+        TraceFilter.from_params(
+            start_date=start, end_date=start, now=params.get("now"), max_age_days=params.get("max_age_days", 10)
+        )
+    except QueryError:
+        dates += " --max-age-days 0"
+    click.echo(
+        f"MessageTraceId {flt.message_trace_id} was received on {received.date()} (UTC), outside the window "
+        f"{iso_z(flt.start)} to {iso_z(flt.end)}: add {dates} to find it.",
+        err=True,
+    )
+
+
+def check_out(out: Path) -> None:
+    """--out FILE must go into an existing folder: said before the query runs, not after."""
+    folder = out.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise BadInput(f"--out {out}: the folder {folder} {what}; create it first or choose another path")
 
 
 def _page_hint(page: int, size: int, total: int) -> None:
@@ -274,7 +320,11 @@ def trace(**params: Any) -> None:
 @cli.command()
 @_store_option
 @click.option("--message-trace-id", required=True, metavar="GUID", help="The message (from a trace row).")
-@click.option("--recipient-address", required=True, metavar="ADDRESS", help="The recipient whose delivery to explain.")
+@click.option(
+    "--recipient-address",
+    metavar="ADDRESS",
+    help="The recipient whose delivery to explain [default: every recipient, each event naming its own].",
+)
 @click.option("--start-date", metavar="DATE", help="Window start (default: 48 hours before now).")
 @click.option("--end-date", metavar="DATE", help="Window end (default: now).")
 @click.option("--timezone", metavar="TZ", envvar="MSGTRACE_TZ", help="Zone of dates typed without one.")
@@ -291,12 +341,15 @@ def detail(**params: Any) -> None:
     """Why a message's status is what it is, like Get-MessageTraceDetail.
 
     The log events of one message for one recipient, oldest first: Date (UTC), Event (Receive,
-    Transfer, Defer, Send, Deliver, Fail, Expand, Spam, Quarantine, DSN, Complete...), Action,
-    Detail (relay, DSN code, response, reason) and Data (the raw fields). Same 48-hour default
-    window and age limit as trace.
+    Retry, Transfer, Defer, Send, Deliver, Fail, Expand, Spam, Quarantine, DSN, Complete...),
+    Action, Detail (relay, DSN code, the remote server's reply, reason; wrapped, never cut) and
+    Data (the raw fields). Without --recipient-address, every recipient's events (a row with no
+    recipient, such as GettingStatus, needs none). Same 48-hour default window and age limit as
+    trace; a MessageTraceId received outside the window is told which dates find it.
 
     \b
     Example: msgtrace detail --message-trace-id 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b --recipient-address bob@fabrikam.com
+    Example: msgtrace detail --message-trace-id 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b
     """
     from msgtrace.query import engine, output
     from msgtrace.query.detail import check_recipient, message_trace_detail
@@ -316,10 +369,17 @@ def detail(**params: Any) -> None:
         )
         rows = message_trace_detail(store, flt, rcpt)
     fmt = params["output_format"].lower()
-    if rows.height == 0 and fmt == "table":
-        click.echo("No events found for that message and recipient.", err=True)
-        return
-    output.write(rows, fmt, None, sys.stdout, columns=["Date", "Event", "Action", "Detail"])
+    if rows.height == 0:
+        if fmt == "table":
+            whom = "that message" if rcpt is None else "that message and recipient"
+            click.echo(f"No events found for {whom}.", err=True)
+        trace_id_hint(flt, params)
+        if fmt == "table":
+            return
+    columns = ["Date", "Event", "Action", "Detail"]
+    if rcpt is None:  # every recipient's events: say whose each one is
+        columns = ["Date", "Event", "Action", "RecipientAddress", "Detail"]
+    output.write(rows, fmt, None, sys.stdout, columns=columns, wrap="Detail")
 
 
 @contextmanager
@@ -343,8 +403,12 @@ def one_line_errors() -> Iterator[None]:
 
 
 def _one_line(e: BaseException) -> str:
+    """An unexpected failure as a sentence: its first line, escaped (it may quote raw file bytes)."""
+    from msgtrace.ingest.terminal import neutralize
+
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+    first = neutralize(text[0]) if text else "an unexpected failure"
+    return f"{first} (set MSGTRACE_DEBUG=1 to see where)"
 
 
 def _register() -> None:

@@ -2,8 +2,10 @@
 
 The message row (found by MessageTraceId, pruned to its day) names its host and every queue id
 it passed through; the events table holds the lines. Message-level lines (connection, queueing,
-removal) are shown for every recipient; recipient lines only for that recipient or the alias it
-was expanded from.
+removal) are shown for every recipient; recipient lines only for that recipient, the alias it
+was expanded from, or the address it was rewritten from on an earlier hop (a content filter, a
+local forward). The message's own instances of its queue ids are told apart as ingest does
+(ingest.correlate.message_events), so a later message reusing a queue id is not mixed in.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from msgtrace.ingest import layout
+from msgtrace.ingest.correlate import events_of_messages, message_events
 from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR
 from msgtrace.query import engine
 from msgtrace.query.filters import QueryError, TraceFilter
@@ -35,32 +38,53 @@ _DATA_FIELDS = [
 ]
 
 
-def message_trace_detail(store: Path, flt: TraceFilter, recipient: str) -> pl.DataFrame:
-    """The detail rows of one message (flt carries its MessageTraceId) for one recipient."""
+def message_trace_detail(store: Path, flt: TraceFilter, recipient: str | None) -> pl.DataFrame:
+    """The detail rows of one message (flt carries its MessageTraceId) for one recipient, or for
+    every recipient when recipient is None (RecipientAddress then names each event's recipient)."""
+    return engine.reading(store, lambda: _detail(store, flt, recipient))
+
+
+def _detail(store: Path, flt: TraceFilter, recipient: str | None) -> pl.DataFrame:
     rows = engine.scan(store, flt).collect()
     if not rows.height:
         return pl.DataFrame(schema={c: pl.String for c in DETAIL_COLUMNS})
     msg = rows.row(0, named=True)
-    rcpt = recipient.lower()
     events = _message_events(store, msg)
-    mine = events.filter(
-        pl.col("recipient").is_null()
-        | (pl.col("recipient").str.to_lowercase() == rcpt)
-        | (pl.col("orig_recipient").str.to_lowercase() == rcpt)
-        | (rcpt == "")
-    )
-    return _describe(mine.sort("time", "source", "line_no"), msg["message_trace_id"], recipient)
+    if recipient is not None:
+        rcpt = recipient.lower()
+        # the recipient's own lines, and those of the address it was rewritten from (a forward or a
+        # filter hop logged under the original address: how the mail got to this recipient)
+        to, orig = pl.col("recipient").str.to_lowercase(), pl.col("orig_recipient").str.to_lowercase()
+        addresses = pl.concat([pl.Series([rcpt]), events.filter(to == rcpt).select(orig.drop_nulls()).to_series()])
+        events = events.filter(
+            pl.col("recipient").is_null() | to.is_in(addresses.implode()) | (orig == rcpt) | (rcpt == "")
+        )
+    return _describe(events.sort("time", "source", "line_no"), msg["message_trace_id"], recipient)
 
 
 def _message_events(store: Path, msg: dict) -> pl.DataFrame:
     received: dt.datetime = msg["received"]
     lf = scan_events(store, received, received + SPAN).filter(pl.col("host") == msg["host"])
     if msg["queue_ids"]:
-        lf = lf.filter(pl.col("queue_id").is_in(msg["queue_ids"].split(" ")))
-        ev = lf.collect()
-        return _this_instance(ev, received)
-    # a message of its own line (NOQUEUE reject): the line at its Received time
-    return lf.filter(pl.col("queue_id").is_null() & (pl.col("time") == received)).collect()
+        # every instance of its queue ids in the window, split into messages as ingest split them
+        # (a later message may reuse a queue id): only this message's own events
+        ev = lf.filter(pl.col("queue_id").is_in(msg["queue_ids"].split(" "))).collect()
+        return message_events(ev, msg["host"], msg["queue_id"], received)
+    # a message of its own line (NOQUEUE reject): that line, known by its own fields, not every
+    # reject logged in the same second
+    row = pl.struct(
+        pl.lit(msg["sender_address"], pl.String).alias("sender"),
+        pl.lit(msg["recipient_address"], pl.String).alias("recipient"),
+        pl.lit(msg["from_ip"] or None, pl.String).alias("client_ip"),
+        pl.lit(msg["detail"], pl.String).alias("detail"),
+    )
+    line = pl.struct("sender", pl.col("recipient").fill_null(""), "client_ip", "detail")
+    return lf.filter(
+        pl.col("queue_id").is_null()
+        & (pl.col("time") == received)
+        & (pl.col("kind") == "reject")
+        & line.eq_missing(row)
+    ).collect()
 
 
 def scan_events(store: Path, first: dt.datetime, last: dt.datetime) -> pl.LazyFrame:
@@ -72,22 +96,21 @@ def scan_events(store: Path, first: dt.datetime, last: dt.datetime) -> pl.LazyFr
     return lf.filter(pl.col("time").is_between(first, last))
 
 
-def _this_instance(ev: pl.DataFrame, received: dt.datetime) -> pl.DataFrame:
-    """Drop a later message that reused the queue id: nothing after its first `removed` past the last outcome."""
-    removed = ev.filter(pl.col("kind") == "removed").sort("time").get_column("time")
-    if removed.len() == 0:
-        return ev
-    outcomes = ev.filter(pl.col("status").is_not_null()).get_column("time")
-    last = outcomes.max() if outcomes.len() else received
-    after = removed.filter(removed >= last)
-    return ev if after.len() == 0 else ev.filter(pl.col("time") <= after[0])
+def _retry(by: list[str]) -> pl.Expr:
+    # Postfix's qmgr logs `from=..., nrcpt=N (queue active)` each time a queue id enters the active
+    # queue: the first time after it was received, then at every retry of a deferred message.
+    qmgr = (pl.col("kind") == "receive") & pl.col("program").fill_null("").str.ends_with("qmgr")
+    return qmgr & (qmgr.cast(pl.Int32).cum_sum().over(by) > 1)
 
 
-def event_expr() -> pl.Expr:
-    """The Get-MessageTraceDetail Event of each event row: Receive, Transfer, Defer, Deliver, Send, Fail..."""
+def event_expr(by: list[str] | None = None) -> pl.Expr:
+    """The Get-MessageTraceDetail Event of each event row (sorted oldest first): Receive, Retry,
+    Transfer, Defer, Deliver, Send, Fail...; `by`: the columns that tell one message's queue ids apart."""
     local = pl.col("relay").is_in(["local", "virtual", "dovecot", "pipe"]) | pl.col("to_ip").is_null()
     return (
-        pl.when(pl.col("kind").is_in(["client", "receive", "msgid", "subject"]))
+        pl.when(_retry(by or ["queue_id"]))
+        .then(pl.lit("Retry"))
+        .when(pl.col("kind").is_in(["client", "receive", "msgid", "subject"]))
         .then(pl.lit("Receive"))
         .when(pl.col("kind") == "handoff")
         .then(pl.lit("Transfer"))
@@ -115,23 +138,25 @@ def event_expr() -> pl.Expr:
     )
 
 
-def _describe(ev: pl.DataFrame, trace_id: str, recipient: str) -> pl.DataFrame:
-    """Date, Event, Action, Detail, Data for each event."""
+def _describe(ev: pl.DataFrame, trace_id: str, recipient: str | None) -> pl.DataFrame:
+    """Date, Event, Action, Detail, Data for each event (ev sorted oldest first)."""
+    retry = _retry(["queue_id"])
+    pickup = (pl.col("kind") == "receive") & pl.col("program").fill_null("").str.ends_with("pickup")
+    size = pl.when(pl.col("size").is_not_null()).then(pl.format(", {} bytes", pl.col("size"))).otherwise(pl.lit(""))
     event = event_expr()
     detail = (
         pl.when(pl.col("kind") == "client")
         .then(
             pl.format("Connection from {}[{}]", pl.col("client_host").fill_null(""), pl.col("client_ip").fill_null(""))
         )
+        .when(retry)
+        .then(pl.lit("Back in the active queue: another delivery attempt"))
+        .when(pickup)
+        .then(pl.format("Picked up from <{}> (local submission)", pl.col("sender").fill_null("")))
         .when(pl.col("kind") == "receive")
-        .then(
-            pl.format(
-                "Queued from <{}>, {} bytes",
-                pl.col("sender").fill_null(""),
-                pl.col("size").cast(pl.String).fill_null("?"),
-            )
-        )
-        .when(pl.col("kind") == "msgid")
+        .then(pl.format("Queued from <{}>{}", pl.col("sender").fill_null(""), size))
+        # a content filter's verdict line (amavis) may name the Message-ID and no Subject
+        .when((pl.col("kind") == "msgid") | ((pl.col("kind") == "subject") & pl.col("subject").is_null()))
         .then(pl.format("Message-ID {}", pl.col("message_id").fill_null("")))
         .when(pl.col("kind") == "subject")
         .then(pl.format("Subject: {}", pl.col("subject").fill_null("")))
@@ -149,87 +174,89 @@ def _describe(ev: pl.DataFrame, trace_id: str, recipient: str) -> pl.DataFrame:
     out = ev.select(
         pl.col("time").alias("Date"),
         event.alias("Event"),
-        pl.col("status").fill_null(pl.col("kind")).alias("Action"),
+        pl.when(retry).then(pl.lit("retry")).otherwise(pl.col("status").fill_null(pl.col("kind"))).alias("Action"),
         detail.alias("Detail"),
         data.struct.json_encode().alias("Data"),
+        pl.lit(trace_id).alias("MessageTraceId"),
+        (pl.lit(recipient) if recipient is not None else pl.col("recipient").fill_null("")).alias("RecipientAddress"),
     )
-    return out.with_columns(pl.lit(trace_id).alias("MessageTraceId"), pl.lit(recipient).alias("RecipientAddress"))
+    return out
 
 
-def check_recipient(value: str | None) -> str:
-    """The recipient of a detail query (required, as in Exchange)."""
-    if not value or not value.strip():
-        raise QueryError("--recipient-address is required: the detail is per message and recipient")
+def check_recipient(value: str | None) -> str | None:
+    """The recipient of a detail query: None (every recipient) when not given; blank is an error."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise QueryError(
+            f"--recipient-address {value!r} has no value in it: give the recipient, "
+            "or leave the option out to see every recipient's events"
+        )
     return value.strip()
 
 
 def events_for_messages(store: Path, rows: pl.DataFrame) -> pl.DataFrame:
     """The events behind many trace rows at once (a MessageTraceDetail report), oldest first.
 
-    rows: message rows (MESSAGE_SCHEMA columns). Each event gets the `message_trace_id` of the
-    message it belongs to: the latest message of its host and queue id received at or before it
-    (a queue id is reused over time), cut at that message's `removed` after its last outcome, as
-    message_trace_detail cuts one message. Message-level events (no recipient) are kept once per
-    message; a recipient's events only when that recipient (or the alias it came from) is among
-    the rows. Rejects without a queue id are their message's one line.
+    rows: message rows (MESSAGE_SCHEMA columns). Each event gets the `message_trace_id` of its
+    message, the messages split exactly as ingest splits them (ingest.correlate.events_of_messages,
+    as message_trace_detail does for one). Message-level events (no recipient) are kept once per
+    message; a recipient's events when that recipient (or the alias or address it came from) is
+    among the rows. A reject without a queue id is its message's one line.
     """
     out_schema = {**EVENT_SCHEMA, "message_trace_id": pl.String}
     if not rows.height:
         return pl.DataFrame(schema=out_schema)
     first, last = rows["received"].min(), rows["received"].max()
     assert isinstance(first, dt.datetime) and isinstance(last, dt.datetime)
-    messages = rows.unique("message_trace_id").select("message_trace_id", "host", "received", "queue_ids")
+    messages = rows.unique("message_trace_id")
     hosts = messages["host"].drop_nulls().unique().to_list()
     events = scan_events(store, first, last + SPAN).filter(pl.col("host").is_in(hosts)).collect()
-    queued = _queued_events(events, messages)
-    noqueue = events.filter(pl.col("queue_id").is_null()).join(
-        messages.filter(pl.col("queue_ids").fill_null("") == "").select(
-            "message_trace_id", "host", pl.col("received").alias("time")
-        ),
-        on=["host", "time"],
+    queued_messages = messages.filter(pl.col("queue_ids").fill_null("") != "")
+    queued = events_of_messages(
+        events.filter(pl.col("queue_id").is_not_null()),
+        queued_messages.select("host", "queue_id", "received", "message_trace_id"),
     )
-    ev = pl.concat([queued, noqueue.select(list(out_schema))], how="vertical")
+    # NOQUEUE rejects: the line at Received with the row's own fields (as _message_events)
+    line = pl.struct("host", "time", "sender", pl.col("recipient").fill_null(""), "client_ip", "detail")
+    own = messages.filter(pl.col("queue_ids").fill_null("") == "").select(
+        "message_trace_id",
+        pl.struct(
+            "host",
+            pl.col("received").alias("time"),
+            pl.col("sender_address").alias("sender"),
+            pl.col("recipient_address").fill_null("").alias("recipient"),
+            pl.when(pl.col("from_ip") == "").then(None).otherwise(pl.col("from_ip")).alias("client_ip"),
+            "detail",
+        )
+        .hash()
+        .alias("_line"),
+    )
+    noqueue = (
+        events.filter(pl.col("queue_id").is_null() & (pl.col("kind") == "reject"))
+        .with_columns(line.hash().alias("_line"))
+        .join(own, on="_line")
+        .select(list(out_schema))
+    )
+    ev = pl.concat([queued, noqueue], how="vertical")
     wanted = rows.select(pl.concat_str("message_trace_id", pl.lit("|"), pl.col("recipient_lower").fill_null("")))
-    key = wanted.to_series().unique()
+    key = wanted.to_series().unique().implode()
 
     def mine(col: str) -> pl.Expr:
-        return pl.concat_str("message_trace_id", pl.lit("|"), pl.col(col).str.to_lowercase()).is_in(key.implode())
-
-    ev = ev.filter(pl.col("recipient").is_null() | mine("recipient") | mine("orig_recipient").fill_null(False))
-    return ev.sort("time", "source", "line_no")
-
-
-def _queued_events(events: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
-    """Events with a queue id, each tied to its message instance (join_asof on time by host and queue id)."""
-    instances = (
-        messages.filter(pl.col("queue_ids").fill_null("") != "")
-        .with_columns(pl.col("queue_ids").str.split(" ").alias("queue_id"))
-        .explode("queue_id")
-        .select("host", "queue_id", "received", "message_trace_id")
-        .sort("received")
-    )
-    ev = (
-        events.filter(pl.col("queue_id").is_not_null())
-        .sort("time")
-        .join_asof(
-            instances,
-            left_on="time",
-            right_on="received",
-            by=["host", "queue_id"],
-            strategy="backward",
-            check_sortedness=False,
+        return (
+            pl.concat_str("message_trace_id", pl.lit("|"), pl.col(col).str.to_lowercase()).is_in(key).fill_null(False)
         )
-        .filter(pl.col("message_trace_id").is_not_null() & (pl.col("time") <= pl.col("received") + SPAN))
+
+    # a recipient's own lines, and those of the address it was rewritten from on an earlier hop
+    mine_orig = (
+        ev.filter(mine("recipient") & pl.col("orig_recipient").is_not_null())
+        .select(pl.concat_str("message_trace_id", pl.lit("|"), pl.col("orig_recipient").str.to_lowercase()))
+        .to_series()
+        .unique()
+        .implode()
     )
-    # this instance ends at its first `removed` after its last outcome (the queue id may be reused)
-    outcome = pl.col("time").filter(pl.col("status").is_not_null()).max().over("message_trace_id")
-    last_outcome = pl.coalesce(outcome, pl.col("received"))
-    ev = ev.with_columns(last_outcome.alias("_last")).with_columns(
-        pl.col("time")
-        .filter((pl.col("kind") == "removed") & (pl.col("time") >= pl.col("_last")))
-        .min()
-        .over("message_trace_id")
-        .alias("_end")
+    by_orig = pl.concat_str("message_trace_id", pl.lit("|"), pl.col("recipient").str.to_lowercase()).is_in(mine_orig)
+    ev = ev.filter(
+        pl.col("recipient").is_null() | mine("recipient") | mine("orig_recipient") | by_orig.fill_null(False)
     )
-    ev = ev.filter(pl.col("_end").is_null() | (pl.col("time") <= pl.col("_end")))
-    return ev.select([*EVENT_SCHEMA, "message_trace_id"])
+    return ev.sort("time", "source", "line_no")

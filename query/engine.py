@@ -12,7 +12,8 @@ from typing import TypeVar
 import polars as pl
 
 from msgtrace.ingest import layout
-from msgtrace.ingest.schema import CONTRACT_COLUMNS, MESSAGE_SCHEMA, MESSAGES_DIR
+from msgtrace.ingest.checkpoint import STATE_DIR
+from msgtrace.ingest.schema import CONTRACT_COLUMNS, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR
 from msgtrace.query.filters import QueryError, TraceFilter
 from msgtrace.query.paging import Paging, check_total
 
@@ -21,7 +22,11 @@ T = TypeVar("T")
 DEFAULT_STORE = "data/store"
 STORE_ENV = "MSGTRACE_STORE"
 OUTPUT_COLUMNS: tuple[str, ...] = (*CONTRACT_COLUMNS.values(), "StartDate", "EndDate", "Index")
-_STRING_OUTPUTS = [c for c, t in MESSAGE_SCHEMA.items() if c in CONTRACT_COLUMNS and t == pl.String]
+# Absent strings are given as ""; except the sender, whose absence means unknown (no line names
+# it), which is not "" (the null sender <>): it stays null (table "(unknown)", JSON null).
+_STRING_OUTPUTS = [
+    c for c, t in MESSAGE_SCHEMA.items() if c in CONTRACT_COLUMNS and t == pl.String and c != "sender_address"
+]
 
 # Newest first, ties by recipient; the trace id makes the order total, so V1 pages never overlap.
 _SORT_BY = [
@@ -44,11 +49,31 @@ class TraceResult:
 
 
 def resolve_store(store: str | os.PathLike[str] | None) -> Path:
-    """The store directory: the argument, else $MSGTRACE_STORE, else data/store; it must exist."""
-    path = Path(store if store is not None else os.environ.get(STORE_ENV) or DEFAULT_STORE)
-    if not path.is_dir():
-        raise QueryError(f"store {str(path)!r} does not exist: pass --store DIR or set {STORE_ENV}")
+    """The store directory: the argument, else $MSGTRACE_STORE, else data/store; it must be a store."""
+    text = os.fspath(store) if store is not None else os.environ.get(STORE_ENV) or DEFAULT_STORE
+    if not str(text).strip():
+        raise QueryError(f"--store is empty: pass --store DIR (a msgtrace store) or set {STORE_ENV}")
+    path = Path(text)
+    check_store(path)
     return path
+
+
+def check_store(path: Path) -> None:
+    """QueryError saying why path is not a store a query can read (missing, a file, not a store)."""
+    if not path.exists():
+        raise QueryError(f"store {str(path)!r} does not exist: pass --store DIR or set {STORE_ENV}")
+    if not path.is_dir():
+        raise QueryError(f"store {str(path)!r} is a file, not a directory: pass --store DIR (a msgtrace store)")
+    if not is_store(path):
+        raise QueryError(
+            f"{str(path)!r} is not a msgtrace store (it has no {MESSAGES_DIR}/ or {EVENTS_DIR}/ folder): "
+            "pass the directory `msgtrace ingest --store` wrote, or ingest logs into it first"
+        )
+
+
+def is_store(path: Path) -> bool:
+    """Whether path holds a msgtrace store: its tables or its state (a watcher that has not flushed yet)."""
+    return any((path / name).exists() for name in (MESSAGES_DIR, EVENTS_DIR, STATE_DIR, ".lock"))
 
 
 def needed_days(store: Path, flt: TraceFilter) -> list[dt.date]:
@@ -103,7 +128,8 @@ def page_rows(lf: pl.LazyFrame, offset: int, limit: int | None) -> tuple[pl.Lazy
 
 
 def contract_frame(lf: pl.LazyFrame, flt: TraceFilter, first_index: int = 0) -> pl.LazyFrame:
-    """Contract columns in order, absent strings as "", the window echoed, Index from first_index."""
+    """Contract columns in order, absent strings as "" (an unknown sender null), the window echoed,
+    Index from first_index."""
     cols = [
         (pl.col(c).fill_null("") if c in _STRING_OUTPUTS else pl.col(c)).alias(name)
         for c, name in CONTRACT_COLUMNS.items()
@@ -128,9 +154,27 @@ def relisting_once(run: Callable[[], T]) -> T:
         return run()
 
 
+def reading(store: Path, run: Callable[[], T]) -> T:
+    """relisting_once, and when the read fails on a damaged file, QueryError naming it.
+
+    The reader's own error names no file (and can quote raw bytes); the footers of the store's
+    current files say which one is damaged (ingest.repair).
+    """
+    try:
+        return relisting_once(run)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        from msgtrace.ingest.repair import find_damaged
+
+        damaged = find_damaged(store)
+        if not damaged:
+            raise
+        more = f" (and {len(damaged) - 1} more damaged files: see msgtrace status)" if len(damaged) > 1 else ""
+        raise QueryError(damaged[0].sentence(store) + more) from e
+
+
 def trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:
     """Run one trace query: the requested page of the sorted, filtered rows."""
-    return relisting_once(lambda: _trace(store, flt, paging))
+    return reading(store, lambda: _trace(store, flt, paging))
 
 
 def _trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:

@@ -39,6 +39,27 @@ def split_values(values: Values) -> tuple[str, ...]:
     return tuple(out)
 
 
+def given_values(values: Values, option: str) -> tuple[str, ...]:
+    """split_values, but an option given with nothing in it (`--status ''`, `--status ,,,`) is an
+    error rather than no filter: a typo must not silently widen the query to every row."""
+    if values is None:
+        return ()
+    items = [values] if isinstance(values, str) else list(values)
+    out = split_values(items)
+    if items and not out:
+        raise QueryError(f"{option} {','.join(items)!r} has no value in it: give a value, or leave the option out")
+    return out
+
+
+def given_text(value: str | None, option: str) -> str | None:
+    """A single-valued option: None when not given; an empty or blank value is an error."""
+    if value is None:
+        return None
+    if not str(value).strip():
+        raise QueryError(f"{option} {value!r} has no value in it: give a value, or leave the option out")
+    return value
+
+
 def normalize_address(value: str) -> str:
     """A sender/recipient pattern, lowercased; `<>` means the null sender; `*` only at either end."""
     v = value.strip()
@@ -68,8 +89,7 @@ def address_match(col: pl.Expr, patterns: Iterable[str]) -> pl.Expr:
             exact.append(p)
     if exact:
         parts.insert(0, col.eq(exact[0]) if len(exact) == 1 else col.is_in(exact))
-    if "" in exact:  # `<>`: the null sender, stored as "" (or missing)
-        parts.append(col.is_null())
+    # `<>` is the null sender, stored as ""; an unknown sender (null) matches no pattern
     expr = parts[0]
     for p in parts[1:]:
         expr = expr | p
@@ -92,6 +112,18 @@ def normalize_message_id(value: str) -> str:
     if not v.endswith(">"):
         v = v + ">"
     return v
+
+
+def message_id_forms(value: str) -> tuple[str, ...]:
+    """What a typed Message-ID may be stored as: as typed, bracketed, bare, or with only its `<`.
+
+    A well-formed id is stored with its brackets, so `abc@x` finds `<abc@x>`; a corrupted one is
+    stored as logged (`<eyJ... Y3ZmI`: spaces, no closing bracket), so it is found as typed, and
+    without its brackets too.
+    """
+    v = value.strip()
+    bare = v.removeprefix("<").removesuffix(">")
+    return tuple(dict.fromkeys([v, normalize_message_id(v), bare, "<" + bare]))
 
 
 def normalize_trace_id(value: str) -> str:
@@ -167,7 +199,7 @@ class TraceFilter:
     end: dt.datetime
     senders: tuple[str, ...] = ()
     recipients: tuple[str, ...] = ()
-    message_ids: tuple[str, ...] = ()
+    message_ids: tuple[str, ...] = ()  # every form a typed id may be stored in (message_id_forms)
     message_trace_id: str | None = None
     statuses: tuple[str, ...] = ()
     from_ip: str | None = None
@@ -210,18 +242,25 @@ class TraceFilter:
             raise QueryError(
                 "--starting-recipient-address needs --end-date: the Received of the last row of the previous page"
             )
+        if subject_filter_type is not None and subject is None:
+            raise QueryError(
+                f"--subject-filter-type {subject_filter_type} needs --subject TEXT: it says how the subject matches"
+            )
         kind = _subject_filter_type(subject_filter_type)
+        subject = given_text(subject, "--subject")
         return cls(
             start=start,
             end=end,
-            senders=tuple(normalize_address(v) for v in split_values(sender_address)),
-            recipients=tuple(normalize_address(v) for v in split_values(recipient_address)),
-            message_ids=tuple(normalize_message_id(v) for v in split_values(message_id)),
-            message_trace_id=normalize_trace_id(message_trace_id) if message_trace_id else None,
-            statuses=tuple(dict.fromkeys(normalize_status(v) for v in split_values(status))),
-            from_ip=normalize_ip(from_ip, "--from-ip") if from_ip else None,
-            to_ip=normalize_ip(to_ip, "--to-ip") if to_ip else None,
-            subject=subject if subject else None,
+            senders=tuple(normalize_address(v) for v in given_values(sender_address, "--sender-address")),
+            recipients=tuple(normalize_address(v) for v in given_values(recipient_address, "--recipient-address")),
+            message_ids=tuple(
+                dict.fromkeys(f for v in given_values(message_id, "--message-id") for f in message_id_forms(v))
+            ),
+            message_trace_id=None if message_trace_id is None else normalize_trace_id(message_trace_id),
+            statuses=tuple(dict.fromkeys(normalize_status(v) for v in given_values(status, "--status"))),
+            from_ip=None if from_ip is None else normalize_ip(from_ip, "--from-ip"),
+            to_ip=None if to_ip is None else normalize_ip(to_ip, "--to-ip"),
+            subject=subject,
             subject_filter_type=kind,
             starting_recipient=starting_recipient_address,
         )
@@ -267,8 +306,7 @@ class TraceFilter:
         if self.recipients:
             e &= address_match(pl.col("recipient_lower"), self.recipients)
         if self.message_ids:
-            bare = [m[1:-1] for m in self.message_ids]
-            e &= pl.col("message_id").is_in(list(self.message_ids) + bare)
+            e &= pl.col("message_id").is_in(list(self.message_ids))
         if self.statuses:
             e &= pl.col("status").is_in(list(self.statuses))
         if self.from_ip:
@@ -297,7 +335,10 @@ def window(
     if max_age_days < 0:
         raise QueryError(f"invalid --max-age-days {max_age_days}: use 0 (no limit) or a number of days")
     if max_age_days:
-        limit = now - dt.timedelta(days=max_age_days)
+        try:
+            limit = now - dt.timedelta(days=max_age_days)
+        except OverflowError:  # more days than a date can go back
+            raise QueryError(f"invalid --max-age-days {max_age_days}: too large; use 0 to lift the limit") from None
         if start < limit:
             raise QueryError(
                 f"{what} {iso_z(start)} is older than the {max_age_days}-day limit "

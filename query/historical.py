@@ -489,7 +489,7 @@ def message_trace_detail_report(store: Path, job: Job) -> pl.DataFrame:
         pl.col("from_ip").alias("_from_ip"),
         "direction",
     )
-    ev = ev.join(per_message, on="message_trace_id", how="left")
+    ev = ev.join(per_message, on="message_trace_id", how="left", maintain_order="left")
     sending = pl.col("kind").is_in(["deliver", "handoff"])
     return ev.select(
         pl.col("time").alias("date_time_utc"),
@@ -499,7 +499,7 @@ def message_trace_detail_report(store: Path, job: Job) -> pl.DataFrame:
         pl.when(sending).then(pl.col("relay")).otherwise(pl.col("host")).alias("server_hostname"),
         pl.col("program").alias("source_context"),
         pl.col("format").alias("source"),
-        event_expr().str.to_uppercase().alias("event_id"),
+        event_expr(["message_trace_id", "queue_id"]).str.to_uppercase().alias("event_id"),
         pl.col("queue_id").alias("internal_message_id"),
         pl.coalesce("message_id", "_message_id").alias("message_id"),
         pl.col("message_trace_id").alias("network_message_id"),

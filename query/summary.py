@@ -80,7 +80,7 @@ def counts_frame(counts: Counts) -> pl.DataFrame:
 
 def summarize(store: Path, flt: TraceFilter) -> pl.DataFrame:
     """Rows per status among the rows a trace with this filter would return (all of them, unpaged)."""
-    return engine.relisting_once(lambda: _summarize(store, flt))
+    return engine.reading(store, lambda: _summarize(store, flt))
 
 
 def _summarize(store: Path, flt: TraceFilter) -> pl.DataFrame:

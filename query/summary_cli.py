@@ -14,6 +14,7 @@ from msgtrace.query.cli import (
     filter_params,
     one_line_errors,
     output_option,
+    trace_id_hint,
 )
 
 # polars is imported inside the command: `msgtrace --help` imports this module to list it.
@@ -43,9 +44,13 @@ def summary(**params: Any) -> None:
 
     with one_line_errors():
         store = engine.resolve_store(params["store"])
-        counts = summarize(store, TraceFilter.from_params(**filter_params(params)))
+        flt = TraceFilter.from_params(**filter_params(params))
+        counts = summarize(store, flt)
     fmt = params["output_format"].lower()
-    if counts.height == 0 and fmt == "table":
-        click.echo("No messages found.", err=True)
-        return
+    if counts.height == 0:
+        if fmt == "table":
+            click.echo("No messages found.", err=True)
+        trace_id_hint(flt, params)
+        if fmt == "table":
+            return
     output.write(counts, fmt, None, sys.stdout, columns=list(counts.columns))

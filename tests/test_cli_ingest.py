@@ -129,7 +129,8 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert res.output == f"Error: store {tmp_path / 'nope'} does not exist\n"
 
 
-def test_a_parser_failure_is_one_line_and_keeps_what_was_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_parser_failure_rejects_its_line_and_keeps_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parser failure used to stop the file at its chunk for good (every re-run failed there)."""
     from msgtrace.ingest import reader
     from msgtrace.ingest.formats import postfix
 
@@ -145,15 +146,15 @@ def test_a_parser_failure_is_one_line_and_keeps_what_was_read(tmp_path: Path, mo
     monkeypatch.setattr(postfix, "parse", fails_on_removed)
     res = run("ingest", "--store", str(tmp_path / "s"), "--year", "2026", str(tmp_path / "m.log"))
     assert res.exit_code == 1
-    assert res.output == (
-        f"Error: {tmp_path / 'm.log'}: lines 5-7 could not be parsed as postfix (conversion from `str` to `i64` "
-        "failed); everything before them is kept, and the next run starts there\n"
-    )
-    assert [r["Status"] for r in rows(tmp_path / "s")] == ["Pending"]  # lines 1-4: stored
+    assert (
+        f"Warning: {tmp_path / 'm.log'}:6 could not be parsed as postfix (conversion from `str` to `i64` "
+        "failed); add --rejects FILE to keep such lines\n"
+    ) in res.stderr
+    assert "7 lines (1 unknown)" in res.stdout
+    assert [r["Status"] for r in rows(tmp_path / "s")] == ["Delivered"]  # lines 1-5 and 7 are stored
     monkeypatch.setattr(postfix, "parse", parse)
     res = run("ingest", "--store", str(tmp_path / "s"), "--year", "2026", str(tmp_path / "m.log"))
-    assert res.exit_code == 0 and "3 lines" in res.output  # the run resumed at line 5
-    assert [r["Status"] for r in rows(tmp_path / "s")] == ["Delivered"]
+    assert res.exit_code == 0 and "0 lines" in res.output  # nothing left to retry
 
 
 def test_a_store_in_use_is_refused(tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ def test_detail_lists_one_recipients_events_oldest_first(tmp_path: Path) -> None
 
 
 def test_detail_errors(tmp_path: Path) -> None:
+    (tmp_path / "messages").mkdir()
     r = CliRunner()
     res = r.invoke(
         cli, ["detail", "--store", str(tmp_path), *COMMON, "--message-trace-id", "nope", "--recipient-address", "a@b"]
@@ -62,4 +63,34 @@ def test_detail_errors(tmp_path: Path) -> None:
     res = r.invoke(
         cli, ["detail", "--store", str(tmp_path), *COMMON, "--message-trace-id", "0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b"]
     )
-    assert res.exit_code == 2 and "--recipient-address" in res.output
+    # the recipient is optional (every recipient's events); the id is not
+    assert res.exit_code == 0 and res.stderr.startswith("No events found for that message.\n")
+    res = r.invoke(cli, ["detail", "--store", str(tmp_path), *COMMON, "--recipient-address", "a@b"])
+    assert res.exit_code == 2 and "--message-trace-id" in res.output
+
+
+def test_detail_shows_the_amavis_verdict_subject_or_message_id(tmp_path: Path) -> None:
+    # issue 10 item 8: the amavis verdict line gives the Subject; one with only a Message-ID says that, not "Subject: "
+    log, store = tmp_path / "mail.log", tmp_path / "store"
+    log.write_text(
+        "Jun 13 10:00:00 mx1 postfix/smtpd[1]: 3AA11F0: client=mail.example.com[192.0.2.10]\n"
+        "Jun 13 10:00:00 mx1 postfix/qmgr[3]: 3AA11F0: from=<alice@example.com>, size=500, nrcpt=1 (queue active)\n"
+        "Jun 13 10:00:01 mx1 amavis[9]: (00009-01) Passed CLEAN {RelayedInbound}, [192.0.2.10] <alice@example.com> ->"
+        " <bob@example.net>, Queue-ID: 3AA11F0, Message-ID: <m1@example.com>, mail_id: x1, Hits: 0, size: 500,"
+        ' Subject: "Lunch?", 80 ms\n'
+        "Jun 13 10:00:01 mx1 amavis[9]: (00009-02) Passed CLEAN {RelayedInbound}, [192.0.2.10] <alice@example.com> ->"
+        " <bob@example.net>, Queue-ID: 3AA11F0, Message-ID: <m1@example.com>, mail_id: x2, Hits: 0, size: 500, 80 ms\n"
+        "Jun 13 10:00:02 mx1 postfix/smtp[4]: 3AA11F0: to=<bob@example.net>, relay=mx.example.net[203.0.113.7]:25,"
+        " delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 ok)\n"
+    )
+    r = CliRunner()
+    assert (
+        r.invoke(cli, ["ingest", "--store", str(store), "--timezone", "UTC", "--year", "2026", str(log)]).exit_code == 0
+    )
+    res = r.invoke(cli, ["trace", "--store", str(store), *COMMON, "--subject", "lunch", "--output", "json"])
+    (row,) = json.loads(res.stdout)
+    assert (row["Subject"], row["MessageId"]) == ("Lunch?", "<m1@example.com>")
+    res = r.invoke(cli, ["detail", "--store", str(store), *COMMON, "--message-trace-id", row["MessageTraceId"],
+                         "--recipient-address", "bob@example.net", "--output", "json"])  # fmt: skip
+    details = [x["Detail"] for x in json.loads(res.stdout) if x["Action"] == "subject"]
+    assert details == ["Subject: Lunch?", "Message-ID <m1@example.com>"]

@@ -221,8 +221,9 @@ def test_one_day_query_survives_corrupt_files_in_other_days(store: Path) -> None
         layout.next_file(part, complete=False).write_bytes(b"not parquet at all")
     df = run(store, start_date="2026-06-13", end_date="2026-06-14")
     assert df.height == 3
-    with pytest.raises(pl.exceptions.PolarsError):
-        run(store)  # proves the corrupt files would have broken a query that opened them
+    # a query that opens them fails, naming the file (issue 11: was the reader's error, naming none)
+    with pytest.raises(QueryError, match=r"^damaged store file .*/messages/date=2026-06-1[24]/g\d+-a\.parquet \("):
+        run(store)
 
 
 def test_trace_id_lookup_opens_one_partition(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -276,7 +277,7 @@ def test_store_from_env_and_missing_store(store: Path, monkeypatch: pytest.Monke
 
 
 def test_empty_store_is_an_empty_result(tmp_path: Path) -> None:
-    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "messages").mkdir(parents=True)  # a store nothing was ingested into yet
     df = run(tmp_path / "empty")
     assert df.height == 0 and df.columns == list(engine.OUTPUT_COLUMNS)
 

@@ -208,6 +208,13 @@ def test_message_id_brackets() -> None:
     assert normalize_message_id("<abc@x>") == "<abc@x>"
 
 
+def test_message_id_matches_as_typed_too() -> None:
+    # a corrupted id is stored as logged, without its closing bracket: typed whole, it must match
+    f = make(message_id="<eyJ H i1Cd? Y3ZmI")
+    assert f.message_ids == ("<eyJ H i1Cd? Y3ZmI", "<eyJ H i1Cd? Y3ZmI>", "eyJ H i1Cd? Y3ZmI")
+    assert make(message_id="abc@x").message_ids == ("abc@x", "<abc@x>", "<abc@x")
+
+
 def test_ips_are_validated_and_normalised() -> None:
     assert make(from_ip="2001:DB8:0:0::1").from_ip == "2001:db8::1"
     assert make(to_ip="192.0.2.1").to_ip == "192.0.2.1"
@@ -242,7 +249,7 @@ def test_address_match_wildcards() -> None:
     assert hits("john@*") == ["john@contoso.com", "john@fabrikam.com"]
     assert hits("mary@contoso.com", "*@fabrikam.com") == ["mary@contoso.com", "john@fabrikam.com"]
     assert hits("*contoso*") == ["john@contoso.com", "mary@contoso.com"]
-    assert hits("") == ["", None]
+    assert hits("") == [""]  # `<>` is the null sender; an unknown sender (null) is not it
     assert hits("*") == df["a"].to_list()
 
 

@@ -62,9 +62,10 @@ def test_csv_header_and_no_formula_cells() -> None:
     assert list(rows[0]) == list(ROW)
     assert rows[0]["SenderAddress"] == '\'=HYPERLINK("http://evil")@x'
     assert rows[0]["Received"] == "2026-06-13T10:00:02.123456Z"
-    assert rows[0]["Subject"] == ROW["Subject"]  # not a formula: kept as is, quoted by the writer
+    # not a formula; C0/C1 controls shown as escapes, as in the table (a CSV printed to a terminal)
+    assert rows[0]["Subject"] == "Hi\\x1b[31m red\u202eevil\\x0d\\x0aline2 \u00e9\u65e5\u672c"
     assert (rows[1]["SenderAddress"], rows[1]["Subject"], rows[1]["RecipientAddress"], rows[1]["Organization"]) == (
-        "'-1+2@x", "'@SUM(A1)", "'+a@x", "'\tTab",
+        "'-1+2@x", "'@SUM(A1)", "'+a@x", "'\\x09Tab",
     )  # fmt: skip
     assert rows[0]["Size"] == "1234"
     assert output.to_csv(frame()).strip() == ",".join(ROW)

@@ -37,6 +37,9 @@ CASES = {
     "foreign_lines": "lines under postfix tags that look like queue ids but are not Postfix's: no phantom messages",
     "incomplete": "messages whose start or end lies outside the log: kept and flagged",
     "pickup_local": "local submission (pickup): no FromIP, sender from qmgr; local and pipe delivery; subject",
+    "amavis_subject": "issue 10 item 8, Subject always empty behind amavis: Subject from amavis Passed/Blocked "
+    "(quotes doubled, raw part cut), by Queue-ID or else queued_as; header_checks first; a lost Message-ID filled",
+    "message_id_with_spaces": "issue 10 item 9: a corrupted Message-ID with spaces is kept whole, not cut at the first space",
     "non_ascii": "SMTPUTF8 addresses: the reply text is cut by bytes; size= in other scripts' digits fails no chunk",
 }
 OPTIONS: dict[str, IngestOptions] = {
@@ -124,3 +127,18 @@ def test_organization_follows_each_host(tmp_path: Path) -> None:
     events = read_table(tmp_path / "store", "events")
     got = dict(events.select("host", "organization").iter_rows())
     assert got == {h: h.split(".", 1)[1] for h in hosts}
+
+
+def test_corrupted_message_id_found_by_whole_value(tmp_path: Path) -> None:
+    # issue 10 item 9: the id was cut at its first space, so the logged value found nothing
+    from msgtrace import message_trace
+
+    log = CASE_DIR / "message_id_with_spaces.log"
+    ingest_case(log, tmp_path / "store")
+    logged = next(line for line in log.read_text().splitlines() if "message-id=" in line).split("message-id=", 1)[1]
+    assert " " in logged and not logged.endswith(">")
+    for typed in (logged, logged.lstrip("<")):
+        got = message_trace(
+            tmp_path / "store", message_id=typed, start_date="2026-01-01", end_date="2026-02-01", max_age_days=0
+        )
+        assert got.get_column("MessageId").to_list() == [logged], typed

@@ -193,7 +193,7 @@ def test_an_append_file_with_deletes_that_hit_nothing_current(tmp_path: Path) ->
 def test_empty_window_and_empty_store(store: Path, tmp_path: Path) -> None:
     empty = status_counts(store, **{**WINDOW, "start_date": "2026-06-01", "end_date": "2026-06-02"})
     assert empty.height == 0 and empty.columns == ["Status", "Count"]
-    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "messages").mkdir(parents=True)  # a store nothing was ingested into yet
     assert status_counts(tmp_path / "none", **WINDOW).height == 0
 
 

@@ -203,8 +203,10 @@ def _events(rows: pl.DataFrame, ctx: ParseContext) -> tuple[pl.DataFrame, pl.Dat
     """Event rows of mapped lines, and the lines without a time or an event-id."""
     c = pl.col
     # Lazy, collected together: each part reads only the columns it needs, the shared start once.
+    stamp = c("date-time").str.to_datetime(_TIME_FMT, time_unit="us", time_zone="UTC", strict=False)
     f = rows.lazy().with_columns(
-        c("date-time").str.to_datetime(_TIME_FMT, time_unit="us", time_zone="UTC", strict=False).alias("time"),
+        # %Y also reads "-1" or "99999": a year no datetime holds is no time (the line is unknown)
+        pl.when(stamp.dt.year().is_between(1, 9999)).then(stamp).alias("time"),
         c("event-id").alias("program"),
         pl.coalesce(c("network-message-id"), c("internal-message-id")).alias("queue_id"),
     )

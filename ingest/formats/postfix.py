@@ -71,7 +71,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     is_pf, is_amavis = env.select(
         (ok & prog.str.starts_with("postfix")).alias("pf"), (ok & prog.str.starts_with("amavis")).alias("am")
     ).get_columns()
-    pf = env.select("_i", "line_no", "line", "time", "host", "program", "body", "lead").filter(is_pf)
+    pf = env.select("_i", "line_no", "line", "time", "host", "program", "pid", "body", "lead").filter(is_pf)
     pf = pf.with_columns(pl.when(lead.str.contains(_QID)).then(lead).alias("queue_id"))
     q = pf.filter(pl.col("queue_id").is_not_null()).select(
         "line_no", "time", "host", "program", "queue_id", pl.col("body").alias("rest")
@@ -86,6 +86,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         "_i", "line_no", "line", "time", "host", "program", body.alias("body")
     )
     noqueue = _noqueue_rejects(nq)
+    nodata = _sessions_without_data(pf, ctx.state.setdefault(NAME, {}))
     handled = [
         _client(q),
         _msgid(q),
@@ -98,7 +99,8 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         _holds(q),
         _subject(q),
         noqueue,
-        _amavis(env.select("line_no", "time", "host", "program", "body").filter(is_amavis)),
+        nodata,
+        *_amavis(env.select("line_no", "time", "host", "program", "body").filter(is_amavis)),
     ]
     events = (
         pl.concat([h for h in handled if h.height], how="diagonal_relaxed")
@@ -186,7 +188,10 @@ def _msgid(q: pl.DataFrame) -> pl.DataFrame:
     df = _keyed(q, "me").filter(pl.col("rest").str.starts_with("message-id="))
     if not df.height:
         return df
-    return _cols(df, "msgid", pl.col("rest").str.extract(r"^message-id=(\S*)", 1).alias("message_id"))
+    # the whole value as logged, spaces included (a corrupted header: `message-id=<eyJ... H i1Cd...`);
+    # trailing blanks are dropped, as the --message-id filter drops them from what is typed
+    message_id = pl.col("rest").str.strip_prefix("message-id=").str.strip_chars_end()
+    return _cols(df, "msgid", message_id.alias("message_id"))
 
 
 def _qmgr_from(q: pl.DataFrame) -> pl.DataFrame:
@@ -207,8 +212,9 @@ def _qmgr_from(q: pl.DataFrame) -> pl.DataFrame:
                 received,
                 "receive",
                 pl.col("_g").struct.field("1").alias("sender"),
-                pl.col("_g").struct.field("2").cast(pl.Int64).alias("size"),
-                pl.col("_g").struct.field("3").cast(pl.Int64).alias("nrcpt"),
+                # strict=False: a value too big for Int64 is null, the line still counts
+                pl.col("_g").struct.field("2").cast(pl.Int64, strict=False).alias("size"),
+                pl.col("_g").struct.field("3").cast(pl.Int64, strict=False).alias("nrcpt"),
             ),
             # qmgr: from=<a>, status=expired, returned to sender: every undelivered recipient failed.
             _cols(
@@ -293,12 +299,26 @@ def _deliveries(q: pl.DataFrame) -> pl.DataFrame:
         clip(response).alias("detail"),
     )
     # A hand-off to a content filter on the loopback (amavis on 10024) that answered
-    # "queued as NEWQID": the message continues under NEWQID on this host. Only loopback
-    # deliveries are searched: remote servers answer "queued as" too, in their own queue.
-    loopback = (pl.col("to_ip").str.starts_with("127.") | pl.col("to_ip").eq("::1")) & raw.eq("sent")
-    next_qid = pl.when(loopback).then(pl.col("detail")).str.extract(r"queued as ([0-9A-Za-z]+)\)?$", 1)
-    df = df.with_columns(next_qid.alias("next_queue_id"))
-    handoff = pl.col("next_queue_id").is_not_null()
+    # "queued as NEWQID", or local(8) forwarding (`status=sent (forwarded as NEWQID)`): the
+    # message continues under NEWQID on this host. Any other server answering "queued as" names
+    # its own queue, which may still be this host's (a filter listening on the host's own IP,
+    # multi-instance Postfix): next_queue_id keeps the name, and correlation links it only when
+    # NEWQID's client is the IP it was sent to.
+    sent = raw.eq("sent")
+    loopback = pl.col("to_ip").str.starts_with("127.") | pl.col("to_ip").eq("::1")
+    queued_as = pl.when(sent).then(pl.col("detail")).str.extract(r"queued as ([0-9A-Za-z]+)\)?$", 1)
+    forwarded = (
+        pl.when(sent & pl.col("relay").eq("local"))
+        .then(pl.col("detail"))
+        .str.extract(r"^forwarded as ([0-9A-Za-z]+)$", 1)
+    )
+    df = df.with_columns(pl.coalesce(forwarded, queued_as).alias("next_queue_id"))
+    # A multi-instance Postfix names each instance by its IP (`postfix-170.55.103.23/smtp`): sent to
+    # that IP, the mail is with another instance or a filter of this host, not delivered yet, even
+    # when the rest of its way is not in the log.
+    own_ip = pl.col("program").str.extract(r"^[^/]*?-([0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:]*)/", 1)
+    to_self = loopback | pl.col("relay").eq("local") | own_ip.eq(pl.col("to_ip"))
+    handoff = pl.col("next_queue_id").is_not_null() & to_self.fill_null(False)
     return df.select(
         "line_no",
         "time",
@@ -316,6 +336,56 @@ def _deliveries(q: pl.DataFrame) -> pl.DataFrame:
         "dsn",
         "detail",
         "next_queue_id",
+    )
+
+
+# smtpd sessions open at the end of a batch (their client= seen, their disconnect not yet), kept
+# in the parser state for the next batch of the same source; a bound for processes that died
+# mid-session and never logged their disconnect.
+_OPEN_SESSIONS_KEPT = 10_000
+
+
+def _sessions_without_data(pf: pl.DataFrame, state: dict) -> pl.DataFrame:
+    """`nodata` events: an smtpd session that gave a queue id (`QID: client=`) and ended without
+    DATA (`disconnect from ...` with no `data=` count: a recipient-verification probe).
+
+    A session is one smtpd process's lines from `client=` to `disconnect`; the disconnect names no
+    queue id, so it takes the queue id of the line before it among that process's `client=` and
+    `disconnect` lines, if that line is a `client=` (a client= of an earlier session is followed
+    by that session's own disconnect). Sessions still open at the end of the batch are carried
+    in `state` (host, program, pid, queue id) to the next batch of the same source.
+    """
+    body, qid = pl.col("body"), pl.col("queue_id")
+    smtpd = pl.col("program").str.ends_with("/smtpd")
+    client = qid.is_not_null() & body.str.starts_with("client=")
+    disconnect = qid.is_null() & body.str.starts_with("disconnect from ")
+    cols = [pl.col("_i").cast(pl.Int64), "line_no", "time", "host", "program", "pid", "queue_id", "body"]
+    df = pf.filter(smtpd & (client | disconnect)).select(cols)
+    carried = state.get("sessions") or []
+    if not df.height:
+        return df.clear()  # nothing ended; the sessions carried stay open
+    session = ["host", "program", "pid"]
+    if carried:  # before this batch's lines (index -1): the client= line of a session still open
+        prev = pl.DataFrame(
+            carried,
+            schema={"host": pl.String, "program": pl.String, "pid": pl.String, "queue_id": pl.String},
+            orient="row",
+        )
+        prev = prev.with_columns(pl.lit(-1, pl.Int64).alias("_i"), pl.lit("client=", pl.String).alias("body"))
+        df = pl.concat([prev, df], how="diagonal_relaxed")
+    df = df.sort([*session, "_i"]).with_columns(qid.shift(1).over(session).alias("_qid"))
+    # a session whose last line here is its client= is still open (a disconnect's queue id is null)
+    still_open = df.group_by(session).agg(qid.last()).filter(qid.is_not_null()).sort(session)
+    state["sessions"] = [list(r) for r in still_open.tail(_OPEN_SESSIONS_KEPT).iter_rows()]
+    ended = df.filter(qid.is_null() & pl.col("_qid").is_not_null() & ~body.str.contains(" data=", literal=True))
+    return ended.select(
+        "line_no",
+        "time",
+        "host",
+        "program",
+        pl.col("_qid").alias("queue_id"),
+        pl.lit("nodata").alias("kind"),
+        clip(body).alias("detail"),
     )
 
 
@@ -410,7 +480,14 @@ def _noqueue_rejects(nq: pl.DataFrame) -> pl.DataFrame:
     return _rejects(df, body)
 
 
-def _amavis(am: pl.DataFrame) -> pl.DataFrame:
+def _amavis(am: pl.DataFrame) -> list[pl.DataFrame]:
+    """The verdict lines of amavis: a hold for Blocked mail, the headers it names for every message."""
+    if not am.height:
+        return []
+    return [_amavis_blocked(am), _amavis_headers(am)]
+
+
+def _amavis_blocked(am: pl.DataFrame) -> pl.DataFrame:
     # amavis[1]: (01-02) Blocked SPAM {DiscardedInbound,Quarantined}, [ip]:port <a> -> <b>, Queue-ID: 3F1A22C01, ...
     body = pl.col("body")
     df = am.filter(body.str.contains(r"\) Blocked [A-Z-]+ ") & body.str.contains("Queue-ID: ", literal=True))
@@ -429,3 +506,31 @@ def _amavis(am: pl.DataFrame) -> pl.DataFrame:
     return _cols(
         df, "hold", status.alias("status"), clip(from_byte(body, body.str.find(") ", literal=True) + 2)).alias("detail")
     )
+
+
+# amavis quotes the Subject in double quotes, doubling any inside it; a subject it had to decode
+# (MIME encoded words) is followed, inside the quotes, by " (raw: =?utf-8?B?...?=)".
+_AMAVIS_SUBJECT = r', Subject: "((?:[^"]|"")*)"'
+_AMAVIS_MSGID = r", Message-ID: (<[^<>]*>)"
+
+
+def _amavis_headers(am: pl.DataFrame) -> pl.DataFrame:
+    # amavis[2]: (2-11) Passed CLEAN {RelayedInbound}, [ip]:port [ip] <a> -> <b>, Queue-ID: 4PbC4x469Jz3tBr,
+    #   Message-ID: <7181@ajmyjyz>, mail_id: VQpG, Hits: 2.9, size: 175061, queued_as: 4PbC4z6W5Qz3tG3,
+    #   Subject: "Individuelle Prognose (raw: =?utf-8?B?SW5k...?=)", From: <a>, helo=..., 2131 ms
+    # The message is the one amavis names: its Queue-ID (amavisd-new 2.6 and later), else the queue
+    # id it re-injected the message under (queued_as), which is the same message's next hop.
+    body = pl.col("body")
+    verdict = body.str.contains(r"^\([0-9-]+\) (?:Passed|Blocked) ")
+    names = body.str.contains(', Subject: "', literal=True) | body.str.contains("Message-ID: ", literal=True)
+    df = am.filter(verdict & names)
+    if not df.height:
+        return df
+    qid = pl.coalesce(
+        body.str.extract(r"Queue-ID: ([0-9A-Za-z]+)", 1), body.str.extract(r"queued_as: ([0-9A-Za-z]+)", 1)
+    )
+    subject = (
+        body.str.extract(_AMAVIS_SUBJECT, 1).str.replace_all('""', '"', literal=True).str.replace(r" \(raw: .*\)$", "")
+    )
+    df = df.with_columns(qid.alias("queue_id")).filter(pl.col("queue_id").is_not_null())
+    return _cols(df, "subject", subject.alias("subject"), body.str.extract(_AMAVIS_MSGID, 1).alias("message_id"))

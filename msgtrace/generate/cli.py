@@ -11,6 +11,8 @@ import click
 from msgtrace.generate import FORMATS
 from msgtrace.generate import generate as run
 
+MAX_DAYS = 3660  # ten years: a longer period only thins the messages out (and far ones overflow a date)
+
 
 @click.command("generate")
 @click.option(
@@ -28,7 +30,7 @@ from msgtrace.generate import generate as run
 )
 @click.option(
     "--days",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, min_open=True, max=MAX_DAYS),
     default=1.0,
     show_default=True,
     help="Length of the period the messages arrive in.",

@@ -229,7 +229,7 @@ def _filtered(model: M.Model, msgs: pl.DataFrame, qmgr: int, cleanup: pl.Expr) -
             7,
             pl.format(
                 "amavis[{}]: ({}-{}) Passed CLEAN {}, [{}]:{} [{}] <{}> -> <{}>, Queue-ID: {}, "
-                "Message-ID: {}, mail_id: {}, Hits: -0.{}, size: {}, queued_as: {}, {} ms",
+                'Message-ID: {}, mail_id: {}, Hits: -0.{}, size: {}, queued_as: {}, Subject: "{}", From: <{}>, {} ms',
                 5000 + pl.col("pid") % 4,
                 5000 + pl.col("pid") % 4,
                 pl.col("pid") % 100,
@@ -245,6 +245,8 @@ def _filtered(model: M.Model, msgs: pl.DataFrame, qmgr: int, cleanup: pl.Expr) -
                 pl.col("pid") % 10,
                 "size",
                 "qid2",
+                pl.col("subject").str.replace_all('"', '""', literal=True),
+                "sender",
                 80 + pl.col("pid") % 900,
             ),
         ),

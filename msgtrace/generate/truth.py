@@ -42,7 +42,7 @@ class Rules:
     """What a format's log reveals."""
 
     millis: bool = False  # Received precision
-    subject: str = "logged"  # "logged": only where subj_logged; "all"; "none"
+    subject: str = "logged"  # "logged": where header_checks (subj_logged) or amavis (cf) logs it; "all"; "none"
     rcpts_on_receive: bool = False  # recipients named at arrival (Exchange)
     dsn_msgid: bool = True  # a bounce notice's Message-ID is logged
     dsn_size: bool = True
@@ -61,7 +61,9 @@ def truth(model: M.Model, rules: Rules) -> pl.DataFrame:
     if rules.subject == "all":
         subject = pl.when(dsn & ~pl.lit(rules.dsn_subject)).then(pl.lit("")).otherwise("subject")
     elif rules.subject == "logged":
-        subject = pl.when("subj_logged").then("subject").otherwise(pl.lit(""))
+        # the amavis verdict line names the Subject of every message it passed (Postfix)
+        filtered = pl.col("cf") & (pl.col("th") < model.cfg.end_us)
+        subject = pl.when(pl.col("subj_logged") | filtered).then("subject").otherwise(pl.lit(""))
     else:
         subject = pl.lit("")
     head = msgs.select(

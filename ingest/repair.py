@@ -1,0 +1,220 @@
+"""Damaged Parquet files in a store: finding them, saying so in one line, and repairing them.
+
+A partition file can be damaged under msgtrace (a disk error, a copy cut short, a file zeroed by
+a crash of the file system below the atomic rename). Such a file breaks every read of its day.
+
+- `find_damaged` checks each current file's footer (cheap: a few KB per file); `msgtrace status`
+  lists what it finds and a query that fails names the file (query.engine).
+- `repair` (run by `msgtrace compact`) moves damaged files aside into `<store>/_damaged/` and
+  rebuilds a damaged messages partition from the events table, the source of truth: that day's
+  events plus the related events around it (the same queue ids within the queue lifetime, as
+  the pipeline gathers for lines read out of order) go through ingest.correlate, and the rows
+  received that day are written as one complete file, which replaces every older file of the
+  partition. A damaged events file cannot be rebuilt: the report says which sources (and about
+  which lines) its events came from, so they can be read again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from msgtrace.ingest import layout
+from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR
+from msgtrace.ingest.terminal import neutralize
+
+DAMAGED_DIR = "_damaged"
+# How far a message's events may lie from its Received day (ingest.pipeline.QUEUE_LIFETIME).
+LIFETIME_DAYS = 6
+
+
+@dataclass
+class Damaged:
+    """One damaged partition file: where, why, and (events files) what it held, as far as known."""
+
+    path: str
+    table: str  # "messages" or "events"
+    day: str
+    reason: str
+    sources: list[str] | None = None  # events files: "path (lines N-M)" of the sources it likely held
+
+    def sentence(self, store: Path) -> str:
+        """One line: the file, the reason and what to do."""
+        if self.table == MESSAGES_DIR:
+            what = f"run `msgtrace compact --store {store}` to rebuild it from the events table"
+        else:
+            held = "; ".join(self.sources) if self.sources else "sources unknown"
+            what = (
+                f"its events of {self.day} are lost (from {held}); `msgtrace compact --store {store}` "
+                "moves it aside so the day can be read again"
+            )
+        return f"damaged store file {self.path} ({self.reason}): {what}"
+
+
+def footer_problem(path: Path) -> str | None:
+    """Why a Parquet file's footer cannot be read (one neutralised line), or None when it can."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+        pl.read_parquet_metadata(path)
+    except (FileNotFoundError, PermissionError):
+        return None  # replaced by a compaction meanwhile, or not ours to read: not damage
+    except (OSError, pl.exceptions.PolarsError, ValueError) as e:
+        return one_line_reason(e)
+    return None
+
+
+def read_problem(path: Path, schema: dict[str, pl.DataType]) -> str | None:
+    """Why a Parquet file cannot be read whole (footer or pages), or None: the thorough check."""
+    problem = footer_problem(path)
+    if problem is not None:
+        return problem
+    try:
+        pl.scan_parquet(path, schema=schema, hive_partitioning=False).collect()
+    except FileNotFoundError:
+        return None
+    except (OSError, pl.exceptions.PolarsError, ValueError) as e:
+        return one_line_reason(e)
+    return None
+
+
+def one_line_reason(e: BaseException) -> str:
+    """An error's first line without the library's prefixes, control characters escaped."""
+    lines = str(e).strip().splitlines() or [type(e).__name__]
+    text = lines[0].removeprefix("parquet: ").removeprefix("File out of specification: ")
+    return neutralize(text)[:200]
+
+
+def find_damaged(store: Path, tables: tuple[str, ...] = (MESSAGES_DIR, EVENTS_DIR)) -> list[Damaged]:
+    """Every current partition file of the tables whose footer cannot be read."""
+    out: list[Damaged] = []
+    for table in tables:
+        for day in layout.partition_days(store / table):
+            for f in layout.current_files(layout.partition_dir(store / table, day)):
+                problem = footer_problem(f)
+                if problem is not None:
+                    out.append(Damaged(str(f), table, day.isoformat(), problem))
+    for d in out:
+        if d.table == EVENTS_DIR:
+            d.sources = lost_sources(store, dt.date.fromisoformat(d.day), {Path(x.path) for x in out})
+    return out
+
+
+def lost_sources(store: Path, day: dt.date, damaged: set[Path]) -> list[str]:
+    """The sources a lost events file of `day` probably held, with the lines between what the
+    readable events of the day before and the day after hold of them ("path (lines N-M)")."""
+    table = store / EVENTS_DIR
+    around = [day - dt.timedelta(days=1), day, day + dt.timedelta(days=1)]
+    files = [f for f in layout.files_for_days(table, around) if f not in damaged]
+    if not files:
+        return []
+    first = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    try:
+        spans = (
+            pl.scan_parquet(files, schema=EVENT_SCHEMA, hive_partitioning=False)
+            .group_by("source")
+            .agg(
+                pl.col("line_no").filter(pl.col("time") < first).max().alias("before"),
+                pl.col("line_no").filter(pl.col("time") >= first + dt.timedelta(days=1)).min().alias("after"),
+            )
+            .sort("source")
+            .collect()
+        )
+    except (OSError, pl.exceptions.PolarsError):
+        return []
+    paths = _source_paths(store)
+    out = []
+    for source, before, after in spans.iter_rows():
+        # line_no counts from 0: the lost lines are those after `before` and before `after`
+        lo = 1 if before is None else before + 2
+        if after is not None and after < lo:
+            continue  # nothing of this source can lie in the lost day
+        hi = "its end" if after is None else f"{after:,}"
+        out.append(f"{neutralize(paths.get(source, source))} (lines {lo:,}-{hi})")
+    return out
+
+
+def _source_paths(store: Path) -> dict[str, str]:
+    from msgtrace.ingest.checkpoint import Checkpoints
+
+    try:
+        return {s.fingerprint: s.path for s in Checkpoints(store).all() if s.path}
+    except (OSError, ValueError, TypeError):  # a damaged sources.json: fingerprints will do
+        return {}
+
+
+def move_aside(store: Path, path: Path) -> Path:
+    """Move a damaged file into <store>/_damaged/<table>/date=.../ (never over an earlier one)."""
+    rel = path.relative_to(store)
+    target = store / DAMAGED_DIR / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    while target.exists():
+        n += 1
+        target = target.with_name(f"{path.name}.{n}")
+    os.replace(path, target)
+    layout.fsync_dir(path.parent)
+    return target
+
+
+def rebuild_messages(store: Path, day: dt.date) -> int | None:
+    """Recompute a day's message rows from the events table and write them as one complete file
+    (replacing every older file of the partition, damaged ones included); returns the rows.
+
+    The day's events name the messages; the events of the same queue ids from a queue lifetime
+    before to a queue lifetime after (hand-offs followed) complete them, as the pipeline does for
+    lines read out of order; ingest.correlate turns them into rows; those received this day stay.
+    """
+    from msgtrace.ingest.correlate import correlate
+    from msgtrace.ingest.openset import queue_keys, related_events
+
+    table = store / EVENTS_DIR
+    days = layout.days_between(day - dt.timedelta(days=LIFETIME_DAYS), day + dt.timedelta(days=LIFETIME_DAYS))
+    own = layout.scan_days(table, [day], EVENT_SCHEMA)
+    events = pl.DataFrame(schema=EVENT_SCHEMA) if own is None else own.collect()
+    if events.height:
+        around = layout.scan_days(table, days, EVENT_SCHEMA)
+        assert around is not None
+        related = related_events(around, queue_keys(events))
+        events = pl.concat([events, related], how="vertical_relaxed")
+    else:
+        return None  # nothing to rebuild from: the partition's readable files keep their rows
+    rows = correlate(events).filter(pl.col("received").dt.date() == day).sort("received")
+    part = layout.partition_dir(store / MESSAGES_DIR, day)
+    layout.write_parquet_atomic(rows, layout.next_file(part, complete=True), MESSAGE_SCHEMA)
+    return rows.height
+
+
+def repair(store: Path, damaged: list[Damaged]) -> list[str]:
+    """Move damaged files aside and rebuild the messages partitions among them; one sentence each.
+
+    Events files go first: a messages partition is rebuilt from the events that are left.
+    """
+    said: list[str] = []
+    for d in sorted(damaged, key=lambda d: d.table != EVENTS_DIR):
+        moved = move_aside(store, Path(d.path))
+        if d.table == EVENTS_DIR:
+            held = "; ".join(d.sources) if d.sources else "sources unknown"
+            said.append(
+                f"Moved damaged events file {d.path} ({d.reason}) to {moved}: its events of {d.day} are lost; "
+                f"to restore them, ingest a file holding just those lines of {held}."
+            )
+    for day in sorted({d.day for d in damaged if d.table == MESSAGES_DIR}):
+        files = [d for d in damaged if d.table == MESSAGES_DIR and d.day == day]
+        rows = rebuild_messages(store, dt.date.fromisoformat(day))
+        names = ", ".join(f"{d.path} ({d.reason})" for d in files)
+        where = store / DAMAGED_DIR / MESSAGES_DIR
+        if rows is None:
+            said.append(
+                f"Moved damaged {names} to {where}; the events table holds nothing of {day}, so its rows "
+                "cannot be rebuilt: ingest the logs of that day again to restore them."
+            )
+        else:
+            said.append(
+                f"Rebuilt {rows:,} message rows of {day} from the events table; moved damaged {names} to {where}."
+            )
+    return said
