@@ -36,6 +36,13 @@ def safe(text: str) -> str:
 def source_options(f):  # type: ignore[no-untyped-def]
     """Options shared by ingest and watch: how to read the logs."""
     f = click.option(
+        "--local-domains",
+        multiple=True,
+        metavar="DOMAIN[,DOMAIN...]",
+        help="This server's own mail domains, kept in the store for Direction (Inbound/Outbound/Local) "
+        "[default: inferred].",
+    )(f)
+    f = click.option(
         "--host", default=None, help="Host name for logs that do not name one (Exim mainlog, Exchange tracking logs)."
     )(f)
     f = click.option(
@@ -59,6 +66,32 @@ def source_options(f):  # type: ignore[no-untyped-def]
         "--timezone", default=None, help="IANA zone of timestamps without one (default: the machine's zone)."
     )(f)
     return f
+
+
+def parse_local_domains(values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """--local-domains as a tuple of domains, None when not given; a bad value is a one-line error."""
+    from msgtrace.ingest.storeconfig import parse_domains
+
+    if not values:
+        return None
+    try:
+        domains = parse_domains(values)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    if not domains:
+        raise click.ClickException("--local-domains has no domain in it: give one like example.org, or leave it out")
+    return domains
+
+
+def keep_local_domains(store: Path, domains: tuple[str, ...] | None) -> None:
+    """Save --local-domains in the store's config (under the store lock), saying so when they change."""
+    from msgtrace.ingest.storeconfig import save_local_domains
+
+    if domains is not None and save_local_domains(store, domains):
+        click.echo(
+            f"Local domains of {safe(str(store))}: {', '.join(domains)} (Direction follows them from now on, old rows too).",
+            err=True,
+        )
 
 
 def make_options(timezone: str | None, year: int | None, organization: str | None, fmt: str, host: str | None):  # type: ignore[no-untyped-def]
@@ -143,6 +176,7 @@ def ingest_command(
     organization: str | None,
     fmt: str,
     host: str | None,
+    local_domains: tuple[str, ...],
     rejects: Path | None,
     paths: tuple[str, ...],
 ) -> None:
@@ -158,10 +192,12 @@ def ingest_command(
     from msgtrace.ingest.store import StoreError, StoreLock
 
     options = make_options(timezone, year, organization, fmt, host)
+    domains = parse_local_domains(local_domains)
     check_rejects(rejects)
     progress = _Progress()
     try:
         with StoreLock(store):
+            keep_local_domains(store, domains)
             report = ingest_paths(list(paths), store, options, rejects, progress)
     except (ReadError, StoreError, OSError) as e:
         progress.done()

@@ -15,7 +15,16 @@ from pathlib import Path
 
 import click
 
-from msgtrace.ingest.cli import check_rejects, make_options, rejects_option, safe, source_options, store_option
+from msgtrace.ingest.cli import (
+    check_rejects,
+    keep_local_domains,
+    make_options,
+    parse_local_domains,
+    rejects_option,
+    safe,
+    source_options,
+    store_option,
+)
 
 
 class _SafeFormatter(logging.Formatter):
@@ -78,6 +87,7 @@ def watch_command(
     organization: str | None,
     fmt: str,
     host: str | None,
+    local_domains: tuple[str, ...],
     flush_interval: float,
     rescan_interval: float,
     compact_files: int,
@@ -99,6 +109,7 @@ def watch_command(
 
     setup_logging(quiet, verbose)
     options = make_options(timezone, year, organization, fmt, host)
+    domains = parse_local_domains(local_domains)
     check_rejects(rejects)
     # One day of slack on top of the queue lifetime: clocks and log timestamps drift.
     options.queue_lifetime = dt.timedelta(days=max_queue_lifetime + 1)
@@ -117,6 +128,7 @@ def watch_command(
     signal.signal(signal.SIGINT, stop)
     try:
         with StoreLock(store):
+            keep_local_domains(store, domains)
             watcher = Watcher(store, list(paths), options, wopts, rejects)
             stopping.append(watcher)
             if requested.is_set():

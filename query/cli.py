@@ -95,6 +95,7 @@ FILTER_OPTIONS: list[Callable[..., Any]] = [
     click.option(
         "--subject-filter-type", metavar="TYPE", help="How --subject matches: Contains (default), StartsWith, EndsWith."
     ),
+    _multi("--direction", "Inbound, Outbound, Local (derived from the local domains; see the README)."),
 ]
 
 # How the window's dates are read and limited: shared like FILTER_OPTIONS.
@@ -171,7 +172,7 @@ def trace_options(f: Callable[..., Any]) -> Callable[..., Any]:
 _FILTER_KEYS = (
     "start_date", "end_date", "sender_address", "recipient_address", "message_id", "message_trace_id",
     "status", "from_ip", "to_ip", "subject", "subject_filter_type", "starting_recipient_address",
-    "now", "max_age_days", "timezone",
+    "now", "max_age_days", "timezone", "direction",
 )  # fmt: skip
 
 
@@ -183,7 +184,7 @@ def filter_params(params: dict[str, Any]) -> dict[str, Any]:
 # What the user gave, re-emitted (in this order) in the command that fetches the next V2 page.
 _CARRIED = [
     "sender_address", "recipient_address", "from_ip", "to_ip", "message_id", "message_trace_id",
-    "status", "subject", "subject_filter_type", "output_format", "out", "now", "timezone", "max_age_days",
+    "status", "subject", "subject_filter_type", "direction", "output_format", "out", "now", "timezone", "max_age_days",
 ]  # fmt: skip
 
 

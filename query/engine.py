@@ -21,7 +21,8 @@ T = TypeVar("T")
 
 DEFAULT_STORE = "data/store"
 STORE_ENV = "MSGTRACE_STORE"
-OUTPUT_COLUMNS: tuple[str, ...] = (*CONTRACT_COLUMNS.values(), "StartDate", "EndDate", "Index")
+# The contract's columns, then Direction (query.direction: derived, not stored).
+OUTPUT_COLUMNS: tuple[str, ...] = (*CONTRACT_COLUMNS.values(), "StartDate", "EndDate", "Index", "Direction")
 # Absent strings are given as ""; except the sender, whose absence means unknown (no line names
 # it), which is not "" (the null sender <>): it stays null (table "(unknown)", JSON null).
 _STRING_OUTPUTS = [
@@ -97,9 +98,25 @@ def open_files(files: list[Path]) -> pl.LazyFrame:
     return layout.scan_files(files, MESSAGE_SCHEMA, glob=False, missing_columns="insert", extra_columns="ignore")
 
 
-def scan(store: Path, flt: TraceFilter) -> pl.LazyFrame:
-    """The store's message rows (MESSAGE_SCHEMA columns) that pass the filter, unsorted."""
-    return open_files(needed_files(store, flt)).filter(flt.expr())
+def scan(store: Path, flt: TraceFilter, every_row_direction: bool = False) -> pl.LazyFrame:
+    """The store's message rows (MESSAGE_SCHEMA columns plus `direction`) that pass the filter, unsorted.
+
+    every_row_direction: the caller reads the direction of every row (a report), worth listing the
+    window's Organizations first so the direction compares literals (query.direction).
+    """
+    return filtered(store, needed_files(store, flt), flt, every_row_direction)
+
+
+def filtered(store: Path, files: list[Path], flt: TraceFilter, every_row_direction: bool = False) -> pl.LazyFrame:
+    """These files' rows that pass the filter, with their `direction` (computed only when read)."""
+    from msgtrace.query.direction import store_local_domains, with_direction
+
+    domains = store_local_domains(store)
+    organizations = None
+    if not domains and (every_row_direction or flt.directions):
+        organizations = open_files(files).select(pl.col("organization").unique()).collect().to_series().to_list()
+    lf = with_direction(open_files(files).filter(flt.expr()), domains, organizations)
+    return lf.filter(pl.col("direction").is_in(list(flt.directions))) if flt.directions else lf
 
 
 def sort(lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -129,7 +146,7 @@ def page_rows(lf: pl.LazyFrame, offset: int, limit: int | None) -> tuple[pl.Lazy
 
 def contract_frame(lf: pl.LazyFrame, flt: TraceFilter, first_index: int = 0) -> pl.LazyFrame:
     """Contract columns in order, absent strings as "" (an unknown sender null), the window echoed,
-    Index from first_index."""
+    Index from first_index, then Direction (lf needs a `direction` column: scan gives it)."""
     cols = [
         (pl.col(c).fill_null("") if c in _STRING_OUTPUTS else pl.col(c)).alias(name)
         for c, name in CONTRACT_COLUMNS.items()
@@ -139,6 +156,7 @@ def contract_frame(lf: pl.LazyFrame, flt: TraceFilter, first_index: int = 0) -> 
         pl.lit(flt.start, dtype=MESSAGE_SCHEMA["received"]).alias("StartDate"),
         pl.lit(flt.end, dtype=MESSAGE_SCHEMA["received"]).alias("EndDate"),
         (pl.int_range(pl.len(), dtype=pl.Int64) + first_index).alias("Index"),
+        pl.col("direction").alias("Direction"),
     )
 
 
@@ -178,7 +196,7 @@ def trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:
 
 
 def _trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:
-    lf = scan(store, flt).select(list(CONTRACT_COLUMNS))
+    lf = scan(store, flt).select(*CONTRACT_COLUMNS, "direction")
     if paging.mode == "v2":
         page, more = _cursor_page(lf, paging.result_size)
         return TraceResult(contract_frame(page.lazy(), flt).collect(), flt, paging, more=more)

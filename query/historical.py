@@ -322,6 +322,7 @@ def validate(params: dict[str, Any]) -> tuple[TraceFilter, dict[str, Any]]:
             f"too many addresses: {len(senders) + len(recipients)} in --sender-address and --recipient-address, "
             f"at most {MAX_ADDRESSES}; split the search"
         )
+    direction = choice(params.get("direction"), SEARCH_DIRECTIONS, "--direction", "All")
     if not (params.get("report_title") or "").strip():
         raise QueryError("--report-title must not be empty")
     filters = {
@@ -350,6 +351,7 @@ def validate(params: dict[str, Any]) -> tuple[TraceFilter, dict[str, Any]]:
         "from_ip": flt.from_ip,
         "timezone": "UTC",
         "max_age_days": 0,
+        "direction": [] if direction == "All" else [direction],
     }
     return flt, resolved
 
@@ -456,21 +458,15 @@ def search_filter(job: Job) -> TraceFilter:
 def message_rows(store: Path, job: Job) -> pl.LazyFrame:
     """The job's message rows (stored columns plus direction), filtered, unsorted."""
     from msgtrace.query import engine
-    from msgtrace.query.direction import store_local_domains, with_direction
 
-    lf = with_direction(engine.scan(store, search_filter(job)), store_local_domains(store))
-    if job.direction != "All":
-        lf = lf.filter(pl.col("direction") == job.direction)
-    return lf
+    return engine.scan(store, search_filter(job))
 
 
 def message_trace_report(store: Path, job: Job) -> pl.DataFrame:
     """A MessageTrace report: `msgtrace trace`'s columns and order (every row, no paging), plus Direction."""
     from msgtrace.query import engine
 
-    rows = engine.sort(message_rows(store, job)).collect()
-    out = engine.contract_frame(rows.lazy(), search_filter(job)).collect()
-    return out.with_columns(rows["direction"].alias("Direction"))
+    return engine.contract_frame(engine.sort(message_rows(store, job)), search_filter(job)).collect()
 
 
 def message_trace_detail_report(store: Path, job: Job) -> pl.DataFrame:

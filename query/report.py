@@ -324,19 +324,11 @@ def stuck(lf: pl.LazyFrame, options: ReportOptions) -> dict[str, Any]:
     return {"hours": options.stuck_hours, "count": rows.height, "rows": listed}
 
 
-def report_rows(store: Path, flt: Any, directions: tuple[str, ...]) -> pl.LazyFrame:
-    """The rows a trace with this filter returns, with their direction, restricted to `directions`."""
+def report_rows(store: Path, flt: Any) -> pl.LazyFrame:
+    """The rows a trace with this filter returns (its --direction included), with their direction."""
     from msgtrace.query import engine
-    from msgtrace.query.direction import store_local_domains, with_direction
 
-    domains = store_local_domains(store)
-    organizations = None
-    if not domains:
-        # the few Organization values of the window, so Direction compares literals (see query.direction)
-        files = engine.needed_files(store, flt)
-        organizations = engine.open_files(files).select(pl.col("organization").unique()).collect().to_series()
-    lf = with_direction(engine.scan(store, flt), domains, None if organizations is None else organizations.to_list())
-    return lf.filter(pl.col("direction").is_in(list(directions))) if directions else lf
+    return engine.scan(store, flt, every_row_direction=True)
 
 
 # --- rendering ------------------------------------------------------------------------------------------

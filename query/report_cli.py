@@ -15,12 +15,6 @@ from msgtrace.query.cli import FILTER_OPTIONS, BadInput, apply_options, filter_p
 REPORT_OPTIONS = [
     *FILTER_OPTIONS,
     click.option(
-        "--direction",
-        multiple=True,
-        metavar="DIR[,DIR...]",
-        help="Inbound, Outbound, Local (see the README's Direction).",
-    ),
-    click.option(
         "--output",
         "output_format",
         type=click.Choice(["text", "json", "html"], case_sensitive=False),
@@ -101,8 +95,7 @@ def _run(params: dict[str, Any], fmt: str) -> tuple[str, bytes]:
     from msgtrace.query import engine, report_render
     from msgtrace.query import report as R
     from msgtrace.query.dates import iso_z, parse_datetime, zone
-    from msgtrace.query.direction import normalize_direction
-    from msgtrace.query.filters import QueryError, TraceFilter, split_values
+    from msgtrace.query.filters import QueryError, TraceFilter
 
     if params["top"] < 1:
         raise BadInput(f"invalid --top {params['top']}: use 1 or more")
@@ -110,16 +103,15 @@ def _run(params: dict[str, Any], fmt: str) -> tuple[str, bytes]:
         raise BadInput(f"invalid --stuck-hours {params['stuck_hours']}: use 0 or more hours")
     store = engine.resolve_store(params["store"])
     flt = TraceFilter.from_params(**filter_params(params))
-    directions = tuple(dict.fromkeys(normalize_direction(v) for v in split_values(params["direction"])))
     tz = zone(params["timezone"])
     now = parse_datetime(params["now"], tz) if params["now"] else None
     options = R.ReportOptions(timezone=R.polars_zone(tz), now=now, stuck_hours=params["stuck_hours"], top=params["top"])
-    rep = engine.relisting_once(lambda: R.build(R.report_rows(store, flt, directions), options))
+    rep = engine.relisting_once(lambda: R.build(R.report_rows(store, flt), options))
     rep["window"] = {
         "start": iso_z(flt.start),
         "end": iso_z(flt.end),
         "timezone": options.timezone,
-        "direction": list(directions),
+        "direction": list(flt.directions),
         "stuck_hours": options.stuck_hours,
     }
     svgs: dict[str, str] = {}

@@ -90,5 +90,5 @@ def _summarize(store: Path, flt: TraceFilter) -> pl.DataFrame:
     counts = day_status_counts(store, sorted(whole))
     if cut:
         files = layout.files_for_days(store / MESSAGES_DIR, cut)
-        counts.update(row_counts(engine.open_files(files).filter(flt.expr())))
+        counts.update(row_counts(engine.filtered(store, files, flt)))
     return counts_frame(counts)
