@@ -276,8 +276,8 @@ def bench_report(store: Path, results: dict, days: int = 30, start: dt.date = ST
     ctx = query_context()
     flt = TraceFilter.from_params(start_date=start.isoformat(), end_date=end.isoformat(), **ctx)
     options = R.ReportOptions(timezone="UTC", now=flt.end)
-    rows = R.build(R.report_rows(store, flt, ()), options)["totals"]["Rows"].sum()
-    t_in = best(lambda: R.build(R.report_rows(store, flt, ()), options), repeat=3)
+    rows = R.build(R.report_rows(store, flt), options)["totals"]["Rows"].sum()
+    t_in = best(lambda: R.build(R.report_rows(store, flt), options), repeat=3)
     cmd = [str(BIN / "msgtrace"), "report", "--store", str(store), "--output", "json", "--start-date", start.isoformat(),
            "--end-date", end.isoformat(), "--now", ctx["now"], "--timezone", "UTC"]  # fmt: skip
     t_cli = best(lambda: sh(cmd), repeat=3)
