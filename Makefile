@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck bench bench-quick clean
+.PHONY: demo test test-fast lint typecheck bench bench-quick clean chromium web-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,11 +22,23 @@ demo: $(STAMP)
 	    $(BIN)/python -c "import json,sys; r=json.load(sys.stdin); print(r['MessageTraceId'], r['RecipientAddress'])"); \
 	  MSGTRACE_NOW=2026-06-14T12:00:00Z $(BIN)/msgtrace detail --store data/demo-store --start-date 2026-06-12 \
 	    --end-date 2026-06-14 --message-trace-id $$1 --recipient-address $$2
+	@echo "# the same in a browser: MSGTRACE_NOW=2026-06-14T12:00:00Z $(BIN)/msgtrace web --store data/demo-store"
 
 CODE := msgtrace ingest query tests bench
 
-test: lint typecheck
+test: lint typecheck chromium
 	$(BIN)/pytest
+
+# The browser tests (tests/test_web_browser.py) drive Debian's Chromium through Playwright; no
+# browser is ever downloaded. As root (CI, a fresh machine) it is installed when missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { test "$$(id -u)" = 0 && apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } || \
+	  echo "chromium is missing (not root, or apt-get failed): the browser tests skip here and fail in CI"
+
+# docs/web-search.png and docs/web-dashboard.png, from the demo store, for the README
+web-screenshots: demo chromium
+	$(BIN)/python -m tests.web_screenshots data/demo-store docs
 
 # the suite without the tests marked slow (corpus sweeps, kills, big generated logs)
 test-fast: lint typecheck

@@ -27,26 +27,24 @@ def main() -> None:
     ap.add_argument("--no-compact", action="store_true")
     a = ap.parse_args()
 
-    from msgtrace.ingest import pipeline, reader
-    from msgtrace.ingest.store import StoreLock
+    from msgtrace.ingest import pipeline
+    from msgtrace.store import Store, StoreLock
 
+    opts = pipeline.IngestOptions(timezone=a.timezone, year=a.year)
     if a.flush_lines:
         # ~130 bytes a line: read and flush in steps of about that many lines
-        pipeline.FLUSH_EVENTS = max(1, int(a.flush_lines * 0.7))
-        reader.CHUNK_BYTES = a.flush_lines * 130
+        opts.flush_events = max(1, int(a.flush_lines * 0.7))
+        opts.chunk_bytes = a.flush_lines * 130
     if a.no_compact:  # leave the store as continuous ingestion leaves it between compactions
-        pipeline.COMPACT_MIN_FILES = 10**9
-        pipeline.tidy = lambda store: None
+        opts.compact_min_files = 10**9
+        pipeline.tidy = lambda store, min_files: None
     store = Path(a.store)
-    opts = pipeline.IngestOptions(timezone=a.timezone, year=a.year)
     nbytes = sum(Path(p).stat().st_size for p in a.paths)
     t = time.perf_counter()
     with StoreLock(store):
         rep = pipeline.ingest_paths(a.paths, store, opts)
     secs = time.perf_counter() - t
-    from msgtrace.ingest.store import Store
-
-    lf = Store(store).scan("messages")
+    lf = Store(store).messages.scan()
     rows = lf.select(pl.len()).collect().item() if lf is not None else 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(

@@ -1,4 +1,5 @@
-"""`make bench`: ingest throughput, query latency beside DuckDB and grep, small files vs compacted.
+"""`make bench`: ingest throughput, query latency beside DuckDB and grep, `msgtrace web` latency
+under 8 clients, small files vs compacted.
 
 Writes BENCHMARKS.md and bench/results.json. Work files (generated logs, stores) live under
 bench/work/ (git-ignored) and are reused between runs when their parameters match.
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 import polars as pl
+
+from msgtrace.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work"
@@ -97,9 +100,10 @@ def thirty_days(cfg: dict, rows_per_line: float) -> list[Path]:
 
 def pick(store: Path) -> dict:
     """Query values that exist in the store: a busy sender on day 15, a recipient, an id, a domain."""
-    lf = pl.scan_parquet(str(store / "messages" / "*" / "*.parquet"), hive_partitioning=True)
-    day = START + dt.timedelta(days=15)
-    one = lf.filter(pl.col("date") == day)
+    messages = Store(store).messages
+    lf, day = messages.scan(), START + dt.timedelta(days=15)
+    one = messages.scan([day])
+    assert lf is not None and one is not None, f"no messages on {day}"
     sender = (one.filter(pl.col("sender_lower") != "").group_by("sender_lower").len().sort("len").collect()).get_column(
         "sender_lower"
     )[-1]
@@ -343,6 +347,10 @@ def main() -> None:
     print(f"grep (a) {results['grep']['a']:.2f} s, (c) {results['grep']['c']:.2f} s", flush=True)
     save()
     bench_report(store, results)
+    save()
+    from bench.web import bench_web
+
+    bench_web(store, v["day"], v["sender"], query_context()["now"], results)
     save()
     small_files(logs, v, results)
     save()

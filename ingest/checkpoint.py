@@ -18,13 +18,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from msgtrace.ingest.layout import write_json_atomic
-from msgtrace.ingest.store import StoreError
+from msgtrace.defaults import QUEUE_LIFETIME
+from msgtrace.store import StateFiles, Store, StoreError
 
-STATE_DIR = "_state"
 SOURCES_FILE = "sources.json"
 VERSION = 2  # 2: identity marks (head, tail), seen, damaged_at; 1 is read too
-EXPIRE_AFTER = dt.timedelta(days=6)  # the default queue lifetime (ingest.pipeline.QUEUE_LIFETIME)
 _SEEN_EVERY = dt.timedelta(hours=1)  # `seen` is refreshed at most this often
 
 
@@ -55,13 +53,12 @@ class SourceState:
 class Checkpoints:
     """The checkpoint file of a store."""
 
-    def __init__(self, root: Path, expire_after: dt.timedelta = EXPIRE_AFTER) -> None:
-        self.path = root / STATE_DIR / SOURCES_FILE
+    def __init__(self, root: Path, expire_after: dt.timedelta = QUEUE_LIFETIME) -> None:
+        self.state = Store(root).state
+        self.path = self.state.path(SOURCES_FILE)
         self.expire_after = expire_after
-        self._sources: dict[str, SourceState] = {}
         self._unsaved = False  # a `seen` refreshed since the last save
-        if self.path.exists():
-            self._sources = _load(self.path)
+        self._sources: dict[str, SourceState] = _load(self.state)
 
     def get(self, fp: str) -> SourceState | None:
         """The saved state of a source, if any."""
@@ -104,7 +101,7 @@ class Checkpoints:
             fp: s for fp, s in self._sources.items() if now - _time(s.seen or s.updated) <= self.expire_after
         }
         body = {"version": VERSION, "sources": {fp: asdict(s) for fp, s in self._sources.items()}}
-        write_json_atomic(json.dumps(body, indent=1, sort_keys=True), self.path)
+        self.state.write_text(SOURCES_FILE, json.dumps(body, indent=1, sort_keys=True))
         self._unsaved = False
 
 
@@ -116,16 +113,21 @@ def _time(iso: str) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
-def _load(path: Path) -> dict[str, SourceState]:
-    """The sources of a checkpoint file; CheckpointError says what is wrong with a bad one.
+def _load(state: StateFiles) -> dict[str, SourceState]:
+    """The sources of the checkpoint file ({} when there is none); CheckpointError says what is
+    wrong with a bad one.
 
     Never start over silently: an empty checkpoint file would have every file read again."""
+    path = state.path(SOURCES_FILE)
     todo = (
         "move it aside to have every file read again from the start (lines already stored are "
         "skipped), or restore it from a backup"
     )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = state.read_text(SOURCES_FILE)
+        if text is None:
+            return {}
+        data = json.loads(text)
     except UnicodeDecodeError as e:
         raise CheckpointError(f"{path} is not valid JSON (not UTF-8 text); {todo}") from e
     except json.JSONDecodeError as e:

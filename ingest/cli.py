@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-DEFAULT_STORE = "data/store"
+from msgtrace import defaults
+
 # ingest.formats.FORMAT_NAMES, repeated so that `msgtrace --help` need not import Polars (a test checks they agree)
 FORMAT_NAMES = ("exchange", "exim", "sendmail", "postfix")
 
@@ -19,10 +20,22 @@ def store_option(f):  # type: ignore[no-untyped-def]
     return click.option(
         "--store",
         type=click.Path(file_okay=False, path_type=Path),
-        envvar="MSGTRACE_STORE",
-        default=DEFAULT_STORE,
+        envvar=defaults.STORE_ENV,
+        default=defaults.STORE,
         show_default=True,
-        help="Store directory (env MSGTRACE_STORE).",
+        help=f"Store directory (env {defaults.STORE_ENV}).",
+    )(f)
+
+
+def queue_lifetime_option(f):  # type: ignore[no-untyped-def]
+    """--max-queue-lifetime DAYS (ingest, watch, detail): how long a message may wait for its outcome."""
+    return click.option(
+        "--max-queue-lifetime",
+        type=click.FloatRange(0.01, 365),
+        default=defaults.MAX_QUEUE_LIFETIME_DAYS,
+        show_default=True,
+        help="Days a message may wait for its outcome (Postfix maximal_queue_lifetime); "
+        "events of one message lie at most this plus a day apart.",
     )(f)
 
 
@@ -94,7 +107,14 @@ def keep_local_domains(store: Path, domains: tuple[str, ...] | None) -> None:
         )
 
 
-def make_options(timezone: str | None, year: int | None, organization: str | None, fmt: str, host: str | None):  # type: ignore[no-untyped-def]
+def make_options(  # type: ignore[no-untyped-def]
+    timezone: str | None,
+    year: int | None,
+    organization: str | None,
+    fmt: str,
+    host: str | None,
+    max_queue_lifetime: float = defaults.MAX_QUEUE_LIFETIME_DAYS,
+):
     """IngestOptions from CLI values, with the zone checked."""
     from msgtrace.ingest.localzone import ZoneError, check_zone, local_zone
     from msgtrace.ingest.pipeline import IngestOptions
@@ -103,7 +123,14 @@ def make_options(timezone: str | None, year: int | None, organization: str | Non
         zone = check_zone(timezone) if timezone else local_zone()
     except ZoneError as e:
         raise click.ClickException(str(e)) from e
-    return IngestOptions(timezone=zone, year=year, organization=organization, format=fmt, host=host)
+    return IngestOptions(
+        timezone=zone,
+        year=year,
+        organization=organization,
+        format=fmt,
+        host=host,
+        queue_lifetime=defaults.queue_lifetime(max_queue_lifetime),
+    )
 
 
 class _Progress:
@@ -167,6 +194,7 @@ def raise_if_damaged(store: Path, e: BaseException) -> None:
 @click.command("ingest")
 @store_option
 @source_options
+@queue_lifetime_option
 @rejects_option
 @click.argument("paths", nargs=-1, required=True)
 def ingest_command(
@@ -177,6 +205,7 @@ def ingest_command(
     fmt: str,
     host: str | None,
     local_domains: tuple[str, ...],
+    max_queue_lifetime: float,
     rejects: Path | None,
     paths: tuple[str, ...],
 ) -> None:
@@ -189,9 +218,9 @@ def ingest_command(
     """
     from msgtrace.ingest.pipeline import ingest_paths
     from msgtrace.ingest.reader import ReadError
-    from msgtrace.ingest.store import StoreError, StoreLock
+    from msgtrace.store import StoreError, StoreLock
 
-    options = make_options(timezone, year, organization, fmt, host)
+    options = make_options(timezone, year, organization, fmt, host, max_queue_lifetime)
     domains = parse_local_domains(local_domains)
     check_rejects(rejects)
     progress = _Progress()
@@ -235,9 +264,9 @@ def compact_command(store: Path) -> None:
     Example: msgtrace compact --store /var/lib/msgtrace
     """
     from msgtrace.ingest.repair import find_damaged, repair
-    from msgtrace.ingest.store import StoreError, StoreLock
+    from msgtrace.store import Store, StoreError, StoreLock
 
-    if not store.is_dir():
+    if not Store(store).exists():
         raise click.ClickException(f"store {store} does not exist")
     said: list[str] = []
     try:
@@ -265,28 +294,20 @@ def _compact_all(store: Path, said: list[str]) -> int:
     repaired (ingest.repair) and compacted again. Returns partitions merged."""
     import polars as pl
 
-    from msgtrace.ingest.layout import current_files, partition_days, partition_dir
-    from msgtrace.ingest.repair import Damaged, lost_sources, read_problem, repair
-    from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA
-    from msgtrace.ingest.store import Store
+    from msgtrace.ingest.repair import read_problems, repair
+    from msgtrace.store import Store
 
-    s = Store(store)
     merged = 0
-    for table, tdir in (("messages", s.messages), (EVENTS_DIR, s.events)):
-        schema = EVENT_SCHEMA if table == EVENTS_DIR else MESSAGE_SCHEMA
-        for day in partition_days(tdir):
+    for table in Store(store).tables:
+        for day in table.days():
             try:
-                merged += s.compact(table, day)
+                merged += table.compact(day)
             except pl.exceptions.PolarsError:
-                files = current_files(partition_dir(tdir, day))
-                bad = [Damaged(str(f), table, day.isoformat(), p) for f in files if (p := read_problem(f, schema))]
+                bad = read_problems(store, table.name, day)
                 if not bad:
                     raise
-                for d in bad:
-                    if table == EVENTS_DIR:
-                        d.sources = lost_sources(store, day, {Path(x.path) for x in bad})
                 said += repair(store, bad)
-                merged += s.compact(table, day)
+                merged += table.compact(day)
     return merged
 
 

@@ -19,11 +19,10 @@ import datetime as dt
 
 import polars as pl
 
+from msgtrace.defaults import QUEUE_LIFETIME
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, conform
 from msgtrace.ingest.traceid import message_trace_ids
 
-# A queue id silent for longer than this is a new message even without `removed` (lost lines).
-REUSE_GAP = pl.duration(days=6)
 # How far a re-queued message's first line may lie from the hand-off line that names it.
 HANDOFF_WINDOW = "1h"
 _FINAL = ["Delivered", "Failed", "Expanded", "None", "FilteredAsSpam", "Quarantined"]
@@ -35,35 +34,47 @@ _OUTCOME_KINDS = ["deliver", "handoff", "reject", "expand", "hold"]
 _ORDER = ["_sec", "source", "line_no"]
 
 
-def correlate(events: pl.DataFrame) -> pl.DataFrame:
-    """Message rows (MESSAGE_SCHEMA) for every message the events belong to."""
+def correlate(events: pl.DataFrame, queue_lifetime: dt.timedelta = QUEUE_LIFETIME) -> pl.DataFrame:
+    """Message rows (MESSAGE_SCHEMA) for every message the events belong to.
+
+    A queue id silent for longer than `queue_lifetime` is a new message even without `removed`
+    (lost lines)."""
     events = conform(events, EVENT_SCHEMA).with_columns(pl.col("time").dt.truncate("1s").alias("_sec"))
     queued = events.filter(pl.col("queue_id").is_not_null())
     standalone = events.filter(pl.col("queue_id").is_null() & pl.col("kind").eq("reject"))
     parts = [_standalone_rows(standalone)]
     if queued.height:
-        ev, insts = _instances(queued)
+        ev, insts = _instances(queued, queue_lifetime)
         parts.append(_queued_rows(*_chains(ev, insts)))
     rows = pl.concat(parts, how="diagonal_relaxed")
     return _finish(rows)
 
 
-def message_events(events: pl.DataFrame, host: str, queue_id: str, received: dt.datetime) -> pl.DataFrame:
+def message_events(
+    events: pl.DataFrame,
+    host: str,
+    queue_id: str,
+    received: dt.datetime,
+    queue_lifetime: dt.timedelta = QUEUE_LIFETIME,
+) -> pl.DataFrame:
     """The events of one message (its root's host, first queue id and Received): the lines of its
     own instances along its chain, without a later message that reused a queue id. The detail
-    view reads these, so it splits messages exactly as correlate() does."""
+    view reads these, so it splits messages exactly as correlate() does (with the same queue
+    lifetime)."""
     ev = conform(events, EVENT_SCHEMA).with_columns(pl.col("time").dt.truncate("1s").alias("_sec"))
     ev = ev.filter(pl.col("queue_id").is_not_null())
     if not ev.height:
         return ev.select(list(EVENT_SCHEMA))
-    ev, insts = _chains(*_instances(ev))
+    ev, insts = _chains(*_instances(ev, queue_lifetime))
     mine = insts.filter(
         (pl.col("host") == host) & (pl.col("queue_id") == queue_id) & (pl.col("inst_start") == received)
     ).get_column("root")
     return ev.filter(pl.col("root").is_in(mine.implode())).select(list(EVENT_SCHEMA))
 
 
-def events_of_messages(events: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
+def events_of_messages(
+    events: pl.DataFrame, messages: pl.DataFrame, queue_lifetime: dt.timedelta = QUEUE_LIFETIME
+) -> pl.DataFrame:
     """message_events for many messages at once: `messages` has host, queue_id (the first),
     received and message_trace_id; each event of theirs comes back with its message_trace_id
     (a historical search's detail report reads these)."""
@@ -72,13 +83,13 @@ def events_of_messages(events: pl.DataFrame, messages: pl.DataFrame) -> pl.DataF
     ev = ev.filter(pl.col("queue_id").is_not_null())
     if not ev.height or not messages.height:
         return ev.select(list(EVENT_SCHEMA)).with_columns(pl.lit(None, pl.String).alias("message_trace_id")).head(0)
-    ev, insts = _chains(*_instances(ev))
+    ev, insts = _chains(*_instances(ev, queue_lifetime))
     keys = messages.select("host", "queue_id", pl.col("received").alias("inst_start"), "message_trace_id")
     roots = insts.join(keys, on=["host", "queue_id", "inst_start"]).select("root", "message_trace_id").unique("root")
     return ev.join(roots, on="root").select(out)
 
 
-def _instances(ev: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _instances(ev: pl.DataFrame, reuse_gap: dt.timedelta) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Add `inst` (an integer per message instance) and `inst_start` (its first event's time);
     also return one row per instance: inst, host, queue_id, inst_start and its first event's
     place in _ORDER.
@@ -106,7 +117,7 @@ def _instances(ev: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         # files (a rotation mid-message) whose order is not known, and Postfix cannot hand the
         # same queue id (microseconds + inode) to a new message within the second it freed it
         | (pl.col("kind").shift(1).eq("removed") & (pl.col("_sec") > pl.col("_sec").shift(1))).fill_null(False)
-        | ((pl.col("time") - pl.col("time").shift(1)) > REUSE_GAP).fill_null(False)
+        | ((pl.col("time") - pl.col("time").shift(1)) > reuse_gap).fill_null(False)
     )
     key = key.with_columns(new.alias("_new"))
     key = key.with_columns(

@@ -12,12 +12,11 @@ Saved as one Parquet file (explicit schema, atomic), after the data it describes
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import polars as pl
 
-from msgtrace.ingest.layout import write_parquet_atomic
 from msgtrace.ingest.schema import EVENT_SCHEMA, conform, unique_events
+from msgtrace.store import StateFiles
 
 OPEN_FILE = "open_events.parquet"
 
@@ -25,13 +24,10 @@ OPEN_FILE = "open_events.parquet"
 class OpenSet:
     """Open messages' events for one store, in memory, saved with each flush."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / OPEN_FILE
-        self.events = (
-            conform(pl.read_parquet(self.path), EVENT_SCHEMA)
-            if self.path.exists()
-            else pl.DataFrame(schema=EVENT_SCHEMA)
-        )
+    def __init__(self, state: StateFiles) -> None:
+        self.state = state
+        saved = state.read_frame(OPEN_FILE, EVENT_SCHEMA)
+        self.events = saved if saved is not None else pl.DataFrame(schema=EVENT_SCHEMA)
 
     def related(self, parsed: pl.DataFrame) -> pl.DataFrame:
         """Open events of the messages the parsed events touch, following content-filter links."""
@@ -62,11 +58,13 @@ class OpenSet:
 
     def save(self) -> None:
         """Write the open set atomically (call after the data it covers is durable)."""
-        write_parquet_atomic(self.events, self.path, EVENT_SCHEMA)
+        self.state.write_frame(OPEN_FILE, self.events, EVENT_SCHEMA)
         # Read back what was written: the frame in memory was cut from every chunk its events came
         # from and keeps those chunks' string buffers alive (Polars string views share buffers),
         # so over a long run it would pin hundreds of MB for a few thousand open events.
-        self.events = conform(pl.read_parquet(self.path), EVENT_SCHEMA)
+        saved = self.state.read_frame(OPEN_FILE, EVENT_SCHEMA)
+        assert saved is not None  # just written
+        self.events = saved
 
     @property
     def messages(self) -> int:

@@ -22,11 +22,11 @@ from typing import BinaryIO
 
 import polars as pl
 
+from msgtrace.defaults import CHUNK_BYTES, COMPACT_MIN_FILES, FLUSH_EVENTS, QUEUE_LIFETIME
 from msgtrace.ingest import formats
-from msgtrace.ingest.checkpoint import STATE_DIR, Checkpoints, SourceState, from_jsonable, jsonable
+from msgtrace.ingest.checkpoint import Checkpoints, SourceState, from_jsonable, jsonable
 from msgtrace.ingest.correlate import correlate
 from msgtrace.ingest.formats import ParseContext
-from msgtrace.ingest.layout import days_between, remove_stale_temps
 from msgtrace.ingest.openset import OpenSet, orphans, queue_keys, related_events
 from msgtrace.ingest.reader import (
     Damaged,
@@ -41,22 +41,16 @@ from msgtrace.ingest.reader import (
     read_prefix,
     sample_lines,
 )
-from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, conform, unique_events
-from msgtrace.ingest.store import Store
+from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, MESSAGE_SCHEMA, conform, unique_events
 from msgtrace.ingest.supersede import previous_rows, stale_rows
+from msgtrace.store import Store, days_between
 
-# Events of one message may lie this far apart (Postfix maximal_queue_lifetime is 5 days).
-QUEUE_LIFETIME = dt.timedelta(days=6)
-# Events per flush: bounds peak memory (10M Postfix lines: 1.3 GB peak; 100k: 0.9 GB but 20% more CPU).
-FLUSH_EVENTS = 200_000
 SAMPLE_UNKNOWN = 3
 # A parser failing on a chunk is retried on its halves until the lines it fails on are alone; past
 # this many such lines in a file it fails on everything, and whole failing halves are rejected.
 MAX_FAILED_LINES = 1000
 WARN_FAILED = 5  # warnings naming a failing line, per file; the rest are counted
 NOT_A_SOURCE = "not a source read before"  # FileReport.skipped, see Pipeline.ingest_path(new_sources=False)
-# After a batch ingest, a partition with this many files or more is merged into one.
-COMPACT_MIN_FILES = 8
 
 
 # What IngestReport.current keeps of each row: enough to apply a flush's `stale` to it.
@@ -77,6 +71,9 @@ class IngestOptions:
     format: str = "auto"
     host: str | None = None
     queue_lifetime: dt.timedelta = QUEUE_LIFETIME  # how far apart events of one message may lie
+    flush_events: int = FLUSH_EVENTS  # events per flush (tuning: memory against CPU)
+    chunk_bytes: int = CHUNK_BYTES  # lines are read in chunks of about this many bytes
+    compact_min_files: int = COMPACT_MIN_FILES  # a batch run merges a partition with this many files
 
 
 @dataclass
@@ -136,6 +133,31 @@ Progress = Callable[[str, int, int], None]  # (path, lines so far in run, bytes 
 SourceFor = Callable[[str, int], str]  # (fingerprint, file size) -> source id; see Pipeline.ingest_path
 
 
+@dataclass(frozen=True)
+class _FlushPlan:
+    """What a flush starts from: its unique events, those not stored yet, each source's time span,
+    and whether they were read in order (no older than what other sources stored)."""
+
+    parsed: pl.DataFrame
+    new: pl.DataFrame
+    span: pl.DataFrame
+    in_order: bool
+
+    @property
+    def reread(self) -> bool:
+        """Whether some lines were stored before (a crash or failed flush after writing them)."""
+        return self.new.height < self.parsed.height
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What a flush wrote: the message rows, the stored rows they supersede, the days touched."""
+
+    rows: pl.DataFrame
+    stale: pl.Expr | pl.DataFrame
+    days: set[dt.date]
+
+
 class Pipeline:
     """Ingests sources into one store; the caller holds the store lock."""
 
@@ -144,7 +166,7 @@ class Pipeline:
         self.options = options
         self.checkpoints = Checkpoints(root, expire_after=options.queue_lifetime)
         # what a killed writer left half written (the caller holds the lock: nobody writes now)
-        remove_stale_temps(root / STATE_DIR, [self.store.messages, self.store.events])
+        self.store.remove_stale_temps()
         self.rejects_path = rejects
         self.rejects = rejects.open("a", encoding="utf-8") if rejects else None
         self._buffer: list[pl.DataFrame] = []
@@ -152,7 +174,7 @@ class Pipeline:
         self._pending: dict[str, SourceState] = {}  # checkpoints to commit after the next flush
         self._contexts: dict[str, ParseContext] = {}
         self.report = IngestReport()
-        self.open = OpenSet(root / STATE_DIR)
+        self.open = OpenSet(self.store.state)
         self._verified: set[str] = set()  # sources already deduplicated against the store
         self.compact_as_you_go = False  # batch ingest compacts between flushes; the watcher schedules its own
         self.count_current = False  # batch ingest reports the rows it leaves current (report.current)
@@ -282,7 +304,7 @@ class Pipeline:
         parser = formats.parser(fmt)
         ctx = self._context(fp, stat.st_mtime)
         damaged_at = state.damaged_at
-        chunks = read_open(f, path, state.offset, state.line, marks=marks, salvage=salvage)
+        chunks = read_open(f, path, state.offset, state.line, self.options.chunk_bytes, marks=marks, salvage=salvage)
         while True:
             try:
                 chunk = next(chunks, None)
@@ -315,7 +337,7 @@ class Pipeline:
                 self._buffered += parsed.events.height
             if progress:
                 progress(str(path), self.report.lines, sum(r.bytes for r in self.report.files))
-            if self._buffered >= FLUSH_EVENTS:
+            if self._buffered >= self.options.flush_events:
                 self.flush()
 
     # ---- which source a file is ----------------------------------------------------------
@@ -515,52 +537,73 @@ class Pipeline:
             raise
 
     def _write(self, parsed: pl.DataFrame) -> None:
+        """One flush, in the steps DESIGN.md names: plan, gather related events, correlate and
+        write, commit."""
+        plan = self._plan(parsed)
+        if plan is None:
+            return
+        related, everything = self._gather(plan)
+        written = self._correlate_and_write(plan, related, everything)
+        self._commit(plan, written)
+
+    def _plan(self, parsed: pl.DataFrame) -> _FlushPlan | None:
+        """Step 1: the flush's unique events, those not stored yet, and how they were read."""
         parsed = unique_events(conform(parsed, EVENT_SCHEMA))
         if not parsed.height:
-            return
+            return None
         new = self._unseen(parsed)
-        # Everything the touched messages logged so far: the open messages' stored events plus
-        # the new lines. Lines re-read after a crash are in both and count once.
-        related = self.open.related(parsed)
         span = _span(parsed)
-        in_order = not self._read_out_of_order(span)
-        if in_order:
+        return _FlushPlan(parsed, new, span, in_order=not self._read_out_of_order(span))
+
+    def _gather(self, plan: _FlushPlan) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Step 2: everything the touched messages logged so far (the open messages' events, plus
+        stored events where the open set cannot know them), and that with the new lines."""
+        parsed = plan.parsed
+        # Lines re-read after a crash are in both the open set and the new lines, and count once.
+        related = self.open.related(parsed)
+        if plan.in_order:
             search = orphans(parsed, related)  # only messages neither starting nor open
         else:
             # Lines older than what is stored: a log read out of order (a rotated file's tail
             # after the new file, files ingested newest first). Messages they touch may already
             # be stored complete, so search the events table over the queue lifetime around them.
             search = queue_keys(parsed)
-        reread = new.height < parsed.height
-        if reread:
+        if plan.reread:
             # Lines stored before a crash (or a failed flush) and read again: the open set saved
             # then may already have closed their messages, so their stored events are needed too.
-            again = parsed.join(new.select(EVENT_KEY), on=EVENT_KEY, how="anti", nulls_equal=True)
+            again = parsed.join(plan.new.select(EVENT_KEY), on=EVENT_KEY, how="anti", nulls_equal=True)
             search = pl.concat([search, queue_keys(again)]).unique()
         if search.height:
             related = pl.concat([related, self._stored_related(search, parsed)], how="vertical_relaxed")
         everything = pl.concat([related, parsed], how="vertical_relaxed")
-        if reread or search.height:
+        if plan.reread or search.height:
             # both sides unique, but a line can be on both: read again after a crash, or found
             # among stored events as well as open ones
             everything = unique_events(everything)
-        # The store is written by a third thread while this one correlates and updates the open
-        # set (in a batch run the writer thread is the slower half; neither step reads what the
-        # other writes). Events first, then message rows, in order; both are complete before
-        # compaction may merge their files and before the open set and checkpoints are saved.
-        writing = [self._store_writer.submit(self.store.append_events, new)]
+        return related, everything
+
+    def _correlate_and_write(self, plan: _FlushPlan, related: pl.DataFrame, everything: pl.DataFrame) -> _Written:
+        """Step 3: message rows from the events; new events and rows written, the open set updated.
+
+        The store is written by a third thread while this one correlates and updates the open
+        set (in a batch run the writer thread is the slower half; neither step reads what the
+        other writes). Events first, then message rows, in order; both are complete before
+        compaction may merge their files and before the open set and checkpoints are saved.
+        """
+        writing = [self._store_writer.submit(self.store.events.append, plan.new)]
         open_before = self.open.events
         try:
-            rows = correlate(everything)
+            rows = correlate(everything, self.options.queue_lifetime)
             # a stored row of a touched message lies in the day of its first event, which is here
             days = set(everything.get_column("time").dt.date().unique().drop_nulls().to_list())
-            stale = previous_rows(rows, related) if in_order and not reread else stale_rows(everything, rows)
+            in_order_first_read = plan.in_order and not plan.reread
+            stale = previous_rows(rows, related) if in_order_first_read else stale_rows(everything, rows)
             events_written = writing[0]
 
             def write_rows() -> None:
                 # never rows without their events: a retry would not know which rows to supersede
                 events_written.result()
-                self.store.replace_messages(rows, stale, days)
+                self.store.messages.replace(rows, stale, days)
 
             writing.append(self._store_writer.submit(write_rows))
             self.open.update(everything, rows, self.options.queue_lifetime)
@@ -570,8 +613,15 @@ class Pipeline:
             wait(writing)  # nothing may still be writing when the caller retries
             self.open.events = open_before  # the retry starts from the open set this flush found
             raise
-        self.report.events += new.height
-        for src, t in span.select("source", "newest").iter_rows():
+        return _Written(rows, stale, days)
+
+    def _commit(self, plan: _FlushPlan, written: _Written) -> None:
+        """Step 4: with both tables durable, the open set is saved (the caller then advances the
+        checkpoints), the run's counts and each source's newest time move on, and a long batch
+        run compacts the days it has left behind."""
+        rows, days = written.rows, written.days
+        self.report.events += plan.new.height
+        for src, t in plan.span.select("source", "newest").iter_rows():
             if t is not None and t > self._newest_by_source().get(src, t):
                 self._newest[src] = t
             self._newest.setdefault(src, t)
@@ -579,13 +629,13 @@ class Pipeline:
             # ...except the newest day, which the next flushes still append to: compacting it every
             # few flushes would rewrite a big day again and again (tidy compacts it once at the end)
             for day in sorted(days)[:-1]:
-                self.store.compact("messages", day, min_files=COMPACT_MIN_FILES)
-                _compact_events(self.store, day)
+                self.store.messages.compact(day, min_files=self.options.compact_min_files)
+                _compact_events(self.store, day, self.options.compact_min_files)
         self.open.save()
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
         if self.count_current:
-            self.report.current = _current_after(self.report.current, rows, stale)
+            self.report.current = _current_after(self.report.current, rows, written.stale)
 
     def _read_out_of_order(self, span: pl.DataFrame) -> bool:
         """Whether a source's lines here (span: source, oldest) are no newer than what another
@@ -604,7 +654,7 @@ class Pipeline:
         after the new file): they may belong to messages already stored as complete.
         """
         if self._newest is None:
-            self._newest = self.store.newest_by_source(self.options.queue_lifetime)
+            self._newest = self.store.events.newest_by_source(self.options.queue_lifetime)
         return self._newest
 
     def _stored_related(self, keys: pl.DataFrame, parsed: pl.DataFrame) -> pl.DataFrame:
@@ -612,7 +662,7 @@ class Pipeline:
         if lo is None or hi is None:
             return pl.DataFrame(schema=EVENT_SCHEMA)
         life = self.options.queue_lifetime
-        stored = self.store.scan(EVENTS_DIR, _days(lo - life, hi + life))
+        stored = self.store.events.scan(_days(lo - life, hi + life))
         return pl.DataFrame(schema=EVENT_SCHEMA) if stored is None else related_events(stored, keys)
 
     def _unseen(self, parsed: pl.DataFrame) -> pl.DataFrame:
@@ -624,7 +674,7 @@ class Pipeline:
             return parsed
         check = parsed.filter(pl.col("source").is_in(list(fresh)))
         days = check.get_column("time").dt.date().unique().drop_nulls().to_list()
-        stored = self.store.scan(EVENTS_DIR, days)
+        stored = self.store.events.scan(days)
         if stored is None:
             return parsed
         ident = stored.filter(pl.col("source").is_in(list(fresh))).select(EVENT_KEY)
@@ -632,7 +682,7 @@ class Pipeline:
 
 
 def _current_after(current: pl.DataFrame, rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame) -> pl.DataFrame:
-    """A run's current rows after a flush wrote `rows` superseding `stale` (as Store.replace_messages
+    """A run's current rows after a flush wrote `rows` superseding `stale` (as MessagesTable.replace
     applies it): rows of a superseded message or of a message written again drop out, the new
     rows come in."""
     if isinstance(stale, pl.DataFrame):
@@ -687,12 +737,12 @@ def ingest_paths(
             pipe.ingest_path(path, progress)
     finally:
         pipe.close()
-    tidy(pipe.store)
+    tidy(pipe.store, options.compact_min_files)
     pipe.report.seconds = time.perf_counter() - started
     return pipe.report
 
 
-def tidy(store: Store) -> None:
+def tidy(store: Store, min_files: int = COMPACT_MIN_FILES) -> None:
     """Compact partitions with many small files or superseded rows: after a batch ingest the store
     is clean Parquet for any reader, each message once (the watcher compacts as it goes).
 
@@ -701,24 +751,20 @@ def tidy(store: Store) -> None:
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="msgtrace-tidy") as pool:
         done = [
-            pool.submit(step, store, day) for day in _all_days(store) for step in (_compact_messages, _compact_events)
+            pool.submit(step, store, day, min_files)
+            for day in store.days()
+            for step in (_compact_messages, _compact_events)
         ]
     for d in done:
         d.result()  # a failure is raised after every other partition was tidied
 
 
-def _compact_messages(store: Store, day: dt.date) -> None:
+def _compact_messages(store: Store, day: dt.date, min_files: int) -> None:
     """Merge a day's message rows when it has superseded rows or many files."""
-    store.compact("messages", day, min_files=1 if store.has_deletes(day) else COMPACT_MIN_FILES)
+    store.messages.compact(day, min_files=1 if store.messages.has_deletes(day) else min_files)
 
 
-def _compact_events(store: Store, day: dt.date) -> None:
+def _compact_events(store: Store, day: dt.date, min_files: int) -> None:
     """Merge a day's events when they are many small files (nothing in them is ever superseded)."""
-    if store.has_small_files(EVENTS_DIR, day, COMPACT_MIN_FILES):
-        store.compact(EVENTS_DIR, day, min_files=COMPACT_MIN_FILES)
-
-
-def _all_days(store: Store) -> list[dt.date]:
-    from msgtrace.ingest.layout import partition_days
-
-    return sorted(set(partition_days(store.messages)) | set(partition_days(store.events)))
+    if store.events.has_small_files(day, min_files):
+        store.events.compact(day, min_files=min_files)

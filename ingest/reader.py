@@ -30,8 +30,9 @@ from typing import BinaryIO
 
 import polars as pl
 
+from msgtrace.defaults import CHUNK_BYTES
+
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-CHUNK_BYTES = 8 * 1024 * 1024
 FINGERPRINT_BYTES = 4096  # of the identifying head; enough to tell files apart, cheap to read
 _ROTATED = re.compile(r"^(?P<base>.+?)(?:\.(?P<n>\d+)|-(?P<date>\d{8,10}))?(?:\.(?:gz|bz2|xz))?$")
 
@@ -230,7 +231,7 @@ def _to_frame(block: bytes, first_line_no: int) -> pl.DataFrame:
     return df.with_row_index("line_no", offset=first_line_no).with_columns(pl.col("line_no").cast(pl.Int64))
 
 
-def read_chunks(path: Path, offset: int, line_no: int, chunk_bytes: int | None = None) -> Iterator[Chunk]:
+def read_chunks(path: Path, offset: int, line_no: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
     """Complete lines from byte `offset` (of the decompressed content) on, in chunks of about chunk_bytes."""
     try:
         f = open_binary(path)
@@ -245,7 +246,7 @@ def read_open(
     path: Path,
     offset: int,
     line_no: int,
-    chunk_bytes: int | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
     marks: Marks | None = None,
     salvage: bool = True,
 ) -> Iterator[Chunk]:
@@ -264,7 +265,7 @@ def read_open(
         else:
             f.seek(offset)
     carry, salvaging = b"", False
-    pieces = _pieces(f, chunk_bytes or CHUNK_BYTES)  # module value read late: benchmarks tune it
+    pieces = _pieces(f, chunk_bytes)
     while True:
         try:
             data = next(pieces, b"")

@@ -3,8 +3,9 @@
 A partition file can be damaged under msgtrace (a disk error, a copy cut short, a file zeroed by
 a crash of the file system below the atomic rename). Such a file breaks every read of its day.
 
-- `find_damaged` checks each current file's footer (cheap: a few KB per file); `msgtrace status`
-  lists what it finds and a query that fails names the file (query.engine).
+- `find_damaged` asks each table for the current files whose footer cannot be read
+  (msgtrace.store.Table.damaged); `msgtrace status` lists what it finds and a query that fails
+  names the file (query.engine).
 - `repair` (run by `msgtrace compact`) moves damaged files aside into `<store>/_damaged/` and
   rebuilds a damaged messages partition from the events table, the source of truth: that day's
   events plus the related events around it (the same queue ids within the queue lifetime, as
@@ -17,19 +18,15 @@ a crash of the file system below the atomic rename). Such a file breaks every re
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from msgtrace.ingest import layout
-from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR
+from msgtrace.defaults import QUEUE_LIFETIME
+from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGES_DIR
 from msgtrace.ingest.terminal import neutralize
-
-DAMAGED_DIR = "_damaged"
-# How far a message's events may lie from its Received day (ingest.pipeline.QUEUE_LIFETIME).
-LIFETIME_DAYS = 6
+from msgtrace.store import DAMAGED_DIR, Store, days_between
 
 
 @dataclass
@@ -55,67 +52,38 @@ class Damaged:
         return f"damaged store file {self.path} ({self.reason}): {what}"
 
 
-def footer_problem(path: Path) -> str | None:
-    """Why a Parquet file's footer cannot be read (one neutralised line), or None when it can."""
-    try:
-        if path.stat().st_size == 0:
-            return "empty file"
-        pl.read_parquet_metadata(path)
-    except (FileNotFoundError, PermissionError):
-        return None  # replaced by a compaction meanwhile, or not ours to read: not damage
-    except (OSError, pl.exceptions.PolarsError, ValueError) as e:
-        return one_line_reason(e)
-    return None
-
-
-def read_problem(path: Path, schema: dict[str, pl.DataType]) -> str | None:
-    """Why a Parquet file cannot be read whole (footer or pages), or None: the thorough check."""
-    problem = footer_problem(path)
-    if problem is not None:
-        return problem
-    try:
-        pl.scan_parquet(path, schema=schema, hive_partitioning=False).collect()
-    except FileNotFoundError:
-        return None
-    except (OSError, pl.exceptions.PolarsError, ValueError) as e:
-        return one_line_reason(e)
-    return None
-
-
-def one_line_reason(e: BaseException) -> str:
-    """An error's first line without the library's prefixes, control characters escaped."""
-    lines = str(e).strip().splitlines() or [type(e).__name__]
-    text = lines[0].removeprefix("parquet: ").removeprefix("File out of specification: ")
-    return neutralize(text)[:200]
-
-
 def find_damaged(store: Path, tables: tuple[str, ...] = (MESSAGES_DIR, EVENTS_DIR)) -> list[Damaged]:
     """Every current partition file of the tables whose footer cannot be read."""
-    out: list[Damaged] = []
-    for table in tables:
-        for day in layout.partition_days(store / table):
-            for f in layout.current_files(layout.partition_dir(store / table, day)):
-                problem = footer_problem(f)
-                if problem is not None:
-                    out.append(Damaged(str(f), table, day.isoformat(), problem))
+    s = Store(store)
+    out = [Damaged(str(f), name, day.isoformat(), why) for name in tables for day, f, why in s.table(name).damaged()]
     for d in out:
         if d.table == EVENTS_DIR:
             d.sources = lost_sources(store, dt.date.fromisoformat(d.day), {Path(x.path) for x in out})
     return out
 
 
+def read_problems(store: Path, table: str, day: dt.date) -> list[Damaged]:
+    """The files of a partition that cannot be read whole (damage past the footer), the thorough check."""
+    t = Store(store).table(table)
+    bad = [Damaged(str(f), table, day.isoformat(), p) for f in t.current_files(day) if (p := t.read_problem(f))]
+    for d in bad:
+        if table == EVENTS_DIR:
+            d.sources = lost_sources(store, day, {Path(x.path) for x in bad})
+    return bad
+
+
 def lost_sources(store: Path, day: dt.date, damaged: set[Path]) -> list[str]:
     """The sources a lost events file of `day` probably held, with the lines between what the
     readable events of the day before and the day after hold of them ("path (lines N-M)")."""
-    table = store / EVENTS_DIR
+    events = Store(store).events
     around = [day - dt.timedelta(days=1), day, day + dt.timedelta(days=1)]
-    files = [f for f in layout.files_for_days(table, around) if f not in damaged]
+    files = [f for f in events.files(around) if f not in damaged]
     if not files:
         return []
     first = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
     try:
         spans = (
-            pl.scan_parquet(files, schema=EVENT_SCHEMA, hive_partitioning=False)
+            events.scan_files(files)
             .group_by("source")
             .agg(
                 pl.col("line_no").filter(pl.col("time") < first).max().alias("before"),
@@ -147,20 +115,6 @@ def _source_paths(store: Path) -> dict[str, str]:
         return {}
 
 
-def move_aside(store: Path, path: Path) -> Path:
-    """Move a damaged file into <store>/_damaged/<table>/date=.../ (never over an earlier one)."""
-    rel = path.relative_to(store)
-    target = store / DAMAGED_DIR / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    while target.exists():
-        n += 1
-        target = target.with_name(f"{path.name}.{n}")
-    os.replace(path, target)
-    layout.fsync_dir(path.parent)
-    return target
-
-
 def rebuild_messages(store: Path, day: dt.date) -> int | None:
     """Recompute a day's message rows from the events table and write them as one complete file
     (replacing every older file of the partition, damaged ones included); returns the rows.
@@ -172,20 +126,18 @@ def rebuild_messages(store: Path, day: dt.date) -> int | None:
     from msgtrace.ingest.correlate import correlate
     from msgtrace.ingest.openset import queue_keys, related_events
 
-    table = store / EVENTS_DIR
-    days = layout.days_between(day - dt.timedelta(days=LIFETIME_DAYS), day + dt.timedelta(days=LIFETIME_DAYS))
-    own = layout.scan_days(table, [day], EVENT_SCHEMA)
+    s = Store(store)
+    own = s.events.scan([day])
     events = pl.DataFrame(schema=EVENT_SCHEMA) if own is None else own.collect()
     if events.height:
-        around = layout.scan_days(table, days, EVENT_SCHEMA)
+        around = s.events.scan(days_between(day - QUEUE_LIFETIME, day + QUEUE_LIFETIME))
         assert around is not None
         related = related_events(around, queue_keys(events))
         events = pl.concat([events, related], how="vertical_relaxed")
     else:
         return None  # nothing to rebuild from: the partition's readable files keep their rows
     rows = correlate(events).filter(pl.col("received").dt.date() == day).sort("received")
-    part = layout.partition_dir(store / MESSAGES_DIR, day)
-    layout.write_parquet_atomic(rows, layout.next_file(part, complete=True), MESSAGE_SCHEMA)
+    s.messages.write(day, rows, complete=True)
     return rows.height
 
 
@@ -194,9 +146,10 @@ def repair(store: Path, damaged: list[Damaged]) -> list[str]:
 
     Events files go first: a messages partition is rebuilt from the events that are left.
     """
+    s = Store(store)
     said: list[str] = []
     for d in sorted(damaged, key=lambda d: d.table != EVENTS_DIR):
-        moved = move_aside(store, Path(d.path))
+        moved = s.table(d.table).move_aside(Path(d.path))
         if d.table == EVENTS_DIR:
             held = "; ".join(d.sources) if d.sources else "sources unknown"
             said.append(

@@ -6,7 +6,7 @@ Two tables live in a store, both hive-partitioned by the UTC date of their time 
     <store>/events/date=YYYY-MM-DD/g000002-a.parquet     one row per relevant log line
 
 Every file is written with the explicit schema below, so an all-null column never becomes type Null.
-See ``ingest.layout`` for how files inside a partition are named and which ones are current.
+See ``msgtrace.store`` for how files inside a partition are named and which ones are current.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ are failing), so `status` can tell without talking to the process.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import glob
 import json
 import os
@@ -17,14 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
-from msgtrace.ingest import layout
-from msgtrace.ingest.checkpoint import STATE_DIR, Checkpoints
+from msgtrace.ingest.checkpoint import Checkpoints
 from msgtrace.ingest.reader import ReadError, digest, fingerprint, is_compressed
 from msgtrace.ingest.repair import Damaged, find_damaged
-from msgtrace.ingest.schema import MESSAGE_SCHEMA
-from msgtrace.ingest.store import Store
+from msgtrace.store import Store, lock_holder
 
 WATCH_FILE = "watch.json"
 _ROTATION_SUFFIX = re.compile(r"(?:\.\d+|-\d{8,10})?(?:\.(?:gz|bz2|xz))?$")
@@ -48,6 +44,7 @@ class WatchState:
 
     def __init__(self, root: Path) -> None:
         self.root, self.total, self.period = root, Totals(), Totals()
+        self.state = Store(root).state
         self.started, self.last_flush, self.failing_since, self.error = _now(), None, None, ""
         self._period_start, self._saved = time.monotonic(), 0.0
 
@@ -91,7 +88,7 @@ class WatchState:
             **{k: getattr(self.total, k) for k in ("lines", "rows", "events", "compactions")},
         }
         try:
-            layout.write_json_atomic(json.dumps(body, indent=1, sort_keys=True), self.root / STATE_DIR / WATCH_FILE)
+            self.state.write_text(WATCH_FILE, json.dumps(body, indent=1, sort_keys=True))
         except OSError:
             pass  # informational only (and the disk may be full): the store itself is what matters
 
@@ -103,7 +100,8 @@ def _now() -> str:
 def read_watch_state(root: Path) -> dict | None:
     """The watcher's last saved state, or None."""
     try:
-        return json.loads((root / STATE_DIR / WATCH_FILE).read_text(encoding="utf-8"))
+        text = Store(root).state.read_text(WATCH_FILE)
+        return None if text is None else json.loads(text)
     except (OSError, ValueError):
         return None
 
@@ -172,25 +170,6 @@ def status(root: Path) -> StoreStatus:
     )
 
 
-def lock_holder(root: Path) -> int | None:
-    """The pid of the process holding the store lock, or None when no process does."""
-    path = root / ".lock"
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.read(fd, 32).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else -1
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
-
-
 def _source(s) -> SourceStatus:  # type: ignore[no-untyped-def]
     out = SourceStatus(s.fingerprint, s.path, s.format, s.offset, s.line, s.unknown, s.updated)
     where = _locate(Path(s.path), s) if s.path else None
@@ -240,44 +219,24 @@ def uncompressed_size(path: Path) -> int | None:
 
 
 def _partitions(store: Store, skip: set[Path]) -> list[PartitionStatus]:
+    """Rows a query sees (Table.rows: footers where they tell) and current files per day and table;
+    the files in `skip` (damaged) are neither read nor counted."""
     days: dict[dt.date, PartitionStatus] = {}
-    for table_dir, prefix in ((store.messages, "message"), (store.events, "event")):
-        for day in layout.partition_days(table_dir):
-            files = [f for f in layout.current_files(layout.partition_dir(table_dir, day)) if f not in skip]
-            rows = _current_rows(files) if prefix == "message" else _footer_rows(files)
+    for table, prefix in ((store.messages, "message"), (store.events, "event")):
+        for day in table.days():
+            files = [f for f in table.current_files(day) if f not in skip]
             p = days.setdefault(day, PartitionStatus(day.isoformat()))
-            setattr(p, f"{prefix}_rows", rows)
+            setattr(p, f"{prefix}_rows", table.rows(files))
             setattr(p, f"{prefix}_files", len(files))
     return [days[d] for d in sorted(days)]
 
 
-def _footer_rows(files: list[Path]) -> int:
-    rows = 0
-    for f in files:
-        try:
-            rows += pq.read_metadata(f).num_rows  # footer only: cheap
-        except (OSError, ValueError):
-            continue  # replaced by a compaction meanwhile
-    return rows
-
-
-def _current_rows(files: list[Path]) -> int:
-    """Message rows a query sees: footers, unless a newer file supersedes rows of an older one
-    (an uncompacted partition of a watched store); then the rows are counted with deletes applied."""
-    try:
-        if not layout.supersedes_rows(files):
-            return _footer_rows(files)
-        return int(layout.scan_files(files, MESSAGE_SCHEMA).select(pl.len()).collect().item())
-    except (OSError, ValueError, pl.exceptions.PolarsError):
-        return _footer_rows(files)  # a file replaced by a compaction meanwhile
-
-
 def _open_messages(store: Store, skip: set[Path]) -> int:
-    files = [f for f in layout.files_for_days(store.messages, layout.partition_days(store.messages)) if f not in skip]
+    files = [f for f in store.messages.files() if f not in skip]
     if not files:
         return 0
     try:
-        lf = layout.scan_files(files, MESSAGE_SCHEMA)
+        lf = store.messages.scan_files(files)
         return int(lf.filter(pl.col("status").is_in(OPEN_STATUSES)).select(pl.len()).collect().item())
     except (OSError, pl.exceptions.PolarsError):
         return 0  # a file replaced by a compaction while reading; the next call will see the new one

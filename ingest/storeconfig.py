@@ -10,18 +10,23 @@ import json
 from pathlib import Path
 from typing import Any
 
-CONFIG_FILE = "_state/config.json"
+CONFIG_FILE = "config.json"  # a state file of the store (msgtrace.store.StateFiles)
 
 
 def config_path(store: Path) -> Path:
     """Where the store keeps its settings."""
-    return Path(store) / CONFIG_FILE
+    from msgtrace.store import Store
+
+    return Store(Path(store)).state.path(CONFIG_FILE)
 
 
 def read_config(store: Path) -> dict[str, Any]:
     """The store's settings; {} when it has none (or the file cannot be read as JSON)."""
+    from msgtrace.store import Store
+
     try:
-        data = json.loads(config_path(store).read_text(encoding="utf-8"))
+        text = Store(Path(store)).state.read_text(CONFIG_FILE)
+        data = json.loads(text) if text is not None else {}
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -44,11 +49,11 @@ def parse_domains(values: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 def save_local_domains(store: Path, domains: tuple[str, ...]) -> bool:
     """Keep these local domains in the store's settings; True when they changed."""
-    from msgtrace.ingest.layout import write_json_atomic
+    from msgtrace.store import Store
 
     config = read_config(store)
     if tuple(config.get("local_domains", ())) == domains:
         return False
     config["local_domains"] = list(domains)
-    write_json_atomic(json.dumps(config, indent=1, sort_keys=True) + "\n", config_path(store))
+    Store(Path(store)).state.write_text(CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True) + "\n")
     return True

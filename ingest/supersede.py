@@ -1,7 +1,7 @@
 """Which stored message rows a flush's new rows supersede.
 
 A flush recomputes every message its events touch; the rows stored for those messages before
-must be dropped (ingest.store.Store.replace_messages lists their MessageTraceIds as deletes).
+must be dropped (msgtrace.store.MessagesTable.replace lists their MessageTraceIds as deletes).
 Read in order, they are known from the messages' ids; otherwise the partitions are searched.
 """
 

@@ -5,7 +5,6 @@ Also runnable alone: python -m msgtrace.ingest.watch_cli watch|status ...
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import signal
@@ -15,11 +14,13 @@ from pathlib import Path
 
 import click
 
+from msgtrace import defaults
 from msgtrace.ingest.cli import (
     check_rejects,
     keep_local_domains,
     make_options,
     parse_local_domains,
+    queue_lifetime_option,
     rejects_option,
     safe,
     source_options,
@@ -65,17 +66,11 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
 @click.option(
     "--compact-files",
     type=click.IntRange(2, 10_000),
-    default=8,
+    default=defaults.COMPACT_MIN_FILES,
     show_default=True,
     help="Merge a partition's files into one once it has this many.",
 )
-@click.option(
-    "--max-queue-lifetime",
-    type=click.FloatRange(0.01, 365),
-    default=5.0,
-    show_default=True,
-    help="Days a message may wait for its outcome (Postfix maximal_queue_lifetime); state of older open messages expires.",
-)
+@queue_lifetime_option
 @rejects_option
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Also say what every flush and compaction did.")
@@ -104,15 +99,13 @@ def watch_command(
 
     Example: msgtrace watch --store /var/lib/msgtrace --timezone Europe/Vienna '/var/log/mail.log*'
     """
-    from msgtrace.ingest.store import StoreError, StoreLock
     from msgtrace.ingest.watcher import Watcher, WatchOptions
+    from msgtrace.store import StoreError, StoreLock
 
     setup_logging(quiet, verbose)
-    options = make_options(timezone, year, organization, fmt, host)
+    options = make_options(timezone, year, organization, fmt, host, max_queue_lifetime)
     domains = parse_local_domains(local_domains)
     check_rejects(rejects)
-    # One day of slack on top of the queue lifetime: clocks and log timestamps drift.
-    options.queue_lifetime = dt.timedelta(days=max_queue_lifetime + 1)
     wopts = WatchOptions(flush_interval=flush_interval, rescan_interval=rescan_interval, compact_files=compact_files)
     stopping: list[Watcher] = []
     requested = threading.Event()
@@ -147,9 +140,9 @@ def status_command(store: Path, as_json: bool) -> None:
     Example: msgtrace status --store /var/lib/msgtrace
     """
     from msgtrace.ingest.status import format_text, status, to_json
-    from msgtrace.ingest.store import StoreError
+    from msgtrace.store import Store, StoreError
 
-    if not store.is_dir():
+    if not Store(store).exists():
         raise click.ClickException(f"store {store} does not exist")
     try:
         report = status(store)

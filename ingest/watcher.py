@@ -31,7 +31,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from msgtrace.ingest import layout
+from msgtrace.defaults import COMPACT_MIN_FILES
 from msgtrace.ingest.pipeline import NOT_A_SOURCE, FileReport, IngestOptions, IngestReport, Pipeline
 from msgtrace.ingest.reader import ReadError, fingerprint, is_compressed, order_series
 from msgtrace.ingest.status import Totals, WatchState, uncompressed_size
@@ -51,7 +51,7 @@ class WatchOptions:
     flush_interval: float = 1.0  # at most one read-and-flush cycle per interval
     rescan_interval: float = 2.0  # a cycle at least this often, even without file-system events
     compact_interval: float = 10.0  # how often to look for partitions with many small files
-    compact_files: int = 8  # compact a partition once it has this many current files
+    compact_files: int = COMPACT_MIN_FILES  # compact a partition once it has this many current files
     retry_max: float = 30.0  # longest wait between retries while the store cannot be written
     summary_interval: float = 60.0  # how often to log what was done (INFO)
 
@@ -382,17 +382,17 @@ class Watcher:
         now = time.monotonic()
         if not self._compact_todo and now >= self._next_compact:
             self._next_compact = now + self.wopts.compact_interval
-            for table, tdir in (("messages", self.pipe.store.messages), ("events", self.pipe.store.events)):
-                for day in layout.partition_days(tdir):
-                    if now < self._compact_after.get((table, day), 0):
+            for t in self.pipe.store.tables:
+                for day in t.days():
+                    if now < self._compact_after.get((t.name, day), 0):
                         continue
-                    if len(layout.current_files(layout.partition_dir(tdir, day))) >= self.wopts.compact_files:
-                        self._compact_todo.append((table, day))
+                    if len(t.current_files(day)) >= self.wopts.compact_files:
+                        self._compact_todo.append((t.name, day))
         if not self._compact_todo:
             return
         table, day = self._compact_todo.pop(0)
         try:
-            merged = self.pipe.store.compact(table, day, min_files=self.wopts.compact_files)
+            merged = self.pipe.store.table(table).compact(day, min_files=self.wopts.compact_files)
         except OSError as e:
             log.warning("Could not compact the %s of %s (%s); will try again.", table, day, e.strerror or e)
             return

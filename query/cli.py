@@ -11,6 +11,9 @@ from typing import Any
 
 import click
 
+from msgtrace import defaults
+from msgtrace.ingest.cli import queue_lifetime_option
+
 # polars/pyarrow are imported inside the commands: `msgtrace --help` and start-up stay fast.
 
 PROG = "msgtrace"
@@ -71,7 +74,7 @@ def _store_option(f: Callable[..., Any]) -> Callable[..., Any]:
         "--store",
         metavar="DIR",
         default=None,
-        help="Store directory [env MSGTRACE_STORE; default data/store].",
+        help=f"Store directory [env {defaults.STORE_ENV}; default {defaults.STORE}].",
     )(f)
 
 
@@ -331,6 +334,7 @@ def trace(**params: Any) -> None:
 @click.option("--timezone", metavar="TZ", envvar="MSGTRACE_TZ", help="Zone of dates typed without one.")
 @click.option("--now", metavar="TIME", envvar="MSGTRACE_NOW", help="Pretend the current time is TIME.")
 @click.option("--max-age-days", type=int, default=10, show_default=True, help="Age limit of --start-date; 0 lifts it.")
+@queue_lifetime_option
 @click.option(
     "--output",
     "output_format",
@@ -352,6 +356,7 @@ def detail(**params: Any) -> None:
     Example: msgtrace detail --message-trace-id 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b --recipient-address bob@fabrikam.com
     Example: msgtrace detail --message-trace-id 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b
     """
+    from msgtrace.defaults import queue_lifetime
     from msgtrace.query import engine, output
     from msgtrace.query.detail import check_recipient, message_trace_detail
     from msgtrace.query.filters import TraceFilter
@@ -368,7 +373,7 @@ def detail(**params: Any) -> None:
             max_age_days=params["max_age_days"],
             timezone=params["timezone"],
         )
-        rows = message_trace_detail(store, flt, rcpt)
+        rows = message_trace_detail(store, flt, rcpt, queue_lifetime(params["max_queue_lifetime"]))
     fmt = params["output_format"].lower()
     if rows.height == 0:
         if fmt == "table":
@@ -419,6 +424,8 @@ def _register() -> None:
     cli.add_lazy("summary", "msgtrace.query.summary_cli:summary")
     cli.add_lazy("historical-search", "msgtrace.query.historical_cli:historical_search")
     cli.add_lazy("report", "msgtrace.query.report_cli:report")
+    cli.add_lazy("web", "msgtrace.web.cli:web")
+    cli.add_lazy("web-user", "msgtrace.web.cli:web_user")
 
 
 _register()

@@ -15,15 +15,14 @@ from pathlib import Path
 
 import polars as pl
 
-from msgtrace.ingest import layout
+from msgtrace.defaults import QUEUE_LIFETIME
 from msgtrace.ingest.correlate import events_of_messages, message_events
-from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR
+from msgtrace.ingest.schema import EVENT_SCHEMA
 from msgtrace.query import engine
 from msgtrace.query.filters import QueryError, TraceFilter
+from msgtrace.store import Store, days_between
 
 DETAIL_COLUMNS = ["Date", "Event", "Action", "Detail", "Data", "MessageTraceId", "RecipientAddress"]
-# A message's lines lie within this of its Received time (longer than any queue lifetime).
-SPAN = dt.timedelta(days=7)
 _DATA_FIELDS = [
     "program",
     "queue_id",
@@ -38,18 +37,23 @@ _DATA_FIELDS = [
 ]
 
 
-def message_trace_detail(store: Path, flt: TraceFilter, recipient: str | None) -> pl.DataFrame:
+def message_trace_detail(
+    store: Path, flt: TraceFilter, recipient: str | None, queue_lifetime: dt.timedelta = QUEUE_LIFETIME
+) -> pl.DataFrame:
     """The detail rows of one message (flt carries its MessageTraceId) for one recipient, or for
-    every recipient when recipient is None (RecipientAddress then names each event's recipient)."""
-    return engine.reading(store, lambda: _detail(store, flt, recipient))
+    every recipient when recipient is None (RecipientAddress then names each event's recipient).
+
+    The message's lines lie within `queue_lifetime` of its Received time (the ingest's
+    --max-queue-lifetime plus a day), split into messages with that same lifetime."""
+    return engine.reading(store, lambda: _detail(store, flt, recipient, queue_lifetime))
 
 
-def _detail(store: Path, flt: TraceFilter, recipient: str | None) -> pl.DataFrame:
+def _detail(store: Path, flt: TraceFilter, recipient: str | None, queue_lifetime: dt.timedelta) -> pl.DataFrame:
     rows = engine.scan(store, flt).collect()
     if not rows.height:
         return pl.DataFrame(schema={c: pl.String for c in DETAIL_COLUMNS})
     msg = rows.row(0, named=True)
-    events = _message_events(store, msg)
+    events = _message_events(Store(store), msg, queue_lifetime)
     if recipient is not None:
         rcpt = recipient.lower()
         # the recipient's own lines, and those of the address it was rewritten from (a forward or a
@@ -62,14 +66,19 @@ def _detail(store: Path, flt: TraceFilter, recipient: str | None) -> pl.DataFram
     return _describe(events.sort("time", "source", "line_no"), msg["message_trace_id"], recipient)
 
 
-def _message_events(store: Path, msg: dict) -> pl.DataFrame:
+def _message_events(store: Store, msg: dict, span: dt.timedelta) -> pl.DataFrame:
     received: dt.datetime = msg["received"]
-    lf = scan_events(store, received, received + SPAN).filter(pl.col("host") == msg["host"])
+    stored = store.events.scan(days_between(received.date(), (received + span).date()))
+    if stored is None:
+        return pl.DataFrame(schema=EVENT_SCHEMA)
+    lf = stored.filter(
+        (pl.col("host") == msg["host"]) & (pl.col("time") >= received) & (pl.col("time") <= received + span)
+    )
     if msg["queue_ids"]:
         # every instance of its queue ids in the window, split into messages as ingest split them
         # (a later message may reuse a queue id): only this message's own events
         ev = lf.filter(pl.col("queue_id").is_in(msg["queue_ids"].split(" "))).collect()
-        return message_events(ev, msg["host"], msg["queue_id"], received)
+        return message_events(ev, msg["host"], msg["queue_id"], received, span)
     # a message of its own line (NOQUEUE reject): that line, known by its own fields, not every
     # reject logged in the same second
     row = pl.struct(
@@ -89,11 +98,10 @@ def _message_events(store: Path, msg: dict) -> pl.DataFrame:
 
 def scan_events(store: Path, first: dt.datetime, last: dt.datetime) -> pl.LazyFrame:
     """The events logged in [first, last], lazily, from the current files of those days only."""
-    files = layout.files_for_days(store / EVENTS_DIR, layout.days_between(first.date(), last.date()))
-    if not files:
+    stored = Store(store).events.scan(days_between(first.date(), last.date()))
+    if stored is None:
         return pl.LazyFrame(schema=EVENT_SCHEMA)
-    lf = pl.scan_parquet(files, schema=EVENT_SCHEMA, hive_partitioning=False)
-    return lf.filter(pl.col("time").is_between(first, last))
+    return stored.filter(pl.col("time").is_between(first, last))
 
 
 def _retry(by: list[str]) -> pl.Expr:
@@ -195,7 +203,7 @@ def check_recipient(value: str | None) -> str | None:
     return value.strip()
 
 
-def events_for_messages(store: Path, rows: pl.DataFrame) -> pl.DataFrame:
+def events_for_messages(store: Path, rows: pl.DataFrame, queue_lifetime: dt.timedelta = QUEUE_LIFETIME) -> pl.DataFrame:
     """The events behind many trace rows at once (a MessageTraceDetail report), oldest first.
 
     rows: message rows (MESSAGE_SCHEMA columns). Each event gets the `message_trace_id` of its
@@ -211,11 +219,12 @@ def events_for_messages(store: Path, rows: pl.DataFrame) -> pl.DataFrame:
     assert isinstance(first, dt.datetime) and isinstance(last, dt.datetime)
     messages = rows.unique("message_trace_id")
     hosts = messages["host"].drop_nulls().unique().to_list()
-    events = scan_events(store, first, last + SPAN).filter(pl.col("host").is_in(hosts)).collect()
+    events = scan_events(store, first, last + queue_lifetime).filter(pl.col("host").is_in(hosts)).collect()
     queued_messages = messages.filter(pl.col("queue_ids").fill_null("") != "")
     queued = events_of_messages(
         events.filter(pl.col("queue_id").is_not_null()),
         queued_messages.select("host", "queue_id", "received", "message_trace_id"),
+        queue_lifetime,
     )
     # NOQUEUE rejects: the line at Received with the row's own fields (as _message_events)
     line = pl.struct("host", "time", "sender", pl.col("recipient").fill_null(""), "client_ip", "detail")

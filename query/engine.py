@@ -11,16 +11,14 @@ from typing import TypeVar
 
 import polars as pl
 
-from msgtrace.ingest import layout
-from msgtrace.ingest.checkpoint import STATE_DIR
+from msgtrace.defaults import STORE, STORE_ENV
 from msgtrace.ingest.schema import CONTRACT_COLUMNS, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR
 from msgtrace.query.filters import QueryError, TraceFilter
 from msgtrace.query.paging import Paging, check_total
+from msgtrace.store import MessagesTable, Store
 
 T = TypeVar("T")
 
-DEFAULT_STORE = "data/store"
-STORE_ENV = "MSGTRACE_STORE"
 # The contract's columns, then Direction (query.direction: derived, not stored).
 OUTPUT_COLUMNS: tuple[str, ...] = (*CONTRACT_COLUMNS.values(), "StartDate", "EndDate", "Index", "Direction")
 # Absent strings are given as ""; except the sender, whose absence means unknown (no line names
@@ -51,7 +49,7 @@ class TraceResult:
 
 def resolve_store(store: str | os.PathLike[str] | None) -> Path:
     """The store directory: the argument, else $MSGTRACE_STORE, else data/store; it must be a store."""
-    text = os.fspath(store) if store is not None else os.environ.get(STORE_ENV) or DEFAULT_STORE
+    text = os.fspath(store) if store is not None else os.environ.get(STORE_ENV) or STORE
     if not str(text).strip():
         raise QueryError(f"--store is empty: pass --store DIR (a msgtrace store) or set {STORE_ENV}")
     path = Path(text)
@@ -65,37 +63,32 @@ def check_store(path: Path) -> None:
         raise QueryError(f"store {str(path)!r} does not exist: pass --store DIR or set {STORE_ENV}")
     if not path.is_dir():
         raise QueryError(f"store {str(path)!r} is a file, not a directory: pass --store DIR (a msgtrace store)")
-    if not is_store(path):
+    if not Store(path).is_store():
         raise QueryError(
             f"{str(path)!r} is not a msgtrace store (it has no {MESSAGES_DIR}/ or {EVENTS_DIR}/ folder): "
             "pass the directory `msgtrace ingest --store` wrote, or ingest logs into it first"
         )
 
 
-def is_store(path: Path) -> bool:
-    """Whether path holds a msgtrace store: its tables or its state (a watcher that has not flushed yet)."""
-    return any((path / name).exists() for name in (MESSAGES_DIR, EVENTS_DIR, STATE_DIR, ".lock"))
-
-
-def needed_days(store: Path, flt: TraceFilter) -> list[dt.date]:
+def needed_days(table: MessagesTable, flt: TraceFilter) -> list[dt.date]:
     """The days whose partitions the filter's window (or trace id) can touch."""
     days = flt.days()
     if len(days) > 62:
         # A long window (--max-age-days 0): one listing beats a failed lookup per missing day.
-        existing = set(layout.partition_days(store / MESSAGES_DIR))
+        existing = set(table.days())
         days = [d for d in days if d in existing]
     return days
 
 
-def needed_files(store: Path, flt: TraceFilter) -> list[Path]:
+def needed_files(table: MessagesTable, flt: TraceFilter) -> list[Path]:
     """The current files of exactly the partitions the filter's window (or trace id) can touch."""
-    return layout.files_for_days(store / MESSAGES_DIR, needed_days(store, flt))
+    return table.files(needed_days(table, flt))
 
 
-def open_files(files: list[Path]) -> pl.LazyFrame:
+def open_files(table: MessagesTable, files: list[Path]) -> pl.LazyFrame:
     """A lazy scan of these files in MESSAGE_SCHEMA (no glob, no hive inference), rows superseded
-    by a newer file's deletes dropped (see ingest.layout)."""
-    return layout.scan_files(files, MESSAGE_SCHEMA, glob=False, missing_columns="insert", extra_columns="ignore")
+    by a newer file's deletes dropped (Table.scan_files)."""
+    return table.scan_files(files, glob=False, missing_columns="insert", extra_columns="ignore")
 
 
 def scan(store: Path, flt: TraceFilter, every_row_direction: bool = False) -> pl.LazyFrame:
@@ -104,18 +97,21 @@ def scan(store: Path, flt: TraceFilter, every_row_direction: bool = False) -> pl
     every_row_direction: the caller reads the direction of every row (a report), worth listing the
     window's Organizations first so the direction compares literals (query.direction).
     """
-    return filtered(store, needed_files(store, flt), flt, every_row_direction)
+    table = Store(store).messages
+    return filtered(store, needed_files(table, flt), flt, every_row_direction)
 
 
 def filtered(store: Path, files: list[Path], flt: TraceFilter, every_row_direction: bool = False) -> pl.LazyFrame:
     """These files' rows that pass the filter, with their `direction` (computed only when read)."""
     from msgtrace.query.direction import store_local_domains, with_direction
 
+    table = Store(store).messages
     domains = store_local_domains(store)
     organizations = None
     if not domains and (every_row_direction or flt.directions):
-        organizations = open_files(files).select(pl.col("organization").unique()).collect().to_series().to_list()
-    lf = with_direction(open_files(files).filter(flt.expr()), domains, organizations)
+        rows = open_files(table, files).select(pl.col("organization").unique()).collect()
+        organizations = rows.to_series().to_list()
+    lf = with_direction(open_files(table, files).filter(flt.expr()), domains, organizations)
     return lf.filter(pl.col("direction").is_in(list(flt.directions))) if flt.directions else lf
 
 

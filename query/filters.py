@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from msgtrace.ingest import layout
 from msgtrace.ingest.schema import STATUSES
 from msgtrace.query.dates import DateError, iso_z, parse_datetime, zone
 from msgtrace.query.direction import normalize_direction
+from msgtrace.store import days_between
 
 DEFAULT_WINDOW = dt.timedelta(hours=48)
 DEFAULT_MAX_AGE_DAYS = 10
@@ -278,7 +278,7 @@ class TraceFilter:
         last = self.end if self.starting_recipient is not None else self.end - dt.timedelta(microseconds=1)
         if last < self.start:
             return []
-        days = layout.days_between(first, last.date())
+        days = days_between(first, last.date())
         if self.message_trace_id:
             t = trace_id_time(self.message_trace_id)
             if t is not None:

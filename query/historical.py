@@ -149,9 +149,9 @@ def read_job(store: Path, job_id: str) -> Job:
 
 def write_job(store: Path, job: Job) -> None:
     """Replace the job file atomically (readers see the old or the new job, never half)."""
-    from msgtrace.ingest.layout import write_json_atomic
+    from msgtrace.store import Store
 
-    write_json_atomic(json.dumps(asdict(job), indent=1) + "\n", job_path(store, job.job_id))
+    Store(store).fs.write_text(job_path(store, job.job_id), json.dumps(asdict(job), indent=1) + "\n")
 
 
 # Each holder keeps the lock for one read-check-write of a small file; a holder that cannot get
@@ -524,10 +524,11 @@ def report_frame(store: Path, job: Job) -> pl.DataFrame:
 
 def write_report(df: pl.DataFrame, job: Job, path: Path) -> None:
     """The report file: CSV (header, cells neutralised as `msgtrace trace --output csv`) or Parquet."""
+    from msgtrace.query.output import to_csv, write
+
     if job.format == "parquet":
-        df.write_parquet(path)
+        write(df, "parquet", path, sys.stdout)  # written beside, renamed over path
         return
-    from msgtrace.query.output import to_csv
 
     text = to_csv(df)
     with open(path, "wb") as f:

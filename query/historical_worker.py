@@ -52,10 +52,9 @@ def _finish(store: Path, job: H.Job, rows: int) -> None:
         if current.status != "InProgress":
             H._unlink(part)
             return
-        os.replace(part, final)
-        from msgtrace.ingest.layout import fsync_dir
+        from msgtrace.store import Store
 
-        fsync_dir(final.parent)
+        Store(store).fs.rename(part, final)  # durable: the directory is fsynced
         H.write_job(store, replace(current, status="Done", rows=rows, file=str(final), completed_date=H._iso(H._now())))
 
 

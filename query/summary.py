@@ -1,6 +1,6 @@
 """Count message rows by status (`msgtrace summary`): whole days from file footers, the rest by reading rows.
 
-Every messages file records its rows per status (ingest.layout.STATUS_COUNTS_KEY). A UTC day
+Every messages file records its rows per status in its footer (MessagesTable.status_counts). A UTC day
 (a partition) that the window covers whole, with no filter but the window, is counted by
 summing its current files' counts: a few footers instead of millions of rows. The footers
 cannot tell when a file lacks the key (written before it existed, or streamed without it) or
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import polars as pl
 
-from msgtrace.ingest import layout
-from msgtrace.ingest.schema import MESSAGES_DIR, STATUSES
+from msgtrace.ingest.schema import STATUSES
 from msgtrace.query import engine
 from msgtrace.query.filters import TraceFilter
+from msgtrace.store import MessagesTable, Store
 
 SUMMARY_SCHEMA: dict[str, pl.DataType] = {"Status": pl.String(), "Count": pl.Int64()}
 _ORDER = {s: i for i, s in enumerate(STATUSES)}
@@ -29,39 +29,25 @@ _ORDER = {s: i for i, s in enumerate(STATUSES)}
 Counts = Counter[str | None]
 
 
-def footer_counts(files: list[Path]) -> Counts | None:
-    """One partition's rows per status from its current files' metadata; None when they cannot tell."""
-    total: Counts = Counter()
-    for i, f in enumerate(files):
-        meta = pl.read_parquet_metadata(f)
-        counts = layout.status_counts_of(meta)
-        # the oldest current file's deletes hit no current file (cf. Store.has_deletes)
-        if counts is None or (i > 0 and layout.deletes_of(f, meta)):
-            return None
-        total.update(counts)
-    return total
-
-
 def row_counts(lf: pl.LazyFrame) -> Counts:
     """Rows per status of a scan (reads the status column, and what its filter needs)."""
     return Counter(dict(lf.group_by("status").len().collect().iter_rows()))
 
 
-def day_status_counts(store: Path, days: Iterable[dt.date]) -> Counts:
+def day_status_counts(table: MessagesTable, days: Iterable[dt.date]) -> Counts:
     """Rows per status in these days' partitions, superseded rows dropped: footers where they tell."""
-    table = store / MESSAGES_DIR
     total: Counts = Counter()
     unread: list[Path] = []
     for day in days:
-        files = layout.current_files(layout.partition_dir(table, day))
-        counts = footer_counts(files)
+        files = table.current_files(day)
+        counts = table.status_counts(files)
         if counts is None:
             unread.extend(files)
         else:
             total.update(counts)
     if unread:
         # the same listing the footers were checked on, read as a trace reads it (deletes applied)
-        total.update(row_counts(engine.open_files(unread)))
+        total.update(row_counts(engine.open_files(table, unread)))
     return total
 
 
@@ -84,11 +70,11 @@ def summarize(store: Path, flt: TraceFilter) -> pl.DataFrame:
 
 
 def _summarize(store: Path, flt: TraceFilter) -> pl.DataFrame:
-    days = engine.needed_days(store, flt)
+    table = Store(store).messages
+    days = engine.needed_days(table, flt)
     whole = {d for d in days if whole_day(flt, d)} if flt.window_only() else set()
     cut = [d for d in days if d not in whole]
-    counts = day_status_counts(store, sorted(whole))
+    counts = day_status_counts(table, sorted(whole))
     if cut:
-        files = layout.files_for_days(store / MESSAGES_DIR, cut)
-        counts.update(row_counts(engine.filtered(store, files, flt)))
+        counts.update(row_counts(engine.filtered(store, table.files(cut), flt)))
     return counts_frame(counts)

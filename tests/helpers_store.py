@@ -9,7 +9,9 @@ from pathlib import Path
 
 import polars as pl
 
-from msgtrace.ingest import layout, schema
+from msgtrace.ingest import schema
+from msgtrace.store import Store
+from msgtrace.store import files as store_files
 
 UTC = dt.UTC
 _HEX = dict(enumerate("0123456789abcdef"))
@@ -72,14 +74,19 @@ def write_store(store: Path, df: pl.DataFrame | list[dict[str, object]], complet
     """Write rows into <store>/messages/date=.../ as one new file per day; returns the store."""
     if isinstance(df, list):
         df = frame(df)
-    table = store / schema.MESSAGES_DIR
-    table.mkdir(parents=True, exist_ok=True)
+    table = Store(store).messages
+    table.dir.mkdir(parents=True, exist_ok=True)
     df = df.with_columns(pl.col("received").dt.date().alias("_day"))
     for (day,), part_df in df.partition_by("_day", as_dict=True).items():
-        part = layout.partition_dir(table, day)
-        data = schema.conform(part_df.drop("_day"), schema.MESSAGE_SCHEMA)
-        layout.write_parquet_atomic(data, layout.next_file(part, complete=complete), schema.MESSAGE_SCHEMA)
+        table.write(day, schema.conform(part_df.drop("_day"), schema.MESSAGE_SCHEMA), complete=complete)
     return store
+
+
+def next_file(store: Path, table: str, day: dt.date) -> Path:
+    """The name the next append file of a day's partition gets: for tests that put a file of
+    their own there (a damaged one, one written as older msgtrace versions did)."""
+    t = Store(store).table(table)
+    return store_files.next_file(t.fs, t.partition(day), complete=False)
 
 
 def _hex(x: pl.Expr, digits: int) -> pl.Expr:

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from msgtrace.ingest import cli as ingest_cli
 from msgtrace.ingest import formats
-from msgtrace.ingest.store import StoreLock
 from msgtrace.query.cli import cli
+from msgtrace.store import StoreLock
 
 LOG = """\
 Jun 13 10:00:00 mx1.example.org postfix/smtpd[100]: 3F1A22C01: client=mail.example.com[192.0.2.10]
@@ -131,11 +131,17 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_a_parser_failure_rejects_its_line_and_keeps_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A parser failure used to stop the file at its chunk for good (every re-run failed there)."""
-    from msgtrace.ingest import reader
     from msgtrace.ingest.formats import postfix
 
     (tmp_path / "m.log").write_text(LOG + LATER)
-    monkeypatch.setattr(reader, "CHUNK_BYTES", len(LOG.encode()))  # lines 1-4, then 5-7
+    make_options = ingest_cli.make_options
+
+    def small_chunks(*args: object) -> object:
+        options = make_options(*args)
+        options.chunk_bytes = len(LOG.encode())  # lines 1-4, then 5-7
+        return options
+
+    monkeypatch.setattr(ingest_cli, "make_options", small_chunks)
     parse = postfix.parse
 
     def fails_on_removed(lines: pl.DataFrame, ctx: object) -> object:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shlex
@@ -13,9 +14,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
-from msgtrace.ingest import layout
 from msgtrace.query.cli import cli
-from tests.helpers_store import msg, trace_id, utc, write_store
+from tests.helpers_store import msg, next_file, trace_id, utc, write_store
 
 NOW = "2026-06-14T12:00:00Z"
 T1 = utc(2026, 6, 13, 10, 0, 0)
@@ -297,8 +297,7 @@ def test_default_store_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_unreadable_store_file_is_one_line(store: Path) -> None:
-    part = store / "messages" / "date=2026-06-13"
-    layout.next_file(part, complete=False).write_bytes(b"PAR1 garbage")
+    next_file(store, "messages", dt.date(2026, 6, 13)).write_bytes(b"PAR1 garbage")
     r = trace(store)
     assert r.exit_code == 1
     assert r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1

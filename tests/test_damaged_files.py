@@ -4,6 +4,7 @@ file aside; a damaged events file is reported with the sources it held (issue 11
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import shutil
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from msgtrace.ingest import layout
 from msgtrace.query.cli import cli
+from msgtrace.store import Store
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 ENV = {"MSGTRACE_NOW": "2026-06-14T12:00:00Z", "MSGTRACE_TZ": "UTC", "MSGTRACE_STORE": None}
@@ -51,7 +52,7 @@ def damage(path: Path, how: str) -> None:
 
 
 def only_file(store: Path, table: str, day: str = DAY) -> Path:
-    files = layout.current_files(store / table / f"date={day}")
+    files = Store(store).table(table).current_files(dt.date.fromisoformat(day))
     assert len(files) == 1
     return files[0]
 

@@ -9,11 +9,12 @@ import polars as pl
 import pytest
 
 from msgtrace import message_trace, message_trace_lazy
-from msgtrace.ingest import layout, schema
+from msgtrace.ingest import schema
 from msgtrace.query import engine, paging
 from msgtrace.query.filters import QueryError, TraceFilter
 from msgtrace.query.paging import Paging
-from tests.helpers_store import frame, msg, synthetic, trace_id, utc, write_store
+from msgtrace.store import MessagesTable, Store
+from tests.helpers_store import frame, msg, next_file, synthetic, trace_id, utc, write_store
 
 NOW = "2026-06-14T12:00:00Z"
 T1 = utc(2026, 6, 13, 10, 0, 0)
@@ -202,9 +203,9 @@ def spy_files(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     opened: list[Path] = []
     real = engine.open_files
 
-    def spy(files: list[Path]) -> pl.LazyFrame:
+    def spy(table: MessagesTable, files: list[Path]) -> pl.LazyFrame:
         opened.extend(files)
-        return real(files)
+        return real(table, files)
 
     monkeypatch.setattr(engine, "open_files", spy)
     return opened
@@ -217,9 +218,8 @@ def test_one_day_query_opens_only_that_days_files(store: Path, monkeypatch: pyte
 
 
 def test_one_day_query_survives_corrupt_files_in_other_days(store: Path) -> None:
-    for day in ("2026-06-12", "2026-06-14"):
-        part = store / "messages" / f"date={day}"
-        layout.next_file(part, complete=False).write_bytes(b"not parquet at all")
+    for day in (dt.date(2026, 6, 12), dt.date(2026, 6, 14)):
+        next_file(store, "messages", day).write_bytes(b"not parquet at all")
     df = run(store, start_date="2026-06-13", end_date="2026-06-14")
     assert df.height == 3
     # a query that opens them fails, naming the file (issue 11: was the reader's error, naming none)
@@ -236,14 +236,12 @@ def test_trace_id_lookup_opens_one_partition(store: Path, monkeypatch: pytest.Mo
 
 def test_only_current_files_are_read(tmp_path: Path) -> None:
     store = tmp_path / "s"
-    part = layout.partition_dir(store / "messages", dt.date(2026, 6, 13))
-    old = frame([msg(T1, recipient="old@x"), msg(T1, recipient="gone@x")])
-    layout.write_parquet_atomic(old, layout.next_file(part, complete=True), schema.MESSAGE_SCHEMA)
+    table, day = Store(store).messages, dt.date(2026, 6, 13)
+    table.write(day, frame([msg(T1, recipient="old@x"), msg(T1, recipient="gone@x")]), complete=True)
     # a rewrite: g2-c supersedes g1 (not yet deleted), then g3-a appends
-    layout.write_parquet_atomic(frame([msg(T1, recipient="old@x", status="Failed")]),
-                                layout.next_file(part, complete=True), schema.MESSAGE_SCHEMA)  # fmt: skip
-    layout.write_parquet_atomic(frame([msg(T_SPAM, recipient="new@x")]),
-                                layout.next_file(part, complete=False), schema.MESSAGE_SCHEMA)  # fmt: skip
+    table.write(day, frame([msg(T1, recipient="old@x", status="Failed")]), complete=True)
+    table.write(day, frame([msg(T_SPAM, recipient="new@x")]))
+    assert [p.name for p in table.current_files(day)] == ["g000002-c.parquet", "g000003-a.parquet"]
     df = run(store, start_date="2026-06-13", end_date="2026-06-14")
     assert df.select("RecipientAddress", "Status").rows() == [("new@x", "Delivered"), ("old@x", "Failed")]
 
@@ -308,8 +306,8 @@ def test_a_file_removed_after_listing_is_retried(store: Path, monkeypatch: pytes
     calls: list[int] = []
     real = engine.needed_files
 
-    def listing_then_compaction(s: Path, flt: TraceFilter) -> list[Path]:
-        files = real(s, flt)
+    def listing_then_compaction(table: MessagesTable, flt: TraceFilter) -> list[Path]:
+        files = real(table, flt)
         if not calls:  # the first listing names a file that a compaction then deletes
             files = [*files, files[0].with_name("g999998-a.parquet")]
         calls.append(1)

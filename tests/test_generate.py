@@ -184,7 +184,7 @@ def test_parse_and_correlate_match_truth(tmp_path: Path, fmt: str, case: int) ->
 def test_ingest_matches_truth(tmp_path: Path, fmt: str, case: int) -> None:
     """The whole pipeline: read, parse, correlate, store."""
     from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
-    from msgtrace.ingest.store import Store
+    from msgtrace.store import Store
 
     kw = _case(fmt, case)
     log, expected = _gen(tmp_path, fmt, **kw)
@@ -193,5 +193,5 @@ def test_ingest_matches_truth(tmp_path: Path, fmt: str, case: int) -> None:
     )
     report = ingest_paths([str(log)], tmp_path / "store", options)
     assert report.unknown == 0, report.files[0].unknown_sample
-    got = T.to_contract(Store(tmp_path / "store").scan("messages").collect())
+    got = T.to_contract(Store(tmp_path / "store").messages.scan().collect())
     _assert_same(expected, got)

@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
-from msgtrace.ingest.store import Store
 from msgtrace.query.cli import cli
+from msgtrace.store import Store
 
 RSYSLOG_START = (
     'Jun 13 00:00:00 mx1.example.org rsyslogd: [origin software="rsyslogd" swVersion="8.2102.0" '
@@ -61,7 +61,7 @@ def ingest(store: Path, *paths: Path, extra: tuple[str, ...] = ()):  # type: ign
 
 
 def stored(store: Path, table: str = "messages") -> pl.DataFrame:
-    lf = Store(store).scan(table)
+    lf = Store(store).table(table).scan()
     return pl.DataFrame(schema=EVENT_SCHEMA if table == "events" else MESSAGE_SCHEMA) if lf is None else lf.collect()
 
 

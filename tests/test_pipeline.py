@@ -3,6 +3,7 @@ across files and runs, unknown lines, and the store's on-disk contract."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 from pathlib import Path
@@ -14,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import msgtrace.ingest.pipeline as pipeline
-import msgtrace.ingest.reader as reader
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
 from tests.conftest import ROOT
@@ -114,22 +114,18 @@ def test_any_split_any_order_any_chunking_gives_the_same_store(tmp_path_factory,
     d = tmp_path_factory.mktemp("split")
     # each piece starts with a distinct line, so each is a source of its own
     files = [str(write(d / f"piece{i}.log", pieces[i])) for i in order]
-    saved = pipeline.FLUSH_EVENTS, reader.CHUNK_BYTES
-    pipeline.FLUSH_EVENTS, reader.CHUNK_BYTES = flush, chunk
-    try:
-        if one_run:  # one Pipeline, files in this order (ingest_paths would sort them by name)
-            pipe = pipeline.Pipeline(d / "store", OPTS)
-            try:
-                for f in files:
-                    pipe.ingest_path(Path(f))
-            finally:
-                pipe.close()
-            pipeline.tidy(pipe.store)  # as ingest_paths does: plain readers then see each message once
-        else:
+    options = dataclasses.replace(OPTS, flush_events=flush, chunk_bytes=chunk)
+    if one_run:  # one Pipeline, files in this order (ingest_paths would sort them by name)
+        pipe = pipeline.Pipeline(d / "store", options)
+        try:
             for f in files:
-                ingest_paths([f], d / "store", OPTS)
-    finally:
-        pipeline.FLUSH_EVENTS, reader.CHUNK_BYTES = saved
+                pipe.ingest_path(Path(f))
+        finally:
+            pipe.close()
+        pipeline.tidy(pipe.store)  # as ingest_paths does: plain readers then see each message once
+    else:
+        for f in files:
+            ingest_paths([f], d / "store", options)
     assert events_without_source(d / "store") == reference[1]
     assert rows_across_files(d / "store") == reference[0]
 
@@ -261,16 +257,14 @@ def test_batch_merges_many_small_events_files_only(
 ) -> None:
     # one flush per 2 events: 10 events files for the day; they are merged while they are small
     # files, and left alone once each holds as many rows as a file should (a batch run's flushes)
-    from msgtrace.ingest import store as store_module
+    from msgtrace.store import table as store_table
 
     log = write(tmp_path / "m.log", [
         f"Jun 13 10:00:{i:02d} mx1.example.org postfix/qmgr[9]: {i + 0x10000:05X}: removed\n" for i in range(20)
     ])  # fmt: skip
-    monkeypatch.setattr(pipeline, "FLUSH_EVENTS", 2)
-    monkeypatch.setattr(reader, "CHUNK_BYTES", 140)
-    monkeypatch.setattr(store_module, "SMALL_FILE_ROWS", small_rows)
+    monkeypatch.setattr(store_table, "SMALL_FILE_ROWS", small_rows)
     store = tmp_path / "store"
-    ingest_paths([str(log)], store, OPTS)
+    ingest_paths([str(log)], store, dataclasses.replace(OPTS, flush_events=2, chunk_bytes=140))
     part = store / "events" / "date=2026-06-13"
     assert len(list(part.glob("*.parquet"))) == files
     assert pl.read_parquet(part, hive_partitioning=False).height == 20

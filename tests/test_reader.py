@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from msgtrace.defaults import CHUNK_BYTES
 from msgtrace.ingest.reader import ReadError, discover, fingerprint, read_chunks, sample_lines
 
 LINES = [
@@ -23,7 +24,7 @@ LINES = [
 ]
 
 
-def lines_of(path: Path, offset: int = 0, line_no: int = 0, chunk_bytes: int | None = None) -> list[tuple[int, str]]:
+def lines_of(path: Path, offset: int = 0, line_no: int = 0, chunk_bytes: int = CHUNK_BYTES) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     for chunk in read_chunks(path, offset, line_no, chunk_bytes):
         out.extend(chunk.lines.select("line_no", "line").rows())

@@ -11,10 +11,9 @@ import polars as pl
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
-from msgtrace.ingest import layout
-from msgtrace.ingest.status import WatchState, format_text, lock_holder, status
-from msgtrace.ingest.store import Store, StoreLock
+from msgtrace.ingest.status import WatchState, format_text, status
 from msgtrace.ingest.watch_cli import status_command
+from msgtrace.store import Store, StoreLock, lock_holder
 from tests.test_watch import LINES, append, watcher
 
 
@@ -36,8 +35,8 @@ def test_sources_partitions_and_open_messages(tmp_path: Path) -> None:
     )  # fmt: skip
     append(log, LINES[400:410])
     assert status(store).sources[0].lag == len("\n".join(LINES[400:410])) + 1
-    messages = Store(store).scan("messages").collect()  # type: ignore[union-attr]
-    events = Store(store).scan("events").collect()  # type: ignore[union-attr]
+    messages = Store(store).messages.scan().collect()  # type: ignore[union-attr]
+    events = Store(store).events.scan().collect()  # type: ignore[union-attr]
     (part,) = st.partitions
     assert (part.day, part.message_rows, part.event_rows) == ("2026-06-13", messages.height, events.height)
     assert part.message_files >= 1 and part.event_files >= 1
@@ -94,10 +93,11 @@ def test_message_rows_count_what_a_query_sees_before_compaction(tmp_path: Path) 
     w = watcher(tmp_path, log)
     append(log, LINES[400:600])  # later lines of messages already stored: their rows are superseded
     w.cycle()
-    day = Store(store).scan("messages").collect().get_column("received").dt.date()[0]  # type: ignore[union-attr]
-    assert Store(store).has_deletes(day), "the test needs an uncompacted partition with superseded rows"
-    files = layout.current_files(layout.partition_dir(Store(store).messages, day))
+    table = Store(store).messages
+    day = table.scan().collect().get_column("received").dt.date()[0]  # type: ignore[union-attr]
+    assert table.has_deletes(day), "the test needs an uncompacted partition with superseded rows"
+    files = table.current_files(day)
     footers = sum(pq.read_metadata(f).num_rows for f in files)
     (part,) = status(store).partitions
-    seen = Store(store).scan("messages").collect().height  # type: ignore[union-attr]
+    seen = table.scan().collect().height  # type: ignore[union-attr]
     assert part.message_rows == seen < footers

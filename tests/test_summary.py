@@ -12,13 +12,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from msgtrace import status_counts
-from msgtrace.ingest import layout, schema
+from msgtrace.ingest import schema
 from msgtrace.ingest.pipeline import ingest_paths
-from msgtrace.ingest.store import Store
-from msgtrace.query import engine, summary
+from msgtrace.query import engine
 from msgtrace.query.cli import cli
 from msgtrace.query.filters import TraceFilter
-from tests.helpers_store import frame, msg, synthetic, utc, write_store
+from msgtrace.store import Store
+from msgtrace.store import files as store_files
+from tests.helpers_store import frame, msg, next_file, synthetic, utc, write_store
 from tests.test_engine import spy_files
 from tests.test_pipeline import OPTS, sample_lines
 
@@ -59,7 +60,7 @@ def scanned(store: Path, **params: object) -> dict[str | None, int]:
 def write_without_counts(store: Path, df: pl.DataFrame) -> Path:
     """A messages file as written before status counts existed (only the columns and rows)."""
     day = df.get_column("received").dt.date()[0]
-    path = layout.next_file(layout.partition_dir(store / schema.MESSAGES_DIR, day), complete=False)
+    path = next_file(store, schema.MESSAGES_DIR, day)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(df.select(list(schema.MESSAGE_SCHEMA)).to_arrow(), path)
     return path
@@ -70,10 +71,10 @@ def write_without_counts(store: Path, df: pl.DataFrame) -> Path:
 
 def test_messages_files_record_their_status_counts(store: Path) -> None:
     files = sorted((store / "messages").glob("*/*.parquet"))
-    counts = [layout.status_counts_of(pl.read_parquet_metadata(f)) for f in files]
+    counts = [store_files.status_counts_of(pl.read_parquet_metadata(f)) for f in files]
     assert counts == [{"Delivered": 1, "FilteredAsSpam": 1, "Pending": 1}, {"Delivered": 2, "Failed": 2},
                       {"Delivered": 1, "None": 1}]  # fmt: skip
-    text = pl.read_parquet_metadata(files[0])[layout.STATUS_COUNTS_KEY]
+    text = pl.read_parquet_metadata(files[0])[store_files.STATUS_COUNTS_KEY]
     assert text == '{"Delivered":1,"FilteredAsSpam":1,"Pending":1}'  # compact JSON
 
 
@@ -81,24 +82,24 @@ def test_events_files_carry_no_status_counts(tmp_path: Path) -> None:
     events = pl.DataFrame({"time": [utc(2026, 6, 13)], "status": ["Delivered"]}).pipe(
         schema.conform, schema.EVENT_SCHEMA
     )
-    layout.write_parquet_atomic(events, tmp_path / "e.parquet", schema.EVENT_SCHEMA)
-    assert layout.STATUS_COUNTS_KEY not in pl.read_parquet_metadata(tmp_path / "e.parquet")
+    path = Store(tmp_path).events.write(utc(2026, 6, 13).date(), events)
+    assert store_files.STATUS_COUNTS_KEY not in pl.read_parquet_metadata(path)
 
 
 def test_metadata_for_a_streamed_write(tmp_path: Path) -> None:
     lf = frame(rows()).lazy()
     counts = lf.group_by("status").len().collect()
-    lf.sink_parquet(tmp_path / "s.parquet", metadata=layout.status_counts_metadata(counts))
-    got = layout.status_counts_of(pl.read_parquet_metadata(tmp_path / "s.parquet"))
+    lf.sink_parquet(tmp_path / "s.parquet", metadata=store_files.status_counts_metadata(counts))
+    got = store_files.status_counts_of(pl.read_parquet_metadata(tmp_path / "s.parquet"))
     assert got == {"Pending": 1, "Delivered": 4, "FilteredAsSpam": 1, "Failed": 2, "None": 1}
 
 
 def test_null_status_or_malformed_metadata_means_no_counts() -> None:
     counts = pl.DataFrame({"status": ["Delivered", None], "len": [2, 1]})
-    assert layout.status_counts_metadata(counts) == {}
+    assert store_files.status_counts_metadata(counts) == {}
     for text in ("not json", "[1, 2]", '{"Delivered": -1}', '{"Delivered": 1.5}', '{"Delivered": true}'):
-        assert layout.status_counts_of({layout.STATUS_COUNTS_KEY: text}) is None
-    assert layout.status_counts_of({}) is None
+        assert store_files.status_counts_of({store_files.STATUS_COUNTS_KEY: text}) is None
+    assert store_files.status_counts_of({}) is None
 
 
 # --- counts -------------------------------------------------------------------------------
@@ -165,10 +166,10 @@ def test_footers_equal_scan_with_superseded_rows_and_old_files(tmp_path: Path, m
     store = write_store(tmp_path, rows())
     # 06-13: a message changes state in a later run: an append file supersedes its old rows
     pending = msg(utc(2026, 6, 13, 10), "Alice@Example.com", "e@example.org", status="Delivered")
-    written = Store(store).replace_messages(
+    written = Store(store).messages.replace(
         frame([pending]), pl.col("recipient_address") == "e@example.org", {utc(2026, 6, 13).date()}
     )
-    assert written == 1 and Store(store).has_deletes(utc(2026, 6, 13).date())
+    assert written == 1 and Store(store).messages.has_deletes(utc(2026, 6, 13).date())
     # 06-14: one more file written before status counts existed
     write_without_counts(store, frame([msg(utc(2026, 6, 14, 11), "old@example.com", "i@example.com", status="Failed")]))
     # 06-15: only a file without counts
@@ -184,9 +185,9 @@ def test_footers_equal_scan_with_superseded_rows_and_old_files(tmp_path: Path, m
 
 def test_an_append_file_with_deletes_that_hit_nothing_current(tmp_path: Path) -> None:
     # the oldest current file's deletes concern files already replaced: the footers still tell
-    day = layout.partition_dir(tmp_path / schema.MESSAGES_DIR, utc(2026, 6, 13).date())
-    layout.write_parquet_atomic(frame(rows()[3:7]), day / "g000005-a.parquet", schema.MESSAGE_SCHEMA, ["gone"])
-    assert summary.footer_counts(layout.current_files(day)) == {"Delivered": 2, "Failed": 2}
+    table, day = Store(tmp_path).messages, utc(2026, 6, 13).date()
+    table.write(day, frame(rows()[3:7]), ["gone"])
+    assert table.status_counts(table.current_files(day)) == {"Delivered": 2, "Failed": 2}
     assert as_dict(status_counts(tmp_path, **WINDOW)) == scanned(tmp_path)
 
 
@@ -205,7 +206,7 @@ def test_ingested_store_footers_equal_scan(tmp_path: Path) -> None:
         log.write_text("".join(lines[:upto]))
         ingest_paths([str(log)], root, OPTS)
     files = list((root / schema.MESSAGES_DIR).glob("*/*.parquet"))
-    assert files and all(layout.STATUS_COUNTS_KEY in pl.read_parquet_metadata(f) for f in files)
+    assert files and all(store_files.STATUS_COUNTS_KEY in pl.read_parquet_metadata(f) for f in files)
     df = status_counts(root, **WINDOW)
     assert df.get_column("Count").sum() > 0
     assert as_dict(df) == scanned(root)

@@ -25,11 +25,10 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from msgtrace.ingest import layout
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
-from msgtrace.ingest.store import Store, StoreLock
 from msgtrace.ingest.watch_cli import setup_logging, watch_command
 from msgtrace.ingest.watcher import Watcher, WatchOptions
+from msgtrace.store import Store, StoreLock, Table
 
 ROOT = Path(__file__).resolve().parent.parent
 START = dt.datetime(2026, 6, 13, tzinfo=dt.UTC)
@@ -97,7 +96,7 @@ def watcher(tmp_path: Path, *paths: Path | str, **wopts: float) -> Watcher:
 
 
 def table(store: Path, name: str) -> pl.DataFrame:
-    lf = Store(store).scan(name)
+    lf = Store(store).table(name).scan()
     return pl.DataFrame() if lf is None else lf.collect().sort(pl.all())
 
 
@@ -240,15 +239,15 @@ def test_store_failure_holds_checkpoints_then_recovers(
     w.cycle()
     saved = (tmp_path / "store" / "_state" / "sources.json").read_bytes()
     calls = {"n": 0}
-    write = layout.write_parquet_atomic
+    write = Table.write
 
-    def full_disk(*args: object) -> None:
+    def full_disk(*args: object, **kw: object) -> object:
         calls["n"] += 1
         if failing[0] <= calls["n"] <= failing[1]:
             raise OSError(errno.ENOSPC, "No space left on device")
-        write(*args)  # type: ignore[arg-type]
+        return write(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(layout, "write_parquet_atomic", full_disk)
+    monkeypatch.setattr(Table, "write", full_disk)
     append(log, LINES[100:200])
     with caplog.at_level(logging.DEBUG, "msgtrace"):
         for _ in range(3):
@@ -318,23 +317,22 @@ def test_open_message_gets_its_final_status_in_its_own_partition(tmp_path: Path,
     assert rows.select("status", "received").rows() == [("Delivered", t0)]
     # the day's partition holds the message once (superseded versions dropped by the reader,
     # then by compaction for any Parquet reader)
-    store = Store(tmp_path / "store")
-    assert store.scan("messages", [t0.date()]).select(pl.len()).collect().item() == 1  # type: ignore[union-attr]
-    store.compact("messages", t0.date(), min_files=1)
-    part = layout.partition_dir(tmp_path / "store" / "messages", t0.date())
-    assert pl.scan_parquet(layout.current_files(part)).select(pl.len()).collect().item() == 1
+    messages = Store(tmp_path / "store").messages
+    assert messages.scan([t0.date()]).select(pl.len()).collect().item() == 1  # type: ignore[union-attr]
+    messages.compact(t0.date(), min_files=1)
+    assert pl.scan_parquet(messages.current_files(t0.date())).select(pl.len()).collect().item() == 1
 
 
 def test_compaction_while_reading_sees_every_row_once(tmp_path: Path, logs: Path) -> None:
     log = logs / "mail.log"
     w = watcher(tmp_path, log, compact_files=3, compact_interval=0)
-    part = layout.partition_dir(tmp_path / "store" / "events", START.date())
+    events, day = Store(tmp_path / "store").events, START.date()
     stop, counts = threading.Event(), []
 
     def reader() -> None:
         while not stop.is_set():
             try:
-                counts.append(pl.scan_parquet(layout.current_files(part)).select(pl.len()).collect().item())
+                counts.append(pl.scan_parquet(events.current_files(day)).select(pl.len()).collect().item())
             except (FileNotFoundError, pl.exceptions.ComputeError):
                 pass  # listed just before a compaction deleted the file: a query retries
             time.sleep(0.002)
@@ -351,7 +349,7 @@ def test_compaction_while_reading_sees_every_row_once(tmp_path: Path, logs: Path
         after = table(tmp_path / "store", "events").height
         assert set(counts) <= {before, after}, counts  # the rows before or after the flush, never a mix
         before, compacted, counts = after, w.total.compactions, []
-    assert compacted > 0 and len(layout.current_files(part)) <= 3
+    assert compacted > 0 and len(events.current_files(day)) <= 3
     assert_same_as_batch(tmp_path, logs)
 
 

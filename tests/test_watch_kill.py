@@ -26,7 +26,7 @@ from msgtrace.ingest.checkpoint import Checkpoints
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
 from msgtrace.ingest.reader import fingerprint, open_binary
 from msgtrace.ingest.status import read_watch_state
-from msgtrace.ingest.store import Store
+from msgtrace.store import Store
 from tests.test_watch import postfix_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +123,7 @@ def _wait_started(store: Path, proc: subprocess.Popen) -> None:
 
 
 def _table(store: Path, table: str) -> pl.DataFrame:
-    lf = Store(store).scan(table)
+    lf = Store(store).table(table).scan()
     assert lf is not None
     return lf.collect().sort(pl.all())
 
@@ -182,8 +182,8 @@ def test_a_crash_before_or_after_any_write_loses_nothing(
     tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In-process and deterministic: every Parquet and checkpoint write may crash before or after it."""
-    from msgtrace.ingest import checkpoint, layout, openset
     from msgtrace.ingest.watcher import Watcher, WatchOptions
+    from msgtrace.store import StateFiles, Table
 
     logs, rng = tmp_path / "logs", random.Random(seed)
     logs.mkdir()
@@ -199,10 +199,9 @@ def test_a_crash_before_or_after_any_write_loses_nothing(
 
         return wrapped
 
-    for module, name in ((layout, "write_parquet_atomic"), (openset, "write_parquet_atomic"),
-                         (checkpoint, "write_json_atomic")):  # fmt: skip
-        if hasattr(module, name):
-            monkeypatch.setattr(module, name, crashing(getattr(module, name)))
+    # every store write: table files (not compaction, which replaces files whole), state frames, JSON state
+    for cls, name in ((Table, "write"), (StateFiles, "write_frame"), (StateFiles, "write_text")):
+        monkeypatch.setattr(cls, name, crashing(getattr(cls, name)))
     options, wopts = IngestOptions(timezone="UTC", year=2026), WatchOptions(compact_files=4, compact_interval=0)
     watcher = Watcher(tmp_path / "store", [str(logs / "mail.log*")], options, wopts)
     lines, at = postfix_lines(seed, 1000), 0

@@ -1,4 +1,4 @@
-"""Files inside a partition: which are current, how new ones are named, atomic writes.
+"""Files inside a partition: which are current, how new ones are named, their footers, how they are written.
 
 A partition directory holds immutable files named ``g<generation>-<kind>.parquet``:
 
@@ -17,23 +17,25 @@ is counted by reading its rows.
 A reader keeps every file that no newer file replaces. A rewrite writes its new file first
 and deletes the replaced ones after, so a query that lists the directory at any instant sees
 every row exactly once, and a crash between the two steps leaves only garbage that the next
-write removes. Generations only grow; one writer per store (see ingest.store.StoreLock).
+write removes. Generations only grow; one writer per store (see msgtrace.store.lock.StoreLock).
+
+This is the store's protocol: only msgtrace.store.table (the `Table` that owns a table's files)
+uses it; everything else reads and writes through `Store` / `Table` (tests/test_store_boundary.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import secrets
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
 
-from msgtrace.ingest.schema import MESSAGE_SCHEMA, PARTITION_KEY
+from msgtrace.ingest.schema import PARTITION_KEY
+from msgtrace.ingest.terminal import neutralize
+from msgtrace.store.fs import FileSystem
 
 DELETES_KEY = "msgtrace.deletes"
 ROW_GROUP_SIZE = 256_000  # rows: a day's sender lookup reads a few groups, statistics prune the rest
@@ -48,19 +50,11 @@ def partition_dir(table_dir: Path, day: dt.date) -> Path:
     return table_dir / f"{PARTITION_KEY}={day.isoformat()}"
 
 
-def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
-    """Every day from first to last, both included."""
-    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-
-
-def partition_days(table_dir: Path) -> list[dt.date]:
+def partition_days(fs: FileSystem, table_dir: Path) -> list[dt.date]:
     """Every day that has a partition directory, sorted."""
-    if not table_dir.is_dir():
-        return []
     days = []
-    for p in table_dir.iterdir():
-        name = p.name
-        if p.is_dir() and name.startswith(PARTITION_KEY + "="):
+    for name in fs.list(table_dir):
+        if name.startswith(PARTITION_KEY + "=") and fs.is_dir(table_dir / name):
             try:
                 days.append(dt.date.fromisoformat(name.split("=", 1)[1]))
             except ValueError:
@@ -68,14 +62,10 @@ def partition_days(table_dir: Path) -> list[dt.date]:
     return sorted(days)
 
 
-def _generations(part: Path) -> list[tuple[int, int, Path]]:
+def _generations(fs: FileSystem, part: Path) -> list[tuple[int, int, Path]]:
     """(generation, lowest generation it replaces, path), oldest first; `-a` files replace nothing."""
     out = []
-    try:
-        names = os.listdir(part)
-    except FileNotFoundError:
-        return []
-    for name in names:
+    for name in fs.list(part):
         m = _FILE.match(name)
         if m:
             gen = int(m.group(1))
@@ -86,9 +76,12 @@ def _generations(part: Path) -> list[tuple[int, int, Path]]:
     return out
 
 
-def current_files(part: Path) -> list[Path]:
+def current_files(fs: FileSystem, part: Path) -> list[Path]:
     """The files a reader must scan: those no newer file replaces, oldest first."""
-    gens = _generations(part)
+    return _current(_generations(fs, part))
+
+
+def _current(gens: list[tuple[int, int, Path]]) -> list[Path]:
     current: list[Path] = []
     covered_from = None  # generations >= this (and below the replacing file) are replaced
     for gen, low, path in reversed(gens):
@@ -100,15 +93,16 @@ def current_files(part: Path) -> list[Path]:
     return current[::-1]
 
 
-def superseded_files(part: Path) -> list[Path]:
+def superseded_files(fs: FileSystem, part: Path) -> list[Path]:
     """Files that a newer file made obsolete (safe to delete)."""
-    current = set(current_files(part))
-    return [p for _, _, p in _generations(part) if p not in current]
+    gens = _generations(fs, part)
+    current = set(_current(gens))
+    return [p for _, _, p in gens if p not in current]
 
 
-def next_file(part: Path, complete: bool) -> Path:
+def next_file(fs: FileSystem, part: Path, complete: bool) -> Path:
     """The name for the next file written into this partition: an append or a complete file."""
-    gens = _generations(part)
+    gens = _generations(fs, part)
     gen = gens[-1][0] + 1 if gens else 1
     return part / f"g{gen:06d}-{'c' if complete else 'a'}.parquet"
 
@@ -121,11 +115,11 @@ def generation(path: Path) -> int:
     return int(m.group(1))
 
 
-def files_for_days(table_dir: Path, days: Iterable[dt.date]) -> list[Path]:
+def files_for_days(fs: FileSystem, table_dir: Path, days: Iterable[dt.date]) -> list[Path]:
     """Current files of the given days' partitions (missing days are skipped)."""
     files: list[Path] = []
     for day in days:
-        files.extend(current_files(partition_dir(table_dir, day)))
+        files.extend(current_files(fs, partition_dir(table_dir, day)))
     return files
 
 
@@ -144,9 +138,9 @@ def status_counts_metadata(counts: pl.DataFrame) -> dict[str, str]:
     """The key-value metadata that records a messages file's row count per status.
 
     `counts` has one row per status: the columns `status` and `len`, as `rows.group_by("status").len()`
-    gives. write_parquet_atomic adds it by itself; a file written piece by piece needs the counts
-    before its first piece, since they go in the schema's metadata (see ingest.store's messages
-    compaction).
+    gives. The messages table's writer adds it by itself; a file written piece by piece needs the
+    counts before its first piece, since they go in the schema's metadata (see the messages
+    compaction in msgtrace.store.table).
 
     Returns {} (no key: readers count the file's rows instead) when a status is null, because
     a JSON object cannot have a null key.
@@ -178,12 +172,6 @@ def supersedes_rows(files: list[Path]) -> bool:
     return any(deletes_of(f) for f in files[1:])
 
 
-def scan_days(table_dir: Path, days: Iterable[dt.date], schema: dict[str, pl.DataType]) -> pl.LazyFrame | None:
-    """Every current row of the given days' partitions, superseded rows dropped; None if no file."""
-    files = files_for_days(table_dir, days)
-    return scan_files(files, schema) if files else None
-
-
 def superseded_ids(files: list[Path]) -> dict[Path, set[str]]:
     """For each current file, the MessageTraceIds whose rows in it newer files of its partition
     supersede (empty for most files; always empty for a partition's newest file)."""
@@ -199,17 +187,20 @@ def superseded_ids(files: list[Path]) -> dict[Path, set[str]]:
     return out
 
 
-def scan_files(files: list[Path], schema: dict[str, pl.DataType], **scan_options: object) -> pl.LazyFrame:
+def scan_files(
+    files: list[Path], schema: dict[str, pl.DataType], deletes: bool = True, **scan_options: object
+) -> pl.LazyFrame:
     """A lazy scan of current partition files with superseded rows dropped.
 
     A file's rows are dropped when a newer file of its partition lists their MessageTraceId in
     its deletes, so readers see each message once, whether or not the partition is compacted.
     Files without such deletes (the usual case after compaction) are scanned together.
+    `deletes=False`: the table never writes deletes (events), so no footer is read for them.
     """
     options = {"schema": schema, "hive_partitioning": False, **scan_options}
     plain: list[Path] = []
     filtered: list[pl.LazyFrame] = []
-    for f, gone in superseded_ids(files).items():
+    for f, gone in superseded_ids(files).items() if deletes else ((f, set()) for f in files):
         if gone:
             lf = pl.scan_parquet(f, **options)  # type: ignore[arg-type]
             filtered.append(lf.filter(~pl.col("message_trace_id").is_in(sorted(gone))))
@@ -222,103 +213,66 @@ def scan_files(files: list[Path], schema: dict[str, pl.DataType], **scan_options
     return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename durable: fsync the directory entry."""
+def footer_problem(path: Path) -> str | None:
+    """Why a Parquet file's footer cannot be read (one neutralised line), or None when it can."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
+        if path.stat().st_size == 0:
+            return "empty file"
+        pl.read_parquet_metadata(path)
+    except (FileNotFoundError, PermissionError):
+        return None  # replaced by a compaction meanwhile, or not ours to read: not damage
+    except (OSError, pl.exceptions.PolarsError, ValueError) as e:
+        return one_line_reason(e)
+    return None
+
+
+def read_problem(path: Path, schema: dict[str, pl.DataType]) -> str | None:
+    """Why a Parquet file cannot be read whole (footer or pages), or None: the thorough check."""
+    problem = footer_problem(path)
+    if problem is not None:
+        return problem
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        pl.scan_parquet(path, schema=schema, hive_partitioning=False).collect()
+    except FileNotFoundError:
+        return None
+    except (OSError, pl.exceptions.PolarsError, ValueError) as e:
+        return one_line_reason(e)
+    return None
 
 
-@contextmanager
-def atomic_path(path: Path, suffix: str) -> Iterator[str]:
-    """A temp file beside `path` to write; on success it is fsynced and renamed over `path`
-    (then the directory entry is fsynced), on failure removed. Readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_temp(path.parent, suffix)
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(path.parent)
+def one_line_reason(e: BaseException) -> str:
+    """An error's first line without the library's prefixes, control characters escaped."""
+    lines = str(e).strip().splitlines() or [type(e).__name__]
+    text = lines[0].removeprefix("parquet: ").removeprefix("File out of specification: ")
+    return neutralize(text)[:200]
 
 
-TEMP_PREFIX = ".tmp-"
+def footer_rows(path: Path) -> int:
+    """A file's row count from its footer alone."""
+    import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never needs it
+
+    return pq.read_metadata(path).num_rows
 
 
-def _new_temp(directory: Path, suffix: str) -> str:
-    """Create an empty temp file with the modes the umask gives (tempfile.mkstemp would make it
-    0600 whatever the umask, and the rename keeps that: query users in the store's group could
-    not read the store)."""
-    while True:
-        tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}{suffix}"
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        return str(tmp)
+def write_with_pyarrow(fs: FileSystem, df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+    """Write df (already in its table's schema and column order) atomically, zstd, with statistics.
 
-
-def remove_stale_temps(root: Path, table_dirs: Iterable[Path]) -> int:
-    """Delete temp files a killed writer left behind in `root` and the tables' partitions; returns
-    how many. Only the lock holder may call this: nobody else writes temp files into a store."""
-    dirs = [root, *(p for t in table_dirs if t.is_dir() for p in t.iterdir() if p.is_dir())]
-    removed = 0
-    for d in dirs:
-        for tmp in d.glob(TEMP_PREFIX + "*"):
-            try:
-                tmp.unlink()
-                removed += 1
-            except (FileNotFoundError, IsADirectoryError):
-                pass
-    return removed
-
-
-def write_parquet_atomic(
-    df: pl.DataFrame, path: Path, schema: dict[str, pl.DataType], deletes: list[str] | None = None
-) -> None:
-    """Write df (already in schema) to path atomically, zstd, with statistics (and deletes, see above).
-
-    Messages files also get their status counts (STATUS_COUNTS_KEY); events have a status column
-    too, but nothing counts them, so they are not worth the group_by.
+    Message rows are what every trace reads: pyarrow's files answer a filtered scan ~25% faster in
+    Polars than Polars' own (measured: 30 days + recipient, 107 vs 172 ms over 8 days), so they are
+    worth its slower write.
     """
-    extra: dict[str, str] = {}
-    if schema == MESSAGE_SCHEMA:
-        extra.update(status_counts_metadata(df.group_by("status").len()))
-    if deletes:
-        extra[DELETES_KEY] = " ".join(deletes)
-    df = df.select(list(schema))
-    with atomic_path(path, ".parquet") as tmp:
-        if schema == MESSAGE_SCHEMA:
-            # Message rows are what every trace reads: pyarrow's files answer a filtered scan
-            # ~25% faster in Polars than Polars' own (measured: 30 days + recipient, 107 vs 172 ms
-            # over 8 days), so they are worth its slower write.
-            import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never writes
+    import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never writes
 
-            table = df.to_arrow()
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
-            pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE, write_statistics=True)
-        else:
-            # events and state: Polars' writer, about twice as fast as pyarrow's for these frames
-            df.write_parquet(
-                tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE, statistics=True, metadata=extra or None
-            )
+    with fs.atomic_path(path, ".parquet") as tmp:
+        table = df.to_arrow()
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE, write_statistics=True)
 
 
-def write_json_atomic(text: str, path: Path) -> None:
-    """Write a small text file atomically."""
-    with atomic_path(path, ".json") as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+def write_with_polars(fs: FileSystem, df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+    """Write df atomically with Polars' writer (zstd, statistics): about twice as fast as pyarrow's
+    for events and state."""
+    with fs.atomic_path(path, ".parquet") as tmp:
+        df.write_parquet(
+            tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE, statistics=True, metadata=metadata or None
+        )

@@ -1,0 +1,38 @@
+"""The store: two hive-partitioned Parquet tables (messages, events) and their state files.
+
+    from msgtrace.store import Store
+    store = Store(Path("data/store"))
+    lf = store.messages.scan([day])          # current rows, superseded ones dropped
+    store.events.append(frame)               # one new file per UTC day (the caller holds StoreLock)
+
+`Store` / `Table` (msgtrace.store.table) are the only way in: the file protocol below them
+(msgtrace.store.files: generations, deletes and counts in footers) and the file system
+(msgtrace.store.fs) are theirs alone (tests/test_store_boundary.py checks every module's imports).
+"""
+
+from msgtrace.store.lock import StoreLock, lock_holder
+from msgtrace.store.table import (
+    DAMAGED_DIR,
+    STATE_DIR,
+    EventsTable,
+    MessagesTable,
+    StateFiles,
+    Store,
+    StoreError,
+    Table,
+    days_between,
+)
+
+__all__ = [
+    "DAMAGED_DIR",
+    "STATE_DIR",
+    "EventsTable",
+    "MessagesTable",
+    "StateFiles",
+    "Store",
+    "StoreError",
+    "StoreLock",
+    "Table",
+    "days_between",
+    "lock_holder",
+]

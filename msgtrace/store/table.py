@@ -1,0 +1,445 @@
+"""A store and its two tables: every read and write of the store's files goes through here.
+
+A `Table` owns one table's files (msgtrace.store.files: day partitions, generations, deletes and
+counts in the footers) on a `FileSystem` (msgtrace.store.fs): its days and current files, a scan
+with superseded rows dropped, appends, compaction and footer counts. What differs between the
+two tables is decided by which table it is, never by comparing schemas:
+
+- `MessagesTable`: one row per (message, recipient). Rows are replaced when a message's state
+  changes: each flush appends the new rows in one file whose footer lists the MessageTraceIds it
+  supersedes, so a deferral delivered in a later run ends up Delivered in the message's own
+  `date=` partition, with no duplicate row and nothing rewritten. Written by pyarrow (its files
+  answer a filtered scan faster), with each file's rows per status in its footer; compacted one
+  row group at a time.
+- `EventsTable`: one row per relevant log line, append-only. Written by Polars (twice as fast);
+  compacted as one stream.
+
+`Store` holds both tables and the small state files (`_state/`: checkpoints, the open messages'
+events, the watcher's state).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+
+from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR, conform
+from msgtrace.store import files
+from msgtrace.store.fs import TEMP_PREFIX, FileSystem, LocalFileSystem
+
+STATE_DIR = "_state"
+LOCK_FILE = ".lock"  # msgtrace.store.lock
+DAMAGED_DIR = "_damaged"  # damaged files moved aside: <store>/_damaged/<table>/date=.../
+# A partition file with fewer rows than this is small: many of them are worth merging (the
+# watcher writes a few hundred rows a flush; a batch run up to a flush's 200,000 events).
+SMALL_FILE_ROWS = 50_000
+
+Schema = dict[str, pl.DataType]
+
+
+class StoreError(Exception):
+    """The store cannot be used (locked, unwritable, corrupt)."""
+
+
+class Table:
+    """One table of a store: hive-partitioned by the UTC day of its time column."""
+
+    name: str
+    schema: Schema
+    time_column: str
+    keeps_deletes: bool  # whether its files may supersede rows of older ones (msgtrace.deletes)
+
+    def __init__(self, root: Path, fs: FileSystem) -> None:
+        self.fs = fs
+        self.dir = root / self.name
+
+    # ---- what is there -------------------------------------------------------------------
+    def days(self) -> list[dt.date]:
+        """Every day that has a partition, sorted."""
+        return files.partition_days(self.fs, self.dir)
+
+    def partition(self, day: dt.date) -> Path:
+        """The directory of one day's partition."""
+        return files.partition_dir(self.dir, day)
+
+    def current_files(self, day: dt.date) -> list[Path]:
+        """The files a reader of this day must scan, oldest first (no newer file replaces them)."""
+        return files.current_files(self.fs, self.partition(day))
+
+    def files(self, days: list[dt.date] | None = None) -> list[Path]:
+        """Current files of these days' partitions (every day when None); missing days are skipped."""
+        return files.files_for_days(self.fs, self.dir, self.days() if days is None else days)
+
+    # ---- reading -------------------------------------------------------------------------
+    def scan(self, days: list[dt.date] | None = None) -> pl.LazyFrame | None:
+        """Current rows of these days (every day when None), superseded rows dropped; None if no file."""
+        found = self.files(days)
+        return self.scan_files(found) if found else None
+
+    def scan_files(self, paths: list[Path], **scan_options: object) -> pl.LazyFrame:
+        """A lazy scan of current files listed before (`files`), in the table's schema, superseded
+        rows dropped. `scan_options` go to pl.scan_parquet (e.g. glob=False)."""
+        return files.scan_files(paths, self.schema, self.keeps_deletes, **scan_options)
+
+    def footer_rows(self, paths: list[Path]) -> int:
+        """Rows of these files by their footers alone (deletes not applied); a file replaced by a
+        compaction meanwhile (gone, or its footer unreadable) counts nothing."""
+        rows = 0
+        for f in paths:
+            try:
+                rows += files.footer_rows(f)
+            except (OSError, ValueError):
+                continue
+        return rows
+
+    def rows(self, paths: list[Path]) -> int:
+        """Rows a query sees in one partition's current files: the footers, unless a newer file
+        supersedes rows of an older one (an uncompacted partition); then they are counted with
+        deletes applied."""
+        try:
+            if not files.supersedes_rows(paths):
+                return self.footer_rows(paths)
+            return int(self.scan_files(paths).select(pl.len()).collect().item())
+        except (OSError, ValueError, pl.exceptions.PolarsError):
+            return self.footer_rows(paths)  # a file replaced by a compaction meanwhile
+
+    def has_deletes(self, day: dt.date) -> bool:
+        """Whether a partition holds rows superseded by a newer file's deletes."""
+        return self.keeps_deletes and files.supersedes_rows(self.current_files(day))
+
+    def has_small_files(self, day: dt.date, min_files: int) -> bool:
+        """Whether a partition holds at least min_files current files averaging fewer than
+        SMALL_FILE_ROWS rows each: what compaction is for. A batch run writes events files of up to
+        a flush's events; merging a day of those would rewrite millions of rows to save a few
+        footer reads (a one-day 2M-line Exchange log: 19 files, 5 s)."""
+        found = self.current_files(day)
+        if len(found) < min_files:
+            return False
+        rows = pl.scan_parquet(found).select(pl.len()).collect().item()  # footers only
+        return rows < SMALL_FILE_ROWS * len(found)
+
+    # ---- damage ---------------------------------------------------------------------------
+    def damaged(self) -> list[tuple[dt.date, Path, str]]:
+        """(day, file, why) of every current file whose footer cannot be read (cheap: a few KB a
+        file); such a file breaks every read of its day."""
+        out = []
+        for day in self.days():
+            for f in self.current_files(day):
+                problem = files.footer_problem(f)
+                if problem is not None:
+                    out.append((day, f, problem))
+        return out
+
+    def read_problem(self, path: Path) -> str | None:
+        """Why one of the table's files cannot be read whole (footer or pages), or None: the
+        thorough check, for a partition whose read failed although every footer is sound."""
+        return files.read_problem(path, self.schema)
+
+    def move_aside(self, path: Path) -> Path:
+        """Move a damaged file of this table into <store>/_damaged/<table>/date=.../ (never over an
+        earlier one); returns where it went. The caller holds the store lock."""
+        part = path.parent
+        target = self.dir.parent / DAMAGED_DIR / self.name / part.name / path.name
+        n = 0
+        while self.fs.exists(target):
+            n += 1
+            target = target.with_name(f"{path.name}.{n}")
+        self.fs.rename(path, target)
+        return target
+
+    # ---- writing (the caller holds the store lock) ---------------------------------------
+    def append(self, frame: pl.DataFrame, deletes: dict[dt.date, list[str]] | None = None) -> int:
+        """Add rows, one new file per UTC day of the time column; returns files written.
+
+        `deletes`: per day, the MessageTraceIds whose rows in that day's older files the new file
+        supersedes (a day with deletes and no rows gets a file with no rows).
+        """
+        if deletes and not self.keeps_deletes:
+            raise ValueError(f"the {self.name} table keeps no deletes")
+        frame = conform(frame, self.schema)
+        return self._append_days(_split_days(frame, self.time_column), deletes or {})
+
+    def _append_days(self, by_day: dict[dt.date, pl.DataFrame], deletes: dict[dt.date, list[str]]) -> int:
+        written = 0
+        for day in sorted(set(by_day) | {d for d, ids in deletes.items() if ids}):
+            part = by_day.get(day)
+            rows = self._ordered(part) if part is not None else pl.DataFrame(schema=self.schema)
+            self.write(day, rows, deletes.get(day))
+            written += 1
+        return written
+
+    def write(
+        self, day: dt.date, frame: pl.DataFrame, deletes: list[str] | None = None, complete: bool = False
+    ) -> Path:
+        """Write one new file into a day's partition: an append (with the MessageTraceIds it
+        supersedes in older files) or, `complete`, a file replacing every older one. Returns it.
+
+        `frame` holds the table's columns (conform() it first) and only rows of this day."""
+        path = files.next_file(self.fs, self.partition(day), complete)
+        metadata = {files.DELETES_KEY: " ".join(deletes)} if deletes else {}
+        self._write_file(frame.select(list(self.schema)), path, metadata)
+        return path
+
+    def compact(self, day: dt.date, min_files: int = 2) -> bool:
+        """Merge a partition's current files into one complete file; True if it did. Readers meanwhile
+        see the old files or the new one: it appears by one rename before the old ones are deleted."""
+        part = self.partition(day)
+        current = files.current_files(self.fs, part)
+        if len(current) < min_files:
+            self._drop_superseded(part)
+            return False
+        self._compact_into(current, files.next_file(self.fs, part, complete=True))
+        self._drop_superseded(part)
+        return True
+
+    def _drop_superseded(self, part: Path) -> None:
+        for p in files.superseded_files(self.fs, part):
+            self.fs.delete(p)
+
+    # ---- what differs between the tables -------------------------------------------------
+    def _ordered(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """One day's new rows in the order they are written."""
+        raise NotImplementedError
+
+    def _write_file(self, df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+        raise NotImplementedError
+
+    def _compact_into(self, current: list[Path], target: Path) -> None:
+        raise NotImplementedError
+
+
+class MessagesTable(Table):
+    """Message rows: replaced through deletes, counted by status in every file's footer."""
+
+    name = MESSAGES_DIR
+    schema = MESSAGE_SCHEMA
+    time_column = "received"
+    keeps_deletes = True
+
+    def _ordered(self, rows: pl.DataFrame) -> pl.DataFrame:
+        return rows.sort("received")
+
+    def _write_file(self, df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+        counts = files.status_counts_metadata(df.group_by("status").len())
+        files.write_with_pyarrow(self.fs, df, path, {**counts, **metadata})
+
+    def replace(self, rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame, days: set[dt.date]) -> int:
+        """Write message rows, superseding existing rows in the given days.
+
+        `stale` says which stored rows the new ones supersede: an expression over the stored rows
+        (they are scanned for it), or, when the caller knows them, a frame of their
+        message_trace_id and received (nothing is scanned).
+
+        Nothing is rewritten: each day gets one append file with the new rows, whose metadata lists
+        the MessageTraceIds of the stale rows it supersedes, so a deferral delivered days later
+        costs a small file, not a rewrite of its partition. Returns files written.
+        """
+        new_by_day = _split_days(conform(rows, MESSAGE_SCHEMA), "received")
+        known = _split_days(stale, "received") if isinstance(stale, pl.DataFrame) else None
+        deletes: dict[dt.date, list[str]] = {}
+        for day in sorted(days | set(new_by_day)):
+            if known is not None:
+                gone = known[day].get_column("message_trace_id").unique().sort().to_list() if day in known else []
+            else:
+                current = self.scan([day])
+                gone = (
+                    current.filter(stale).select(pl.col("message_trace_id").unique()).collect().to_series().to_list()
+                    if current is not None
+                    else []
+                )
+            deletes[day] = gone
+        return self._append_days(new_by_day, deletes)
+
+    def status_counts(self, paths: list[Path]) -> Counter[str | None] | None:
+        """One partition's rows per status from its current files' footers; None when they cannot
+        tell (a file without counts, or a newer file superseding rows of an older one)."""
+        total: Counter[str | None] = Counter()
+        for i, f in enumerate(paths):
+            meta = pl.read_parquet_metadata(f)
+            counts = files.status_counts_of(meta)
+            # the oldest current file's deletes hit no current file (cf. has_deletes)
+            if counts is None or (i > 0 and files.deletes_of(f, meta)):
+                return None
+            total.update(counts)
+        return total
+
+    def _compact_into(self, current: list[Path], target: Path) -> None:
+        """Merge a messages partition's current files into `target`, superseded rows dropped, one row
+        group at a time: a busy day holds millions of rows, and memory must not grow with it.
+
+        Written by pyarrow like every messages file, each row group sorted by Received; the status
+        counts go in the footer, so they are counted first.
+        """
+        import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never writes
+
+        counts = self.scan_files(current).group_by("status").len().collect()
+        schema = pl.DataFrame(schema=MESSAGE_SCHEMA).to_arrow().schema
+        schema = schema.with_metadata(files.status_counts_metadata(counts))
+        with self.fs.atomic_path(target, ".parquet") as tmp:
+            writer = pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=True)
+            group: list[pl.DataFrame] = []
+            size = 0
+
+            def write_group() -> None:
+                if group:
+                    rows = pl.concat(group).sort("received")
+                    writer.write_table(rows.to_arrow().cast(schema), row_group_size=files.ROW_GROUP_SIZE)
+                    group.clear()
+
+            try:
+                for f, gone in files.superseded_ids(current).items():
+                    # read by Polars a row group's worth at a time (a slice reads only the row groups
+                    # it needs): pyarrow's reader would keep its own pool of decoded pages beside Polars'
+                    whole = pl.scan_parquet(f, schema=MESSAGE_SCHEMA, hive_partitioning=False)
+                    total = whole.select(pl.len()).collect().item()
+                    for offset in range(0, total, files.ROW_GROUP_SIZE):
+                        rows = whole.slice(offset, files.ROW_GROUP_SIZE).collect()
+                        if gone:
+                            rows = rows.filter(~pl.col("message_trace_id").is_in(sorted(gone)))
+                        group.append(rows)
+                        size += rows.height
+                        if size >= files.ROW_GROUP_SIZE:
+                            write_group()
+                            size = 0
+                write_group()
+            finally:
+                writer.close()
+
+
+class EventsTable(Table):
+    """Events: append-only, written by Polars, compacted as one stream."""
+
+    name = EVENTS_DIR
+    schema = EVENT_SCHEMA
+    time_column = "time"
+    keeps_deletes = False  # append-only: nothing in it is ever superseded
+
+    def rows(self, paths: list[Path]) -> int:
+        # events carry no deletes: the footers are exact (and reading each file's deletes costs)
+        return self.footer_rows(paths)
+
+    def _ordered(self, rows: pl.DataFrame) -> pl.DataFrame:
+        # lines are mostly read in time order already
+        return rows if rows.get_column("time").is_sorted() else rows.sort("time")
+
+    def _write_file(self, df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+        files.write_with_polars(self.fs, df, path, metadata)
+
+    def newest_by_source(self, window: dt.timedelta) -> dict[str, dt.datetime]:
+        """Each source's newest event among the stored events within `window` of the newest day."""
+        days = self.days()
+        if not days:
+            return {}
+        recent = [d for d in days if d >= days[-1] - window - dt.timedelta(days=1)]
+        lf = self.scan(recent)
+        if lf is None:
+            return {}
+        df = lf.group_by("source").agg(pl.col("time").max()).collect()
+        return {src: t for src, t in df.iter_rows() if t is not None}
+
+    def _compact_into(self, current: list[Path], target: Path) -> None:
+        # events need no order and a day can hold millions: streamed, memory stays flat
+        lf = self.scan_files(current)
+        with self.fs.atomic_path(target, ".parquet") as tmp:
+            lf.select(list(self.schema)).sink_parquet(tmp, compression="zstd", row_group_size=files.ROW_GROUP_SIZE)
+
+
+class StateFiles:
+    """The store's small state files (<store>/_state/): JSON text and one-frame Parquet files."""
+
+    def __init__(self, root: Path, fs: FileSystem) -> None:
+        self.fs = fs
+        self.dir = root / STATE_DIR
+
+    def path(self, name: str) -> Path:
+        """Where a state file lives (for messages that name it)."""
+        return self.dir / name
+
+    def read_text(self, name: str) -> str | None:
+        """A state file's text, or None when there is none."""
+        return self.fs.read_text(self.dir / name)
+
+    def write_text(self, name: str, text: str) -> None:
+        """Replace a state file's text atomically."""
+        self.fs.write_text(self.dir / name, text)
+
+    def read_frame(self, name: str, schema: Schema) -> pl.DataFrame | None:
+        """A state frame in its schema, or None when there is none."""
+        path = self.dir / name
+        return conform(pl.read_parquet(path), schema) if self.fs.exists(path) else None
+
+    def write_frame(self, name: str, df: pl.DataFrame, schema: Schema) -> None:
+        """Replace a state frame atomically (Polars' writer, the explicit schema)."""
+        files.write_with_polars(self.fs, df.select(list(schema)), self.dir / name, {})
+
+
+class Store:
+    """The tables and state of one store directory."""
+
+    def __init__(self, root: Path, fs: FileSystem | None = None) -> None:
+        self.root = root
+        self.fs: FileSystem = fs or LocalFileSystem()
+        self.messages = MessagesTable(root, self.fs)
+        self.events = EventsTable(root, self.fs)
+        self.state = StateFiles(root, self.fs)
+
+    @property
+    def tables(self) -> tuple[MessagesTable, EventsTable]:
+        """Both tables, messages first."""
+        return self.messages, self.events
+
+    def table(self, name: str) -> Table:
+        """A table by its name (`messages` or `events`)."""
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise ValueError(f"no table {name!r} in a store")
+
+    def exists(self) -> bool:
+        """Whether the store directory exists."""
+        return self.fs.is_dir(self.root)
+
+    def is_store(self) -> bool:
+        """Whether the directory holds a msgtrace store: its tables or its state (a watcher that has
+        not flushed yet)."""
+        return any(
+            self.fs.exists(p) for p in (self.messages.dir, self.events.dir, self.state.dir, self.root / LOCK_FILE)
+        )
+
+    def days(self) -> list[dt.date]:
+        """Every day either table has a partition of, sorted."""
+        return sorted(set(self.messages.days()) | set(self.events.days()))
+
+    def remove_stale_temps(self) -> int:
+        """Delete temp files a killed writer left behind in the state folder and the tables'
+        partitions; returns how many. Only the lock holder may call this: nobody else writes temp
+        files into a store."""
+        dirs = [self.state.dir, *(t.partition(day) for t in self.tables for day in t.days())]
+        removed = 0
+        for d in dirs:
+            for name in self.fs.list(d):
+                if name.startswith(TEMP_PREFIX) and not self.fs.is_dir(d / name):
+                    self.fs.delete(d / name)
+                    removed += 1
+        return removed
+
+
+def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
+    """Every day from first to last, both included (the partitions a time range can touch)."""
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _split_days(df: pl.DataFrame, time_col: str) -> dict[dt.date, pl.DataFrame]:
+    """Rows split by the UTC day of a time column (their partition), in order."""
+    if not df.height:
+        return {}
+    days = df.select(pl.col(time_col).dt.date().min().alias("lo"), pl.col(time_col).dt.date().max().alias("hi"))
+    lo, hi = days.item(0, "lo"), days.item(0, "hi")
+    if lo is not None and lo == hi and not df.get_column(time_col).has_nulls():
+        return {lo: df}  # the usual flush: one day, no copy
+    df = df.with_columns(pl.col(time_col).dt.date().alias("_day"))
+    parts = df.partition_by("_day", as_dict=True, maintain_order=True)
+    return {k[0]: v.drop("_day") for k, v in parts.items()}

@@ -1,0 +1,75 @@
+"""msgtrace.store: each table picks its writer by what it is; the file system layer writes atomically."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from msgtrace.ingest.schema import EVENT_SCHEMA, conform
+from msgtrace.store import Store
+from msgtrace.store.fs import TEMP_PREFIX, LocalFileSystem
+from tests.helpers_store import frame, msg, utc
+
+DAY = dt.date(2026, 6, 13)
+
+
+def events(n: int) -> pl.DataFrame:
+    times = [utc(2026, 6, 13, 10, 0, i) for i in range(n)]
+    return conform(pl.DataFrame({"time": times, "queue_id": [f"Q{i}" for i in range(n)]}), EVENT_SCHEMA)
+
+
+def test_each_table_writes_with_its_own_writer(tmp_path: Path) -> None:
+    # (the writer used to be picked by comparing the frame's schema with MESSAGE_SCHEMA)
+    store = Store(tmp_path)
+    store.messages.append(frame([msg(utc(2026, 6, 13, 10)), msg(utc(2026, 6, 13, 11), status="Failed")]))
+    store.events.append(events(3))
+    (m,), (e,) = store.messages.current_files(DAY), store.events.current_files(DAY)
+    assert pq.ParquetFile(m).metadata.created_by.startswith("parquet-cpp-arrow")  # faster filtered scans
+    assert pq.ParquetFile(e).metadata.created_by.startswith("Polars")  # twice as fast to write
+    assert store.messages.status_counts([m]) == {"Delivered": 1, "Failed": 1}
+    assert b"msgtrace.status_counts" not in e.read_bytes()
+
+
+def test_deletes_supersede_older_rows_and_compaction_applies_them(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    old, kept = msg(utc(2026, 6, 13, 10), "a@x"), msg(utc(2026, 6, 13, 11), "b@x")
+    store.messages.append(frame([old, kept]))
+    new = {**old, "status": "Failed"}
+    assert store.messages.append(frame([new]), {DAY: [str(old["message_trace_id"])]}) == 1
+    assert store.messages.has_deletes(DAY)
+    scan = store.messages.scan([DAY])
+    assert scan is not None and sorted(scan.collect().get_column("status")) == ["Delivered", "Failed"]
+    assert store.messages.compact(DAY, min_files=1)
+    (only,) = store.messages.current_files(DAY)
+    assert only.name.endswith("-c.parquet") and not store.messages.has_deletes(DAY)
+    assert store.messages.rows([only]) == 2 == store.messages.footer_rows([only])
+
+
+def test_the_events_table_keeps_no_deletes(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="keeps no deletes"):
+        Store(tmp_path).events.append(events(1), {DAY: ["some-id"]})
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
+    fs, target = LocalFileSystem(), tmp_path / "state.json"
+    fs.write_text(target, "old")
+    with pytest.raises(RuntimeError), fs.atomic_path(target, ".json") as tmp:
+        Path(tmp).write_text("half")
+        raise RuntimeError("disk gone")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_stale_temps_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.events.append(events(2))
+    part = store.events.partition(DAY)
+    (part / f"{TEMP_PREFIX}killed.parquet").write_bytes(b"half a file")
+    store.state.write_text("sources.json", "{}")
+    (store.state.dir / f"{TEMP_PREFIX}x.json").write_text("{")
+    assert store.remove_stale_temps() == 2
+    assert [p.name for p in part.iterdir()] == ["g000001-a.parquet"]
+    assert [p.name for p in store.state.dir.iterdir()] == ["sources.json"]
