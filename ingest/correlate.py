@@ -72,6 +72,23 @@ def message_events(
     return ev.filter(pl.col("root").is_in(mine.implode())).select(list(EVENT_SCHEMA))
 
 
+def events_of_messages(
+    events: pl.DataFrame, messages: pl.DataFrame, queue_lifetime: dt.timedelta = QUEUE_LIFETIME
+) -> pl.DataFrame:
+    """message_events for many messages at once: `messages` has host, queue_id (the first),
+    received and message_trace_id; each event of theirs comes back with its message_trace_id
+    (a historical search's detail report reads these)."""
+    out = [*EVENT_SCHEMA, "message_trace_id"]
+    ev = conform(events, EVENT_SCHEMA).with_columns(pl.col("time").dt.truncate("1s").alias("_sec"))
+    ev = ev.filter(pl.col("queue_id").is_not_null())
+    if not ev.height or not messages.height:
+        return ev.select(list(EVENT_SCHEMA)).with_columns(pl.lit(None, pl.String).alias("message_trace_id")).head(0)
+    ev, insts = _chains(*_instances(ev, queue_lifetime))
+    keys = messages.select("host", "queue_id", pl.col("received").alias("inst_start"), "message_trace_id")
+    roots = insts.join(keys, on=["host", "queue_id", "inst_start"]).select("root", "message_trace_id").unique("root")
+    return ev.join(roots, on="root").select(out)
+
+
 def _instances(ev: pl.DataFrame, reuse_gap: dt.timedelta) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Add `inst` (an integer per message instance) and `inst_start` (its first event's time);
     also return one row per instance: inst, host, queue_id, inst_start and its first event's

@@ -51,6 +51,7 @@ def message_trace(
     now: DateLike | None = None,
     max_age_days: int = DEFAULT_MAX_AGE_DAYS,
     timezone: str | dt.tzinfo | None = None,
+    direction: Values = None,
     page: int | None = None,
     page_size: int | None = None,
     result_size: int | None = None,
@@ -85,8 +86,9 @@ def message_trace_lazy(
     now: DateLike | None = None,
     max_age_days: int = DEFAULT_MAX_AGE_DAYS,
     timezone: str | dt.tzinfo | None = None,
+    direction: Values = None,
 ) -> pl.LazyFrame:
-    """The filtered rows as a LazyFrame of every stored column (relay, dsn, detail, ...), unsorted, unpaged."""
+    """The filtered rows as a LazyFrame of every stored column (relay, dsn, detail, ...) and `direction`, unsorted, unpaged."""
     flt = _filter(locals())  # first: locals() must hold the arguments only
     from msgtrace.query.engine import resolve_store, scan
 
@@ -110,6 +112,7 @@ def status_counts(
     now: DateLike | None = None,
     max_age_days: int = DEFAULT_MAX_AGE_DAYS,
     timezone: str | dt.tzinfo | None = None,
+    direction: Values = None,
 ) -> pl.DataFrame:
     """`msgtrace summary` as a DataFrame (Status, Count): the rows message_trace with these
     parameters would return, unpaged, per status; only statuses present, in the contract's order.

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from msgtrace.defaults import QUEUE_LIFETIME
-from msgtrace.ingest.correlate import message_events
+from msgtrace.ingest.correlate import events_of_messages, message_events
 from msgtrace.ingest.schema import EVENT_SCHEMA
 from msgtrace.query import engine
 from msgtrace.query.filters import QueryError, TraceFilter
@@ -96,17 +96,27 @@ def _message_events(store: Store, msg: dict, span: dt.timedelta) -> pl.DataFrame
     ).collect()
 
 
-def _describe(ev: pl.DataFrame, trace_id: str, recipient: str | None) -> pl.DataFrame:
-    """Date, Event, Action, Detail, Data for each event (ev sorted oldest first)."""
-    local = pl.col("relay").is_in(["local", "virtual", "dovecot", "pipe"]) | pl.col("to_ip").is_null()
+def scan_events(store: Path, first: dt.datetime, last: dt.datetime) -> pl.LazyFrame:
+    """The events logged in [first, last], lazily, from the current files of those days only."""
+    stored = Store(store).events.scan(days_between(first.date(), last.date()))
+    if stored is None:
+        return pl.LazyFrame(schema=EVENT_SCHEMA)
+    return stored.filter(pl.col("time").is_between(first, last))
+
+
+def _retry(by: list[str]) -> pl.Expr:
     # Postfix's qmgr logs `from=..., nrcpt=N (queue active)` each time a queue id enters the active
     # queue: the first time after it was received, then at every retry of a deferred message.
     qmgr = (pl.col("kind") == "receive") & pl.col("program").fill_null("").str.ends_with("qmgr")
-    retry = qmgr & (qmgr.cast(pl.Int32).cum_sum().over("queue_id") > 1)
-    pickup = (pl.col("kind") == "receive") & pl.col("program").fill_null("").str.ends_with("pickup")
-    size = pl.when(pl.col("size").is_not_null()).then(pl.format(", {} bytes", pl.col("size"))).otherwise(pl.lit(""))
-    event = (
-        pl.when(retry)
+    return qmgr & (qmgr.cast(pl.Int32).cum_sum().over(by) > 1)
+
+
+def event_expr(by: list[str] | None = None) -> pl.Expr:
+    """The Get-MessageTraceDetail Event of each event row (sorted oldest first): Receive, Retry,
+    Transfer, Defer, Deliver, Send, Fail...; `by`: the columns that tell one message's queue ids apart."""
+    local = pl.col("relay").is_in(["local", "virtual", "dovecot", "pipe"]) | pl.col("to_ip").is_null()
+    return (
+        pl.when(_retry(by or ["queue_id"]))
         .then(pl.lit("Retry"))
         .when(pl.col("kind").is_in(["client", "receive", "msgid", "subject"]))
         .then(pl.lit("Receive"))
@@ -134,6 +144,14 @@ def _describe(ev: pl.DataFrame, trace_id: str, recipient: str | None) -> pl.Data
         .then(pl.lit("Send"))
         .otherwise(pl.lit("Info"))
     )
+
+
+def _describe(ev: pl.DataFrame, trace_id: str, recipient: str | None) -> pl.DataFrame:
+    """Date, Event, Action, Detail, Data for each event (ev sorted oldest first)."""
+    retry = _retry(["queue_id"])
+    pickup = (pl.col("kind") == "receive") & pl.col("program").fill_null("").str.ends_with("pickup")
+    size = pl.when(pl.col("size").is_not_null()).then(pl.format(", {} bytes", pl.col("size"))).otherwise(pl.lit(""))
+    event = event_expr()
     detail = (
         pl.when(pl.col("kind") == "client")
         .then(
@@ -184,3 +202,71 @@ def check_recipient(value: str | None) -> str | None:
             value=value,
         )
     return value.strip()
+
+
+def events_for_messages(store: Path, rows: pl.DataFrame, queue_lifetime: dt.timedelta = QUEUE_LIFETIME) -> pl.DataFrame:
+    """The events behind many trace rows at once (a MessageTraceDetail report), oldest first.
+
+    rows: message rows (MESSAGE_SCHEMA columns). Each event gets the `message_trace_id` of its
+    message, the messages split exactly as ingest splits them (ingest.correlate.events_of_messages,
+    as message_trace_detail does for one). Message-level events (no recipient) are kept once per
+    message; a recipient's events when that recipient (or the alias or address it came from) is
+    among the rows. A reject without a queue id is its message's one line.
+    """
+    out_schema = {**EVENT_SCHEMA, "message_trace_id": pl.String}
+    if not rows.height:
+        return pl.DataFrame(schema=out_schema)
+    first, last = rows["received"].min(), rows["received"].max()
+    assert isinstance(first, dt.datetime) and isinstance(last, dt.datetime)
+    messages = rows.unique("message_trace_id")
+    hosts = messages["host"].drop_nulls().unique().to_list()
+    events = scan_events(store, first, last + queue_lifetime).filter(pl.col("host").is_in(hosts)).collect()
+    queued_messages = messages.filter(pl.col("queue_ids").fill_null("") != "")
+    queued = events_of_messages(
+        events.filter(pl.col("queue_id").is_not_null()),
+        queued_messages.select("host", "queue_id", "received", "message_trace_id"),
+        queue_lifetime,
+    )
+    # NOQUEUE rejects: the line at Received with the row's own fields (as _message_events)
+    line = pl.struct("host", "time", "sender", pl.col("recipient").fill_null(""), "client_ip", "detail")
+    own = messages.filter(pl.col("queue_ids").fill_null("") == "").select(
+        "message_trace_id",
+        pl.struct(
+            "host",
+            pl.col("received").alias("time"),
+            pl.col("sender_address").alias("sender"),
+            pl.col("recipient_address").fill_null("").alias("recipient"),
+            pl.when(pl.col("from_ip") == "").then(None).otherwise(pl.col("from_ip")).alias("client_ip"),
+            "detail",
+        )
+        .hash()
+        .alias("_line"),
+    )
+    noqueue = (
+        events.filter(pl.col("queue_id").is_null() & (pl.col("kind") == "reject"))
+        .with_columns(line.hash().alias("_line"))
+        .join(own, on="_line")
+        .select(list(out_schema))
+    )
+    ev = pl.concat([queued, noqueue], how="vertical")
+    wanted = rows.select(pl.concat_str("message_trace_id", pl.lit("|"), pl.col("recipient_lower").fill_null("")))
+    key = wanted.to_series().unique().implode()
+
+    def mine(col: str) -> pl.Expr:
+        return (
+            pl.concat_str("message_trace_id", pl.lit("|"), pl.col(col).str.to_lowercase()).is_in(key).fill_null(False)
+        )
+
+    # a recipient's own lines, and those of the address it was rewritten from on an earlier hop
+    mine_orig = (
+        ev.filter(mine("recipient") & pl.col("orig_recipient").is_not_null())
+        .select(pl.concat_str("message_trace_id", pl.lit("|"), pl.col("orig_recipient").str.to_lowercase()))
+        .to_series()
+        .unique()
+        .implode()
+    )
+    by_orig = pl.concat_str("message_trace_id", pl.lit("|"), pl.col("recipient").str.to_lowercase()).is_in(mine_orig)
+    ev = ev.filter(
+        pl.col("recipient").is_null() | mine("recipient") | mine("orig_recipient") | by_orig.fill_null(False)
+    )
+    return ev.sort("time", "source", "line_no")

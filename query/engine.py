@@ -19,7 +19,8 @@ from msgtrace.storepath import existing_store
 
 T = TypeVar("T")
 
-OUTPUT_COLUMNS: tuple[str, ...] = (*CONTRACT_COLUMNS.values(), "StartDate", "EndDate", "Index")
+# The contract's columns, then Direction (query.direction: derived, not stored).
+OUTPUT_COLUMNS: tuple[str, ...] = (*CONTRACT_COLUMNS.values(), "StartDate", "EndDate", "Index", "Direction")
 # Absent strings are given as ""; except the sender, whose absence means unknown (no line names
 # it), which is not "" (the null sender <>): it stays null (table "(unknown)", JSON null).
 _STRING_OUTPUTS = [
@@ -79,10 +80,28 @@ def open_files(table: MessagesTable, files: list[Path]) -> pl.LazyFrame:
     return table.scan_files(files, glob=False, missing_columns="insert", extra_columns="ignore")
 
 
-def scan(store: Path, flt: TraceFilter) -> pl.LazyFrame:
-    """The store's message rows (MESSAGE_SCHEMA columns) that pass the filter, unsorted."""
+def scan(store: Path, flt: TraceFilter, every_row_direction: bool = False) -> pl.LazyFrame:
+    """The store's message rows (MESSAGE_SCHEMA columns plus `direction`) that pass the filter, unsorted.
+
+    every_row_direction: the caller reads the direction of every row (a report), worth listing the
+    window's Organizations first so the direction compares literals (query.direction).
+    """
     table = Store(store).messages
-    return open_files(table, needed_files(table, flt)).filter(flt.expr())
+    return filtered(store, needed_files(table, flt), flt, every_row_direction)
+
+
+def filtered(store: Path, files: list[Path], flt: TraceFilter, every_row_direction: bool = False) -> pl.LazyFrame:
+    """These files' rows that pass the filter, with their `direction` (computed only when read)."""
+    from msgtrace.query.direction import store_local_domains, with_direction
+
+    table = Store(store).messages
+    domains = store_local_domains(store)
+    organizations = None
+    if not domains and (every_row_direction or flt.directions):
+        rows = open_files(table, files).select(pl.col("organization").unique()).collect()
+        organizations = rows.to_series().to_list()
+    lf = with_direction(open_files(table, files).filter(flt.expr()), domains, organizations)
+    return lf.filter(pl.col("direction").is_in(list(flt.directions))) if flt.directions else lf
 
 
 def sort(lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -112,7 +131,7 @@ def page_rows(lf: pl.LazyFrame, offset: int, limit: int | None) -> tuple[pl.Lazy
 
 def contract_frame(lf: pl.LazyFrame, flt: TraceFilter, first_index: int = 0) -> pl.LazyFrame:
     """Contract columns in order, absent strings as "" (an unknown sender null), the window echoed,
-    Index from first_index."""
+    Index from first_index, then Direction (lf needs a `direction` column: scan gives it)."""
     cols = [
         (pl.col(c).fill_null("") if c in _STRING_OUTPUTS else pl.col(c)).alias(name)
         for c, name in CONTRACT_COLUMNS.items()
@@ -122,6 +141,7 @@ def contract_frame(lf: pl.LazyFrame, flt: TraceFilter, first_index: int = 0) -> 
         pl.lit(flt.start, dtype=MESSAGE_SCHEMA["received"]).alias("StartDate"),
         pl.lit(flt.end, dtype=MESSAGE_SCHEMA["received"]).alias("EndDate"),
         (pl.int_range(pl.len(), dtype=pl.Int64) + first_index).alias("Index"),
+        pl.col("direction").alias("Direction"),
     )
 
 
@@ -161,7 +181,7 @@ def trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:
 
 
 def _trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:
-    lf = scan(store, flt).select(list(CONTRACT_COLUMNS))
+    lf = scan(store, flt).select(*CONTRACT_COLUMNS, "direction")
     if paging.mode == "v2":
         page, more = _cursor_page(lf, paging.result_size)
         return TraceResult(contract_frame(page.lazy(), flt).collect(), flt, paging, more=more)

@@ -14,6 +14,7 @@ from msgtrace.defaults import MAX_AGE_DAYS as DEFAULT_MAX_AGE_DAYS
 from msgtrace.errors import QueryError
 from msgtrace.ingest.schema import STATUSES
 from msgtrace.query.dates import DateError, iso_z, parse_datetime, zone
+from msgtrace.query.direction import normalize_direction
 from msgtrace.store import days_between
 
 DEFAULT_WINDOW = dt.timedelta(hours=48)
@@ -216,6 +217,8 @@ class TraceFilter:
     subject_filter_type: str = "Contains"
     # V2 cursor: rows strictly after (end, starting_recipient) in the sort order are also in.
     starting_recipient: str | None = None
+    # Inbound, Outbound, Local: derived at query time (query.direction), so applied by the engine, not expr()
+    directions: tuple[str, ...] = ()
 
     @classmethod
     def from_params(
@@ -236,6 +239,7 @@ class TraceFilter:
         now: DateLike | None = None,
         max_age_days: int = DEFAULT_MAX_AGE_DAYS,
         timezone: str | dt.tzinfo | None = None,
+        direction: Values = None,
     ) -> TraceFilter:
         """Validate the contract's parameters (dates, age limit, values) into a TraceFilter."""
         try:
@@ -272,6 +276,7 @@ class TraceFilter:
             subject=subject,
             subject_filter_type=kind,
             starting_recipient=starting_recipient_address,
+            directions=tuple(dict.fromkeys(normalize_direction(v) for v in given_values(direction, "--direction"))),
         )
 
     def days(self) -> list[dt.date]:

@@ -76,5 +76,5 @@ def _summarize(store: Path, flt: TraceFilter) -> pl.DataFrame:
     cut = [d for d in days if d not in whole]
     counts = day_status_counts(table, sorted(whole))
     if cut:
-        counts.update(row_counts(engine.open_files(table, table.files(cut)).filter(flt.expr())))
+        counts.update(row_counts(engine.filtered(store, table.files(cut), flt)))
     return counts_frame(counts)

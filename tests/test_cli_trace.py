@@ -163,7 +163,7 @@ def test_output_formats(store: Path, tmp_path: Path) -> None:
     csv_text = trace(store, "--output", "CSV").stdout
     assert csv_text.splitlines()[0] == (
         "Organization,MessageId,Received,SenderAddress,RecipientAddress,Subject,Status,ToIP,FromIP,Size,"
-        "MessageTraceId,StartDate,EndDate,Index"
+        "MessageTraceId,StartDate,EndDate,Index,Direction"
     )
     assert len(csv_text.splitlines()) == 5
     out = tmp_path / "t.parquet"

@@ -54,6 +54,7 @@ def recipients(df: pl.DataFrame) -> list[tuple[str, str]]:
 
 
 def test_default_window_exact_rows(store: Path) -> None:
+    # Direction after the contract's columns: the organization example.com is the local domain
     df = run(store)
     assert df.columns == list(engine.OUTPUT_COLUMNS)
     assert df.schema["Received"] == pl.Datetime("us", "UTC")
@@ -64,14 +65,14 @@ def test_default_window_exact_rows(store: Path) -> None:
             "RecipientAddress": "alice@example.com", "Subject": "Undelivered Mail Returned to Sender",
             "Status": "Delivered", "ToIP": "203.0.113.7", "FromIP": "", "Size": 1234,
             "MessageTraceId": trace_id(T_BOUNCE, ""), "StartDate": utc(2026, 6, 12, 12),
-            "EndDate": utc(2026, 6, 14, 12), "Index": 0,
+            "EndDate": utc(2026, 6, 14, 12), "Index": 0, "Direction": "Local",
         },
         {
             "Organization": "example.com", "MessageId": "<spam1@contoso.com>", "Received": T_SPAM,
             "SenderAddress": "Eve@Contoso.com", "RecipientAddress": "bob@example.org", "Subject": "WIN a prize",
             "Status": "FilteredAsSpam", "ToIP": "", "FromIP": "198.51.100.2", "Size": None,
             "MessageTraceId": trace_id(T_SPAM, "Eve@Contoso.com"), "StartDate": utc(2026, 6, 12, 12),
-            "EndDate": utc(2026, 6, 14, 12), "Index": 1,
+            "EndDate": utc(2026, 6, 14, 12), "Index": 1, "Direction": "Inbound",
         },
         # same Received: ties broken by RecipientAddress ascending ("C" sorts before "b")
         {
@@ -79,14 +80,14 @@ def test_default_window_exact_rows(store: Path) -> None:
             "SenderAddress": "Alice@Example.com", "RecipientAddress": "Carol@Example.org", "Subject": "Hello",
             "Status": "Failed", "ToIP": "2001:db8::7", "FromIP": "198.51.100.2", "Size": 1234,
             "MessageTraceId": TID1, "StartDate": utc(2026, 6, 12, 12), "EndDate": utc(2026, 6, 14, 12),
-            "Index": 2,
+            "Index": 2, "Direction": "Outbound",
         },
         {
             "Organization": "example.com", "MessageId": "<m1@example.com>", "Received": T1,
             "SenderAddress": "Alice@Example.com", "RecipientAddress": "bob@example.org", "Subject": "Hello",
             "Status": "Delivered", "ToIP": "203.0.113.7", "FromIP": "198.51.100.2", "Size": 1234,
             "MessageTraceId": TID1, "StartDate": utc(2026, 6, 12, 12), "EndDate": utc(2026, 6, 14, 12),
-            "Index": 3,
+            "Index": 3, "Direction": "Outbound",
         },
     ]  # fmt: skip
 
@@ -263,7 +264,8 @@ def test_lazy_variant_has_filters_applied(store: Path) -> None:
     lf = message_trace_lazy(store, now=NOW, sender_address="*@example.com")
     assert isinstance(lf, pl.LazyFrame)
     df = lf.collect()
-    assert list(df.columns) == list(schema.MESSAGE_SCHEMA)
+    # every stored column, then the derived direction
+    assert list(df.columns) == [*schema.MESSAGE_SCHEMA, "direction"]
     assert sorted(df["recipient_address"].to_list()) == ["Carol@Example.org", "bob@example.org"]
 
 

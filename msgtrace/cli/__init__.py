@@ -35,6 +35,8 @@ COMMANDS = {
     "generate": "msgtrace.cli.generate:generate",
     "web": "msgtrace.cli.web:web",
     "web-user": "msgtrace.cli.web:web_user",
+    "report": "msgtrace.cli.report:report",
+    "historical-search": "msgtrace.cli.historical:historical_search",
 }
 
 

@@ -23,6 +23,32 @@ def safe(text: str) -> str:
     return neutralize_lines(text)
 
 
+def parse_local_domains(values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """--local-domains as a tuple of domains, None when not given; a bad value is a one-line error."""
+    from msgtrace.ingest.storeconfig import parse_domains
+
+    if not values:
+        return None
+    try:
+        domains = parse_domains(values)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    if not domains:
+        raise click.ClickException("--local-domains has no domain in it: give one like example.org, or leave it out")
+    return domains
+
+
+def keep_local_domains(store: Path, domains: tuple[str, ...] | None) -> None:
+    """Save --local-domains in the store's config (under the store lock), saying so when they change."""
+    from msgtrace.ingest.storeconfig import save_local_domains
+
+    if domains is not None and save_local_domains(store, domains):
+        click.echo(
+            f"Local domains of {safe(str(store))}: {', '.join(domains)} (Direction follows them from now on, old rows too).",
+            err=True,
+        )
+
+
 def make_options(  # type: ignore[no-untyped-def]
     timezone: str | None,
     year: int | None,
@@ -110,6 +136,7 @@ def ingest_command(
     organization: str | None,
     fmt: str,
     host: str | None,
+    local_domains: tuple[str, ...],
     max_queue_lifetime: float,
     rejects: Path | None,
     paths: tuple[str, ...],
@@ -130,10 +157,12 @@ def ingest_command(
     except MsgtraceError as e:
         raise cli_error(e) from None
     options = make_options(timezone, year, organization, fmt, host, max_queue_lifetime)
+    domains = parse_local_domains(local_domains)
     check_rejects(rejects)
     progress = _Progress()
     try:
         with StoreLock(root):
+            keep_local_domains(root, domains)
             report = ingest_paths(list(paths), root, options, rejects, progress)
     except MsgtraceError as e:  # a store locked or unwritable, a path that cannot be read
         progress.done()

@@ -87,6 +87,7 @@ FILTER_OPTIONS: list[Decorator] = [
     click.option(
         "--subject-filter-type", metavar="TYPE", help="How --subject matches: Contains (default), StartsWith, EndsWith."
     ),
+    _multi("--direction", "Inbound, Outbound, Local (derived from the local domains; see the README)."),
 ]
 
 now_option: Decorator = click.option(
@@ -112,7 +113,7 @@ WINDOW_OPTIONS: list[Decorator] = [
 _FILTER_KEYS = (
     "start_date", "end_date", "sender_address", "recipient_address", "message_id", "message_trace_id",
     "status", "from_ip", "to_ip", "subject", "subject_filter_type", "starting_recipient_address",
-    "now", "max_age_days", "timezone",
+    "now", "max_age_days", "timezone", "direction",
 )  # fmt: skip
 
 
@@ -141,6 +142,13 @@ SOURCE_OPTIONS: list[Decorator] = [
     ),
     click.option(
         "--host", default=None, help="Host name for logs that do not name one (Exim mainlog, Exchange tracking logs)."
+    ),
+    click.option(
+        "--local-domains",
+        multiple=True,
+        metavar="DOMAIN[,DOMAIN...]",
+        help="This server's own mail domains, kept in the store for Direction (Inbound/Outbound/Local) "
+        "[default: inferred].",
     ),
 ]
 

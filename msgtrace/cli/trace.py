@@ -46,7 +46,7 @@ def trace_options(f: Callable[..., Any]) -> Callable[..., Any]:
 # What the user gave, re-emitted (in this order) in the command that fetches the next V2 page.
 _CARRIED = [
     "sender_address", "recipient_address", "from_ip", "to_ip", "message_id", "message_trace_id",
-    "status", "subject", "subject_filter_type", "output_format", "out", "now", "timezone", "max_age_days",
+    "status", "subject", "subject_filter_type", "direction", "output_format", "out", "now", "timezone", "max_age_days",
 ]  # fmt: skip
 
 

@@ -13,7 +13,7 @@ import click
 
 from msgtrace import defaults
 from msgtrace.cli.errors import cli_error
-from msgtrace.cli.ingest import check_rejects, make_options, safe
+from msgtrace.cli.ingest import check_rejects, keep_local_domains, make_options, parse_local_domains, safe
 from msgtrace.cli.options import queue_lifetime_option, rejects_option, source_options, store_option
 from msgtrace.errors import MsgtraceError
 from msgtrace.storepath import existing_store, store_path
@@ -73,6 +73,7 @@ def watch_command(
     organization: str | None,
     fmt: str,
     host: str | None,
+    local_domains: tuple[str, ...],
     flush_interval: float,
     rescan_interval: float,
     compact_files: int,
@@ -99,6 +100,7 @@ def watch_command(
         raise cli_error(e) from None
     setup_logging(quiet, verbose)
     options = make_options(timezone, year, organization, fmt, host, max_queue_lifetime)
+    domains = parse_local_domains(local_domains)
     check_rejects(rejects)
     wopts = WatchOptions(flush_interval=flush_interval, rescan_interval=rescan_interval, compact_files=compact_files)
     stopping: list[Watcher] = []
@@ -115,6 +117,7 @@ def watch_command(
     signal.signal(signal.SIGINT, stop)
     try:
         with StoreLock(root):
+            keep_local_domains(root, domains)
             watcher = Watcher(root, list(paths), options, wopts, rejects)
             stopping.append(watcher)
             if requested.is_set():

@@ -68,13 +68,14 @@ TRACE_ROW = {
     "type": "object",
     "required": [
         "Organization", "MessageId", "Received", "SenderAddress", "RecipientAddress", "Subject", "Status",
-        "ToIP", "FromIP", "Size", "MessageTraceId", "StartDate", "EndDate", "Index",
+        "ToIP", "FromIP", "Size", "MessageTraceId", "StartDate", "EndDate", "Index", "Direction",
     ],
     "properties": {
         "Organization": _STR, "MessageId": _STR, "Received": _TIME, "SenderAddress": _STR,
         "RecipientAddress": _STR, "Subject": _STR, "Status": _NSTR, "ToIP": _STR, "FromIP": _STR,
         "Size": {"type": "integer", "nullable": True}, "MessageTraceId": _STR,
         "StartDate": _TIME, "EndDate": _TIME, "Index": {"type": "integer"},
+        "Direction": {"type": "string", "enum": ["Inbound", "Outbound", "Local"]},
     },
     "additionalProperties": False,
 }  # fmt: skip

@@ -1,0 +1,29 @@
+"""A small store built the way a user builds one: `msgtrace generate` a log, `msgtrace ingest` it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from msgtrace.cli import cli
+from msgtrace.generate import generate
+
+# The generated log's window, and a `now` just after it (so nothing is past the default age limit).
+START = "2026-06-01"
+DAYS = 2
+NOW = "2026-06-03T06:00:00Z"
+WINDOW = ["--start-date", "2026-05-31", "--end-date", "2026-06-04", "--timezone", "UTC", "--now", NOW]
+
+
+def generated_store(folder: Path, fmt: str = "postfix", lines: int = 4000, seed: int = 7) -> Path:
+    """A store holding one generated log of about `lines` lines over two days from START."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"{fmt}.log"
+    generate(fmt, log, lines=lines, start=START, days=DAYS, tz="UTC", seed=seed)
+    store = folder / "store"
+    res = CliRunner().invoke(
+        cli, ["ingest", "--store", str(store), "--timezone", "UTC", "--year", "2026", str(log)], catch_exceptions=False
+    )
+    assert res.exit_code == 0, res.output
+    return store

@@ -1,0 +1,23 @@
+"""bench section 4 (`msgtrace report` over a month) runs against a store and times what it says."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from bench.run import bench_report
+from msgtrace.api import status_counts
+from tests.helpers_generated import generated_store
+
+
+@pytest.mark.slow
+def test_bench_report_section_runs_on_a_small_store(tmp_path: Path) -> None:
+    store = generated_store(tmp_path, lines=1500)
+    results: dict = {}
+    bench_report(store, results, days=4, start=dt.date(2026, 5, 31))
+    rep = results["report"]
+    counts = status_counts(store, start_date="2026-05-31", end_date="2026-06-04", timezone="UTC", max_age_days=0)
+    assert rep["rows"] == counts["Count"].sum() > 0
+    assert rep["days"] == 4 and 0 < rep["in_process_s"] and 0 < rep["cli_s"]
