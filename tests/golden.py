@@ -39,3 +39,24 @@ def check_golden(rows: list[dict], path: Path, update: bool, *, sort_keys: bool 
     for i, (got, want) in enumerate(zip(rows, expected, strict=False)):
         assert got == want, f"{path.name} row {i} differs"
     assert len(rows) == len(expected), f"{path.name}: {len(rows)} rows, expected {len(expected)}"
+
+
+# The message-row columns the Exim and Sendmail golden cases compare (their correlator output).
+MESSAGE_COLUMNS = [
+    "received",
+    "host",
+    "queue_ids",
+    "message_id",
+    "sender_address",
+    "recipient_address",
+    "subject",
+    "status",
+    "to_ip",
+    "from_ip",
+    "size",
+    "orig_recipient",
+    "relay",
+    "dsn",
+    "detail",
+    "delay",
+]

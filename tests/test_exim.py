@@ -12,7 +12,7 @@ import pytest
 from msgtrace.ingest.formats import ParseContext, exim
 from msgtrace.ingest.formats.common import DETAIL_MAX
 from msgtrace.ingest.schema import EVENT_SCHEMA, KINDS, STATUSES
-from tests.golden import check_golden, golden_path
+from tests.golden import MESSAGE_COLUMNS, check_golden, golden_path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "exim"
 CASES = sorted(p.stem for p in FIXTURES.glob("*.log"))
@@ -260,25 +260,6 @@ def test_corpus_exim_testsuite(corpus: Path) -> None:
 
 
 # --- through the correlator: one row per (message, recipient) -------------------------------------------
-
-MESSAGE_COLUMNS = [
-    "received",
-    "host",
-    "queue_ids",
-    "message_id",
-    "sender_address",
-    "recipient_address",
-    "subject",
-    "status",
-    "to_ip",
-    "from_ip",
-    "size",
-    "orig_recipient",
-    "relay",
-    "dsn",
-    "detail",
-    "delay",
-]
 
 
 def message_rows(events: pl.DataFrame) -> list[dict]:

@@ -10,7 +10,7 @@ import pytest
 
 from msgtrace.ingest.formats import ParseContext, sendmail
 from msgtrace.ingest.schema import EVENT_SCHEMA, KINDS, STATUSES
-from tests.golden import check_golden, golden_path
+from tests.golden import MESSAGE_COLUMNS, check_golden, golden_path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sendmail"
 CASES = sorted(p.stem for p in FIXTURES.glob("*.log"))
@@ -204,24 +204,6 @@ def test_corpus_fail2ban(corpus: Path) -> None:
 
 # --- through the correlator: one row per (message, recipient) -------------------------------------------
 
-MESSAGE_COLUMNS = [
-    "received",
-    "host",
-    "queue_ids",
-    "message_id",
-    "sender_address",
-    "recipient_address",
-    "subject",
-    "status",
-    "to_ip",
-    "from_ip",
-    "size",
-    "orig_recipient",
-    "relay",
-    "dsn",
-    "detail",
-    "delay",
-]
 # Queued rejects naming no recipient (check_mail, milter `data, reject`): see test_whole_message_rejects.
 CORRELATOR_GAP = {"61P8Qni004012", "65HIbcGI002800"}
 
