@@ -424,6 +424,8 @@ class Pipeline:
         if not marks.complete:
             if legacy:
                 return None
+            if len(marks.head) < st.head_len and marks.broken:
+                return None  # an unfinished archive too short to compare yet: not a new file before it is
             return None if len(marks.head) >= st.head_len and digest(marks.head[: st.head_len]) == st.head else False
         if legacy:
             same = marks.newlines == st.line and marks.recent.endswith(b"\n")

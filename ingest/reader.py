@@ -69,6 +69,7 @@ class Marks:
     recent: bytes  # the last min(offset, TAIL_BYTES) bytes before the offset
     newlines: int = -1  # newlines before the offset, when counted (-1: not counted)
     complete: bool = True  # False: the content ends before the offset
+    broken: bool = False  # an archive that could not be decompressed to the offset (unfinished or damaged)
 
     def advance(self, block: bytes) -> Marks:
         """The marks after `block` was read on from the offset."""
@@ -360,12 +361,19 @@ def read_prefix(f: BinaryIO, path: Path, offset: int, count_lines: bool = False)
         recent = f.read(offset - start)
         return Marks(head=head, recent=recent, complete=len(recent) == offset - start)
     f.seek(0)
-    head, recent, newlines, done = b"", b"", 0, 0
+    head, recent, newlines, done, broken = b"", b"", 0, 0, False
+    pieces: Iterator[bytes] | None = None
     while done < offset:
         try:
-            data = f.read(min(offset - done, 16 * 1024 * 1024))
+            data = f.read(min(offset - done, 16 * 1024 * 1024)) if pieces is None else next(pieces, b"")
         except _ARCHIVE_ERRORS:
-            data = b""
+            # A .gz still being written (or damaged): the file object drops the whole failed read,
+            # so take what the raw decompressor gives from here. Without this the head of an
+            # unfinished archive looked empty, unlike the file read before, which was then taken
+            # for another file and read again (every event doubled).
+            pieces, broken = _decompress_leniently(path, done), True
+            continue
+        data = data[: offset - done]
         if not data:
             break
         if len(head) < HEAD_BYTES:
@@ -373,7 +381,9 @@ def read_prefix(f: BinaryIO, path: Path, offset: int, count_lines: bool = False)
         recent = (recent + data[-TAIL_BYTES:])[-TAIL_BYTES:]
         newlines += data.count(b"\n")
         done += len(data)
-    return Marks(head=head, recent=recent, newlines=newlines if count_lines else -1, complete=done == offset)
+    return Marks(
+        head=head, recent=recent, newlines=newlines if count_lines else -1, complete=done == offset, broken=broken
+    )
 
 
 def _skip(f: BinaryIO, n: int, path: Path) -> None:

@@ -239,6 +239,9 @@ class Watcher:
             if settled:
                 self._seen[path] = _Seen(key, old_source)
             return
+        if rep.skipped and not settled:  # an archive still being compressed: not a problem yet
+            log.debug("%s is not complete yet (%s); will try again.", path, rep.skipped)
+            return
         for damage in rep.damage:
             self._say_once(str(path), damage, logging.WARNING, "%s.", damage)
         done = rep.source is not None and rep.skipped is None

@@ -6,6 +6,7 @@ Most tests drive Watcher.cycle() by hand (no timing); a few run `watch` as a pro
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import datetime as dt
 import errno
 import gzip
@@ -188,6 +189,29 @@ def test_tail_is_read_from_the_archive_and_a_half_written_gz_waits(tmp_path: Pat
     w.pipe.ingest_path = lambda p, *a, **k: pytest.fail(f"read {p} again") or read(p, *a, **k)  # type: ignore[method-assign]
     os.utime(archive)  # a changed archive that is fully read is not decompressed again
     w.cycle()
+
+
+def test_a_file_read_whole_and_then_compressed_slowly_is_not_read_again(tmp_path: Path, logs: Path) -> None:
+    """The watch_kill flake: a fully read file whose .gz was still being written was taken for a
+    new file (`<fingerprint>~1`) and read again, doubling every event of it. The archive's partial
+    content was lost because it was asked for in one read that the truncated stream failed."""
+    log, lines = logs / "mail.log", postfix_lines(11, 1500)
+    append(log, lines)
+    w = watcher(tmp_path, f"{logs}/mail.log*")
+    w.cycle()
+    plain = log.rename(logs / "mail.log.1")
+    data = gzip.compress(plain.read_bytes())
+    plain.unlink()
+    archive = logs / "mail.log.1.gz"
+    archive.write_bytes(data[: len(data) // 3])  # more than the first line and 4 KiB, less than what was read
+    # restarted (it knows the file from its checkpoint only), reading in small chunks as from a big file
+    small = dataclasses.replace(OPTIONS, chunk_bytes=64 * 1024)
+    w = Watcher(tmp_path / "store", [f"{logs}/mail.log*"], small, WatchOptions())
+    w.cycle()
+    archive.write_bytes(data)
+    w.cycle()
+    assert sorted(s.fingerprint for s in w.pipe.sources()) == [w.pipe.identify(archive)[0]]
+    assert_same_as_batch(tmp_path, logs)
 
 
 def test_a_file_argument_follows_only_its_own_rotated_sources(tmp_path: Path, logs: Path) -> None:
