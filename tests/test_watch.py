@@ -373,7 +373,10 @@ def test_compaction_while_reading_sees_every_row_once(tmp_path: Path, logs: Path
         after = table(tmp_path / "store", "events").height
         assert set(counts) <= {before, after}, counts  # the rows before or after the flush, never a mix
         before, compacted, counts = after, w.total.compactions, []
-    assert compacted > 0 and len(events.current_files(day)) <= 3
+    # Not "<= 3 files": after a compaction the watcher waits 9x its duration before compacting
+    # that partition again, so under load the last flushes' files may still be waiting.
+    flushes = len(range(0, len(LINES), 150))
+    assert compacted > 0 and len(events.current_files(day)) < flushes
     assert_same_as_batch(tmp_path, logs)
 
 
