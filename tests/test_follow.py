@@ -209,3 +209,29 @@ def test_the_rules_of_a_hop(then: dict[str, Any], linked: bool) -> None:
         nxt["received"] = first["last_event"] + delta
     found = links(conform(pl.DataFrame([first]), MESSAGE_SCHEMA), conform(pl.DataFrame([nxt]), MESSAGE_SCHEMA))
     assert found.height == int(linked)
+
+
+def test_the_web_api_search_page_and_detail_page(store: Path) -> None:
+    import html
+    import warnings
+
+    from msgtrace.web.app import create_app
+    from msgtrace.web.params import Defaults
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    params = {"start_date": "2026-06-13", "end_date": "2026-06-14", "page_size": 100}
+    with TestClient(create_app(store, defaults=Defaults(now="2026-06-14T00:00:00Z", timezone="UTC"))) as client:
+        rows = client.get("/api/v1/trace", params={**params, "follow": "true"}).json()["rows"]
+        assert contract(rows) == FOLLOWED
+        assert len(client.get("/api/v1/trace", params={**params, "follow": "false"}).json()["rows"]) == 12
+        bad = client.get("/api/v1/trace", params={**params, "follow": "maybe"})
+        assert bad.status_code == 400 and "'maybe' is not a valid boolean" in bad.text
+        page = client.get("/trace", params={**params, "follow": "on"}).text
+        assert 'name="follow" value="true" checked' in page and page.count("<tr") - 1 == len(FOLLOWED)
+        lee = next(r for r in rows if r["RecipientAddress"] == "lee@contoso.com")
+        detail = html.unescape(client.get(f"/message/{lee['MessageTraceId']}").text)
+        # the timeline goes on to mbox1, where lee's delivery failed
+        assert "Connection from mx1.contoso.com[10.0.0.1]" in detail and "File too large" in detail
