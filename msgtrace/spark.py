@@ -14,7 +14,9 @@ order are the Polars ones (msgtrace.query.filters, msgtrace.query.direction, msg
 written as Spark columns; tests/test_spark.py checks that the rows are the same.
 
 One difference: the 1,000,000-row limit of one query does not apply (it protects the memory of one
-process; a Spark frame is computed by the cluster). `follow` is not offered here.
+process; a Spark frame is computed by the cluster). `follow=True` is the exception: its
+end-to-end rows are computed by the library on the driver (msgtrace.query.follow) and handed to
+Spark, so they are exactly the CLI's but one machine's work.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from msgtrace.api import StoreLike
-from msgtrace.errors import QueryError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -103,11 +104,6 @@ def _filter(params: dict[str, Any]) -> TraceFilter:
     """The library's own validation (msgtrace.api): the same parameters, the same errors."""
     from msgtrace.query.filters import TraceFilter
 
-    if params.get("follow"):
-        raise QueryError.naming(
-            "{follow} is not offered by msgtrace.spark: use msgtrace.api or msgtrace trace --follow"
-        )
-    params.pop("follow", None)
     return TraceFilter.from_params(**params)
 
 
@@ -117,12 +113,36 @@ def _filtered(spark: SparkSession, store: StoreLike, flt: TraceFilter) -> DataFr
     from msgtrace.store import Store
 
     root = resolve_store(store)
+    if flt.follow:
+        return _followed(spark, root, flt)
     table = Store(root).messages
     rows = _read(spark, table.live_files(needed_days(table, flt)))
     rows = rows.filter(_expr(flt)).withColumn("direction", _direction(store_local_domains(root)))
     if flt.directions:
         rows = rows.filter(rows["direction"].isin(list(flt.directions)))
     return rows
+
+
+def _followed(spark: SparkSession, root: Path, flt: TraceFilter) -> DataFrame:
+    """follow=True: the end-to-end rows computed by the library on the driver (query.follow: the
+    rows `msgtrace trace --follow` gives, from the window's files and the hours around them), as
+    a Spark DataFrame: one machine's work, as for the CLI, whatever the cluster."""
+    import pyarrow as pa
+    from pyspark.sql import types as T
+
+    from msgtrace.query.engine import filtered, needed_files, reading
+    from msgtrace.store import Store
+
+    table = Store(root).messages
+    rows = reading(root, lambda: filtered(root, needed_files(table, flt), flt).collect())
+    arrow = rows.to_arrow()
+    # Polars hands strings over as large or view strings; Spark's Arrow reader takes plain ones
+    text = (pa.types.is_large_string, pa.types.is_string_view)
+    arrow = arrow.cast(
+        pa.schema([pa.field(f.name, pa.string() if any(t(f.type) for t in text) else f.type) for f in arrow.schema])
+    )
+    schema = T.StructType([*spark_schema().fields, T.StructField("direction", T.StringType(), True)])
+    return spark.createDataFrame(arrow, schema=schema)
 
 
 def _read(spark: SparkSession, live: list[tuple[Path, frozenset[str]]]) -> DataFrame:

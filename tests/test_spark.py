@@ -118,18 +118,32 @@ def test_only_the_windows_files_are_read(spark: Any, store: Path) -> None:
         ({"status": "Bogus"}, "invalid status 'Bogus'"),
         ({"start_date": "2026-06-05", "end_date": "2026-06-01"}, "start_date 2026-06-05T00:00:00Z is after"),
         ({"page": 1, "result_size": 5}, "cannot be combined"),
-        ({"follow": True}, "follow is not offered by msgtrace.spark"),
     ],
 )
 def test_the_librarys_errors(spark: Any, store: Path, params: dict[str, Any], message: str) -> None:
     with pytest.raises(QueryError, match=message):
         mspark.message_trace(spark, store, **{**BASE, **params})
-    if "follow" not in params and "page" not in params:
+    if "page" not in params:
         with pytest.raises(QueryError) as lib:
             api.message_trace(store, **{**BASE, **params})
         with pytest.raises(QueryError) as ours:
             mspark.status_counts(spark, store, **{**BASE, **params})
         assert str(ours.value) == str(lib.value)
+
+
+def test_follow_gives_the_end_to_end_rows(spark: Any, tmp_path: Path) -> None:
+    from tests.test_follow import API_WINDOW, LOGS, ingest
+
+    store = tmp_path / "store"
+    for host in ("mx1", "mbox1"):
+        ingest(store, LOGS / f"{host}.log")
+    for query in ({}, {"status": "Failed"}, {"recipient_address": "dan@contoso.com"}, {"page": 1, "page_size": 3}):
+        params = {**API_WINDOW, **query, "follow": True}
+        expected = api.message_trace(store, **params)
+        assert expected.height > 0
+        assert collected(mspark.message_trace(spark, store, **params)).equals(expected)
+    counts = mspark.status_counts(spark, store, **API_WINDOW, follow=True)
+    assert collected(counts).equals(api.status_counts(store, **API_WINDOW, follow=True))
 
 
 def test_the_spark_submit_example_writes_the_monthly_report(store: Path, tmp_path: Path) -> None:
