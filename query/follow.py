@@ -10,7 +10,8 @@ what both hosts logged of it, at query time, over the stored message rows:
 - it was received within HOP_WINDOW of the first host's delivery line (the "sent" line is
   written once the next host answered 250, a moment after its `client=`; clocks may differ);
 - it came over the network (a FromIP, the first host's address as the next host saw it, that is
-  not the loopback), and its Message-ID is the first hop's (when both hosts logged one);
+  not the loopback), and its Message-ID is the first hop's (when both hosts logged one; else the
+  envelope sender, when both know it);
 - the recipient is the same address there, or the one the next host rewrote (orig_to=): an
   alias expanded on the next host gives the rows that host gives for it.
 
@@ -79,6 +80,7 @@ def links(first: pl.DataFrame, then: pl.DataFrame) -> pl.DataFrame:
         *_KEY,
         "last_event",
         pl.col("message_id").alias("_mid"),
+        pl.col("sender_lower").alias("_sender"),
         next_queue_id().alias("queue_id"),
     ).filter(pl.col("queue_id").is_not_null())
     nxt = then.filter(_networked()).select(
@@ -89,9 +91,13 @@ def links(first: pl.DataFrame, then: pl.DataFrame) -> pl.DataFrame:
         pl.col("recipient_lower").alias("_next_rcpt"),
         pl.col("orig_recipient").str.to_lowercase().alias("_orig"),
         pl.col("message_id").alias("_next_mid"),
+        pl.col("sender_lower").alias("_next_sender"),
     )
-    same_message = (pl.col("_mid").fill_null("") == "") | (pl.col("_next_mid").fill_null("") == "")
-    same_message |= pl.col("_mid") == pl.col("_next_mid")
+    # the Message-ID when both hosts logged one; else the envelope sender, when both know it
+    has_ids = (pl.col("_mid").fill_null("") != "") & (pl.col("_next_mid").fill_null("") != "")
+    same_sender = pl.col("_sender").is_null() | pl.col("_next_sender").is_null()
+    same_sender |= pl.col("_sender") == pl.col("_next_sender")
+    same_message = pl.when(has_ids).then(pl.col("_mid") == pl.col("_next_mid")).otherwise(same_sender)
     return (
         hop.join(nxt, on="queue_id")
         .filter(

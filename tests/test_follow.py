@@ -180,6 +180,7 @@ def _row(**kw: Any) -> dict[str, Any]:
         "host": "a", "format": "postfix", "message_trace_id": "m1", "recipient_lower": "r@x", "received": t,
         "last_event": t, "status": "Delivered", "to_ip": "10.0.0.2", "detail": "250 2.0.0 Ok: queued as Q1",
         "queue_id": "A1", "message_id": "<id@x>", "from_ip": "203.0.113.7", "orig_recipient": None,
+        "sender_lower": "s@y",
     }  # fmt: skip
     return {**base, **kw}
 
@@ -193,7 +194,10 @@ def _row(**kw: Any) -> dict[str, Any]:
         ({"from_ip": "127.0.0.1"}, False),  # not over the network
         ({"from_ip": ""}, False),
         ({"message_id": "<other@x>"}, False),
-        ({"message_id": ""}, True),  # one host logged no Message-ID: the rest decides
+        ({"message_id": ""}, True),  # one host logged no Message-ID: the sender decides
+        ({"message_id": "", "sender_lower": "other@x"}, False),
+        ({"message_id": "", "sender_lower": None}, True),  # the next host's log begins after its from=
+        ({"sender_lower": "other@x"}, True),  # the same Message-ID: a sender rewritten on the way
         ({"recipient_lower": "s@x"}, False),
         ({"recipient_lower": "s@x", "orig_recipient": "R@X"}, True),  # rewritten on the next host
         ({"delta": HOP_WINDOW}, True),
