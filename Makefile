@@ -24,7 +24,7 @@ demo: $(STAMP)
 	    --end-date 2026-06-14 --message-trace-id $$1 --recipient-address $$2
 	@echo "# the same in a browser: MSGTRACE_NOW=2026-06-14T12:00:00Z $(BIN)/msgtrace web --store data/demo-store"
 
-CODE := msgtrace ingest query tests bench
+CODE := msgtrace ingest query tests bench examples
 
 test: lint typecheck chromium
 	$(BIN)/pytest

@@ -88,6 +88,21 @@ def write_report(r: dict, path: Path) -> None:
             f"| ({k}) {name} | {m.get('rows', '')} | {_ms(t_in)} | {_ms(t_cli)} | {_ms(t_duck)} | "
             f"{'' if g is None else f'{g:.2f} s'} | {'; '.join(notes)} |"
         )
+    follow = r.get("follow")
+    if follow:
+        out += [
+            "",
+            "### `--follow` over the same store",
+            "",
+            "One host's logs: no hop is found, but every row of the window is checked for one (forward an hour "
+            "past its delivery, back a queue lifetime), in process.",
+            "",
+            "| query | rows | without | with --follow |",
+            "|---|---:|---:|---:|",
+        ]
+        for k, name in (("b", SHAPES["b"]), ("window", "2 days, first 1,000 rows")):
+            m = follow[k]
+            out.append(f"| {name} | {m['rows']} | {_ms(m['plain_s'])} | {_ms(m['follow_s'])} |")
     web = r.get("web")
     if web:
         from bench.web import TARGETS as WEB_TARGETS

@@ -210,6 +210,25 @@ def bench_queries(store: Path, v: dict, results: dict, label: str, with_others: 
     print(f"[{label}] (d) count by status {t_d * 1000:.1f} ms", flush=True)
 
 
+def bench_follow(store: Path, day: dt.date, sender: str, results: dict) -> None:
+    """What --follow costs over a one-host store (no hop to find, every row still checked): shape (b)
+    and the first 1,000 rows of a two-day window, in process, with and without follow."""
+    from msgtrace import message_trace
+
+    end = (day + dt.timedelta(days=2)).isoformat()
+    shapes = {
+        "b": {"start_date": day.isoformat(), "end_date": end, "sender_address": sender},
+        "window": {"start_date": day.isoformat(), "end_date": end, "page_size": 1000},
+    }
+    out = results.setdefault("follow", {})
+    for k, params in shapes.items():
+        p = {**params, **query_context()}
+        plain = best(lambda p=p: message_trace(store, **p), repeat=3)
+        followed = best(lambda p=p: message_trace(store, **p, follow=True), repeat=3)
+        out[k] = {"rows": message_trace(store, **p, follow=True).height, "plain_s": plain, "follow_s": followed}
+        print(f"[follow] ({k}) {plain * 1000:.0f} ms, --follow {followed * 1000:.0f} ms", flush=True)
+
+
 def status_counts(store: Path) -> pl.DataFrame:
     """(d): count by status over all 30 days, through msgtrace's own query API (msgtrace.status_counts)."""
     from msgtrace import status_counts as count_by_status
@@ -343,6 +362,7 @@ def main() -> None:
         save()
     v = pick(store)
     bench_queries(store, v, results, "compacted", with_others=True)
+    bench_follow(store, v["day"], v["sender"], results)
     results["grep"] = {"a": grep_time(logs, v["sender"]), "c": grep_time(logs, v["recipient"])}
     print(f"grep (a) {results['grep']['a']:.2f} s, (c) {results['grep']['c']:.2f} s", flush=True)
     save()

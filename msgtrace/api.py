@@ -5,7 +5,8 @@
     counts = status_counts("data/store", start_date="2026-06-01", end_date="2026-06-15")  # Status, Count
 
 Every parameter is the `msgtrace trace` option of the same name in snake case, with its semantics
-(dates in `timezone`, the 48-hour default window, the `max_age_days` limit; 0 lifts it). Bad input
+(dates in `timezone`, the 48-hour default window, the `max_age_days` limit; 0 lifts it;
+`follow=True` follows each message across the store's own MTAs, as `--follow`). Bad input
 raises QueryError.
 """
 
@@ -52,6 +53,7 @@ def message_trace(
     max_age_days: int = DEFAULT_MAX_AGE_DAYS,
     timezone: str | dt.tzinfo | None = None,
     direction: Values = None,
+    follow: bool = False,
     page: int | None = None,
     page_size: int | None = None,
     result_size: int | None = None,
@@ -87,6 +89,7 @@ def message_trace_lazy(
     max_age_days: int = DEFAULT_MAX_AGE_DAYS,
     timezone: str | dt.tzinfo | None = None,
     direction: Values = None,
+    follow: bool = False,
 ) -> pl.LazyFrame:
     """The filtered rows as a LazyFrame of every stored column (relay, dsn, detail, ...) and `direction`, unsorted, unpaged."""
     flt = _filter(locals())  # first: locals() must hold the arguments only
@@ -113,6 +116,7 @@ def status_counts(
     max_age_days: int = DEFAULT_MAX_AGE_DAYS,
     timezone: str | dt.tzinfo | None = None,
     direction: Values = None,
+    follow: bool = False,
 ) -> pl.DataFrame:
     """`msgtrace summary` as a DataFrame (Status, Count): the rows message_trace with these
     parameters would return, unpaged, per status; only statuses present, in the contract's order.

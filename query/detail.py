@@ -11,6 +11,7 @@ local forward). The message's own instances of its queue ids are told apart as i
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -50,10 +51,16 @@ def message_trace_detail(
 
 def _detail(store: Path, flt: TraceFilter, recipient: str | None, queue_lifetime: dt.timedelta) -> pl.DataFrame:
     rows = engine.scan(store, flt).collect()
+    later = _later_hops(store, flt, rows, recipient)
+    if not rows.height and later.height:  # the recipient is a later hop's (an alias expanded there)
+        rows = engine.scan(store, replace(flt, recipients=())).collect()
     if not rows.height:
         return pl.DataFrame(schema={c: pl.String for c in DETAIL_COLUMNS})
     msg = rows.row(0, named=True)
     events = _message_events(Store(store), msg, queue_lifetime)
+    # the message's way on through the store's other MTAs (query.follow): each hop's own lines
+    hops = [_message_events(Store(store), hop, queue_lifetime) for hop in later.unique("message_trace_id").to_dicts()]
+    events = pl.concat([events, *hops], how="vertical") if hops else events
     if recipient is not None:
         rcpt = recipient.lower()
         # the recipient's own lines, and those of the address it was rewritten from (a forward or a
@@ -64,6 +71,25 @@ def _detail(store: Path, flt: TraceFilter, recipient: str | None, queue_lifetime
             pl.col("recipient").is_null() | to.is_in(addresses.implode()) | (orig == rcpt) | (rcpt == "")
         )
     return _describe(events.sort("time", "source", "line_no"), msg["message_trace_id"], recipient)
+
+
+def _later_hops(store: Path, flt: TraceFilter, rows: pl.DataFrame, recipient: str | None) -> pl.DataFrame:
+    """The rows that continue the message (rows: its rows the filter found) on the store's other
+    hosts; for a recipient no row of the first hop names, the later hops' rows of the message
+    that do name it."""
+    from msgtrace.query.follow import hops_of, store_rows
+
+    if rows.height:
+        return hops_of(rows, store_rows(store))
+    if recipient is None or not flt.recipients:
+        return rows
+    every = engine.scan(store, replace(flt, recipients=())).collect()
+    later = hops_of(every, store_rows(store))
+    rcpt = recipient.lower()
+    named = later.filter(
+        (pl.col("recipient_lower") == rcpt) | (pl.col("orig_recipient").str.to_lowercase() == rcpt)
+    ).select("message_trace_id")
+    return later.join(named, on="message_trace_id", how="semi")
 
 
 def _message_events(store: Store, msg: dict, span: dt.timedelta) -> pl.DataFrame:
@@ -178,7 +204,9 @@ def _describe(ev: pl.DataFrame, trace_id: str, recipient: str | None) -> pl.Data
         )
         .otherwise(pl.col("detail").fill_null(""))
     )
-    data = pl.struct([pl.col(c) for c in _DATA_FIELDS])
+    # a message followed across the store's MTAs: each event says which host logged it
+    fields = ["host", *_DATA_FIELDS] if ev.get_column("host").n_unique() > 1 else _DATA_FIELDS
+    data = pl.struct([pl.col(c) for c in fields])
     out = ev.select(
         pl.col("time").alias("Date"),
         event.alias("Event"),

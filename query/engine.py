@@ -96,11 +96,25 @@ def filtered(store: Path, files: list[Path], flt: TraceFilter, every_row_directi
 
     table = Store(store).messages
     domains = store_local_domains(store)
+    if flt.follow:
+        return _followed(store, files, flt, domains)
     organizations = None
     if not domains and (every_row_direction or flt.directions):
         rows = open_files(table, files).select(pl.col("organization").unique()).collect()
         organizations = rows.to_series().to_list()
     lf = with_direction(open_files(table, files).filter(flt.expr()), domains, organizations)
+    return lf.filter(pl.col("direction").is_in(list(flt.directions))) if flt.directions else lf
+
+
+def _followed(store: Path, files: list[Path], flt: TraceFilter, domains: tuple[str, ...]) -> pl.LazyFrame:
+    """--follow: the end-to-end rows (query.follow) of the messages entering in the window; the
+    filters on the first hop before following, status, ToIP and Direction on the last hop's."""
+    from msgtrace.query.direction import with_direction
+    from msgtrace.query.follow import follow, store_rows
+
+    entry = open_files(Store(store).messages, files).filter(flt.entry_expr()).collect()
+    rows = follow(entry, store_rows(store)).lazy()
+    lf = with_direction(rows, domains).filter(flt.outcome_expr())
     return lf.filter(pl.col("direction").is_in(list(flt.directions))) if flt.directions else lf
 
 

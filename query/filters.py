@@ -219,6 +219,9 @@ class TraceFilter:
     starting_recipient: str | None = None
     # Inbound, Outbound, Local: derived at query time (query.direction), so applied by the engine, not expr()
     directions: tuple[str, ...] = ()
+    # Follow each message across the store's own MTAs (query.follow): a row is a recipient of a
+    # message entering the organisation, with the status and ToIP of its last hop.
+    follow: bool = False
 
     @classmethod
     def from_params(
@@ -240,6 +243,7 @@ class TraceFilter:
         max_age_days: int = DEFAULT_MAX_AGE_DAYS,
         timezone: str | dt.tzinfo | None = None,
         direction: Values = None,
+        follow: bool = False,
     ) -> TraceFilter:
         """Validate the contract's parameters (dates, age limit, values) into a TraceFilter."""
         try:
@@ -277,6 +281,7 @@ class TraceFilter:
             subject_filter_type=kind,
             starting_recipient=starting_recipient_address,
             directions=tuple(dict.fromkeys(normalize_direction(v) for v in given_values(direction, "--direction"))),
+            follow=bool(follow),
         )
 
     def days(self) -> list[dt.date]:
@@ -304,29 +309,54 @@ class TraceFilter:
 
     def expr(self, partition: bool = False) -> pl.Expr:
         """Every filter as one expression; with partition=True a hive `date` predicate comes first."""
+        e = self._window()
+        if partition:
+            days = self.days()
+            e = pl.col("date").is_in(days) & e if days else pl.lit(False)
+        return self._entry(e) & self.outcome_expr()
+
+    def entry_expr(self) -> pl.Expr:
+        """For --follow, the filters on what a message's first hop decides (window, sender, ids,
+        FromIP, subject). The recipient may be a later hop's (an alias expanded there), and so may
+        the V2 cursor's: rows received at `end` are kept for outcome_expr to decide."""
+        received = pl.col("received")
+        if self.starting_recipient is not None:
+            return self._entry((received >= self.start) & (received <= self.end), recipients=False)
+        return self._entry(self._window(), recipients=False)
+
+    def outcome_expr(self) -> pl.Expr:
+        """The filters on what the last hop decides (status, ToIP); with --follow also the window
+        again and the recipients, on the end-to-end rows."""
+        e = pl.lit(True)
+        if self.follow:
+            e = self._window()
+            if self.recipients:
+                e &= address_match(pl.col("recipient_lower"), self.recipients)
+        if self.statuses:
+            e &= pl.col("status").is_in(list(self.statuses))
+        if self.to_ip:
+            e &= ip_match(pl.col("to_ip"), self.to_ip)
+        return e
+
+    def _window(self) -> pl.Expr:
         received = pl.col("received")
         window = received.is_between(self.start, self.end, closed="left")
         if self.starting_recipient is not None:
             after = (received == self.end) & (pl.col("recipient_address").fill_null("") > self.starting_recipient)
             window = (received >= self.start) & ((received < self.end) | after)
-        e = window
-        if partition:
-            days = self.days()
-            e = pl.col("date").is_in(days) & e if days else pl.lit(False)
+        return window
+
+    def _entry(self, e: pl.Expr, recipients: bool = True) -> pl.Expr:
         if self.message_trace_id:
             e &= pl.col("message_trace_id") == self.message_trace_id
         if self.senders:
             e &= address_match(pl.col("sender_lower"), self.senders)
-        if self.recipients:
+        if self.recipients and recipients:
             e &= address_match(pl.col("recipient_lower"), self.recipients)
         if self.message_ids:
             e &= pl.col("message_id").is_in(list(self.message_ids))
-        if self.statuses:
-            e &= pl.col("status").is_in(list(self.statuses))
         if self.from_ip:
             e &= ip_match(pl.col("from_ip"), self.from_ip)
-        if self.to_ip:
-            e &= ip_match(pl.col("to_ip"), self.to_ip)
         if self.subject:
             e &= subject_match(pl.col("subject"), self.subject, self.subject_filter_type)
         return e

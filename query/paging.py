@@ -85,7 +85,7 @@ def next_page_command(
     """The shell-quoted command for the next V2 page: same options, cursor moved to the last row."""
     argv = [prog, "trace"]
     for name, value in options:
-        argv += [name, value]
+        argv += [name, value] if value != "" else [name]  # "": a flag (--follow)
     argv += [
         "--start-date", start,
         "--end-date", end,

@@ -27,3 +27,32 @@ def generated_store(folder: Path, fmt: str = "postfix", lines: int = 4000, seed:
     )
     assert res.exit_code == 0, res.output
     return store
+
+
+def superseding_store(folder: Path, lines: int = 4000, seed: int = 7) -> Path:
+    """A store of one generated Postfix log ingested in two runs (its first 60% of lines, then the
+    rest appended to the same file), the second as the watcher writes (no compaction after it):
+    messages open at the cut are written again, so partitions hold rows superseded by a newer
+    file's deletes."""
+    from msgtrace.ingest.pipeline import IngestOptions, Pipeline
+
+    folder.mkdir(parents=True, exist_ok=True)
+    whole = folder / "whole.log"
+    generate("postfix", whole, lines=lines, start=START, days=DAYS, tz="UTC", seed=seed)
+    text = whole.read_text().splitlines(keepends=True)
+    cut = len(text) * 6 // 10
+    log = folder / "mail.log"
+    log.write_text("".join(text[:cut]))
+    store = folder / "store"
+    res = CliRunner().invoke(
+        cli, ["ingest", "--store", str(store), "--timezone", "UTC", "--year", "2026", str(log)], catch_exceptions=False
+    )
+    assert res.exit_code == 0, res.output
+    with log.open("a") as f:
+        f.writelines(text[cut:])
+    pipe = Pipeline(store, IngestOptions(timezone="UTC", year=2026))
+    try:
+        pipe.ingest_path(log)
+    finally:
+        pipe.close()
+    return store

@@ -21,3 +21,14 @@ def test_bench_report_section_runs_on_a_small_store(tmp_path: Path) -> None:
     counts = status_counts(store, start_date="2026-05-31", end_date="2026-06-04", timezone="UTC", max_age_days=0)
     assert rep["rows"] == counts["Count"].sum() > 0
     assert rep["days"] == 4 and 0 < rep["in_process_s"] and 0 < rep["cli_s"]
+
+
+@pytest.mark.slow
+def test_bench_follow_runs_on_a_small_store(tmp_path: Path) -> None:
+    from bench.run import bench_follow
+
+    store = generated_store(tmp_path, lines=1500)
+    results: dict = {}
+    bench_follow(store, dt.date(2026, 6, 1), "nobody@example.org", results)
+    assert results["follow"]["window"]["rows"] > 0 and results["follow"]["b"]["rows"] == 0
+    assert all(0 < m["plain_s"] and 0 < m["follow_s"] for m in results["follow"].values())

@@ -90,6 +90,16 @@ FILTER_OPTIONS: list[Decorator] = [
     _multi("--direction", "Inbound, Outbound, Local (derived from the local domains; see the README)."),
 ]
 
+# --follow: trace and summary (query.follow).
+follow_option: Decorator = click.option(
+    "--follow",
+    is_flag=True,
+    default=False,
+    help="Follow each message across the store's own MTAs: one row per recipient of a message entering "
+    "the organisation, with the status and ToIP of its last hop (--status, --to-ip and --direction "
+    "apply to that hop).",
+)
+
 now_option: Decorator = click.option(
     "--now",
     metavar="TIME",
@@ -113,7 +123,7 @@ WINDOW_OPTIONS: list[Decorator] = [
 _FILTER_KEYS = (
     "start_date", "end_date", "sender_address", "recipient_address", "message_id", "message_trace_id",
     "status", "from_ip", "to_ip", "subject", "subject_filter_type", "starting_recipient_address",
-    "now", "max_age_days", "timezone", "direction",
+    "now", "max_age_days", "timezone", "direction", "follow",
 )  # fmt: skip
 
 

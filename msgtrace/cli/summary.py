@@ -8,7 +8,14 @@ from typing import Any
 import click
 
 from msgtrace.cli.errors import one_line_errors
-from msgtrace.cli.options import FILTER_OPTIONS, WINDOW_OPTIONS, apply_options, filter_params, output_option
+from msgtrace.cli.options import (
+    FILTER_OPTIONS,
+    WINDOW_OPTIONS,
+    apply_options,
+    filter_params,
+    follow_option,
+    output_option,
+)
 from msgtrace.cli.trace import trace_id_hint
 
 # polars is imported inside the command: `msgtrace --help` imports this module to list it.
@@ -16,7 +23,9 @@ from msgtrace.cli.trace import trace_id_hint
 
 def summary_options(f: Any) -> Any:
     """trace's filter and window options (not paging), and the text output formats."""
-    return apply_options(f, [*FILTER_OPTIONS, output_option(["table", "csv", "json", "jsonl"]), *WINDOW_OPTIONS])
+    return apply_options(
+        f, [*FILTER_OPTIONS, follow_option, output_option(["table", "csv", "json", "jsonl"]), *WINDOW_OPTIONS]
+    )
 
 
 @click.command()

@@ -12,12 +12,21 @@ import click
 from msgtrace import defaults
 from msgtrace.cli import PROG
 from msgtrace.cli.errors import BadInput, one_line_errors, option_spelling
-from msgtrace.cli.options import FILTER_OPTIONS, WINDOW_OPTIONS, Decorator, apply_options, filter_params, output_option
+from msgtrace.cli.options import (
+    FILTER_OPTIONS,
+    WINDOW_OPTIONS,
+    Decorator,
+    apply_options,
+    filter_params,
+    follow_option,
+    output_option,
+)
 
 # polars/pyarrow are imported inside the command: `msgtrace --help` and start-up stay fast.
 
 TRACE_OPTIONS: list[Decorator] = [
     *FILTER_OPTIONS,
+    follow_option,
     click.option("--page", type=int, help="V1 paging: page number, 1-1000 [default 1]."),
     click.option("--page-size", type=int, help="V1 paging: rows per page, 1-5000 [default 1000]."),
     click.option("--result-size", type=int, help="V2 paging: rows to return, 1-5000 [default 1000]."),
@@ -46,7 +55,8 @@ def trace_options(f: Callable[..., Any]) -> Callable[..., Any]:
 # What the user gave, re-emitted (in this order) in the command that fetches the next V2 page.
 _CARRIED = [
     "sender_address", "recipient_address", "from_ip", "to_ip", "message_id", "message_trace_id",
-    "status", "subject", "subject_filter_type", "direction", "output_format", "out", "now", "timezone", "max_age_days",
+    "status", "subject", "subject_filter_type", "direction", "follow", "output_format", "out", "now", "timezone",
+    "max_age_days",
 ]  # fmt: skip
 
 
@@ -56,7 +66,10 @@ def _carried_options(store: Path, params: dict[str, Any]) -> list[tuple[str, str
     options = [("--store", str(store))]
     for key in _CARRIED:
         value = params.get(key)
-        if value is None or value == () or (key == "max_age_days" and value == defaults.MAX_AGE_DAYS):
+        if value is None or value == () or value is False or (key == "max_age_days" and value == defaults.MAX_AGE_DAYS):
+            continue
+        if value is True:  # a flag
+            options.append((option_spelling(key, None), ""))
             continue
         if key == "output_format" and value == "table":
             continue
@@ -178,6 +191,7 @@ def trace(**params: Any) -> None:
     Example: msgtrace trace --sender-address john@contoso.com --start-date 06/13/2018 --end-date 06/15/2018
     Example: msgtrace trace --recipient-address '*@contoso.com' --status Failed,Pending --output csv
     Example: msgtrace trace --message-trace-id 0190a5b2-3c4d-7e5f-8a6b-1c2d3e4f5a6b --output json
+    Example: msgtrace trace --follow --recipient-address pat@contoso.com
     """
     with one_line_errors():
         _run_trace(params)

@@ -276,3 +276,56 @@ def write_with_polars(fs: FileSystem, df: pl.DataFrame, path: Path, metadata: di
         df.write_parquet(
             tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE, statistics=True, metadata=metadata or None
         )
+
+
+_DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Float64: "DOUBLE", pl.Boolean: "BOOLEAN"}
+
+
+def duckdb_view(name: str, table_dir: Path, schema: dict[str, pl.DataType], deletes: bool = True) -> str:
+    """`CREATE OR REPLACE VIEW name AS ...`: this protocol in DuckDB's SQL, for readers of the store
+    outside msgtrace (msgtrace.duckdb).
+
+    The view lists the partitions each time it is read, so it follows new files, compactions and
+    deletes like a msgtrace reader: a file is current unless a newer `-c` (or `-r`) file of its
+    partition replaces it (legacy `-r` files are taken one level deep: writers no longer make
+    them), and a row is dropped when a newer current file of its partition lists its
+    MessageTraceId in `msgtrace.deletes`. It adds `date`, the partition's UTC day, so a filter on
+    it opens only those days' files.
+    """
+    root = str(table_dir).replace("'", "''")
+    glob = f"'{root}/{PARTITION_KEY}=*/g*.parquet'"
+    columns = ",\n  ".join(
+        f"CAST(m.{c} AS {'TIMESTAMPTZ' if isinstance(t, pl.Datetime) else _DUCKDB_TYPES[t.base_type()]}) AS {c}"
+        for c, t in schema.items()
+    )
+    gone = (
+        f"""gone AS (
+  SELECT l.file, unnest(string_split(decode(d.value), ' ')) AS id
+  FROM live l JOIN live n ON n.part = l.part AND n.gen > l.gen
+  JOIN parquet_kv_metadata({glob}) d ON d.file_name = n.file AND decode(d.key) = '{DELETES_KEY}'
+  WHERE n.kind = 'a'
+)"""
+        if deletes
+        else "gone AS (SELECT NULL::VARCHAR AS file, NULL::VARCHAR AS id WHERE false)"
+    )
+    return f"""CREATE OR REPLACE VIEW {name} AS
+WITH named AS (
+  SELECT file,
+    regexp_replace(file, '[/\\\\][^/\\\\]*$', '') AS part,
+    CAST(regexp_extract(file, 'g([0-9]{{6,}})-(a|c|r[0-9]{{6,}})\\.parquet$', 1) AS BIGINT) AS gen,
+    regexp_extract(file, 'g[0-9]{{6,}}-(a|c|r[0-9]{{6,}})\\.parquet$', 1) AS kind
+  FROM glob({glob})
+  WHERE regexp_matches(file, 'g[0-9]{{6,}}-(a|c|r[0-9]{{6,}})\\.parquet$')
+), spans AS (
+  SELECT *, CASE kind WHEN 'a' THEN gen WHEN 'c' THEN 0 ELSE CAST(substr(kind, 2) AS BIGINT) END AS low FROM named
+), live AS (
+  SELECT s.* FROM spans s
+  WHERE NOT EXISTS (SELECT 1 FROM spans n WHERE n.part = s.part AND n.low <= s.gen AND s.gen < n.gen)
+), {gone}
+SELECT
+  {columns},
+  m.{PARTITION_KEY}
+FROM read_parquet({glob}, filename = true, hive_partitioning = true, union_by_name = true) m
+WHERE m.filename IN (SELECT file FROM live)
+  AND NOT EXISTS (SELECT 1 FROM gone g WHERE g.file = m.filename AND g.id = m.message_trace_id)
+"""

@@ -80,6 +80,20 @@ class Table:
         found = self.files(days)
         return self.scan_files(found) if found else None
 
+    def live_files(self, days: list[dt.date] | None = None) -> list[tuple[Path, frozenset[str]]]:
+        """Current files of these days (every day when None), each with the MessageTraceIds whose rows
+        in it a newer file of its partition supersedes (empty for most files): what a reader other
+        than Polars (Spark, msgtrace.spark) applies to see each message once."""
+        found = self.files(days)
+        if not self.keeps_deletes:
+            return [(f, frozenset()) for f in found]
+        return [(f, frozenset(gone)) for f, gone in files.superseded_ids(found).items()]
+
+    def sql_view(self, name: str) -> str:
+        """A DuckDB `CREATE OR REPLACE VIEW name` over this table's current rows, superseded rows
+        dropped, which lists the partitions each time it is read (msgtrace.duckdb)."""
+        return files.duckdb_view(name, self.dir, self.schema, self.keeps_deletes)
+
     def scan_files(self, paths: list[Path], **scan_options: object) -> pl.LazyFrame:
         """A lazy scan of current files listed before (`files`), in the table's schema, superseded
         rows dropped. `scan_options` go to pl.scan_parquet (e.g. glob=False)."""

@@ -52,6 +52,12 @@ FILTER_PARAMS = [
     _param("to_ip", "IPv4/IPv6 address the message was delivered to.", _STR),
     _param("subject", "Subject text, case-insensitive.", _STR),
     _param("subject_filter_type", "How subject matches: " + ", ".join(SUBJECT_FILTER_TYPES) + ".", _STR),
+    _param(
+        "follow",
+        "Follow each message across the store's own MTAs (`msgtrace trace --follow`): one row per recipient of a "
+        "message entering the organisation, with the status and ToIP of its last hop.",
+        {"type": "boolean"},
+    ),
 ]
 PAGING_PARAMS = [
     _param("page", f"V1 paging: page number, 1-{MAX_PAGE} (default 1).", {"type": "integer"}),

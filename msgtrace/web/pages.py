@@ -68,6 +68,8 @@ def _form(request: Request) -> dict[str, Any]:
     form: dict[str, Any] = {k: q.getlist(k) for k in (*P.MULTI, "columns")}
     for k in (*P.SINGLE, *P.INTEGER, *P.PAGING_INTEGER, P.CURSOR):
         form[k] = q.get(k, "")
+    for k in P.BOOLEAN:
+        form[k] = q.get(k, "").strip().lower() in P.TRUE
     return form
 
 

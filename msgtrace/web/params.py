@@ -22,11 +22,13 @@ SINGLE = (
     "now", "timezone",
 )  # fmt: skip
 INTEGER = ("max_age_days",)
+BOOLEAN = ("follow",)  # a checkbox: true/false, 1/0, on/off, yes/no
+TRUE, _FALSE = ("true", "1", "on", "yes"), ("false", "0", "off", "no")
 PAGING_INTEGER = ("page", "page_size", "result_size")
 CURSOR = "starting_recipient_address"
 
-TRACE_PARAMS = (*MULTI, *SINGLE, CURSOR, *INTEGER, *PAGING_INTEGER)
-FILTER_PARAMS = (*MULTI, *SINGLE, *INTEGER)
+TRACE_PARAMS = (*MULTI, *SINGLE, CURSOR, *INTEGER, *BOOLEAN, *PAGING_INTEGER)
+FILTER_PARAMS = (*MULTI, *SINGLE, *INTEGER, *BOOLEAN)
 DETAIL_PARAMS = ("message_trace_id", "recipient_address", "start_date", "end_date", "timezone", "now", "max_age_days")
 # Larger than any real age limit, small enough for a datetime: the CLI fails on a larger one with an overflow.
 MAX_AGE_DAYS_LIMIT = 1_000_000
@@ -59,6 +61,14 @@ def _integer(name: str, text: str) -> int:
         raise QueryError(f"Invalid value for {option(name)!r}: {text!r} is not a valid integer.") from None
 
 
+def _boolean(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in TRUE or value in _FALSE:
+        return value in TRUE
+    # click's wording for a bad boolean
+    raise QueryError(f"Invalid value for {option(name)!r}: {text!r} is not a valid boolean.")
+
+
 def check_names(query: Mapping[str, object], allowed: Sequence[str]) -> None:
     """Refuse a parameter the endpoint does not take (a typo must not widen the search silently)."""
     unknown = sorted(set(query.keys()) - set(allowed))
@@ -80,6 +90,8 @@ def read(
             out[name] = tuple(values)
         elif name in INTEGER or name in PAGING_INTEGER:
             out[name] = _integer(name, values[-1])
+        elif name in BOOLEAN:
+            out[name] = _boolean(name, values[-1])
         else:
             out[name] = values[-1]  # like click: the last of a repeated single-valued option wins
     age = out.get("max_age_days")
