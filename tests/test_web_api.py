@@ -74,6 +74,8 @@ TRACE_CASES: list[dict[str, Any]] = [
     {**WINDOW, "to_ip": "198.51.100.25"},
     {**WINDOW, "subject": "invoice"},
     {**WINDOW, "subject": "example.org", "subject_filter_type": "EndsWith"},
+    {**WINDOW, "direction": ["Inbound"]},
+    {**WINDOW, "direction": ["outbound", "Local"], "status": ["Delivered"]},
     {**WINDOW, "page": 2, "page_size": 5},
     {**WINDOW, "page_size": 3},
     {**WINDOW, "result_size": 4},
@@ -131,7 +133,13 @@ def test_detail_events_are_what_the_cli_prints_as_json(store: Path, client: Test
 
 
 @pytest.mark.parametrize(
-    "params", [WINDOW, {**WINDOW, "sender_address": ["*@example.com"], "status": ["Delivered", "None"]}, {}]
+    "params",
+    [
+        WINDOW,
+        {**WINDOW, "sender_address": ["*@example.com"], "status": ["Delivered", "None"]},
+        {**WINDOW, "direction": ["Outbound"]},
+        {},
+    ],
 )
 def test_summary_counts_are_what_the_cli_prints_as_json(store: Path, client: TestClient, params: dict) -> None:
     answer = client.get("/api/v1/summary", params=params)
@@ -146,6 +154,7 @@ TRACE_ERRORS: list[dict[str, Any]] = [
     {"start_date": "2026-05-01"},
     {"max_age_days": -1},
     {"status": "Lost"},
+    {"direction": "Sideways"},
     {"sender_address": "a*b@example.com"},
     {"message_trace_id": "not-a-guid"},
     {"from_ip": "300.1.1.1"},
