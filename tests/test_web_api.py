@@ -428,3 +428,17 @@ def test_web_says_in_one_line_when_the_port_is_taken(store: Path) -> None:
         result.output.strip()
         == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use; pick another --port or --host"
     )
+
+
+def test_searches_read_the_days_through_the_servers_column_cache(store: Path) -> None:
+    """The equality tests above run with the cache on (create_app's default); here, that it fills
+    and that a second answer, from memory, is still the CLI's."""
+    params = {**WINDOW, "sender_address": ["*@example.org"]}
+    for cache_mb, fills in ((8, True), (0, False)):
+        app = create_app(store, defaults=Defaults(now=NOW, timezone="UTC"), cache_mb=cache_mb)
+        with TestClient(app) as c:
+            first = c.get("/api/v1/trace", params=params).json()["rows"]
+            again = c.get("/api/v1/trace", params=params).json()["rows"]
+        cache = app.app.cache
+        assert (cache is not None and cache.size > 0) is fills
+        assert first == again == cli_json(store, "trace", params)

@@ -23,6 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from msgtrace.cli.errors import cli_message
+from msgtrace.defaults import WEB_CACHE_MB
 from msgtrace.query.filters import QueryError
 from msgtrace.web import pages
 from msgtrace.web import params as P
@@ -96,6 +97,23 @@ class Guard:
                 return
             scope.setdefault("state", {})["user"] = user
         await self.app(scope, receive, send_with_headers)
+
+
+class ReadThrough:
+    """ASGI middleware: every request reads the store through this server's column cache
+    (msgtrace.store.cache), so a search of recent days filters decoded columns in memory."""
+
+    def __init__(self, app: ASGIApp, store: Path, cache_mb: int) -> None:
+        from msgtrace.store import ColumnCache
+
+        self.app, self.store = app, store
+        self.cache = ColumnCache(cache_mb * 2**20) if cache_mb > 0 else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from msgtrace.store import reading_through
+
+        with reading_through(self.store, self.cache):
+            await self.app(scope, receive, send)
 
 
 def bad_request(message: str) -> JSONResponse:
@@ -209,8 +227,12 @@ def create_app(
     authenticator: Authenticator | None = None,
     defaults: P.Defaults | None = None,
     dashboard_ttl: float = 15.0,
+    cache_mb: int = WEB_CACHE_MB,
 ) -> Any:
-    """The ASGI application over one store (a directory that must exist)."""
+    """The ASGI application over one store (a directory that must exist).
+
+    cache_mb: memory for the decoded columns of the files searches read (msgtrace.store.cache),
+    shared by every request of this process; 0 for none."""
     config = Config(Path(store), defaults or P.Defaults(), dashboard_ttl)
     routes = [
         Route("/", pages.search),
@@ -230,4 +252,4 @@ def create_app(
     app.state.config = config
     app.state.dashboards = DashboardCache(dashboard_ttl)
     app.state.started = dt.datetime.now(dt.UTC)
-    return Guard(app, authenticator)
+    return Guard(ReadThrough(app, config.store, cache_mb), authenticator)
