@@ -106,3 +106,26 @@ def test_least_recently_used_files_go_first(store: Path) -> None:
             assert 0 < cache.size <= cache.max_bytes
     held = {Path(k[0]).parent.name for k in cache._entries}
     assert held == {"date=2026-05-11"}
+
+
+def test_concurrent_searches_share_one_cache(store: Path) -> None:
+    """A server's requests run in threads: answers stay right and the budget holds while they
+    fill and evict the same entries."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    days = ["2026-05-09", "2026-05-10", "2026-05-11"]
+    expected = {d: one_day(store, d) for d in days}
+    big = ColumnCache(2**40)
+    with reading_through(store, big):
+        one_day(store)
+    cache = ColumnCache(int(big.size * 1.5))  # room for one day and a half: constant eviction
+
+    def search(i: int) -> bool:
+        day = days[i % 3]
+        with reading_through(store, cache):
+            return one_day(store, day).equals(expected[day])
+
+    with ThreadPoolExecutor(6) as pool:
+        assert all(pool.map(search, range(36)))
+    assert 0 < cache.size <= cache.max_bytes
+    assert cache.size == sum(e.size for e in cache._entries.values())

@@ -91,9 +91,9 @@ class ColumnCache:
                 for c in missing:
                     entry.columns[c] = got.get_column(c)
                     added += int(entry.columns[c].estimated_size())
-                entry.size += added
-                with self._lock:
-                    if key in self._entries:
+                with self._lock:  # with the total, so an eviction meanwhile subtracts what was added
+                    entry.size += added
+                    if self._entries.get(key) is entry:  # not dropped meanwhile
                         self._size += added
                 self._evict(key)
             return pl.DataFrame([entry.columns[c] for c in columns])
