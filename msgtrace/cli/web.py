@@ -40,6 +40,7 @@ def is_loopback(host: str) -> bool:
 )
 @click.option(
     "--cache-mb",
+    metavar="MB",
     type=click.IntRange(0, 1_000_000),
     default=WEB_CACHE_MB,
     show_default=True,
