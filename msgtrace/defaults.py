@@ -33,3 +33,7 @@ COMPACT_MIN_FILES = 8
 # lines: 1.3 GB peak; 100k: 0.9 GB but 20% more CPU); lines are read in chunks of about this many bytes.
 FLUSH_EVENTS = 200_000
 CHUNK_BYTES = 8 * 1024 * 1024
+# `msgtrace web --cache-mb`: memory for the decoded trace columns of recently searched days
+# (msgtrace.store.cache). A day of the bench's 364,000 message rows takes ~90 MB, so 512 MB holds
+# the three partitions of the 48-hour default search on such a busy server, and months of a small one.
+WEB_CACHE_MB = 512

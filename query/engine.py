@@ -12,7 +12,7 @@ from typing import TypeVar
 import polars as pl
 
 from msgtrace.ingest.schema import CONTRACT_COLUMNS, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR
-from msgtrace.query.filters import QueryError, TraceFilter
+from msgtrace.query.filters import QueryError, TraceFilter, time_lit
 from msgtrace.query.paging import Paging, check_total
 from msgtrace.store import MessagesTable, Store
 from msgtrace.storepath import existing_store
@@ -74,25 +74,40 @@ def needed_files(table: MessagesTable, flt: TraceFilter) -> list[Path]:
     return table.files(needed_days(table, flt))
 
 
-def open_files(table: MessagesTable, files: list[Path]) -> pl.LazyFrame:
+def open_files(table: MessagesTable, files: list[Path], columns: list[str] | None = None) -> pl.LazyFrame:
     """A lazy scan of these files in MESSAGE_SCHEMA (no glob, no hive inference), rows superseded
-    by a newer file's deletes dropped (Table.scan_files)."""
+    by a newer file's deletes dropped (Table.scan_files); with `columns`, those only, through the
+    store's column cache if it has one (Table.scan_columns)."""
+    if columns is not None:
+        return table.scan_columns(files, columns)
     return table.scan_files(files, glob=False, missing_columns="insert", extra_columns="ignore")
 
 
-def scan(store: Path, flt: TraceFilter, every_row_direction: bool = False) -> pl.LazyFrame:
+def scan(
+    store: Path, flt: TraceFilter, every_row_direction: bool = False, columns: list[str] | None = None
+) -> pl.LazyFrame:
     """The store's message rows (MESSAGE_SCHEMA columns plus `direction`) that pass the filter, unsorted.
 
     every_row_direction: the caller reads the direction of every row (a report), worth listing the
     window's Organizations first so the direction compares literals (query.direction).
+    columns: the only stored columns the caller reads (besides `direction`), when it knows them.
     """
     table = Store(store).messages
-    return filtered(store, needed_files(table, flt), flt, every_row_direction)
+    return filtered(store, needed_files(table, flt), flt, every_row_direction, columns)
 
 
-def filtered(store: Path, files: list[Path], flt: TraceFilter, every_row_direction: bool = False) -> pl.LazyFrame:
-    """These files' rows that pass the filter, with their `direction` (computed only when read)."""
-    from msgtrace.query.direction import store_local_domains, with_direction
+def filtered(
+    store: Path,
+    files: list[Path],
+    flt: TraceFilter,
+    every_row_direction: bool = False,
+    columns: list[str] | None = None,
+) -> pl.LazyFrame:
+    """These files' rows that pass the filter, with their `direction` (computed only when read).
+
+    columns: the stored columns the caller reads; then the rows hold those, what the filter and
+    the direction need, and no other (so they can come from the store's column cache)."""
+    from msgtrace.query.direction import direction_expr, store_local_domains
 
     table = Store(store).messages
     domains = store_local_domains(store)
@@ -100,9 +115,15 @@ def filtered(store: Path, files: list[Path], flt: TraceFilter, every_row_directi
         return _followed(store, files, flt, domains)
     organizations = None
     if not domains and (every_row_direction or flt.directions):
-        rows = open_files(table, files).select(pl.col("organization").unique()).collect()
+        org = ["organization"] if columns is not None else None
+        rows = open_files(table, files, org).select(pl.col("organization").unique()).collect()
         organizations = rows.to_series().to_list()
-    lf = with_direction(open_files(table, files).filter(flt.expr()), domains, organizations)
+    rows_wanted, direction = flt.expr(), direction_expr(domains, organizations)
+    needed = None
+    if columns is not None:
+        inputs = {*columns, *rows_wanted.meta.root_names(), *direction.meta.root_names()}
+        needed = [c for c in MESSAGE_SCHEMA if c in inputs]
+    lf = open_files(table, files, needed).filter(rows_wanted).with_columns(direction)
     return lf.filter(pl.col("direction").is_in(list(flt.directions))) if flt.directions else lf
 
 
@@ -139,7 +160,7 @@ def page_rows(lf: pl.LazyFrame, offset: int, limit: int | None) -> tuple[pl.Lazy
     top = received.top_k(min(offset + limit, total)).sort(descending=True)
     high, low = top[offset], top[-1]
     above = int((received > high).sum())
-    rows = sort(lf.filter(pl.col("received").is_between(low, high))).slice(offset - above, limit)
+    rows = sort(lf.filter(pl.col("received").is_between(time_lit(low), time_lit(high)))).slice(offset - above, limit)
     return rows, total
 
 
@@ -152,8 +173,8 @@ def contract_frame(lf: pl.LazyFrame, flt: TraceFilter, first_index: int = 0) -> 
     ]
     return lf.select(
         *cols,
-        pl.lit(flt.start, dtype=MESSAGE_SCHEMA["received"]).alias("StartDate"),
-        pl.lit(flt.end, dtype=MESSAGE_SCHEMA["received"]).alias("EndDate"),
+        time_lit(flt.start).alias("StartDate"),
+        time_lit(flt.end).alias("EndDate"),
         (pl.int_range(pl.len(), dtype=pl.Int64) + first_index).alias("Index"),
         pl.col("direction").alias("Direction"),
     )
@@ -195,7 +216,19 @@ def trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:
 
 
 def _trace(store: Path, flt: TraceFilter, paging: Paging) -> TraceResult:
-    lf = scan(store, flt).select(*CONTRACT_COLUMNS, "direction")
+    table = Store(store).messages
+    files = needed_files(table, flt)
+    lf = filtered(store, files, flt, columns=list(CONTRACT_COLUMNS)).select(*CONTRACT_COLUMNS, "direction")
+    if table.in_memory(files):
+        # the columns are in memory already: filter them once, and page the rows found (the
+        # two passes of page_rows are there to read fewer Parquet pages)
+        found = lf.collect()
+        lf = found.lazy()
+        if paging.mode == "v1":
+            check_total(found.height)
+            rows = found.sort(_SORT_BY, descending=_DESCENDING).slice(paging.offset, paging.limit)
+            page = contract_frame(rows.lazy(), flt, paging.offset).collect()
+            return TraceResult(page, flt, paging, total=found.height)
     if paging.mode == "v2":
         page, more = _cursor_page(lf, paging.result_size)
         return TraceResult(contract_frame(page.lazy(), flt).collect(), flt, paging, more=more)

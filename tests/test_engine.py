@@ -203,9 +203,9 @@ def spy_files(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     opened: list[Path] = []
     real = engine.open_files
 
-    def spy(table: MessagesTable, files: list[Path]) -> pl.LazyFrame:
+    def spy(table: MessagesTable, files: list[Path], columns: list[str] | None = None) -> pl.LazyFrame:
         opened.extend(files)
-        return real(table, files)
+        return real(table, files, columns)
 
     monkeypatch.setattr(engine, "open_files", spy)
     return opened

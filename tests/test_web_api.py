@@ -74,6 +74,8 @@ TRACE_CASES: list[dict[str, Any]] = [
     {**WINDOW, "to_ip": "198.51.100.25"},
     {**WINDOW, "subject": "invoice"},
     {**WINDOW, "subject": "example.org", "subject_filter_type": "EndsWith"},
+    {**WINDOW, "direction": ["Inbound"]},
+    {**WINDOW, "direction": ["outbound", "Local"], "status": ["Delivered"]},
     {**WINDOW, "page": 2, "page_size": 5},
     {**WINDOW, "page_size": 3},
     {**WINDOW, "result_size": 4},
@@ -131,7 +133,13 @@ def test_detail_events_are_what_the_cli_prints_as_json(store: Path, client: Test
 
 
 @pytest.mark.parametrize(
-    "params", [WINDOW, {**WINDOW, "sender_address": ["*@example.com"], "status": ["Delivered", "None"]}, {}]
+    "params",
+    [
+        WINDOW,
+        {**WINDOW, "sender_address": ["*@example.com"], "status": ["Delivered", "None"]},
+        {**WINDOW, "direction": ["Outbound"]},
+        {},
+    ],
 )
 def test_summary_counts_are_what_the_cli_prints_as_json(store: Path, client: TestClient, params: dict) -> None:
     answer = client.get("/api/v1/summary", params=params)
@@ -146,6 +154,7 @@ TRACE_ERRORS: list[dict[str, Any]] = [
     {"start_date": "2026-05-01"},
     {"max_age_days": -1},
     {"status": "Lost"},
+    {"direction": "Sideways"},
     {"sender_address": "a*b@example.com"},
     {"message_trace_id": "not-a-guid"},
     {"from_ip": "300.1.1.1"},
@@ -419,3 +428,17 @@ def test_web_says_in_one_line_when_the_port_is_taken(store: Path) -> None:
         result.output.strip()
         == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use; pick another --port or --host"
     )
+
+
+def test_searches_read_the_days_through_the_servers_column_cache(store: Path) -> None:
+    """The equality tests above run with the cache on (create_app's default); here, that it fills
+    and that a second answer, from memory, is still the CLI's."""
+    params = {**WINDOW, "sender_address": ["*@example.org"]}
+    for cache_mb, fills in ((8, True), (0, False)):
+        app = create_app(store, defaults=Defaults(now=NOW, timezone="UTC"), cache_mb=cache_mb)
+        with TestClient(app) as c:
+            first = c.get("/api/v1/trace", params=params).json()["rows"]
+            again = c.get("/api/v1/trace", params=params).json()["rows"]
+        cache = app.app.cache
+        assert (cache is not None and cache.size > 0) is fills
+        assert first == again == cli_json(store, "trace", params)

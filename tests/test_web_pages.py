@@ -65,6 +65,8 @@ def test_search_without_input_shows_the_48_hour_default_newest_first(client: Tes
         {**WINDOW, "from_ip": "198.51.100.20"},
         {**WINDOW, "to_ip": "192.0.2.25"},
         {**WINDOW, "subject": "Limited", "subject_filter_type": "StartsWith"},
+        {**WINDOW, "direction": "Inbound"},
+        {**WINDOW, "direction": ["Outbound", "Local"]},
         {"start_date": "06/13/2026 10:00 AM", "end_date": "06/13/2026 6:00 PM", "timezone": "Europe/Paris"},
         {"start_date": "2026-06-01", "end_date": "2026-06-14", "max_age_days": "0"},
     ],
@@ -90,9 +92,16 @@ def test_search_by_message_trace_id(client: TestClient) -> None:
 def test_the_form_shows_the_values_searched(client: TestClient) -> None:
     page = client.get(
         "/trace",
-        params={**WINDOW, "status": ["Failed", "Pending"], "sender_address": "a@b.c", "timezone": "Asia/Tokyo"},
+        params={
+            **WINDOW,
+            "status": ["Failed", "Pending"],
+            "sender_address": "a@b.c",
+            "timezone": "Asia/Tokyo",
+            "direction": "Outbound",
+        },
     ).text
     assert "<option selected>Failed</option>" in page and "<option selected>Pending</option>" in page
+    assert "<option selected>Outbound</option>" in page and "<option>Inbound</option>" in page
     assert "<option>Delivered</option>" in page
     assert 'name="sender_address" value="a@b.c"' in page
     assert "<option selected>Asia/Tokyo</option>" in page

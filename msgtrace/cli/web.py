@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from msgtrace.cli.options import now_option, store_option, timezone_option
+from msgtrace.defaults import WEB_CACHE_MB
 
 # starlette, uvicorn and polars are imported inside the commands: `msgtrace --help` lists these cheaply.
 
@@ -37,9 +38,26 @@ def is_loopback(host: str) -> bool:
     type=click.Path(dir_okay=False, path_type=Path),
     help="user:hash lines (msgtrace web-user add): every page and API call then needs HTTP Basic credentials.",
 )
+@click.option(
+    "--cache-mb",
+    metavar="MB",
+    type=click.IntRange(0, 1_000_000),
+    default=WEB_CACHE_MB,
+    show_default=True,
+    help="Memory for the decoded columns of recently searched days (searches of up to 3 days "
+    "are then answered from memory); 0 reads Parquet on every search.",
+)
 @now_option
 @timezone_option
-def web(store: str | None, host: str, port: int, auth_file: Path | None, now: str | None, timezone: str | None) -> None:
+def web(
+    store: str | None,
+    host: str,
+    port: int,
+    auth_file: Path | None,
+    cache_mb: int,
+    now: str | None,
+    timezone: str | None,
+) -> None:
     """Serve the message trace page, the dashboard and the HTTP API over a store (read-only).
 
     Pages: / (search), /message/<MessageTraceId> (detail), /dashboard. API: /api/v1/trace,
@@ -54,7 +72,7 @@ def web(store: str | None, host: str, port: int, auth_file: Path | None, now: st
     from msgtrace.cli.errors import one_line_errors
 
     with one_line_errors():
-        app, root = _build(store, host, auth_file, now, timezone)
+        app, root = _build(store, host, auth_file, now, timezone, cache_mb)
     import uvicorn
 
     sock = listen(host, port)
@@ -83,7 +101,12 @@ def _url_host(host: str) -> str:
 
 
 def _build(
-    store: str | None, host: str, auth_file: Path | None, now: str | None, timezone: str | None
+    store: str | None,
+    host: str,
+    auth_file: Path | None,
+    now: str | None,
+    timezone: str | None,
+    cache_mb: int = WEB_CACHE_MB,
 ) -> tuple[Any, Path]:
     """The application, after the checks that must stop the command (one `Error:` line each)."""
     from msgtrace.query.engine import resolve_store
@@ -105,7 +128,7 @@ def _build(
             authenticator = Authenticator(read_users(auth_file))
         except AuthError as e:
             raise click.ClickException(str(e)) from None
-    return create_app(root, authenticator, Defaults(now=now, timezone=timezone)), root
+    return create_app(root, authenticator, Defaults(now=now, timezone=timezone), cache_mb=cache_mb), root
 
 
 @click.group("web-user")

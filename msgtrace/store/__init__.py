@@ -10,6 +10,7 @@
 (msgtrace.store.fs) are theirs alone (tests/test_store_boundary.py checks every module's imports).
 """
 
+from msgtrace.store.cache import ColumnCache, reading_through
 from msgtrace.store.lock import StoreLock, lock_holder
 from msgtrace.store.table import (
     DAMAGED_DIR,
@@ -24,6 +25,7 @@ from msgtrace.store.table import (
 )
 
 __all__ = [
+    "ColumnCache",
     "DAMAGED_DIR",
     "STATE_DIR",
     "EventsTable",
@@ -35,4 +37,5 @@ __all__ = [
     "Table",
     "days_between",
     "lock_holder",
+    "reading_through",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import polars as pl
@@ -172,9 +172,12 @@ def supersedes_rows(files: list[Path]) -> bool:
     return any(deletes_of(f) for f in files[1:])
 
 
-def superseded_ids(files: list[Path]) -> dict[Path, set[str]]:
+def superseded_ids(files: list[Path], deletes: Callable[[Path], list[str]] | None = None) -> dict[Path, set[str]]:
     """For each current file, the MessageTraceIds whose rows in it newer files of its partition
-    supersede (empty for most files; always empty for a partition's newest file)."""
+    supersede (empty for most files; always empty for a partition's newest file).
+
+    `deletes`: how to read a file's deletes (default deletes_of: its footer)."""
+    read = deletes or deletes_of
     out: dict[Path, set[str]] = {}
     by_part: dict[Path, list[Path]] = {}
     for f in files:
@@ -183,7 +186,7 @@ def superseded_ids(files: list[Path]) -> dict[Path, set[str]]:
         newer: set[str] = set()
         for f in sorted(part_files, key=generation, reverse=True):
             out[f] = set(newer)
-            newer.update(deletes_of(f))
+            newer.update(read(f))
     return out
 
 

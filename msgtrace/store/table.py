@@ -29,6 +29,7 @@ import polars as pl
 from msgtrace.errors import MsgtraceError
 from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR, conform
 from msgtrace.store import files
+from msgtrace.store.cache import ColumnCache, attached
 from msgtrace.store.fs import TEMP_PREFIX, FileSystem, LocalFileSystem
 
 STATE_DIR = "_state"
@@ -53,9 +54,10 @@ class Table:
     time_column: str
     keeps_deletes: bool  # whether its files may supersede rows of older ones (msgtrace.deletes)
 
-    def __init__(self, root: Path, fs: FileSystem) -> None:
+    def __init__(self, root: Path, fs: FileSystem, cache: ColumnCache | None = None) -> None:
         self.fs = fs
         self.dir = root / self.name
+        self.cache = cache
 
     # ---- what is there -------------------------------------------------------------------
     def days(self) -> list[dt.date]:
@@ -98,6 +100,45 @@ class Table:
         """A lazy scan of current files listed before (`files`), in the table's schema, superseded
         rows dropped. `scan_options` go to pl.scan_parquet (e.g. glob=False)."""
         return files.scan_files(paths, self.schema, self.keeps_deletes, **scan_options)
+
+    def scan_columns(self, paths: list[Path], columns: list[str]) -> pl.LazyFrame:
+        """scan_files of current files listed before, these columns only: from the store's column
+        cache (msgtrace.store.cache) when it has one and the files span few partitions, else
+        a Parquet scan. The same rows either way (in-memory order may differ: sort them)."""
+        cache = self.cache
+        if cache is None or not self.in_memory(paths):
+            lf = self.scan_files(paths, glob=False, missing_columns="insert", extra_columns="ignore")
+            return lf.select(columns)
+        key = [*columns, *(["message_trace_id"] if self.keeps_deletes and "message_trace_id" not in columns else [])]
+        gone_by_file = (
+            files.superseded_ids(paths, lambda f: cache.deletes(f, files.deletes_of))
+            if self.keeps_deletes
+            else {f: set() for f in paths}
+        )
+        plain: list[pl.LazyFrame] = []
+        filtered: list[pl.LazyFrame] = []
+        for f, gone in gone_by_file.items():
+            lf = cache.frame(f, key, self._read_columns).lazy()
+            if gone:
+                filtered.append(lf.filter(~pl.col("message_trace_id").is_in(sorted(gone))).select(columns))
+            else:
+                plain.append(lf.select(columns))
+        parts = plain + filtered
+        if not parts:
+            return pl.LazyFrame(schema={c: self.schema[c] for c in columns})
+        return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
+
+    def in_memory(self, paths: list[Path]) -> bool:
+        """Whether scan_columns of these files reads the column cache (not Parquet)."""
+        return self.cache is not None and len({p.parent for p in paths}) <= self.cache.max_partitions
+
+    def _read_columns(self, path: Path, columns: list[str]) -> pl.DataFrame:
+        """These columns of one file, every row (as scan_files reads them: the table's schema, a
+        column the file lacks as nulls)."""
+        lf = pl.scan_parquet(
+            path, schema=self.schema, hive_partitioning=False, missing_columns="insert", extra_columns="ignore"
+        )
+        return lf.select(columns).collect()
 
     def footer_rows(self, paths: list[Path]) -> int:
         """Rows of these files by their footers alone (deletes not applied); a file replaced by a
@@ -394,11 +435,14 @@ class StateFiles:
 class Store:
     """The tables and state of one store directory."""
 
-    def __init__(self, root: Path, fs: FileSystem | None = None) -> None:
+    def __init__(self, root: Path, fs: FileSystem | None = None, cache: ColumnCache | None = None) -> None:
+        """`cache`: the column cache its tables read through (default: the one the current context
+        reads this directory through, msgtrace.store.cache.reading_through, if any)."""
         self.root = root
         self.fs: FileSystem = fs or LocalFileSystem()
-        self.messages = MessagesTable(root, self.fs)
-        self.events = EventsTable(root, self.fs)
+        self.cache = cache if cache is not None else attached(root)
+        self.messages = MessagesTable(root, self.fs, self.cache)
+        self.events = EventsTable(root, self.fs, self.cache)
         self.state = StateFiles(root, self.fs)
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from msgtrace.ingest.schema import STATUSES
+from msgtrace.query.direction import DIRECTIONS
 from msgtrace.query.filters import SUBJECT_FILTER_TYPES
 from msgtrace.query.paging import MAX_PAGE, MAX_PAGE_SIZE
 
@@ -48,6 +49,14 @@ FILTER_PARAMS = [
     _param("message_id", "Message-ID header(s), with or without <>.", _STR, True),
     _param("message_trace_id", "The MessageTraceId (GUID) of one message.", _STR),
     _param("status", "Status(es): " + ", ".join(STATUSES) + ".", _STR, True),
+    _param(
+        "direction",
+        "Direction(s): "
+        + ", ".join(DIRECTIONS)
+        + " (derived from the store's local domains, as `msgtrace trace --direction`).",
+        _STR,
+        True,
+    ),
     _param("from_ip", "IPv4/IPv6 address of the client that sent the message.", _STR),
     _param("to_ip", "IPv4/IPv6 address the message was delivered to.", _STR),
     _param("subject", "Subject text, case-insensitive.", _STR),

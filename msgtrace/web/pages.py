@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, Response
 from msgtrace.cli.errors import cli_message
 from msgtrace.ingest.schema import STATUSES
 from msgtrace.query.dates import DateError, iso_z, zone
+from msgtrace.query.direction import DIRECTIONS
 from msgtrace.query.engine import OUTPUT_COLUMNS
 from msgtrace.query.filters import SUBJECT_FILTER_TYPES, QueryError, TraceFilter
 from msgtrace.query.output import TABLE_COLUMNS
@@ -127,6 +128,7 @@ def search(request: Request) -> Response:
     context: dict[str, Any] = {
         "form": _form(request),
         "statuses": STATUSES,
+        "directions": DIRECTIONS,
         "subject_filter_types": SUBJECT_FILTER_TYPES,
         "zones": time_zones(),
         "all_columns": OUTPUT_COLUMNS,

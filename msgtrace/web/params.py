@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from msgtrace.query.filters import QueryError
 
 # Filter parameters that take several values (repeated, or comma-separated like the CLI).
-MULTI = ("sender_address", "recipient_address", "message_id", "status")
+MULTI = ("sender_address", "recipient_address", "message_id", "status", "direction")
 SINGLE = (
     "start_date", "end_date", "message_trace_id", "from_ip", "to_ip", "subject", "subject_filter_type",
     "now", "timezone",
