@@ -100,6 +100,13 @@ def _direction_expr(domains: tuple[str, ...], organizations: tuple[str, ...] | N
     )
 
 
+def with_direction(
+    lf: pl.LazyFrame, local_domains: Iterable[str] = (), organizations: Iterable[str] | None = None
+) -> pl.LazyFrame:
+    """lf with a `direction` column (computed only if a later step reads it)."""
+    return lf.with_columns(direction_expr(local_domains, organizations))
+
+
 def store_local_domains(store: Path) -> tuple[str, ...]:
     """The store's configured local domains (`--local-domains` of ingest/watch), () when none."""
     from msgtrace.ingest.storeconfig import read_config
