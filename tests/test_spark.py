@@ -132,10 +132,10 @@ def test_the_librarys_errors(spark: Any, store: Path, params: dict[str, Any], me
 
 
 def test_follow_gives_the_end_to_end_rows(spark: Any, tmp_path: Path) -> None:
-    from tests.test_follow import API_WINDOW, LOGS, ingest
+    from tests.test_follow import API_WINDOW, HOSTS, LOGS, ingest
 
     store = tmp_path / "store"
-    for host in ("mx1", "mbox1"):
+    for host in HOSTS:
         ingest(store, LOGS / f"{host}.log")
     for query in ({}, {"status": "Failed"}, {"recipient_address": "dan@contoso.com"}, {"page": 1, "page_size": 3}):
         params = {**API_WINDOW, **query, "follow": True}
