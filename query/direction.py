@@ -41,6 +41,11 @@ def normalize_direction(value: str, option: str = "--direction", valid: Iterable
     raise QueryError(f"invalid {option} {value!r}: valid values are {', '.join(allowed)}")
 
 
+def loopback(col: str) -> pl.Expr:
+    """Whether an IP column names this machine itself: 127.0.0.0/8, ::1, or 127.0.0.1 IPv4-mapped."""
+    return pl.col(col).str.starts_with("127.") | pl.col(col).is_in(["::1", "::ffff:127.0.0.1"])
+
+
 def _blank(col: str) -> pl.Expr:
     return pl.col(col).is_null() | (pl.col(col) == "")
 
@@ -83,11 +88,7 @@ def _direction_expr(domains: tuple[str, ...], organizations: tuple[str, ...] | N
     # built once per set of domains: a web search would otherwise spend a millisecond building it
     # (expressions are immutable, so one can serve every query)
     delivered_here = (pl.col("status") == "Delivered") & _blank("to_ip") & ~_blank("relay")
-    from_here = (
-        _blank("from_ip")
-        | pl.col("from_ip").str.starts_with("127.")
-        | pl.col("from_ip").is_in(["::1", "::ffff:127.0.0.1"])
-    )
+    from_here = _blank("from_ip") | loopback("from_ip")
     local_sender = _in_domains("sender_lower", domains, organizations) | from_here
     local_recipient = _in_domains("recipient_lower", domains, organizations) | delivered_here
     return (

@@ -67,8 +67,9 @@ def next_queue_id() -> pl.Expr:
 
 
 def _networked() -> pl.Expr:
-    ip = pl.col("from_ip").fill_null("")
-    return (ip != "") & ~ip.str.starts_with("127.") & ~ip.is_in(["::1", "::ffff:127.0.0.1"])
+    from msgtrace.query.direction import loopback
+
+    return (pl.col("from_ip").fill_null("") != "") & ~loopback("from_ip")
 
 
 def links(first: pl.DataFrame, then: pl.DataFrame) -> pl.DataFrame:

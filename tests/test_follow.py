@@ -6,7 +6,9 @@ tests/fixtures/follow/mx1.log and mbox1.log are the two hosts' logs of the same 
 - 4A2B33D12: -> mx1 -> mbox1, where the alias team@ expands to ann@ and dan@;
 - 8E5F66A45: picked up on mbox1 -> mx1 (`queued as 5B3C44E23`) -> the Internet;
 - 6C4D55F34: mx1 -> mbox1 `queued as 7D4E3F2A5`, but mbox1's 7D4E3F2A5 has another Message-ID:
-  not the same message (a coincidence the rules must not join), so two rows stay.
+  not the same message (a coincidence the rules must not join), so two rows stay;
+- 7E5F66A56: three hops, mx1 -> av1 (tests/fixtures/follow/av1.log, a filtering relay), deferred
+  there by mbox1 once, then delivered to mbox1 ten minutes later.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ LOGS = FIXTURES / "follow"
 EXCHANGE = FIXTURES / "exchange"
 WINDOW = ["--start-date", "2026-06-13", "--end-date", "2026-06-14", "--now", "2026-06-14T00:00:00Z", "--timezone", "UTC"]  # fmt: skip
 API_WINDOW: dict[str, Any] = {"start_date": "2026-06-13", "end_date": "2026-06-14", "now": "2026-06-14T00:00:00Z"}
+HOSTS = ("mx1", "av1", "mbox1")
 COLUMNS = ["Received", "SenderAddress", "RecipientAddress", "Status", "ToIP", "FromIP", "Size"]
 
 # (Received, sender, recipient, status, ToIP, FromIP, Size): Received, sender, FromIP and Size of
 # the host the message entered by, status and ToIP of its last hop in the store
 FOLLOWED = [
+    ("2026-06-13T10:30:00Z", "eve@fabrikam.com", "pat@contoso.com", "Delivered", "", "203.0.113.7", 5000),
     ("2026-06-13T10:20:01Z", "x@contoso.com", "pat@contoso.com", "Delivered", "", "10.0.0.1", 650),
     ("2026-06-13T10:20:00Z", "carol@fabrikam.com", "pat@contoso.com", "Delivered", "10.0.0.2", "203.0.113.7", 700),
     ("2026-06-13T10:09:59Z", "ann@contoso.com", "alice@fabrikam.com", "Delivered", "203.0.113.9", "", 850),
@@ -55,7 +59,7 @@ def ingest(store: Path, log: Path, *extra: str) -> None:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("follow") / "store"
-    for host in ("mx1", "mbox1"):  # one MTA's log after the other, as each writer would
+    for host in HOSTS:  # one MTA's log after the other, as each writer would
         ingest(root, LOGS / f"{host}.log")
     return root
 
@@ -72,7 +76,7 @@ def contract(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 def test_trace_follow_gives_each_recipients_end_to_end_row(store: Path) -> None:
     plain, _ = run(store)
-    assert len(plain) == 12  # every host's own rows
+    assert len(plain) == 15  # every host's own rows
     followed, _ = run(store, "--follow")
     assert contract(followed) == FOLLOWED
     # each row keeps the MessageTraceId of the host the message entered by
@@ -81,7 +85,7 @@ def test_trace_follow_gives_each_recipients_end_to_end_row(store: Path) -> None:
 
 
 def test_the_order_of_ingest_does_not_matter(tmp_path: Path) -> None:
-    for host in ("mbox1", "mx1"):
+    for host in reversed(HOSTS):
         ingest(tmp_path / "store", LOGS / f"{host}.log")
     assert contract(run(tmp_path / "store", "--follow")[0]) == FOLLOWED
 
@@ -89,10 +93,10 @@ def test_the_order_of_ingest_does_not_matter(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--status", "Failed"], [FOLLOWED[6]]),  # the last hop's status: mx1 alone says Delivered
-        (["--to-ip", "203.0.113.9"], [FOLLOWED[2]]),  # the final ToIP, not mbox1's 10.0.0.1
-        (["--recipient-address", "dan@contoso.com"], [FOLLOWED[4]]),  # a recipient only mbox1 names
-        (["--from-ip", "203.0.113.7", "--sender-address", "alice@*"], FOLLOWED[6:]),  # the entry's
+        (["--status", "Failed"], [FOLLOWED[7]]),  # the last hop's status: mx1 alone says Delivered
+        (["--to-ip", "203.0.113.9"], [FOLLOWED[3]]),  # the final ToIP, not mbox1's 10.0.0.1
+        (["--recipient-address", "dan@contoso.com"], [FOLLOWED[5]]),  # a recipient only mbox1 names
+        (["--from-ip", "203.0.113.7", "--sender-address", "alice@*"], FOLLOWED[7:]),  # the entry's
         # 10:10:00 is mx1's Received of a message that entered on mbox1 at 10:09:59: not in this window
         (["--start-date", "2026-06-13T10:09:59.5Z", "--end-date", "2026-06-13T10:15:00Z"], []),
     ],
@@ -111,10 +115,10 @@ def test_api_summary_and_paging(store: Path) -> None:
     rows = api.message_trace(store, **API_WINDOW, follow=True)
     assert rows.select(COLUMNS[2:4]).rows() == [(r[2], r[3]) for r in FOLLOWED]
     counts = api.status_counts(store, **API_WINDOW, follow=True)
-    assert counts.rows() == [("Delivered", 6), ("Failed", 1), ("Expanded", 1)]
+    assert counts.rows() == [("Delivered", 7), ("Failed", 1), ("Expanded", 1)]
     res = CliRunner().invoke(cli, ["summary", "--store", str(store), *WINDOW, "--follow", "--output", "jsonl"])
     assert [json.loads(line) for line in res.stdout.splitlines()] == [
-        {"Status": "Delivered", "Count": 6}, {"Status": "Failed", "Count": 1}, {"Status": "Expanded", "Count": 1},
+        {"Status": "Delivered", "Count": 7}, {"Status": "Failed", "Count": 1}, {"Status": "Expanded", "Count": 1},
     ]  # fmt: skip
     first, hint = run(store, "--follow", "--result-size", "3")
     assert contract(first) == FOLLOWED[:3] and "--follow" in hint
@@ -155,6 +159,27 @@ def test_detail_shows_every_hop(store: Path) -> None:
     events = detail(store, dan["MessageTraceId"], "dan@contoso.com")
     assert [e[:2] for e in events if e[1] in ("Send", "Deliver")] == [("mx1", "Send"), ("mbox1", "Deliver")]
     assert all("ann@" not in e[2] for e in events)
+
+
+def test_three_hops_and_a_deferral_on_the_way(store: Path) -> None:
+    followed, _ = run(store, "--follow", "--sender-address", "eve@fabrikam.com")
+    assert contract(followed) == [FOLLOWED[0]]
+    events = detail(store, followed[0]["MessageTraceId"], "pat@contoso.com")
+    assert [e[:2] for e in events if e[1] in ("Send", "Defer", "Deliver")] == [
+        ("mx1", "Send"), ("av1", "Defer"), ("av1", "Send"), ("mbox1", "Deliver"),
+    ]  # fmt: skip
+
+
+def test_a_message_deferred_on_a_later_hop_is_pending_end_to_end(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    ingest(store, LOGS / "mx1.log")
+    early = tmp_path / "av1.log"  # av1's log up to the deferral
+    early.write_text("".join((LOGS / "av1.log").read_text().splitlines(keepends=True)[:4]))
+    ingest(store, early)
+    (row,) = run(store, "--follow", "--sender-address", "eve@fabrikam.com")[0]
+    assert (row["Status"], row["FromIP"], row["Received"]) == ("Pending", "203.0.113.7", "2026-06-13T10:30:00Z")
+    (mx1,) = run(store, "--sender-address", "eve@fabrikam.com", "--from-ip", "203.0.113.7")[0]
+    assert mx1["Status"] == "Delivered"  # what mx1 alone says
 
 
 def test_exchange_servers_join_by_network_message_id(tmp_path: Path) -> None:
@@ -230,7 +255,7 @@ def test_the_web_api_search_page_and_detail_page(store: Path) -> None:
     with TestClient(create_app(store, defaults=Defaults(now="2026-06-14T00:00:00Z", timezone="UTC"))) as client:
         rows = client.get("/api/v1/trace", params={**params, "follow": "true"}).json()["rows"]
         assert contract(rows) == FOLLOWED
-        assert len(client.get("/api/v1/trace", params={**params, "follow": "false"}).json()["rows"]) == 12
+        assert len(client.get("/api/v1/trace", params={**params, "follow": "false"}).json()["rows"]) == 15
         bad = client.get("/api/v1/trace", params={**params, "follow": "maybe"})
         assert bad.status_code == 400 and "'maybe' is not a valid boolean" in bad.text
         page = client.get("/trace", params={**params, "follow": "on"}).text

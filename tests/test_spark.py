@@ -40,6 +40,9 @@ def spark() -> Iterator[Any]:
     session = (
         SparkSession.builder.master("local[1]")
         .appName("msgtrace-tests")
+        # nothing listens beyond the loopback (the driver would bind the host's address), no web UI
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.sql.session.timeZone", "UTC")
@@ -132,10 +135,10 @@ def test_the_librarys_errors(spark: Any, store: Path, params: dict[str, Any], me
 
 
 def test_follow_gives_the_end_to_end_rows(spark: Any, tmp_path: Path) -> None:
-    from tests.test_follow import API_WINDOW, LOGS, ingest
+    from tests.test_follow import API_WINDOW, HOSTS, LOGS, ingest
 
     store = tmp_path / "store"
-    for host in ("mx1", "mbox1"):
+    for host in HOSTS:
         ingest(store, LOGS / f"{host}.log")
     for query in ({}, {"status": "Failed"}, {"recipient_address": "dan@contoso.com"}, {"page": 1, "page_size": 3}):
         params = {**API_WINDOW, **query, "follow": True}
@@ -150,8 +153,10 @@ def test_the_spark_submit_example_writes_the_monthly_report(store: Path, tmp_pat
     submit = Path(sys.executable).parent / "spark-submit"
     out = tmp_path / "report.csv"
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env["SPARK_LOCAL_IP"] = "127.0.0.1"
     example = ROOT / "examples" / "spark_monthly_domains.py"
-    args = [str(submit), "--master", "local[1]", str(example), "--store", str(store), "--month", "2026-06"]
+    loopback = ["--conf", "spark.driver.bindAddress=127.0.0.1", "--conf", "spark.ui.enabled=false"]
+    args = [str(submit), "--master", "local[1]", *loopback, str(example), "--store", str(store), "--month", "2026-06"]
     res = subprocess.run([*args, "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     got = pl.read_csv(out).sort("domain")
@@ -171,5 +176,5 @@ def test_the_spark_submit_example_writes_the_monthly_report(store: Path, tmp_pat
     )
     assert got.select(expected.columns).equals(expected, null_equal=True), (got, expected)
     # a bad month is refused before Spark starts
-    bad = subprocess.run([sys.executable, *args[3:-1], "2026-13"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run([sys.executable, *args[7:-1], "2026-13"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr == "Error: --month '2026-13': expected YYYY-MM, e.g. 2026-06\n"
