@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,10 @@ class WatchOptions:
     compact_files: int = COMPACT_MIN_FILES  # compact a partition once it has this many current files
     retry_max: float = 30.0  # longest wait between retries while the store cannot be written
     summary_interval: float = 60.0  # how often to log what was done (INFO)
+    # Between cycles, store `msgtrace report`'s counts of one past day lacking them: called with the
+    # store and a day, returns whether it counted (`msgtrace watch` passes
+    # query.report_store.store_partials; None: the watcher counts nothing).
+    count_days: Callable[[Path, list[dt.date]], int] | None = None
 
 
 @dataclass
@@ -109,7 +114,7 @@ class Watcher:
         self._failures, self._retry_at = 0, 0.0
         self._compact_todo: list[tuple[str, dt.date]] = []
         self._compact_after: dict[tuple[str, dt.date], float] = {}  # a big partition waits longer
-        self._next_compact, self._flushed_at = 0.0, 0.0
+        self._next_compact, self._flushed_at, self._next_count = 0.0, 0.0, 0.0
         self._counted = (0, 0, 0)  # lines, rows, events of pipe.report already counted
 
     @property
@@ -167,6 +172,7 @@ class Watcher:
         if self.state.failing_since is None and self._flush():
             self.pipe.report, self._counted = IngestReport(), (0, 0, 0)  # flat memory over weeks
             self._compact_one()
+            self._count_one()
         summary = self.state.summary(self.wopts.summary_interval)
         if summary:
             log.info(summary)
@@ -408,6 +414,23 @@ class Watcher:
             # Compacting rewrites the whole partition: the bigger it is, the longer its small files
             # may pile up first, so compaction takes at most about a tenth of the time.
             self._compact_after[(table, day)] = time.monotonic() + 9 * secs
+
+    def _count_one(self) -> None:
+        """Count one past day for `msgtrace report` (wopts.count_days), the most recent first: a
+        bounded pause per cycle, after compaction's, and never the newest partition, which every
+        flush changes (its counts would be out of date at once)."""
+        count, now = self.wopts.count_days, time.monotonic()
+        if count is None or self._compact_todo or now < self._next_count:
+            return
+        self._next_count = now + self.wopts.compact_interval
+        for day in reversed(self.store.messages.days()[:-1]):
+            try:
+                if count(self.root, [day]):
+                    log.debug("Counted %s for msgtrace report in %.2f s.", day, time.monotonic() - now)
+                    return
+            except Exception as e:  # derived data: a failure (a full disk, a damaged file) must not stop the watcher
+                log.warning("Could not count %s for msgtrace report (%s); will try again.", day, e)
+                return
 
     def _shutdown(self) -> None:
         if self._flush():

@@ -24,6 +24,7 @@ texts are normalised once per distinct shape, not once per row.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,53 +226,117 @@ def reasons_rows(lf: pl.LazyFrame) -> pl.DataFrame:
     return rows.join(shapes, on="kid", how="left").select("status", "mid", "Reason", "shape")
 
 
-def reasons(rows: pl.DataFrame, n: int) -> pl.DataFrame:
-    """Reason, Rows, Messages of these rows, most frequent first."""
-    out = rows.group_by("Reason").agg(
+def reason_counts(rows: pl.DataFrame) -> pl.DataFrame:
+    """Reason, Rows, Messages of these rows (reasons_rows)."""
+    return rows.group_by("Reason").agg(
         pl.len().cast(pl.Int64).alias("Rows"), pl.col("mid").n_unique().cast(pl.Int64).alias("Messages")
     )
-    return out.sort(["Rows", "Reason"], descending=[True, False]).head(n)
 
 
-def percentiles(values: pl.Expr) -> list[pl.Expr]:
-    """p50, p90, p99 (linear interpolation, as numpy.percentile) of delays in seconds."""
-    return [values.quantile(q, interpolation="linear").alias(f"p{int(q * 100)}") for q in PERCENTILES]
+def reasons(counts: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The n most frequent reasons of reason_counts."""
+    return counts.sort(["Rows", "Reason"], descending=[True, False]).head(n)
 
 
 # --- the report ----------------------------------------------------------------------------------------
 
 
-def build(lf: pl.LazyFrame, options: ReportOptions) -> dict[str, Any]:
-    """Every section of the report from the filtered message rows (stored columns plus `direction`)."""
+# A report is made in two steps: `partial` counts a set of rows into small tables whose figures
+# add up across sets of rows that share no message (two partitions, two files of a compacted
+# store); `finish` turns the sum of partials (`merge`) into the sections. A month is then the
+# sum of its days, and a day already counted (query.report_store) need not be read again.
+Partial = dict[str, pl.DataFrame]
+# the partial's tables: name -> what identifies a row of it (the rest are additive counts)
+PARTIAL_KEYS: dict[str, tuple[str, ...]] = {
+    "status": ("Status",),
+    "direction": ("Direction",),
+    "minute": ("Minute",),  # Received to the minute (UTC): any zone's hours and days are unions of them
+    "sender": ("Address",),
+    "recipient": ("Address",),
+    "recipient_domain": ("Domain",),
+    "relay": ("Relay",),
+    "deferral": ("Reason",),
+    "bounce": ("Reason",),
+    "reject": ("Reason",),
+    "delay": ("rcpt_domain", "delay"),  # Delivered rows' delays, counted by value: percentiles stay exact
+    "open": (),  # the Pending and GettingStatus rows themselves (stuck depends on `now`)
+}
+
+
+def partial(lf: pl.LazyFrame) -> Partial:
+    """The report's counts of these rows (stored columns plus `direction`), to be merged and finished."""
     df = counts_rows(lf).with_columns(domain_of(pl.col("recipient_lower")).alias("rcpt_domain"))
-    n = options.top
-    local = pl.col("received").dt.convert_time_zone(options.timezone)
-    # group on the stored text, label (and merge null with "") after: far fewer values to touch
-    senders = relabel(per_message(df, pl.col("sender_lower"), "Address"), "Address", address(pl.col("Address")))
-    sender_domains = relabel(senders, "Domain", domain_of(pl.col("Address")))
-    recipients = per_row(df, pl.col("recipient_lower"), "Address").filter(pl.col("Address").fill_null("") != "")
-    recipient_domains = per_row(df, pl.col("rcpt_domain"), "Domain").filter(pl.col("Domain") != NULL_SENDER)
-    relays = per_row(df, pl.col("relay"), "Relay").filter(pl.col("Relay").fill_null("") != "")
     with_reason = reasons_rows(lf)
     rejected = with_reason.filter(
         pl.col("status").is_in(["None", "FilteredAsSpam"]) & ~pl.col("shape").str.starts_with("redirected to")
     )
+    delivered = df.filter((pl.col("status") == "Delivered") & pl.col("delay").is_not_null())
     return {
-        "totals": _ordered(per_row(df, pl.col("status"), "Status"), "Status", STATUSES),
-        "by_direction": _ordered(per_row(df, pl.col("direction"), "Direction"), "Direction", DIRECTIONS),
-        "by_hour": per_message(df, local.dt.truncate("1h"), "Hour").sort("Hour"),
-        "by_day": per_message(df, local.dt.date(), "Day").sort("Day"),
+        "status": per_row(df, pl.col("status"), "Status"),
+        "direction": per_row(df, pl.col("direction"), "Direction"),
+        "minute": per_message(df, pl.col("received").dt.truncate("1m"), "Minute"),
+        "sender": per_message(df, pl.col("sender_lower"), "Address"),
+        "recipient": per_row(df, pl.col("recipient_lower"), "Address"),
+        "recipient_domain": per_row(df, pl.col("rcpt_domain"), "Domain"),
+        "relay": per_row(df, pl.col("relay"), "Relay"),
+        "deferral": reason_counts(with_reason.filter(pl.col("status") == "Pending")),
+        "bounce": reason_counts(with_reason.filter(pl.col("status") == "Failed")),
+        "reject": reason_counts(rejected),
+        "delay": delivered.group_by("rcpt_domain", "delay").agg(pl.len().cast(pl.Int64).alias("count")),
+        "open": lf.filter(pl.col("status").is_in(["Pending", "GettingStatus"])).select(_OPEN_COLUMNS).collect(),
+    }
+
+
+_OPEN_COLUMNS = ["received", "status", "sender_address", "recipient_address", "message_trace_id", "detail"]
+
+
+def merge(parts: list[Partial]) -> Partial:
+    """The partial of the union of the partials' rows (which share no message)."""
+    if len(parts) == 1:
+        return parts[0]
+    out: Partial = {}
+    for name, keys in PARTIAL_KEYS.items():
+        stacked = pl.concat([p[name] for p in parts], how="vertical")
+        if not keys:
+            out[name] = stacked
+            continue
+        counts = [c for c in stacked.columns if c not in keys]
+        out[name] = stacked.group_by(list(keys)).agg(pl.col(counts).sum())
+    return out
+
+
+def finish(p: Partial, options: ReportOptions) -> dict[str, Any]:
+    """Every section of the report from the partial of its rows."""
+    n = options.top
+    local = pl.col("Minute").dt.convert_time_zone(options.timezone)
+    sums = pl.col("Messages", "Rows", "Bytes").sum()
+    # grouped on the stored text, labelled (null and "" merged) here: far fewer values to touch
+    senders = relabel(p["sender"], "Address", address(pl.col("Address")))
+    sender_domains = relabel(senders, "Domain", domain_of(pl.col("Address")))
+    recipients = p["recipient"].filter(pl.col("Address").fill_null("") != "")
+    recipient_domains = p["recipient_domain"].filter(pl.col("Domain") != NULL_SENDER)
+    relays = p["relay"].filter(pl.col("Relay").fill_null("") != "")
+    return {
+        "totals": _ordered(p["status"], "Status", STATUSES),
+        "by_direction": _ordered(p["direction"], "Direction", DIRECTIONS),
+        "by_hour": p["minute"].group_by(local.dt.truncate("1h").alias("Hour")).agg(sums).sort("Hour"),
+        "by_day": p["minute"].group_by(local.dt.date().alias("Day")).agg(sums).sort("Day"),
         "top_senders": top(senders, "Address", n),
         "top_recipients": top(recipients, "Address", n),
         "top_sender_domains": top(sender_domains, "Domain", n),
         "top_recipient_domains": top(recipient_domains, "Domain", n),
-        "deferral_reasons": reasons(with_reason.filter(pl.col("status") == "Pending"), n),
-        "bounce_reasons": reasons(with_reason.filter(pl.col("status") == "Failed"), n),
-        "reject_reasons": reasons(rejected, n),
-        "delay": delays(df, n),
-        "stuck": stuck(lf, options),
+        "deferral_reasons": reasons(p["deferral"], n),
+        "bounce_reasons": reasons(p["bounce"], n),
+        "reject_reasons": reasons(p["reject"], n),
+        "delay": delays(p["delay"], n),
+        "stuck": stuck(p["open"], options),
         "top_relays": relays.sort(["Rows", "Relay"], descending=[True, False]).head(n),
     }
+
+
+def build(lf: pl.LazyFrame, options: ReportOptions) -> dict[str, Any]:
+    """Every section of the report from the filtered message rows (stored columns plus `direction`)."""
+    return finish(partial(lf), options)
 
 
 def relabel(df: pl.DataFrame, name: str, label: pl.Expr) -> pl.DataFrame:
@@ -279,36 +344,64 @@ def relabel(df: pl.DataFrame, name: str, label: pl.Expr) -> pl.DataFrame:
     return df.group_by(label.alias(name)).agg(pl.col("Messages", "Rows", "Bytes").sum())
 
 
-def delays(df: pl.DataFrame, n: int) -> dict[str, Any]:
-    """Delivery delay percentiles of Delivered rows, overall and for the n busiest recipient domains."""
-    delivered = (
-        df.select("status", "rcpt_domain", "delay")
-        .filter((pl.col("status") == "Delivered") & pl.col("delay").is_not_null())
-        .drop("status")
+def delays(counted: pl.DataFrame, n: int) -> dict[str, Any]:
+    """Delivery delay percentiles of Delivered rows, overall and for the n busiest recipient domains.
+
+    counted: the rows' (rcpt_domain, delay) pairs and how many rows have each (a month of a busy
+    server has millions of rows but some ten thousand distinct pairs)."""
+    counted = counted.filter(pl.col("delay").is_not_null())
+    per_domain = counted.group_by("rcpt_domain").agg(pl.col("count").sum())
+    busiest = per_domain.sort(["count", "rcpt_domain"], descending=[True, False]).head(n)
+    overall = pl.DataFrame(
+        [{"Rows": int(counted.get_column("count").sum()), **weighted_percentiles(counted)}],
+        schema=_DELAY_SCHEMA,
     )
-    overall = delivered.select(pl.len().cast(pl.Int64).alias("Rows"), *percentiles(pl.col("delay")))
-    busiest = (
-        delivered.group_by("rcpt_domain")
-        .len()
-        .sort(["len", "rcpt_domain"], descending=[True, False])
-        .head(n)
-        .get_column("rcpt_domain")
-    )
-    by_domain = (
-        delivered.filter(pl.col("rcpt_domain").is_in(busiest.implode()))
-        .group_by(pl.col("rcpt_domain").alias("Domain"))
-        .agg(pl.len().cast(pl.Int64).alias("Rows"), *percentiles(pl.col("delay")))
-        .sort(["Rows", "Domain"], descending=[True, False])
+    rows = []
+    for domain, count in busiest.iter_rows():
+        mine = counted.filter(pl.col("rcpt_domain") == domain)
+        rows.append({"Domain": domain, "Rows": int(count), **weighted_percentiles(mine)})
+    by_domain = pl.DataFrame(rows, schema={"Domain": pl.String, **_DELAY_SCHEMA}).sort(
+        ["Rows", "Domain"], descending=[True, False]
     )
     return {"overall": overall, "by_domain": by_domain}
 
 
-def stuck(lf: pl.LazyFrame, options: ReportOptions) -> dict[str, Any]:
+_DELAY_SCHEMA: dict[str, pl.DataType] = {
+    "Rows": pl.Int64(),
+    **{f"p{int(q * 100)}": pl.Float64() for q in PERCENTILES},
+}
+
+
+def weighted_percentiles(counted: pl.DataFrame) -> dict[str, float | None]:
+    """p50, p90, p99 of the delays `counted` holds with their counts: the values Polars' (and
+    numpy's) linear interpolation gives over the rows themselves, found by cumulative counts
+    instead of spreading millions of values out again."""
+    import numpy as np
+
+    values = counted.get_column("delay").to_numpy()
+    counts = counted.get_column("count").to_numpy()
+    if not len(values):
+        return {f"p{int(q * 100)}": None for q in PERCENTILES}
+    order = np.argsort(values, kind="stable")
+    values, cum = values[order], np.cumsum(counts[order])
+    out: dict[str, float | None] = {}
+    for q in PERCENTILES:
+        at = (int(cum[-1]) - 1) * q
+        lo, hi = math.floor(at), math.ceil(at)
+        low = values[np.searchsorted(cum, lo, side="right")]
+        high = values[np.searchsorted(cum, hi, side="right")]
+        # the same arithmetic as Polars' linear quantile, so the figures are equal, not just close
+        out[f"p{int(q * 100)}"] = float(low) if low == high else float((at - lo) * (high - low) + low)
+    return out
+
+
+def stuck(open_rows: pl.DataFrame, options: ReportOptions) -> dict[str, Any]:
     """Rows still Pending or GettingStatus, received more than stuck_hours before now, oldest first."""
     now = options.now or dt.datetime.now(dt.UTC)
     cutoff = now - dt.timedelta(hours=options.stuck_hours)
     rows = (
-        lf.filter(pl.col("status").is_in(["Pending", "GettingStatus"]) & (pl.col("received") < cutoff))
+        open_rows.lazy()
+        .filter(pl.col("status").is_in(["Pending", "GettingStatus"]) & (pl.col("received") < cutoff))
         .select(
             pl.col("received").alias("Received"),
             ((pl.lit(now) - pl.col("received")).dt.total_seconds() / 3600).round(1).alias("AgeHours"),

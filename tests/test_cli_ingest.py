@@ -185,9 +185,11 @@ def test_compact_merges_files_and_keeps_rows(tmp_path: Path) -> None:
     assert len(list(part.glob("*.parquet"))) == 3
     before = rows(store)
     res = run("compact", "--store", str(store))
-    assert res.exit_code == 0 and res.stdout == "Compacted 2 partitions.\n"
+    assert res.exit_code == 0 and res.stdout == "Compacted 2 partitions; counted 1 days for msgtrace report.\n"
     assert [p.name for p in part.glob("*.parquet")] == ["g000004-c.parquet"]
     assert rows(store) == before
+    again = run("compact", "--store", str(store))  # nothing new: the counts are still those of the day
+    assert again.stdout == "Compacted 0 partitions; counted 0 days for msgtrace report.\n"
     assert pl.read_parquet(next(part.glob("*.parquet"))).height == 3
 
 

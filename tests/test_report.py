@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result
 from msgtrace.api import message_trace_lazy
 from msgtrace.cli import cli
 from msgtrace.query.report import SECTIONS, normalize_reason
+from msgtrace.store import Store
 from tests.helpers_generated import NOW, WINDOW, generated_store
 from tests.helpers_store import msg, utc, write_store
 
@@ -378,3 +379,79 @@ def test_bad_option_values_are_one_error_line(store: Path, args: list[str], opti
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and option in lines[0], res.output
     assert "Traceback" not in res.output
+
+
+# --- whole days from the counts `msgtrace compact` stores (query.report_store) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def counted(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import shutil
+
+    copy = tmp_path_factory.mktemp("counted") / "store"
+    shutil.copytree(store, copy)
+    res = invoke("compact", "--store", str(copy))
+    assert res.exit_code == 0 and "counted 0 days" not in res.stdout, res.output
+    return copy
+
+
+COUNTED_CASES = [
+    [],  # the window in Europe/Vienna: whole UTC days inside it, cut ones at its ends
+    ["--timezone", "UTC"],  # nothing but whole days
+    ["--timezone", "Asia/Kathmandu"],  # +05:45: hours and days cut across the stored minutes
+    ["--start-date", "2026-06-01T12:00:00Z"],  # the first day cut: its rows read, the others counted
+    ["--direction", "Outbound"],  # a filter: every row is read
+    ["--sender-address", "*@example.org", "--stuck-hours", "1", "--top", "3"],
+]
+
+
+@pytest.mark.parametrize("args", COUNTED_CASES, ids=lambda a: " ".join(a) or "window")
+def test_stored_day_counts_give_the_report_of_the_rows(store: Path, counted: Path, args: list[str]) -> None:
+    assert report_json(counted, *args) == report_json(store, *args)
+
+
+def test_whole_days_are_not_read_when_their_counts_are_stored(counted: Path) -> None:
+    from msgtrace.query import report_store
+    from msgtrace.query.filters import TraceFilter
+
+    flt = TraceFilter.from_params(
+        start_date="2026-05-31", end_date="2026-06-04", now=NOW, max_age_days=0, timezone="UTC"
+    )
+    parts = report_store.partials(counted, flt)
+    days = [d for d in Store(counted).messages.days() if dt.date(2026, 5, 31) <= d < dt.date(2026, 6, 4)]
+    assert len(days) >= 2 and len(parts) == len(days)  # one stored partial per day, no rows read
+
+
+def test_counts_out_of_date_are_not_used(store: Path, counted: Path, tmp_path: Path) -> None:
+    """A flush after the compaction (a new file in a counted day), and new local domains (Direction
+    follows them): the report is that of the rows again."""
+    import shutil
+
+    from msgtrace.ingest.storeconfig import save_local_domains
+
+    copy = tmp_path / "store"
+    shutil.copytree(counted, copy)
+    day = Store(copy).messages.days()[0]
+    extra = msg(utc(day.year, day.month, day.day, 12), "late@example.com", "new@example.net", status="Failed")
+    write_store(copy, [extra], complete=False)
+    plain = tmp_path / "plain"
+    shutil.copytree(store, plain)
+    write_store(plain, [extra], complete=False)
+    assert report_json(copy, "--timezone", "UTC") == report_json(plain, "--timezone", "UTC")
+    for s in (copy, plain):
+        save_local_domains(s, ("example.org",))
+    assert report_json(copy, "--timezone", "UTC") == report_json(plain, "--timezone", "UTC")
+
+
+def test_percentiles_from_counted_delays_equal_polars_over_the_rows() -> None:
+    """Exactly, not approximately: the counted form gives the figures a report of the rows gives."""
+    from msgtrace.query.report import PERCENTILES, weighted_percentiles
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        values = np.round(rng.exponential(300, int(rng.integers(1, 400))), int(rng.integers(0, 3)))
+        uniq, counts = np.unique(values, return_counts=True)
+        counted = pl.DataFrame({"delay": uniq[::-1], "count": counts[::-1]})  # any order
+        got = weighted_percentiles(counted)
+        rows = pl.Series(values)
+        assert got == {f"p{int(q * 100)}": rows.quantile(q, interpolation="linear") for q in PERCENTILES}

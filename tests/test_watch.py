@@ -451,3 +451,26 @@ def test_the_systemd_unit_runs_a_valid_watch_command() -> None:
     assert program.endswith("/msgtrace") and command == "watch"
     ctx = watch_command.make_context("watch", args)  # the options parse
     assert Path(ctx.params["store"]) == Path("/var/lib/msgtrace") and ctx.params["paths"] == ("/var/log/mail.log*",)
+
+
+def test_past_days_are_counted_for_the_report_and_recounted_when_they_change(tmp_path: Path, logs: Path) -> None:
+    from msgtrace.query.report_store import is_current, store_partials
+
+    log = logs / "mail.log"
+    append(log, postfix_lines(1, 40, step=3600 * 1.5))  # 40 messages over ~2.5 days: three partitions
+    w = Watcher(tmp_path / "store", [str(log)], OPTIONS, WatchOptions(count_days=store_partials))
+    store = Store(tmp_path / "store")
+    w.cycle()
+    days = store.messages.days()
+    assert len(days) >= 3
+    counted = [d for d in days if is_current(store, store.messages, d, ())]
+    assert counted == [days[-2]]  # one day per cycle, the most recent past one; never the newest
+    for _ in range(len(days)):
+        w._next_count = 0.0  # the interval, elapsed
+        w.cycle()
+    assert [d for d in days if is_current(store, store.messages, d, ())] == days[:-1]
+    store.messages.compact(days[0], min_files=1)  # a compaction after the count: out of date
+    assert not is_current(store, store.messages, days[0], ())
+    w._next_count = 0.0
+    w.cycle()
+    assert is_current(store, store.messages, days[0], ())

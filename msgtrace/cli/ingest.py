@@ -195,7 +195,8 @@ def ingest_command(
 @click.command("compact")
 @store_option
 def compact_command(store: str | None) -> None:
-    """Merge each partition's small files into one sorted file (safe while queries run).
+    """Merge each partition's small files into one sorted file (safe while queries run), and
+    count each day for `msgtrace report` (so a report of whole days reads no rows).
 
     Damaged files are moved aside into <store>/_damaged/ first: a messages partition is rebuilt
     from the events table; a damaged events file is reported with the sources it held.
@@ -204,6 +205,7 @@ def compact_command(store: str | None) -> None:
     Example: msgtrace compact --store /var/lib/msgtrace
     """
     from msgtrace.ingest.repair import find_damaged, repair
+    from msgtrace.query.report_store import store_partials
     from msgtrace.store import StoreLock
 
     try:
@@ -216,6 +218,7 @@ def compact_command(store: str | None) -> None:
             damaged = find_damaged(root)
             said += repair(root, damaged)
             merged = _compact_all(root, said)
+            counted = store_partials(root)
     except MsgtraceError as e:  # locked by a watcher, its lock file cannot be opened
         raise cli_error(e) from e
     except OSError as e:  # a full disk, a read-only file system: what was merged so far is kept
@@ -225,7 +228,7 @@ def compact_command(store: str | None) -> None:
     finally:
         for line in said:
             click.echo(safe(line), err=True)
-    click.echo(f"Compacted {merged} partitions.")
+    click.echo(f"Compacted {merged} partitions; counted {counted} days for msgtrace report.")
     lost = [line for line in said if line.startswith("Moved damaged events") or "cannot be rebuilt" in line]
     if lost:
         raise click.ClickException(f"{len(lost)} damaged files held data the store could not rebuild: see above")

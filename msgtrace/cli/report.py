@@ -93,7 +93,7 @@ def report(**params: Any) -> None:
 
 
 def _run(params: dict[str, Any], fmt: str) -> tuple[str, bytes]:
-    from msgtrace.query import engine, report_render
+    from msgtrace.query import engine, report_render, report_store
     from msgtrace.query import report as R
     from msgtrace.query.dates import iso_z, parse_datetime, zone
     from msgtrace.query.filters import QueryError, TraceFilter
@@ -107,7 +107,7 @@ def _run(params: dict[str, Any], fmt: str) -> tuple[str, bytes]:
     tz = zone(params["timezone"])
     now = parse_datetime(params["now"], tz) if params["now"] else None
     options = R.ReportOptions(timezone=R.polars_zone(tz), now=now, stuck_hours=params["stuck_hours"], top=params["top"])
-    rep = engine.relisting_once(lambda: R.build(R.report_rows(store, flt), options))
+    rep = report_store.report(store, flt, options)
     rep["window"] = {
         "start": iso_z(flt.start),
         "end": iso_z(flt.end),

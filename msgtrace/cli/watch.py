@@ -102,7 +102,14 @@ def watch_command(
     options = make_options(timezone, year, organization, fmt, host, max_queue_lifetime)
     domains = parse_local_domains(local_domains)
     check_rejects(rejects)
-    wopts = WatchOptions(flush_interval=flush_interval, rescan_interval=rescan_interval, compact_files=compact_files)
+    from msgtrace.query.report_store import store_partials
+
+    wopts = WatchOptions(
+        flush_interval=flush_interval,
+        rescan_interval=rescan_interval,
+        compact_files=compact_files,
+        count_days=store_partials,
+    )
     stopping: list[Watcher] = []
     requested = threading.Event()
 

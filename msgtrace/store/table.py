@@ -35,6 +35,7 @@ from msgtrace.store.fs import TEMP_PREFIX, FileSystem, LocalFileSystem
 STATE_DIR = "_state"
 LOCK_FILE = ".lock"  # msgtrace.store.lock
 DAMAGED_DIR = "_damaged"  # damaged files moved aside: <store>/_damaged/<table>/date=.../
+REPORT_DIR = "_report_counts"  # msgtrace report's counts of whole days (ReportPartials)
 # A partition file with fewer rows than this is small: many of them are worth merging (the
 # watcher writes a few hundred rows a flush; a batch run up to a flush's 200,000 events).
 SMALL_FILE_ROWS = 50_000
@@ -432,6 +433,44 @@ class StateFiles:
         files.write_with_polars(self.fs, df.select(list(schema)), self.dir / name, {})
 
 
+class ReportPartials:
+    """Counts of whole partitions kept for `msgtrace report` (query.report_store), one file per
+    UTC day in <store>/_report_counts/: derived data, written by compaction and replaced freely; each
+    file's metadata says which current messages files (and which local domains) it counts, so a
+    reader uses it only while they are still the partition's."""
+
+    def __init__(self, root: Path, fs: FileSystem) -> None:
+        self.fs = fs
+        self.dir = root / REPORT_DIR
+
+    def path(self, day: dt.date) -> Path:
+        """Where the partial of one day lives."""
+        return self.dir / f"{day.isoformat()}.parquet"
+
+    def metadata(self, day: dt.date) -> dict[str, str] | None:
+        """A day's partial's metadata (its footer alone); None when there is none."""
+        try:
+            return pl.read_parquet_metadata(self.path(day))
+        except (OSError, pl.exceptions.PolarsError):
+            return None
+
+    def read(self, day: dt.date, schema: Schema) -> pl.DataFrame | None:
+        """A day's partial in its schema; None when there is none (or it cannot be read)."""
+        try:
+            frame = pl.read_parquet(self.path(day))
+        except (OSError, pl.exceptions.PolarsError):
+            return None  # absent, or replaced meanwhile: counted from the rows instead
+        return conform(frame, schema)
+
+    def write(self, day: dt.date, frame: pl.DataFrame, schema: Schema, metadata: dict[str, str]) -> None:
+        """Replace a day's partial atomically (the explicit schema). The caller holds the store lock."""
+        files.write_with_polars(self.fs, conform(frame, schema).select(list(schema)), self.path(day), metadata)
+
+    def remove(self, day: dt.date) -> None:
+        """Delete a day's partial (nothing happens when there is none)."""
+        self.fs.delete(self.path(day))
+
+
 class Store:
     """The tables and state of one store directory."""
 
@@ -444,6 +483,7 @@ class Store:
         self.messages = MessagesTable(root, self.fs, self.cache)
         self.events = EventsTable(root, self.fs, self.cache)
         self.state = StateFiles(root, self.fs)
+        self.report = ReportPartials(root, self.fs)
 
     @property
     def tables(self) -> tuple[MessagesTable, EventsTable]:
@@ -476,7 +516,7 @@ class Store:
         """Delete temp files a killed writer left behind in the state folder and the tables'
         partitions; returns how many. Only the lock holder may call this: nobody else writes temp
         files into a store."""
-        dirs = [self.state.dir, *(t.partition(day) for t in self.tables for day in t.days())]
+        dirs = [self.state.dir, self.report.dir, *(t.partition(day) for t in self.tables for day in t.days())]
         removed = 0
         for d in dirs:
             for name in self.fs.list(d):
