@@ -15,24 +15,34 @@ two tables is decided by which table it is, never by comparing schemas:
   compacted as one stream.
 
 `Store` holds both tables and the small state files (`_state/`: checkpoints, the open messages'
-events, the watcher's state).
+events, the watcher's state). A store opened for a named writer (`Store(root, writer="mx2")`)
+writes, compacts and scans only that writer's files and keeps its state in
+`_state/writers/<name>/`; a reader's store (no writer) scans every writer's files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import PurePath
 
 import polars as pl
 
 from msgtrace.errors import MsgtraceError
 from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR, conform
 from msgtrace.store import files
-from msgtrace.store.fs import TEMP_PREFIX, FileSystem, LocalFileSystem
+from msgtrace.store.fs import FileSystem, LocalFileSystem, temp_target
+from msgtrace.storepath import ObjectPath
 
 STATE_DIR = "_state"
-LOCK_FILE = ".lock"  # msgtrace.store.lock
+WRITERS_DIR = "writers"  # _state/writers/<name>/: each named writer's own state
+# _state/default_writer: the name of the writer that owns the untagged files and the state in
+# _state/ itself (a store written before writers had names): the first named writer to open
+# such a store claims it, and carries on its checkpoints and open messages.
+DEFAULT_WRITER_FILE = "default_writer"
+SHARED_STATE = {"config.json", DEFAULT_WRITER_FILE}  # in _state/, written by every writer
+LOCK_FILE = ".lock"  # msgtrace.store.lease: the default writer's lock, where older versions had it
 DAMAGED_DIR = "_damaged"  # damaged files moved aside: <store>/_damaged/<table>/date=.../
 # A partition file with fewer rows than this is small: many of them are worth merging (the
 # watcher writes a few hundred rows a flush; a batch run up to a flush's 200,000 events).
@@ -53,26 +63,37 @@ class Table:
     time_column: str
     keeps_deletes: bool  # whether its files may supersede rows of older ones (msgtrace.deletes)
 
-    def __init__(self, root: Path, fs: FileSystem) -> None:
+    def __init__(self, root: PurePath, fs: FileSystem, tag: str | None = None) -> None:
         self.fs = fs
         self.dir = root / self.name
+        # the writer whose files this table reads and writes (its tag in file names; "": the
+        # default writer's untagged files); None: a reader, which sees every writer's files and,
+        # if it writes (tests, the library), writes as the default writer
+        self.tag = tag
+        self.write_tag = tag or ""
+        self.guard: Callable[[], None] | None = None  # raises when this writer may not write (Store.guard)
 
     # ---- what is there -------------------------------------------------------------------
     def days(self) -> list[dt.date]:
         """Every day that has a partition, sorted."""
         return files.partition_days(self.fs, self.dir)
 
-    def partition(self, day: dt.date) -> Path:
+    def partition(self, day: dt.date) -> PurePath:
         """The directory of one day's partition."""
         return files.partition_dir(self.dir, day)
 
-    def current_files(self, day: dt.date) -> list[Path]:
+    def current_files(self, day: dt.date) -> list[PurePath]:
         """The files a reader of this day must scan, oldest first (no newer file replaces them)."""
-        return files.current_files(self.fs, self.partition(day))
+        return files.current_files(self.fs, self.partition(day), self.tag)
 
-    def files(self, days: list[dt.date] | None = None) -> list[Path]:
+    def owns(self, path: PurePath) -> bool:
+        """Whether a partition file is this table's writer's to move, rebuild or compact (a
+        reader's table: every file)."""
+        return self.tag is None or files.owner(path) == self.write_tag
+
+    def files(self, days: list[dt.date] | None = None) -> list[PurePath]:
         """Current files of these days' partitions (every day when None); missing days are skipped."""
-        return files.files_for_days(self.fs, self.dir, self.days() if days is None else days)
+        return files.files_for_days(self.fs, self.dir, self.days() if days is None else days, self.tag)
 
     # ---- reading -------------------------------------------------------------------------
     def scan(self, days: list[dt.date] | None = None) -> pl.LazyFrame | None:
@@ -80,28 +101,28 @@ class Table:
         found = self.files(days)
         return self.scan_files(found) if found else None
 
-    def scan_files(self, paths: list[Path], **scan_options: object) -> pl.LazyFrame:
+    def scan_files(self, paths: list[PurePath], **scan_options: object) -> pl.LazyFrame:
         """A lazy scan of current files listed before (`files`), in the table's schema, superseded
         rows dropped. `scan_options` go to pl.scan_parquet (e.g. glob=False)."""
-        return files.scan_files(paths, self.schema, self.keeps_deletes, **scan_options)
+        return files.scan_files(self.fs, paths, self.schema, self.keeps_deletes, **scan_options)
 
-    def footer_rows(self, paths: list[Path]) -> int:
+    def footer_rows(self, paths: list[PurePath]) -> int:
         """Rows of these files by their footers alone (deletes not applied); a file replaced by a
         compaction meanwhile (gone, or its footer unreadable) counts nothing."""
         rows = 0
         for f in paths:
             try:
-                rows += files.footer_rows(f)
+                rows += files.footer_rows(self.fs, f)
             except (OSError, ValueError):
                 continue
         return rows
 
-    def rows(self, paths: list[Path]) -> int:
+    def rows(self, paths: list[PurePath]) -> int:
         """Rows a query sees in one partition's current files: the footers, unless a newer file
         supersedes rows of an older one (an uncompacted partition); then they are counted with
         deletes applied."""
         try:
-            if not files.supersedes_rows(paths):
+            if not files.supersedes_rows(self.fs, paths):
                 return self.footer_rows(paths)
             return int(self.scan_files(paths).select(pl.len()).collect().item())
         except (OSError, ValueError, pl.exceptions.PolarsError):
@@ -109,7 +130,7 @@ class Table:
 
     def has_deletes(self, day: dt.date) -> bool:
         """Whether a partition holds rows superseded by a newer file's deletes."""
-        return self.keeps_deletes and files.supersedes_rows(self.current_files(day))
+        return self.keeps_deletes and files.supersedes_rows(self.fs, self.current_files(day))
 
     def has_small_files(self, day: dt.date, min_files: int) -> bool:
         """Whether a partition holds at least min_files current files averaging fewer than
@@ -119,27 +140,28 @@ class Table:
         found = self.current_files(day)
         if len(found) < min_files:
             return False
-        rows = pl.scan_parquet(found).select(pl.len()).collect().item()  # footers only
+        lf = pl.scan_parquet([self.fs.uri(f) for f in found], storage_options=self.fs.storage_options())
+        rows = lf.select(pl.len()).collect().item()  # footers only
         return rows < SMALL_FILE_ROWS * len(found)
 
     # ---- damage ---------------------------------------------------------------------------
-    def damaged(self) -> list[tuple[dt.date, Path, str]]:
+    def damaged(self) -> list[tuple[dt.date, PurePath, str]]:
         """(day, file, why) of every current file whose footer cannot be read (cheap: a few KB a
         file); such a file breaks every read of its day."""
         out = []
         for day in self.days():
             for f in self.current_files(day):
-                problem = files.footer_problem(f)
+                problem = files.footer_problem(self.fs, f)
                 if problem is not None:
                     out.append((day, f, problem))
         return out
 
-    def read_problem(self, path: Path) -> str | None:
+    def read_problem(self, path: PurePath) -> str | None:
         """Why one of the table's files cannot be read whole (footer or pages), or None: the
         thorough check, for a partition whose read failed although every footer is sound."""
-        return files.read_problem(path, self.schema)
+        return files.read_problem(self.fs, path, self.schema)
 
-    def move_aside(self, path: Path) -> Path:
+    def move_aside(self, path: PurePath) -> PurePath:
         """Move a damaged file of this table into <store>/_damaged/<table>/date=.../ (never over an
         earlier one); returns where it went. The caller holds the store lock."""
         part = path.parent
@@ -174,30 +196,35 @@ class Table:
 
     def write(
         self, day: dt.date, frame: pl.DataFrame, deletes: list[str] | None = None, complete: bool = False
-    ) -> Path:
+    ) -> PurePath:
         """Write one new file into a day's partition: an append (with the MessageTraceIds it
         supersedes in older files) or, `complete`, a file replacing every older one. Returns it.
 
         `frame` holds the table's columns (conform() it first) and only rows of this day."""
-        path = files.next_file(self.fs, self.partition(day), complete)
+        if self.guard is not None:
+            self.guard()
+        path = files.next_file(self.fs, self.partition(day), complete, self.write_tag)
         metadata = {files.DELETES_KEY: " ".join(deletes)} if deletes else {}
         self._write_file(frame.select(list(self.schema)), path, metadata)
         return path
 
     def compact(self, day: dt.date, min_files: int = 2) -> bool:
-        """Merge a partition's current files into one complete file; True if it did. Readers meanwhile
-        see the old files or the new one: it appears by one rename before the old ones are deleted."""
+        """Merge this writer's current files of a partition into one complete file of its own; True
+        if it did. Readers meanwhile see the old files or the new one: it appears whole (one rename,
+        or one PUT) before the old ones are deleted, and its name says which it replaces."""
+        if self.guard is not None:
+            self.guard()
         part = self.partition(day)
-        current = files.current_files(self.fs, part)
+        current = files.current_files(self.fs, part, self.write_tag)
         if len(current) < min_files:
             self._drop_superseded(part)
             return False
-        self._compact_into(current, files.next_file(self.fs, part, complete=True))
+        self._compact_into(current, files.next_file(self.fs, part, True, self.write_tag))
         self._drop_superseded(part)
         return True
 
-    def _drop_superseded(self, part: Path) -> None:
-        for p in files.superseded_files(self.fs, part):
+    def _drop_superseded(self, part: PurePath) -> None:
+        for p in files.superseded_files(self.fs, part, self.write_tag):
             self.fs.delete(p)
 
     # ---- what differs between the tables -------------------------------------------------
@@ -205,10 +232,10 @@ class Table:
         """One day's new rows in the order they are written."""
         raise NotImplementedError
 
-    def _write_file(self, df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+    def _write_file(self, df: pl.DataFrame, path: PurePath, metadata: dict[str, str]) -> None:
         raise NotImplementedError
 
-    def _compact_into(self, current: list[Path], target: Path) -> None:
+    def _compact_into(self, current: list[PurePath], target: PurePath) -> None:
         raise NotImplementedError
 
 
@@ -223,7 +250,7 @@ class MessagesTable(Table):
     def _ordered(self, rows: pl.DataFrame) -> pl.DataFrame:
         return rows.sort("received")
 
-    def _write_file(self, df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+    def _write_file(self, df: pl.DataFrame, path: PurePath, metadata: dict[str, str]) -> None:
         counts = files.status_counts_metadata(df.group_by("status").len())
         files.write_with_pyarrow(self.fs, df, path, {**counts, **metadata})
 
@@ -254,20 +281,21 @@ class MessagesTable(Table):
             deletes[day] = gone
         return self._append_days(new_by_day, deletes)
 
-    def status_counts(self, paths: list[Path]) -> Counter[str | None] | None:
+    def status_counts(self, paths: list[PurePath]) -> Counter[str | None] | None:
         """One partition's rows per status from its current files' footers; None when they cannot
         tell (a file without counts, or a newer file superseding rows of an older one)."""
         total: Counter[str | None] = Counter()
-        for i, f in enumerate(paths):
-            meta = pl.read_parquet_metadata(f)
-            counts = files.status_counts_of(meta)
-            # the oldest current file's deletes hit no current file (cf. has_deletes)
-            if counts is None or (i > 0 and files.deletes_of(f, meta)):
-                return None
-            total.update(counts)
+        for group in files.by_writer(paths):
+            for i, f in enumerate(group):
+                meta = files.metadata_of(self.fs, f)
+                counts = files.status_counts_of(meta)
+                # a writer's oldest current file's deletes hit no current file (cf. has_deletes)
+                if counts is None or (i > 0 and files.deletes_of(self.fs, f, meta)):
+                    return None
+                total.update(counts)
         return total
 
-    def _compact_into(self, current: list[Path], target: Path) -> None:
+    def _compact_into(self, current: list[PurePath], target: PurePath) -> None:
         """Merge a messages partition's current files into `target`, superseded rows dropped, one row
         group at a time: a busy day holds millions of rows, and memory must not grow with it.
 
@@ -291,10 +319,15 @@ class MessagesTable(Table):
                     group.clear()
 
             try:
-                for f, gone in files.superseded_ids(current).items():
+                for f, gone in files.superseded_ids(self.fs, current).items():
                     # read by Polars a row group's worth at a time (a slice reads only the row groups
                     # it needs): pyarrow's reader would keep its own pool of decoded pages beside Polars'
-                    whole = pl.scan_parquet(f, schema=MESSAGE_SCHEMA, hive_partitioning=False)
+                    whole = pl.scan_parquet(
+                        self.fs.uri(f),
+                        schema=MESSAGE_SCHEMA,
+                        hive_partitioning=False,
+                        storage_options=self.fs.storage_options(),
+                    )
                     total = whole.select(pl.len()).collect().item()
                     for offset in range(0, total, files.ROW_GROUP_SIZE):
                         rows = whole.slice(offset, files.ROW_GROUP_SIZE).collect()
@@ -318,7 +351,7 @@ class EventsTable(Table):
     time_column = "time"
     keeps_deletes = False  # append-only: nothing in it is ever superseded
 
-    def rows(self, paths: list[Path]) -> int:
+    def rows(self, paths: list[PurePath]) -> int:
         # events carry no deletes: the footers are exact (and reading each file's deletes costs)
         return self.footer_rows(paths)
 
@@ -326,7 +359,7 @@ class EventsTable(Table):
         # lines are mostly read in time order already
         return rows if rows.get_column("time").is_sorted() else rows.sort("time")
 
-    def _write_file(self, df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+    def _write_file(self, df: pl.DataFrame, path: PurePath, metadata: dict[str, str]) -> None:
         files.write_with_polars(self.fs, df, path, metadata)
 
     def newest_by_source(self, window: dt.timedelta) -> dict[str, dt.datetime]:
@@ -341,7 +374,7 @@ class EventsTable(Table):
         df = lf.group_by("source").agg(pl.col("time").max()).collect()
         return {src: t for src, t in df.iter_rows() if t is not None}
 
-    def _compact_into(self, current: list[Path], target: Path) -> None:
+    def _compact_into(self, current: list[PurePath], target: PurePath) -> None:
         # events need no order and a day can hold millions: streamed, memory stays flat
         lf = self.scan_files(current)
         with self.fs.atomic_path(target, ".parquet") as tmp:
@@ -349,13 +382,15 @@ class EventsTable(Table):
 
 
 class StateFiles:
-    """The store's small state files (<store>/_state/): JSON text and one-frame Parquet files."""
+    """A folder of small state files: JSON text and one-frame Parquet files (the store's shared
+    `_state/`, or a writer's `_state/writers/<name>/`)."""
 
-    def __init__(self, root: Path, fs: FileSystem) -> None:
+    def __init__(self, root: PurePath, fs: FileSystem, tag: str = "") -> None:
         self.fs = fs
-        self.dir = root / STATE_DIR
+        self.dir = root / STATE_DIR / WRITERS_DIR / tag if tag else root / STATE_DIR
+        self.guard: Callable[[], None] | None = None  # raises when this writer may not write (Store.guard)
 
-    def path(self, name: str) -> Path:
+    def path(self, name: str) -> PurePath:
         """Where a state file lives (for messages that name it)."""
         return self.dir / name
 
@@ -365,27 +400,87 @@ class StateFiles:
 
     def write_text(self, name: str, text: str) -> None:
         """Replace a state file's text atomically."""
+        if self.guard is not None:
+            self.guard()
         self.fs.write_text(self.dir / name, text)
 
     def read_frame(self, name: str, schema: Schema) -> pl.DataFrame | None:
         """A state frame in its schema, or None when there is none."""
         path = self.dir / name
-        return conform(pl.read_parquet(path), schema) if self.fs.exists(path) else None
+        if not self.fs.exists(path):
+            return None
+        return conform(pl.read_parquet(self.fs.uri(path), storage_options=self.fs.storage_options()), schema)
 
     def write_frame(self, name: str, df: pl.DataFrame, schema: Schema) -> None:
         """Replace a state frame atomically (Polars' writer, the explicit schema)."""
+        if self.guard is not None:
+            self.guard()
         files.write_with_polars(self.fs, df.select(list(schema)), self.dir / name, {})
 
 
 class Store:
-    """The tables and state of one store directory."""
+    """The tables and state of one store (a local directory or an s3:// prefix).
 
-    def __init__(self, root: Path, fs: FileSystem | None = None) -> None:
+    `writer`: the name of the writer this process is (msgtrace ingest/watch/compact --writer); its
+    tables then read and write only its own files, and `state` is its own. None (a reader, the
+    library's default): the tables read every writer's files, and writes go to the default
+    writer's untagged files and `_state/`.
+    """
+
+    def __init__(self, root: PurePath, fs: FileSystem | None = None, writer: str | None = None) -> None:
         self.root = root
-        self.fs: FileSystem = fs or LocalFileSystem()
-        self.messages = MessagesTable(root, self.fs)
-        self.events = EventsTable(root, self.fs)
-        self.state = StateFiles(root, self.fs)
+        self.fs: FileSystem = fs or filesystem_for(root)
+        self.shared = StateFiles(root, self.fs)  # store-wide: local domains, who the default writer is
+        self.writer = writer
+        self.tag: str | None = None if writer is None else self._tag_of(writer)
+        self.messages = MessagesTable(root, self.fs, self.tag)
+        self.events = EventsTable(root, self.fs, self.tag)
+        self.state = StateFiles(root, self.fs, self.tag or "")
+
+    def _tag_of(self, writer: str) -> str:
+        """The writer's tag in file names: "" when it is the store's default writer (claiming an
+        unclaimed store of an older version, whose untagged files and state it carries on)."""
+        if not files.WRITER_NAME.match(writer):
+            raise StoreError.naming(
+                "{writer} {name!r}: a writer's name is 1 to 63 letters, digits, dots, hyphens and "
+                "underscores, starting with a letter or digit",
+                name=writer,
+            )
+        claimed = self.shared.read_text(DEFAULT_WRITER_FILE)
+        if claimed is None and any(self.fs.exists(self.shared.path(n)) for n in UNNAMED_STATE):
+            self.fs.create_text(self.shared.path(DEFAULT_WRITER_FILE), writer + "\n")  # one claim wins
+            claimed = self.shared.read_text(DEFAULT_WRITER_FILE)
+        return "" if claimed is not None and claimed.strip() == writer else writer
+
+    @property
+    def default_writer(self) -> str | None:
+        """The name of the writer owning the untagged files and `_state/` (None: unclaimed)."""
+        text = self.shared.read_text(DEFAULT_WRITER_FILE)
+        return text.strip() if text else None
+
+    def writers(self) -> list[tuple[str | None, StateFiles]]:
+        """Every writer whose state the store holds: (name, its state), the default writer first
+        (its name None when an older version wrote the store and no named writer claimed it)."""
+        out: list[tuple[str | None, StateFiles]] = []
+        default = self.default_writer
+        if default is not None or any(self.fs.exists(self.shared.path(n)) for n in UNNAMED_STATE):
+            out.append((default, self.shared))
+        for name in sorted(self.fs.list_dirs(self.root / STATE_DIR / WRITERS_DIR)):
+            if name != default and files.WRITER_NAME.match(name):
+                out.append((name, StateFiles(self.root, self.fs, name)))
+        return out
+
+    @property
+    def guard(self) -> Callable[[], None] | None:
+        """Called before every write of this writer's files and state; raises when the writer's
+        lease is lost (msgtrace.store.lock), so a writer that can no longer prove it is the only
+        one stops instead of writing beside its successor."""
+        return self.messages.guard
+
+    @guard.setter
+    def guard(self, check: Callable[[], None] | None) -> None:
+        for holder in (self.messages, self.events, self.state):
+            holder.guard = check
 
     @property
     def tables(self) -> tuple[MessagesTable, EventsTable]:
@@ -400,14 +495,14 @@ class Store:
         raise ValueError(f"no table {name!r} in a store")
 
     def exists(self) -> bool:
-        """Whether the store directory exists."""
+        """Whether the store directory exists (an object-store prefix: whether anything is under it)."""
         return self.fs.is_dir(self.root)
 
     def is_store(self) -> bool:
         """Whether the directory holds a msgtrace store: its tables or its state (a watcher that has
         not flushed yet)."""
         return any(
-            self.fs.exists(p) for p in (self.messages.dir, self.events.dir, self.state.dir, self.root / LOCK_FILE)
+            self.fs.exists(p) for p in (self.messages.dir, self.events.dir, self.shared.dir, self.root / LOCK_FILE)
         )
 
     def days(self) -> list[dt.date]:
@@ -415,17 +510,50 @@ class Store:
         return sorted(set(self.messages.days()) | set(self.events.days()))
 
     def remove_stale_temps(self) -> int:
-        """Delete temp files a killed writer left behind in the state folder and the tables'
-        partitions; returns how many. Only the lock holder may call this: nobody else writes temp
-        files into a store."""
-        dirs = [self.state.dir, *(t.partition(day) for t in self.tables for day in t.days())]
+        """Delete the temp files a killed process of this writer left behind in its state folder and
+        the tables' partitions; returns how many. Only this writer's lease holder may call this:
+        temps of other writers (told by the name of the file each was to become) are left alone.
+        On object storage there are none: a file is written locally, then PUT whole."""
+        if not self.fs.is_local:
+            return 0
+        tag = self.tag or ""
         removed = 0
-        for d in dirs:
+        for d in [self.state.dir, *(t.partition(day) for t in self.tables for day in t.days())]:
             for name in self.fs.list(d):
-                if name.startswith(TEMP_PREFIX) and not self.fs.is_dir(d / name):
+                target = temp_target(name)
+                if target is None:
+                    continue
+                if d == self.state.dir:
+                    mine = target not in SHARED_STATE
+                else:
+                    owner = _temp_owner(target)
+                    mine = owner == tag or (owner is None and tag == "")
+                if mine:
                     self.fs.delete(d / name)
                     removed += 1
         return removed
+
+
+# state files a store of an older version has in _state/ (the default writer's)
+UNNAMED_STATE = ("sources.json", "open_events.parquet")
+
+
+def _temp_owner(target: str) -> str | None:
+    """The writer tag of the partition file a temp was to become; None when it cannot tell (an
+    older version's temp, named without its target: the default writer's)."""
+    try:
+        return files.owner(PurePath(target)) if target else None
+    except ValueError:
+        return None
+
+
+def filesystem_for(root: PurePath) -> FileSystem:
+    """The file system a store location lives on: the local disk, or an S3 bucket."""
+    if isinstance(root, ObjectPath):
+        from msgtrace.store.s3 import s3_filesystem  # here: a local store never loads the client
+
+        return s3_filesystem(root.bucket)
+    return LocalFileSystem()
 
 
 def days_between(first: dt.date, last: dt.date) -> list[dt.date]:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from starlette.applications import Starlette
@@ -211,7 +211,7 @@ def create_app(
     dashboard_ttl: float = 15.0,
 ) -> Any:
     """The ASGI application over one store (a directory that must exist)."""
-    config = Config(Path(store), defaults or P.Defaults(), dashboard_ttl)
+    config = Config(store if isinstance(store, PurePath) else Path(store), defaults or P.Defaults(), dashboard_ttl)
     routes = [
         Route("/", pages.search),
         Route("/trace", pages.search),
