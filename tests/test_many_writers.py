@@ -249,3 +249,81 @@ def test_the_writer_defaults_to_the_host_name(tmp_path: Path, monkeypatch: pytes
     (tmp_path / "mx1.log").write_text("".join(lines))
     run("ingest", "--store", str(tmp_path / "s"), "--timezone", "UTC", "--year", "2026", str(tmp_path / "mx1.log"))
     assert (tmp_path / "s" / "_state" / "writers" / socket.gethostname() / "sources.json").exists()
+
+
+class _Crash(BaseException):
+    """A crash at a write: like SIGKILL, nothing after it runs."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_two_writers_crashing_before_or_after_any_write_lose_nothing(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """In-process and deterministic: two MTAs' watchers share a store; any table or state write of
+    either may crash just before or just after it (then that writer restarts); the store ends
+    equal to each MTA's log ingested alone."""
+    import random
+
+    import polars as pl
+
+    from msgtrace.ingest.watcher import Watcher, WatchOptions
+    from msgtrace.store import StateFiles, Table
+    from tests.test_watch import postfix_lines
+
+    root = store_path(where(kind, request, tmp_path))
+    rng, crashes = random.Random(5), 0
+    logs = {m: tmp_path / m for m in ("mx1", "mx2")}
+    lines = {m: [ln.replace("mx1.example.com", f"{m}.example.com") for ln in postfix_lines(i + 3, 400)]
+             for i, m in enumerate(logs)}  # fmt: skip
+
+    def crashing(write):  # type: ignore[no-untyped-def]
+        def wrapped(*args: object, **kw: object) -> object:
+            if rng.random() < 0.05:
+                raise _Crash
+            out = write(*args, **kw)
+            if rng.random() < 0.05:
+                raise _Crash
+            return out
+
+        return wrapped
+
+    options, wopts = IngestOptions(timezone="UTC", year=2026), WatchOptions(compact_files=3, compact_interval=0)
+
+    def start(m: str) -> Watcher:
+        return Watcher(root, [str(logs[m] / "mail.log")], options, wopts, store=Store(root, writer=m))
+
+    for d in logs.values():
+        d.mkdir()
+    with pytest.MonkeyPatch.context() as crash:  # (the test's own monkeypatch holds the AWS settings)
+        for cls, name in ((Table, "write"), (StateFiles, "write_frame"), (StateFiles, "write_text")):
+            crash.setattr(cls, name, crashing(getattr(cls, name)))
+        watchers, at = {m: start(m) for m in logs}, dict.fromkeys(logs, 0)
+        while any(at[m] < len(lines[m]) for m in logs):
+            for m in logs:
+                step = rng.randint(1, 80)
+                with open(logs[m] / "mail.log", "a") as f:
+                    f.write("".join(ln + "\n" for ln in lines[m][at[m] : at[m] + step]))
+                at[m] += step
+                try:
+                    watchers[m].cycle()
+                except _Crash:
+                    crashes += 1
+                    watchers[m] = start(m)  # a restart
+    for m in logs:
+        start(m).cycle()
+
+    def table(store: Store, name: str) -> pl.DataFrame:
+        lf = store.table(name).scan()
+        assert lf is not None
+        return lf.collect()
+
+    for name in ("events", "messages"):
+        alone = []
+        for m in logs:
+            ingest_paths([str(logs[m] / "mail.log")], tmp_path / f"alone-{m}", options)
+            alone.append(table(Store(tmp_path / f"alone-{m}"), name))
+        got, want = table(Store(root), name).sort(pl.all()), pl.concat(alone).sort(pl.all())
+        assert got.equals(want), name
+    assert crashes >= 5
+    print(f"[{kind}] {crashes} crashes at writes of two writers; store == the two MTAs alone")

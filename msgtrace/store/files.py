@@ -33,7 +33,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable
 from pathlib import PurePath  # a local PurePath or an ObjectPath (msgtrace.storepath)
 
 import polars as pl
@@ -136,16 +135,6 @@ def generation(path: PurePath) -> int:
     if not m:
         raise ValueError(f"not a partition file: {path}")
     return int(m.group(1))
-
-
-def files_for_days(
-    fs: FileSystem, table_dir: PurePath, days: Iterable[dt.date], tag: str | None = None
-) -> list[PurePath]:
-    """Current files of the given days' partitions (missing days are skipped); `tag`: one writer's."""
-    files: list[PurePath] = []
-    for day in days:
-        files.extend(current_files(fs, partition_dir(table_dir, day), tag))
-    return files
 
 
 def metadata_of(fs: FileSystem, path: PurePath) -> dict[str, str]:

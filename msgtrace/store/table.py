@@ -25,7 +25,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePath
+from typing import TypeVar
 
 import polars as pl
 
@@ -49,6 +51,8 @@ DAMAGED_DIR = "_damaged"  # damaged files moved aside: <store>/_damaged/<table>/
 SMALL_FILE_ROWS = 50_000
 
 Schema = dict[str, pl.DataType]
+T = TypeVar("T")
+REMOTE_DAYS_AT_ONCE = 8  # partitions listed (and footers read) at once on object storage
 
 
 class StoreError(MsgtraceError):
@@ -93,7 +97,16 @@ class Table:
 
     def files(self, days: list[dt.date] | None = None) -> list[PurePath]:
         """Current files of these days' partitions (every day when None); missing days are skipped."""
-        return files.files_for_days(self.fs, self.dir, self.days() if days is None else days, self.tag)
+        return [f for found in self.per_day(self.days() if days is None else days, self.current_files) for f in found]
+
+    def per_day(self, days: list[dt.date], step: Callable[[dt.date], T]) -> list[T]:
+        """step(day) for each day, in order. On object storage each is a round trip or two (a LIST,
+        a footer), so several days go at once: a 30-day count by status waits for ~4 round trips
+        instead of 30. On disk, one after the other (no wait to hide)."""
+        if self.fs.is_local or len(days) < 2:
+            return [step(d) for d in days]
+        with ThreadPoolExecutor(max_workers=min(REMOTE_DAYS_AT_ONCE, len(days))) as pool:
+            return list(pool.map(step, days))
 
     # ---- reading -------------------------------------------------------------------------
     def scan(self, days: list[dt.date] | None = None) -> pl.LazyFrame | None:
@@ -280,6 +293,16 @@ class MessagesTable(Table):
                 )
             deletes[day] = gone
         return self._append_days(new_by_day, deletes)
+
+    def day_status_counts(self, days: list[dt.date]) -> list[tuple[list[PurePath], Counter[str | None] | None]]:
+        """For each day: its current files and their rows per status by the footers (status_counts),
+        the days listed and counted at once on object storage (per_day)."""
+
+        def count(day: dt.date) -> tuple[list[PurePath], Counter[str | None] | None]:
+            found = self.current_files(day)
+            return found, self.status_counts(found)
+
+        return self.per_day(days, count)
 
     def status_counts(self, paths: list[PurePath]) -> Counter[str | None] | None:
         """One partition's rows per status from its current files' footers; None when they cannot
