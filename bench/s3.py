@@ -1,7 +1,7 @@
 """`make bench-s3` (also run by `make bench`): a store on the S3 emulator beside the same store on disk.
 
 - ingest throughput (lines/s) of one 30-day Postfix log, by `msgtrace ingest` in a child process,
-  into a local directory and into moto's server on 127.0.0.1 (started here, in this process);
+  into a local directory and into moto's server on 127.0.0.1 (started here, a process of its own);
 - the same three writers (three MTAs' logs) ingesting at once, into each;
 - query latency, in process (the best of 5): a 1-day trace by sender, a 30-day trace by recipient
   and a 1-day and 30-day count by status, on disk and on the emulator, with the S3 requests
@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import polars as pl
@@ -111,27 +112,50 @@ def run_query(store: str, params: dict[str, object]) -> int:
     return message_trace(store, **p, **query_context()).height  # type: ignore[arg-type]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the S3 emulator did not start at {url}") from None
+            time.sleep(0.2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller inputs")
     args = ap.parse_args()
     cfg = QUICK if args.quick else FULL
+    WORK.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MOTO_RECORDER_FILEPATH", str(WORK / "moto-recording.jsonl"))
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
-    from moto.server import ThreadedMotoServer
+    from tests.helpers_s3 import Emulator  # the tests' emulator helpers: one way to talk to moto
 
-    from tests.helpers_s3 import Emulator  # the tests' emulator helpers: one way to run moto
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    # the emulator in a process of its own, as a real endpoint would be (in this process its
+    # request handling would compete with the queries for the interpreter lock)
+    port = free_port()
+    log = open(WORK / "moto-server.log", "wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+    )
     try:
-        host, port = server.get_host_and_port()
-        emu = Emulator(f"http://{host}:{port}")
+        emu = Emulator(f"http://127.0.0.1:{port}")
+        wait_for(emu.url)
         os.environ.update(emu.env())
         env = {**os.environ}
         results = bench(cfg, emu, env)
     finally:
-        server.stop()
+        server.terminate()
+        server.wait()
+        log.close()
     results["quick"] = args.quick
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     write_section(results)
