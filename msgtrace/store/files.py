@@ -22,7 +22,7 @@ is counted by reading its rows.
 A reader keeps every file that no newer file replaces. A rewrite writes its new file first
 and deletes the replaced ones after, so a query that lists the directory at any instant sees
 every row exactly once, and a crash between the two steps leaves only garbage that the next
-write removes. Generations only grow; one process per writer (msgtrace.store.lease).
+write removes. Generations only grow; one process per writer (msgtrace.store.lock).
 
 This is the store's protocol: only msgtrace.store.table (the `Table` that owns a table's files)
 uses it; everything else reads and writes through `Store` / `Table` (tests/test_store_boundary.py).
@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from pathlib import PurePath  # a local PurePath or an ObjectPath (msgtrace.storepath)
+from pathlib import PurePath  # a local Path or an ObjectPath (msgtrace.storepath)
 
 import polars as pl
 

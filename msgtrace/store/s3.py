@@ -4,7 +4,7 @@ The client is obstore (the Rust `object_store` crate, the one Polars itself read
 listing by prefix with a delimiter (one request for a partition), whole-object PUTs (a large
 file goes up in parts and still appears at once), deletes, and conditional writes: a PUT that
 succeeds only when the key is absent (`If-None-Match: *`) or still holds the ETag the caller
-read (`If-Match`), which is what the writers' leases need (msgtrace.store.lease). pyarrow's
+read (`If-Match`), which is what the writers' leases need (msgtrace.store.lock). pyarrow's
 S3FileSystem has no conditional writes; s3fs would bring fsspec and aiobotocore for less.
 
 Settings are the standard AWS ones, read once (`s3_settings`): AWS_ENDPOINT_URL (or

@@ -44,7 +44,7 @@ WRITERS_DIR = "writers"  # _state/writers/<name>/: each named writer's own state
 # such a store claims it, and carries on its checkpoints and open messages.
 DEFAULT_WRITER_FILE = "default_writer"
 SHARED_STATE = {"config.json", DEFAULT_WRITER_FILE}  # in _state/, written by every writer
-LOCK_FILE = ".lock"  # msgtrace.store.lease: the default writer's lock, where older versions had it
+LOCK_FILE = ".lock"  # msgtrace.store.lock: the default writer's lock, where older versions had it
 DAMAGED_DIR = "_damaged"  # damaged files moved aside: <store>/_damaged/<table>/date=.../
 # A partition file with fewer rows than this is small: many of them are worth merging (the
 # watcher writes a few hundred rows a flush; a batch run up to a flush's 200,000 events).
