@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck bench bench-quick clean chromium web-screenshots
+.PHONY: demo test test-fast lint typecheck bench bench-quick bench-s3 clean chromium web-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -65,9 +65,15 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.s3
 
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --quick
+	$(BIN)/python -m bench.s3 --quick
+
+# a store on the S3 emulator (moto, 127.0.0.1) beside local disk: ingest lines/s, query latency
+bench-s3: $(BENCH_STAMP)
+	$(BIN)/python -m bench.s3
 
 clean:
 	rm -rf $(VENV) data/demo-store build

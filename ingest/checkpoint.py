@@ -16,7 +16,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import PurePath
 
 from msgtrace.defaults import QUEUE_LIFETIME
 from msgtrace.store import StateFiles, Store, StoreError
@@ -53,8 +53,11 @@ class SourceState:
 class Checkpoints:
     """The checkpoint file of a store."""
 
-    def __init__(self, root: Path, expire_after: dt.timedelta = QUEUE_LIFETIME) -> None:
-        self.state = Store(root).state
+    def __init__(self, where: PurePath | Store | StateFiles, expire_after: dt.timedelta = QUEUE_LIFETIME) -> None:
+        """`where`: a store (its default writer's), a writer's Store, or a writer's state folder."""
+        self.state = (
+            where if isinstance(where, StateFiles) else (where if isinstance(where, Store) else Store(where)).state
+        )
         self.path = self.state.path(SOURCES_FILE)
         self.expire_after = expire_after
         self._unsaved = False  # a `seen` refreshed since the last save

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from types import ModuleType
 from typing import BinaryIO
 
@@ -163,11 +163,11 @@ class Pipeline:
     """Ingests sources into one store; the caller holds the store lock."""
 
     def __init__(
-        self, root: Path, options: IngestOptions, rejects: Path | None = None, store: Store | None = None
+        self, root: PurePath, options: IngestOptions, rejects: Path | None = None, store: Store | None = None
     ) -> None:
         self.store = store if store is not None else Store(root)  # the watcher shares its own
         self.options = options
-        self.checkpoints = Checkpoints(root, expire_after=options.queue_lifetime)
+        self.checkpoints = Checkpoints(self.store, expire_after=options.queue_lifetime)
         # what a killed writer left half written (the caller holds the lock: nobody writes now)
         self.store.remove_stale_temps()
         self.rejects_path = rejects
@@ -740,15 +740,17 @@ def _days(lo: dt.datetime, hi: dt.datetime) -> list[dt.date]:
 
 def ingest_paths(
     paths: list[str],
-    root: Path,
+    root: PurePath,
     options: IngestOptions,
     rejects: Path | None = None,
     progress: Progress | None = None,
+    store: Store | None = None,
 ) -> IngestReport:
-    """Batch ingest of files, directories and globs into the store at root (caller holds the lock)."""
+    """Batch ingest of files, directories and globs into the store at root (caller holds the
+    lease; `store`: the writer's own Store, else the default writer's)."""
     started = time.perf_counter()
     files = discover(paths)
-    pipe = Pipeline(root, options, rejects)
+    pipe = Pipeline(root, options, rejects, store=store)
     pipe.compact_as_you_go = True
     pipe.count_current = True
     pipe.flush_in_background()

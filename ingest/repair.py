@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePath
 
 import polars as pl
 
@@ -27,6 +27,7 @@ from msgtrace.defaults import QUEUE_LIFETIME
 from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGES_DIR
 from msgtrace.ingest.terminal import neutralize
 from msgtrace.store import DAMAGED_DIR, Store, days_between
+from msgtrace.storepath import location
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Damaged:
     reason: str
     sources: list[str] | None = None  # events files: "path (lines N-M)" of the sources it likely held
 
-    def sentence(self, store: Path) -> str:
+    def sentence(self, store: PurePath) -> str:
         """One line: the file, the reason and what to do."""
         if self.table == MESSAGES_DIR:
             what = f"run `msgtrace compact --store {store}` to rebuild it from the events table"
@@ -52,32 +53,32 @@ class Damaged:
         return f"damaged store file {self.path} ({self.reason}): {what}"
 
 
-def find_damaged(store: Path, tables: tuple[str, ...] = (MESSAGES_DIR, EVENTS_DIR)) -> list[Damaged]:
+def find_damaged(store: StoreLike, tables: tuple[str, ...] = (MESSAGES_DIR, EVENTS_DIR)) -> list[Damaged]:
     """Every current partition file of the tables whose footer cannot be read."""
-    s = Store(store)
+    s = _store(store)
     out = [Damaged(str(f), name, day.isoformat(), why) for name in tables for day, f, why in s.table(name).damaged()]
     for d in out:
         if d.table == EVENTS_DIR:
-            d.sources = lost_sources(store, dt.date.fromisoformat(d.day), {Path(x.path) for x in out})
+            d.sources = lost_sources(store, dt.date.fromisoformat(d.day), {x.path for x in out})
     return out
 
 
-def read_problems(store: Path, table: str, day: dt.date) -> list[Damaged]:
+def read_problems(store: StoreLike, table: str, day: dt.date) -> list[Damaged]:
     """The files of a partition that cannot be read whole (damage past the footer), the thorough check."""
-    t = Store(store).table(table)
+    t = _store(store).table(table)
     bad = [Damaged(str(f), table, day.isoformat(), p) for f in t.current_files(day) if (p := t.read_problem(f))]
     for d in bad:
         if table == EVENTS_DIR:
-            d.sources = lost_sources(store, day, {Path(x.path) for x in bad})
+            d.sources = lost_sources(store, day, {x.path for x in bad})
     return bad
 
 
-def lost_sources(store: Path, day: dt.date, damaged: set[Path]) -> list[str]:
+def lost_sources(store: StoreLike, day: dt.date, damaged: set[str]) -> list[str]:
     """The sources a lost events file of `day` probably held, with the lines between what the
     readable events of the day before and the day after hold of them ("path (lines N-M)")."""
-    events = Store(store).events
+    events = _store(store).events
     around = [day - dt.timedelta(days=1), day, day + dt.timedelta(days=1)]
-    files = [f for f in events.files(around) if f not in damaged]
+    files = [f for f in events.files(around) if str(f) not in damaged]
     if not files:
         return []
     first = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
@@ -106,16 +107,17 @@ def lost_sources(store: Path, day: dt.date, damaged: set[Path]) -> list[str]:
     return out
 
 
-def _source_paths(store: Path) -> dict[str, str]:
+def _source_paths(store: StoreLike) -> dict[str, str]:
     from msgtrace.ingest.checkpoint import Checkpoints
 
-    try:
-        return {s.fingerprint: s.path for s in Checkpoints(store).all() if s.path}
+    try:  # every writer's sources: a day's events file may hold any of them
+        every = [s for _, state in _store(store).writers() for s in Checkpoints(state).all()]
+        return {s.fingerprint: s.path for s in every if s.path}
     except (OSError, ValueError, TypeError):  # a damaged sources.json: fingerprints will do
         return {}
 
 
-def rebuild_messages(store: Path, day: dt.date) -> int | None:
+def rebuild_messages(store: StoreLike, day: dt.date) -> int | None:
     """Recompute a day's message rows from the events table and write them as one complete file
     (replacing every older file of the partition, damaged ones included); returns the rows.
 
@@ -126,7 +128,7 @@ def rebuild_messages(store: Path, day: dt.date) -> int | None:
     from msgtrace.ingest.correlate import correlate
     from msgtrace.ingest.openset import queue_keys, related_events
 
-    s = Store(store)
+    s = _store(store)
     own = s.events.scan([day])
     events = pl.DataFrame(schema=EVENT_SCHEMA) if own is None else own.collect()
     if events.height:
@@ -141,15 +143,15 @@ def rebuild_messages(store: Path, day: dt.date) -> int | None:
     return rows.height
 
 
-def repair(store: Path, damaged: list[Damaged]) -> list[str]:
+def repair(store: StoreLike, damaged: list[Damaged]) -> list[str]:
     """Move damaged files aside and rebuild the messages partitions among them; one sentence each.
 
     Events files go first: a messages partition is rebuilt from the events that are left.
     """
-    s = Store(store)
+    s = _store(store)
     said: list[str] = []
     for d in sorted(damaged, key=lambda d: d.table != EVENTS_DIR):
-        moved = s.table(d.table).move_aside(Path(d.path))
+        moved = s.table(d.table).move_aside(location(d.path))
         if d.table == EVENTS_DIR:
             held = "; ".join(d.sources) if d.sources else "sources unknown"
             said.append(
@@ -160,7 +162,7 @@ def repair(store: Path, damaged: list[Damaged]) -> list[str]:
         files = [d for d in damaged if d.table == MESSAGES_DIR and d.day == day]
         rows = rebuild_messages(store, dt.date.fromisoformat(day))
         names = ", ".join(f"{d.path} ({d.reason})" for d in files)
-        where = store / DAMAGED_DIR / MESSAGES_DIR
+        where = s.root / DAMAGED_DIR / MESSAGES_DIR
         if rows is None:
             said.append(
                 f"Moved damaged {names} to {where}; the events table holds nothing of {day}, so its rows "
@@ -171,3 +173,10 @@ def repair(store: Path, damaged: list[Damaged]) -> list[str]:
                 f"Rebuilt {rows:,} message rows of {day} from the events table; moved damaged {names} to {where}."
             )
     return said
+
+
+StoreLike = PurePath | Store  # a store's location (its default writer), or a writer's own Store
+
+
+def _store(store: StoreLike) -> Store:
+    return store if isinstance(store, Store) else Store(store)

@@ -13,7 +13,7 @@ import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import polars as pl
 
@@ -21,7 +21,8 @@ from msgtrace.ingest.checkpoint import Checkpoints
 from msgtrace.ingest.reader import ReadError, digest, fingerprint, is_compressed
 from msgtrace.ingest.repair import Damaged, find_damaged
 from msgtrace.ingest.sourceid import family_of
-from msgtrace.store import Store, lock_holder
+from msgtrace.store import StateFiles, Store, lock_holder, writer_holder
+from msgtrace.storepath import location
 
 WATCH_FILE = "watch.json"
 _ROTATION_SUFFIX = re.compile(r"(?:\.\d+|-\d{8,10})?(?:\.(?:gz|bz2|xz))?$")
@@ -43,9 +44,10 @@ class Totals:
 class WatchState:
     """A running watcher's counters, last flush and failures, saved to <store>/_state/watch.json."""
 
-    def __init__(self, root: Path) -> None:
-        self.root, self.total, self.period = root, Totals(), Totals()
-        self.state = Store(root).state
+    def __init__(self, where: PurePath | Store) -> None:
+        store = where if isinstance(where, Store) else Store(where)
+        self.root, self.total, self.period = store.root, Totals(), Totals()
+        self.state = store.state
         self.started, self.last_flush, self.failing_since, self.error = _now(), None, None, ""
         self._period_start, self._saved = time.monotonic(), 0.0
 
@@ -98,10 +100,11 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def read_watch_state(root: Path) -> dict | None:
-    """The watcher's last saved state, or None."""
+def read_watch_state(root: PurePath | StateFiles) -> dict | None:
+    """A watcher's last saved state (the default writer's, or that of a writer's state folder), or None."""
+    state = root if isinstance(root, StateFiles) else Store(root).state
     try:
-        text = Store(root).state.read_text(WATCH_FILE)
+        text = state.read_text(WATCH_FILE)
         return None if text is None else json.loads(text)
     except (OSError, ValueError):
         return None
@@ -135,39 +138,70 @@ class PartitionStatus:
 
 
 @dataclass
+class WriterStatus:
+    """One writer of the store (one MTA's ingest or watch): who holds it, its sources, lag, last flush."""
+
+    name: str | None  # None: the default writer of a store an older version wrote
+    holder: str | None  # the process holding its lease now ("1234", or "1234 on mx2"), if any
+    last_flush: str | None
+    watch: dict | None  # its watcher's state file
+    sources: list[SourceStatus] = field(default_factory=list)
+    lag: int | None = None  # bytes not read yet over its sources (None: some source's lag is unknown)
+
+
+@dataclass
 class StoreStatus:
     """The whole report."""
 
     store: str
-    watcher_pid: int | None  # the process holding the store lock, if any
-    watch: dict | None  # the watcher's state file
-    last_flush: str | None
-    sources: list[SourceStatus] = field(default_factory=list)
+    watcher_pid: int | None  # the process holding the default writer's lock on a local store, if any
+    watch: dict | None  # the default writer's watcher state file
+    last_flush: str | None  # the newest of every writer's
+    sources: list[SourceStatus] = field(default_factory=list)  # every writer's
     partitions: list[PartitionStatus] = field(default_factory=list)
     open_messages: int = 0
     unknown: int = 0
     damaged: list[Damaged] = field(default_factory=list)  # partition files whose footer cannot be read
+    writers: list[WriterStatus] = field(default_factory=list)
 
 
-def status(root: Path) -> StoreStatus:
-    """Collect the report for the store at root (reads only; safe while a watcher runs)."""
-    watch = read_watch_state(root)
-    sources = [_source(s) for s in Checkpoints(root).all()]
+def status(root: PurePath) -> StoreStatus:
+    """Collect the report for the store at root (reads only; safe while writers run)."""
+    store = Store(root)
+    writers = [_writer(store, name, state) for name, state in store.writers()]
+    default = next((w for w in writers if w.name is None or w.name == store.default_writer), None)
+    sources = [s for w in writers for s in w.sources]
     sources.sort(key=lambda s: s.updated, reverse=True)
-    updated = max((s.updated for s in sources), default=None)
-    last_flush = (watch or {}).get("last_flush") or updated
+    last_flush = max((w.last_flush for w in writers if w.last_flush), default=None)
     damaged = find_damaged(root)
-    skip = {Path(d.path) for d in damaged}  # counted as what they are, not read (they cannot be)
+    skip = {str(d.path) for d in damaged}  # counted as what they are, not read (they cannot be)
     return StoreStatus(
         store=str(root),
         watcher_pid=lock_holder(root),
-        watch=watch,
+        watch=default.watch if default else None,
         last_flush=last_flush,
         sources=sources,
-        partitions=_partitions(Store(root), skip),
-        open_messages=_open_messages(Store(root), skip),
+        partitions=_partitions(store, skip),
+        open_messages=_open_messages(store, skip),
         unknown=sum(s.unknown for s in sources),
         damaged=damaged,
+        writers=writers,
+    )
+
+
+def _writer(store: Store, name: str | None, state: StateFiles) -> WriterStatus:
+    watch = read_watch_state(state)
+    sources = [_source(s) for s in Checkpoints(state).all()]
+    sources.sort(key=lambda s: s.updated, reverse=True)
+    updated = max((s.updated for s in sources), default=None)
+    lags = [s.lag for s in sources]
+    return WriterStatus(
+        name=name,
+        holder=writer_holder(store, state),
+        last_flush=(watch or {}).get("last_flush") or updated,
+        watch=watch,
+        sources=sources,
+        lag=None if None in lags else sum(lag for lag in lags if lag is not None),
     )
 
 
@@ -219,21 +253,21 @@ def uncompressed_size(path: Path) -> int | None:
         return None
 
 
-def _partitions(store: Store, skip: set[Path]) -> list[PartitionStatus]:
+def _partitions(store: Store, skip: set[str]) -> list[PartitionStatus]:
     """Rows a query sees (Table.rows: footers where they tell) and current files per day and table;
     the files in `skip` (damaged) are neither read nor counted."""
     days: dict[dt.date, PartitionStatus] = {}
     for table, prefix in ((store.messages, "message"), (store.events, "event")):
         for day in table.days():
-            files = [f for f in table.current_files(day) if f not in skip]
+            files = [f for f in table.current_files(day) if str(f) not in skip]
             p = days.setdefault(day, PartitionStatus(day.isoformat()))
             setattr(p, f"{prefix}_rows", table.rows(files))
             setattr(p, f"{prefix}_files", len(files))
     return [days[d] for d in sorted(days)]
 
 
-def _open_messages(store: Store, skip: set[Path]) -> int:
-    files = [f for f in store.messages.files() if f not in skip]
+def _open_messages(store: Store, skip: set[str]) -> int:
+    files = [f for f in store.messages.files() if str(f) not in skip]
     if not files:
         return 0
     try:
@@ -254,7 +288,11 @@ def format_text(st: StoreStatus, now: dt.datetime | None = None) -> str:
     out = [f"Store {st.store}"]
     w = st.watch or {}
     flushed = f"last flush {st.last_flush} ({_ago(st.last_flush, now)})" if st.last_flush else "never flushed"
-    if st.watcher_pid is not None:
+    named = [wr for wr in st.writers if wr.name is not None]
+    if named:  # several MTAs (or one named writer): one line each
+        out.append(f"Writers ({len(st.writers)}):")
+        out.extend(f"  {_writer_line(wr, now)}" for wr in st.writers)
+    elif st.watcher_pid is not None:
         out.append(f"Watcher: running (pid {st.watcher_pid}), {flushed}.")
     else:
         out.append(f"Watcher: not running; {flushed}.")
@@ -280,10 +318,22 @@ def format_text(st: StoreStatus, now: dt.datetime | None = None) -> str:
         )
     if st.damaged:
         out.append(f"\nDamaged files ({len(st.damaged)}; their rows are not counted above):")
-        out.extend(f"  {d.sentence(Path(st.store))}" for d in st.damaged)
+        out.extend(f"  {d.sentence(location(st.store))}" for d in st.damaged)
     out.append(f"\nOpen messages (GettingStatus or Pending): {st.open_messages:,}.")
     out.append(f"Unknown lines: {st.unknown:,}.")
     return "\n".join(out)
+
+
+def _writer_line(wr: WriterStatus, now: dt.datetime) -> str:
+    """One writer: its name, who runs it, its last flush, sources and lag."""
+    name = wr.name or "(default)"
+    running = f"running (pid {wr.holder})" if wr.holder else "not running"
+    flushed = f"last flush {wr.last_flush} ({_ago(wr.last_flush, now)})" if wr.last_flush else "never flushed"
+    lag = "lag unknown" if wr.lag is None else f"lag {wr.lag:,} bytes"
+    failing = ""
+    if (wr.watch or {}).get("failing_since") and wr.holder:
+        failing = f"; store writes failing since {wr.watch['failing_since']}"  # type: ignore[index]
+    return f"{name}: {running}, {flushed}, {len(wr.sources)} sources, {lag}{failing}"
 
 
 def _ago(stamp: str, now: dt.datetime) -> str:

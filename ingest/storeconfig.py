@@ -7,25 +7,25 @@ Direction (msgtrace.query.direction) reads. Written atomically; a missing file m
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 CONFIG_FILE = "config.json"  # a state file of the store (msgtrace.store.StateFiles)
 
 
-def config_path(store: Path) -> Path:
-    """Where the store keeps its settings."""
+def config_path(store: PurePath) -> PurePath:
+    """Where the store keeps its settings (shared by its writers)."""
     from msgtrace.store import Store
 
-    return Store(Path(store)).state.path(CONFIG_FILE)
+    return Store(store).shared.path(CONFIG_FILE)
 
 
-def read_config(store: Path) -> dict[str, Any]:
+def read_config(store: PurePath) -> dict[str, Any]:
     """The store's settings; {} when it has none (or the file cannot be read as JSON)."""
     from msgtrace.store import Store
 
     try:
-        text = Store(Path(store)).state.read_text(CONFIG_FILE)
+        text = Store(store).shared.read_text(CONFIG_FILE)
         data = json.loads(text) if text is not None else {}
     except (OSError, ValueError):
         return {}
@@ -47,7 +47,7 @@ def parse_domains(values: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def save_local_domains(store: Path, domains: tuple[str, ...]) -> bool:
+def save_local_domains(store: PurePath, domains: tuple[str, ...]) -> bool:
     """Keep these local domains in the store's settings; True when they changed."""
     from msgtrace.store import Store
 
@@ -55,5 +55,5 @@ def save_local_domains(store: Path, domains: tuple[str, ...]) -> bool:
     if tuple(config.get("local_domains", ())) == domains:
         return False
     config["local_domains"] = list(domains)
-    Store(Path(store)).state.write_text(CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True) + "\n")
+    Store(store).shared.write_text(CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True) + "\n")
     return True

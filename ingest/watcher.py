@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -94,18 +94,21 @@ class Watcher:
 
     def __init__(
         self,
-        root: Path,
+        root: PurePath,
         paths: list[str],
         options: IngestOptions,
         wopts: WatchOptions | None = None,
         rejects: Path | None = None,
+        store: Store | None = None,
     ) -> None:
         self.root, self.paths, self.wopts = root, paths, wopts or WatchOptions()
-        self.store = Store(root)  # the watcher compacts the store the pipeline writes
+        # the watcher compacts the store the pipeline writes (`store`: its writer's own)
+        self.store = store if store is not None else Store(root)
         self.pipe = Pipeline(root, options, rejects, store=self.store)
-        self.state = WatchState(root)
+        self.state = WatchState(self.store)
         self.stop_event, self.wake = threading.Event(), threading.Event()
-        self._store_prefix = str(root.resolve()) + os.sep
+        # the store's own files are never log files to follow (an object store holds none here)
+        self._store_prefix = str(Path(root).resolve()) + os.sep if isinstance(root, Path) else "\0"
         self._seen: dict[Path, _Seen] = {}
         self._where: dict[str, Path] = {}  # source -> where it was last seen, to tell of rotations
         self._by_inode: dict[tuple[int, int], str] = {}  # files read under a derived source id

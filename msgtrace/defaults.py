@@ -8,6 +8,8 @@ import datetime as dt
 # Where the store is when neither --store nor $MSGTRACE_STORE names one.
 STORE = "data/store"
 STORE_ENV = "MSGTRACE_STORE"
+# The name of the writer an ingest, watch or compact is when --writer is not given (else the host name).
+WRITER_ENV = "MSGTRACE_WRITER"
 
 # A trace refuses a start date older than this many days before now (0 lifts the limit).
 MAX_AGE_DAYS = 10

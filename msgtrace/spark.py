@@ -22,7 +22,7 @@ Spark, so they are exactly the CLI's but one machine's work.
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from msgtrace.api import StoreLike
@@ -145,14 +145,14 @@ def _followed(spark: SparkSession, root: Path, flt: TraceFilter) -> DataFrame:
     return spark.createDataFrame(arrow, schema=schema)
 
 
-def _read(spark: SparkSession, live: list[tuple[Path, frozenset[str]]]) -> DataFrame:
+def _read(spark: SparkSession, live: list[tuple[PurePath, frozenset[str]]]) -> DataFrame:
     """The rows of these files in the store's schema, each file's superseded rows dropped."""
     from pyspark.sql import functions as F
 
     schema = spark_schema()
     names = schema.fieldNames()
 
-    def read(paths: list[Path]) -> DataFrame:
+    def read(paths: list[PurePath]) -> DataFrame:
         # the schema's columns only: Spark would add the `date=` of the paths as a column
         return spark.read.schema(schema).parquet(*[str(p) for p in paths]).select(*names)
 

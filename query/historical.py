@@ -30,10 +30,13 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from msgtrace.store import Store
 
 from msgtrace.query.filters import QueryError, TraceFilter, split_values
 
@@ -104,8 +107,22 @@ class Job:
 # --- where things are ---------------------------------------------------------------------------
 
 
-def reports_dir(store: Path) -> Path:
-    return store / REPORTS_DIR
+def reports_dir(store: PurePath) -> Path:
+    """Where a store's jobs and reports are: <store>/_reports/ for a local store; for one on object
+    storage a local folder per bucket and prefix (~/.local/state/msgtrace/reports/..., or under
+    $XDG_STATE_HOME): a job is this machine's detached worker, locked with flock, and its report a
+    file to download from here."""
+    if isinstance(store, Path):
+        return store / REPORTS_DIR
+    home = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return home / "msgtrace" / "reports" / "s3" / Path(*store.parts[1:])
+
+
+def reports_store(store: PurePath) -> Store:
+    """A Store over reports_dir, for its file system: the local disk, whichever the store is on."""
+    from msgtrace.store import Store
+
+    return Store(reports_dir(store))
 
 
 def job_path(store: Path, job_id: str) -> Path:
@@ -149,9 +166,8 @@ def read_job(store: Path, job_id: str) -> Job:
 
 def write_job(store: Path, job: Job) -> None:
     """Replace the job file atomically (readers see the old or the new job, never half)."""
-    from msgtrace.store import Store
 
-    Store(store).fs.write_text(job_path(store, job.job_id), json.dumps(asdict(job), indent=1) + "\n")
+    reports_store(store).fs.write_text(job_path(store, job.job_id), json.dumps(asdict(job), indent=1) + "\n")
 
 
 # Each holder keeps the lock for one read-check-write of a small file; a holder that cannot get
@@ -390,7 +406,7 @@ def spawn_worker(store: Path, job_id: str) -> int:
     """Start the worker in its own session (no terminal: closing it sends no SIGHUP), stdio detached."""
     with open(log_path(store, job_id), "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", WORKER_MODULE, str(store.resolve()), job_id],
+            [sys.executable, "-m", WORKER_MODULE, str(store.resolve() if isinstance(store, Path) else store), job_id],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from msgtrace.query import historical as H
+from msgtrace.storepath import store_path
 
 
 def _beat(store: Path, job_id: str, stop: threading.Event) -> None:
@@ -52,9 +53,8 @@ def _finish(store: Path, job: H.Job, rows: int) -> None:
         if current.status != "InProgress":
             H._unlink(part)
             return
-        from msgtrace.store import Store
 
-        Store(store).fs.rename(part, final)  # durable: the directory is fsynced
+        H.reports_store(store).fs.rename(part, final)  # local, durable: the directory is fsynced
         H.write_job(store, replace(current, status="Done", rows=rows, file=str(final), completed_date=H._iso(H._now())))
 
 
@@ -98,7 +98,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 3:
         print("usage: python -m msgtrace.query.historical_worker STORE JOBID", file=sys.stderr)
         return 2
-    return run(Path(argv[1]), argv[2])
+    return run(store_path(argv[1]), argv[2])
 
 
 if __name__ == "__main__":

@@ -38,9 +38,7 @@ def day_status_counts(table: MessagesTable, days: Iterable[dt.date]) -> Counts:
     """Rows per status in these days' partitions, superseded rows dropped: footers where they tell."""
     total: Counts = Counter()
     unread: list[Path] = []
-    for day in days:
-        files = table.current_files(day)
-        counts = table.status_counts(files)
+    for files, counts in table.day_status_counts(list(days)):
         if counts is None:
             unread.extend(files)
         else:

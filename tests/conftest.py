@@ -43,3 +43,20 @@ def restore_msgtrace_logger() -> Iterator[None]:
     logger.setLevel(saved[0])
     logger.handlers[:] = saved[1]
     logger.propagate = saved[2]
+
+
+# the S3 emulator's fixtures (emulator, s3_store), for every test module that asks for them
+from tests.helpers_s3 import emulator, s3_store  # noqa: E402, F401
+
+# The writer every CLI ingest, watch and compact of the tests is (--writer defaults to the host
+# name, which differs between machines and would name the files the tests look at).
+TEST_WRITER = "mx-test"
+
+
+os.environ["MSGTRACE_WRITER"] = TEST_WRITER  # for every fixture too, whatever its scope
+
+
+@pytest.fixture
+def writer_name() -> str:
+    """The writer the CLI is in the tests ($MSGTRACE_WRITER; a test of the host-name default removes it)."""
+    return TEST_WRITER

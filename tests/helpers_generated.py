@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -35,6 +36,7 @@ def superseding_store(folder: Path, lines: int = 4000, seed: int = 7) -> Path:
     messages open at the cut are written again, so partitions hold rows superseded by a newer
     file's deletes."""
     from msgtrace.ingest.pipeline import IngestOptions, Pipeline
+    from msgtrace.store import Store
 
     folder.mkdir(parents=True, exist_ok=True)
     whole = folder / "whole.log"
@@ -50,7 +52,10 @@ def superseding_store(folder: Path, lines: int = 4000, seed: int = 7) -> Path:
     assert res.exit_code == 0, res.output
     with log.open("a") as f:
         f.writelines(text[cut:])
-    pipe = Pipeline(store, IngestOptions(timezone="UTC", year=2026))
+    # the same writer as the CLI run (tests/conftest.py names it), so its rows supersede its own
+    pipe = Pipeline(
+        store, IngestOptions(timezone="UTC", year=2026), store=Store(store, writer=os.environ["MSGTRACE_WRITER"])
+    )
     try:
         pipe.ingest_path(log)
     finally:

@@ -82,11 +82,15 @@ def write_store(store: Path, df: pl.DataFrame | list[dict[str, object]], complet
     return store
 
 
-def next_file(store: Path, table: str, day: dt.date) -> Path:
+def next_file(store: Path, table: str, day: dt.date, tag: str | None = None) -> Path:
     """The name the next append file of a day's partition gets: for tests that put a file of
-    their own there (a damaged one, one written as older msgtrace versions did)."""
+    their own there (a damaged one, one written as older msgtrace versions did). `tag`: whose
+    file it is ("" the default writer's); by default the writer of the partition's newest file."""
     t = Store(store).table(table)
-    return store_files.next_file(t.fs, t.partition(day), complete=False)
+    if tag is None:
+        current = t.current_files(day)
+        tag = store_files.owner(current[-1]) if current else ""
+    return Path(store_files.next_file(t.fs, t.partition(day), False, tag))
 
 
 def _hex(x: pl.Expr, digits: int) -> pl.Expr:

@@ -130,9 +130,11 @@ def test_rejects_to_unwritable_path_names_the_option(tmp_path: Path) -> None:
     )
 
 
-def test_compact_when_the_lock_cannot_be_opened(tmp_path: Path) -> None:
+def test_compact_when_the_lock_cannot_be_opened(tmp_path: Path, writer_name: str) -> None:
     (tmp_path / "messages").mkdir()
-    (tmp_path / ".lock").mkdir()  # as root a permission cannot be taken away; a folder cannot be opened either
+    # as root a permission cannot be taken away; a folder cannot be opened either
+    (tmp_path / "_state" / "writers" / writer_name / ".lock").mkdir(parents=True)  # the CLI's writer's
+    (tmp_path / ".lock").mkdir()  # the default writer's (the library's)
     assert one_line_error(run("compact", "--store", str(tmp_path))) == (
         f"--store {tmp_path}: cannot open its lock file .lock (Is a directory); "
         "run as a user who may write the store, or fix its permissions"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -14,7 +15,8 @@ from msgtrace.cli import cli
 from msgtrace.cli import ingest as ingest_cli
 from msgtrace.cli import options as cli_options
 from msgtrace.ingest import formats
-from msgtrace.store import StoreLock
+from msgtrace.store import Store, StoreLock
+from tests.conftest import TEST_WRITER
 
 LOG = """\
 Jun 13 10:00:00 mx1.example.org postfix/smtpd[100]: 3F1A22C01: client=mail.example.com[192.0.2.10]
@@ -166,13 +168,25 @@ def test_a_parser_failure_rejects_its_line_and_keeps_the_rest(tmp_path: Path, mo
     assert res.exit_code == 0 and "0 lines" in res.output  # nothing left to retry
 
 
-def test_a_store_in_use_is_refused(tmp_path: Path) -> None:
+def test_a_writer_in_use_is_refused_and_another_writer_runs_beside_it(tmp_path: Path) -> None:
     (tmp_path / "m.log").write_text(LOG)
     store = tmp_path / "s"
-    with StoreLock(store):
-        res = ingest(store, tmp_path / "m.log")
+    with StoreLock(Store(store, writer="mx1")):
+        res = ingest(store, tmp_path / "m.log", extra=("--writer", "mx1"))
+        beside = ingest(store, tmp_path / "m.log", extra=("--writer", "mx2"))
     assert res.exit_code == 1
-    assert res.output.startswith(f"Error: store {store} is in use by msgtrace process ")
+    assert res.output.startswith(
+        f"Error: --store {store}: writer mx1 is in use by msgtrace process {os.getpid()}; stop it first, "
+        "or give this process another --writer"
+    )
+    assert beside.exit_code == 0, beside.output
+    assert len(rows(store)) == 1
+
+
+def test_a_bad_writer_name_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "m.log").write_text(LOG)
+    res = ingest(tmp_path / "s", tmp_path / "m.log", extra=("--writer", "mx/1"))
+    assert res.exit_code == 1 and res.output.startswith("Error: --writer 'mx/1': a writer's name is 1 to 63")
 
 
 def test_compact_merges_files_and_keeps_rows(tmp_path: Path) -> None:
@@ -186,7 +200,7 @@ def test_compact_merges_files_and_keeps_rows(tmp_path: Path) -> None:
     before = rows(store)
     res = run("compact", "--store", str(store))
     assert res.exit_code == 0 and res.stdout == "Compacted 2 partitions; counted 1 days for msgtrace report.\n"
-    assert [p.name for p in part.glob("*.parquet")] == ["g000004-c.parquet"]
+    assert [p.name for p in part.glob("*.parquet")] == [f"g000004-c.{TEST_WRITER}.parquet"]
     assert rows(store) == before
     again = run("compact", "--store", str(store))  # nothing new: the counts are still those of the day
     assert again.stdout == "Compacted 0 partitions; counted 0 days for msgtrace report.\n"

@@ -23,12 +23,18 @@ from click.testing import CliRunner
 from msgtrace.cli import cli
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA
 from msgtrace.store import Store
+from tests.conftest import TEST_WRITER
 
 RSYSLOG_START = (
     'Jun 13 00:00:00 mx1.example.org rsyslogd: [origin software="rsyslogd" swVersion="8.2102.0" '
     'x-pid="812" x-info="https://www.rsyslog.com"] start'
 )
 NOW = "2026-06-14T00:00:00Z"
+
+
+def writer_state(store: Path) -> Path:
+    """The state folder of the writer the CLI is in the tests."""
+    return store / "_state" / "writers" / TEST_WRITER
 
 
 def messages(prefix: str, n: int, minute: int = 0) -> list[str]:
@@ -124,7 +130,7 @@ def test_a_renamed_and_grown_file_continues_from_its_offset(tmp_path: Path) -> N
 
 def _old_format(store: Path) -> None:
     """Rewrite sources.json as msgtrace wrote it before identities were checked."""
-    path = store / "_state" / "sources.json"
+    path = writer_state(store) / "sources.json"
     body = json.loads(path.read_text())
     old = ("fingerprint", "path", "format", "offset", "line", "unknown", "updated", "parser_state")
     body = {"version": 1, "sources": {k: {f: v[f] for f in old} for k, v in body["sources"].items()}}
@@ -143,7 +149,7 @@ def test_a_checkpoint_of_the_old_format_still_resumes_and_tells_files_apart(tmp_
     _old_format(store)
     res = ingest(store, a)  # nothing new: the old checkpoint gets its marks all the same
     assert res.exit_code == 0 and "0 lines" in res.stdout, res.output
-    assert all(s["tail"] for s in json.loads((store / "_state" / "sources.json").read_text())["sources"].values())
+    assert all(s["tail"] for s in json.loads((writer_state(store) / "sources.json").read_text())["sources"].values())
     _old_format(store)
     # another file with the same first line; an old checkpoint has no marks, so it is told apart by
     # its line count at the checkpoint's offset (real logs' lines differ in length; these would not)
@@ -268,17 +274,24 @@ def test_temp_files_left_by_a_kill_are_removed_at_the_next_start(tmp_path: Path)
     store = tmp_path / "store"
     assert ingest(store, log).exit_code == 0
     part = next((store / "messages").iterdir())
-    left = [store / "_state" / ".tmp-k1ll3d.parquet", store / "_state" / ".tmp-abc.json", part / ".tmp-x.parquet"]
-    for p in left:
+    state, tmp = writer_state(store), ".tmp-0123456789abcdef."
+    left = [
+        state / f"{tmp}open_events.parquet",
+        state / f"{tmp}sources.json",
+        part / f"{tmp}g000009-a.{TEST_WRITER}.parquet",
+    ]
+    others = [part / f"{tmp}g000003-a.mx-other.parquet", store / "_state" / f"{tmp}config.json"]  # not this writer's
+    for p in left + others:
         p.write_bytes(b"half written")
     assert ingest(store, log).exit_code == 0
     assert not any(p.exists() for p in left)
+    assert all(p.exists() for p in others)
 
 
 def test_sources_not_seen_for_longer_than_the_queue_lifetime_are_forgotten(tmp_path: Path) -> None:
     store = tmp_path / "store"
     assert ingest(store, write(tmp_path / "a.log", messages("A", 2))).exit_code == 0
-    path = store / "_state" / "sources.json"
+    path = writer_state(store) / "sources.json"
     body = json.loads(path.read_text())
     [(fp, entry)] = body["sources"].items()
     gone = {**entry, "fingerprint": "0123456789abcdef", "path": str(tmp_path / "gone.log")}
@@ -302,7 +315,7 @@ def test_an_unreadable_checkpoint_file_is_one_error_line(tmp_path: Path, body: s
     store = tmp_path / "store"
     log = write(tmp_path / "m.log", messages("A", 2))
     assert ingest(store, log).exit_code == 0
-    path = store / "_state" / "sources.json"
+    path = writer_state(store) / "sources.json"
     path.write_text(body)
     for res in (ingest(store, log), run("status", "--store", str(store))):
         assert res.exit_code == 1

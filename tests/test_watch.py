@@ -380,11 +380,14 @@ def test_compaction_while_reading_sees_every_row_once(tmp_path: Path, logs: Path
     assert_same_as_batch(tmp_path, logs)
 
 
-def test_a_second_watcher_is_refused(tmp_path: Path, logs: Path) -> None:
-    with StoreLock(tmp_path / "store"):
+def test_a_second_watcher_is_refused(tmp_path: Path, logs: Path, writer_name: str) -> None:
+    with StoreLock(Store(tmp_path / "store", writer=writer_name)):  # the writer the CLI is ($MSGTRACE_WRITER)
         result = CliRunner().invoke(watch_command, ["--store", str(tmp_path / "store"), str(logs)])
     assert result.exit_code == 1
-    assert f"Error: store {tmp_path / 'store'} is in use by msgtrace process {os.getpid()}" in result.output
+    assert (
+        f"Error: --store {tmp_path / 'store'}: writer {writer_name} is in use by msgtrace process {os.getpid()}"
+        in result.output
+    )
 
 
 def test_report_memory_stays_flat(tmp_path: Path, logs: Path) -> None:

@@ -27,6 +27,7 @@ from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
 from msgtrace.ingest.reader import fingerprint, open_binary
 from msgtrace.ingest.status import read_watch_state
 from msgtrace.store import Store
+from tests.conftest import TEST_WRITER
 from tests.test_watch import postfix_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +108,7 @@ def _content_size(path: Path) -> int:
 
 
 def _caught_up(store: Path, logs: Path) -> bool:
-    saved = Checkpoints(store)
+    saved = Checkpoints(Store(store, writer=TEST_WRITER))  # the watcher's state (it is the CLI's writer)
     for p in logs.iterdir():
         state = saved.get(fingerprint(p) or "")
         if state is None or state.offset != _content_size(p):
@@ -117,7 +118,7 @@ def _caught_up(store: Path, logs: Path) -> bool:
 
 def _wait_started(store: Path, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 60
-    while (read_watch_state(store) or {}).get("pid") != proc.pid:
+    while (read_watch_state(Store(store, writer=TEST_WRITER).state) or {}).get("pid") != proc.pid:
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.1)
 

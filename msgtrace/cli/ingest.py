@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 import click
 
 from msgtrace import defaults
 from msgtrace.cli.errors import cli_error
-from msgtrace.cli.options import queue_lifetime_option, rejects_option, source_options, store_option
+from msgtrace.cli.options import queue_lifetime_option, rejects_option, source_options, store_option, writer_option
 from msgtrace.errors import MsgtraceError
-from msgtrace.storepath import existing_store, store_path
+from msgtrace.storepath import StoreRoot, existing_store, store_path
+
+if TYPE_CHECKING:
+    from msgtrace.store import Store
 
 
 def safe(text: str) -> str:
@@ -38,7 +42,20 @@ def parse_local_domains(values: tuple[str, ...]) -> tuple[str, ...] | None:
     return domains
 
 
-def keep_local_domains(store: Path, domains: tuple[str, ...] | None) -> None:
+def writer_store(root: StoreRoot, writer: str | None) -> Store:
+    """The store as this writer sees it: --writer, else $MSGTRACE_WRITER, else the host name."""
+    import socket
+
+    from msgtrace.store import Store
+
+    name = writer if writer is not None else os.environ.get(defaults.WRITER_ENV) or socket.gethostname()
+    try:
+        return Store(root, writer=name)
+    except MsgtraceError as e:  # a bad name, an unreachable object store
+        raise cli_error(e) from None
+
+
+def keep_local_domains(store: PurePath, domains: tuple[str, ...] | None) -> None:
     """Save --local-domains in the store's config (under the store lock), saying so when they change."""
     from msgtrace.ingest.storeconfig import save_local_domains
 
@@ -108,7 +125,7 @@ def check_rejects(rejects: Path | None) -> None:
         ) from None
 
 
-def raise_if_damaged(store: Path, e: BaseException) -> None:
+def raise_if_damaged(store: PurePath, e: BaseException) -> None:
     """A failure to read the store because a partition file is damaged, as one line naming it."""
     import polars as pl
 
@@ -125,12 +142,14 @@ def raise_if_damaged(store: Path, e: BaseException) -> None:
 
 @click.command("ingest")
 @store_option
+@writer_option
 @source_options
 @queue_lifetime_option
 @rejects_option
 @click.argument("paths", nargs=-1, required=True)
 def ingest_command(
     store: str | None,
+    writer: str | None,
     timezone: str | None,
     year: int | None,
     organization: str | None,
@@ -146,11 +165,13 @@ def ingest_command(
     Re-ingesting a file adds nothing; rotated series are read oldest first. Lines a parser fails
     on and damaged archives are warned about; everything else is stored, and the exit status is 1.
 
+    Several MTAs may ingest into one store at once, each under its own --writer.
+
     \b
     Example: msgtrace ingest --timezone Europe/Vienna /var/log/mail.log*
     """
     from msgtrace.ingest.pipeline import ingest_paths
-    from msgtrace.store import StoreLock
+    from msgtrace.store import WriterLease
 
     try:
         root = store_path(store)  # made by the first write when it does not exist
@@ -160,10 +181,11 @@ def ingest_command(
     domains = parse_local_domains(local_domains)
     check_rejects(rejects)
     progress = _Progress()
+    mine = writer_store(root, writer)
     try:
-        with StoreLock(root):
+        with WriterLease(mine):
             keep_local_domains(root, domains)
-            report = ingest_paths(list(paths), root, options, rejects, progress)
+            report = ingest_paths(list(paths), root, options, rejects, progress, store=mine)
     except MsgtraceError as e:  # a store locked or unwritable, a path that cannot be read
         progress.done()
         raise cli_error(e) from e
@@ -194,30 +216,35 @@ def ingest_command(
 
 @click.command("compact")
 @store_option
-def compact_command(store: str | None) -> None:
-    """Merge each partition's small files into one sorted file (safe while queries run), and
-    count each day for `msgtrace report` (so a report of whole days reads no rows).
+@writer_option
+def compact_command(store: str | None, writer: str | None) -> None:
+    """Merge each partition's small files of this writer into one sorted file (safe while queries
+    and other writers run), and count each day for `msgtrace report` (so a report of whole days
+    reads no rows).
 
-    Damaged files are moved aside into <store>/_damaged/ first: a messages partition is rebuilt
-    from the events table; a damaged events file is reported with the sources it held.
+    Damaged files of this writer are moved aside into <store>/_damaged/ first: a messages
+    partition is rebuilt from the events table; a damaged events file is reported with the
+    sources it held.
 
     \b
     Example: msgtrace compact --store /var/lib/msgtrace
     """
     from msgtrace.ingest.repair import find_damaged, repair
     from msgtrace.query.report_store import store_partials
-    from msgtrace.store import StoreLock
+    from msgtrace.store import WriterLease
+    from msgtrace.storepath import location
 
     try:
         root = existing_store(store)
     except MsgtraceError as e:
         raise cli_error(e) from None
+    mine = writer_store(root, writer)
     said: list[str] = []
     try:
-        with StoreLock(root):
-            damaged = find_damaged(root)
-            said += repair(root, damaged)
-            merged = _compact_all(root, said)
+        with WriterLease(mine):
+            damaged = [d for d in find_damaged(root) if mine.table(d.table).owns(location(d.path))]
+            said += repair(mine, damaged)
+            merged = _compact_all(mine, said)
             counted = store_partials(root)
     except MsgtraceError as e:  # locked by a watcher, its lock file cannot be opened
         raise cli_error(e) from e
@@ -234,21 +261,20 @@ def compact_command(store: str | None) -> None:
         raise click.ClickException(f"{len(lost)} damaged files held data the store could not rebuild: see above")
 
 
-def _compact_all(store: Path, said: list[str]) -> int:
-    """Compact every partition; one whose files fail to read whole (damage past the footer) is
-    repaired (ingest.repair) and compacted again. Returns partitions merged."""
+def _compact_all(store: Store, said: list[str]) -> int:
+    """Compact every partition of this writer; one whose files fail to read whole (damage past the
+    footer) is repaired (ingest.repair) and compacted again. Returns partitions merged."""
     import polars as pl
 
     from msgtrace.ingest.repair import read_problems, repair
-    from msgtrace.store import Store
 
     merged = 0
-    for table in Store(store).tables:
+    for table in store.tables:
         for day in table.days():
             try:
                 merged += table.compact(day)
             except pl.exceptions.PolarsError:
-                bad = read_problems(store, table.name, day)
+                bad = read_problems(store.root, table.name, day)
                 if not bad:
                     raise
                 said += repair(store, bad)

@@ -33,9 +33,17 @@ def apply_options(f: Callable[..., Any], options: list[Decorator]) -> Callable[.
 # $MSGTRACE_STORE, else data/store) by msgtrace.storepath, the rule the library uses too.
 store_option: Decorator = click.option(
     "--store",
-    metavar="DIR",
+    metavar="DIR|s3://BUCKET/PREFIX",
     default=None,
-    help=f"Store directory [env {defaults.STORE_ENV}; default {defaults.STORE}].",
+    help=f"Store directory, or an S3 prefix (AWS_* settings) [env {defaults.STORE_ENV}; default {defaults.STORE}].",
+)
+
+# The writers that share a store: one per MTA, each with its own files, checkpoints and lease.
+writer_option: Decorator = click.option(
+    "--writer",
+    metavar="NAME",
+    default=None,
+    help=f"This writer's name in the store (one per MTA) [env {defaults.WRITER_ENV}; default: the host name].",
 )
 
 

@@ -13,8 +13,15 @@ import click
 
 from msgtrace import defaults
 from msgtrace.cli.errors import cli_error
-from msgtrace.cli.ingest import check_rejects, keep_local_domains, make_options, parse_local_domains, safe
-from msgtrace.cli.options import queue_lifetime_option, rejects_option, source_options, store_option
+from msgtrace.cli.ingest import (
+    check_rejects,
+    keep_local_domains,
+    make_options,
+    parse_local_domains,
+    safe,
+    writer_store,
+)
+from msgtrace.cli.options import queue_lifetime_option, rejects_option, source_options, store_option, writer_option
 from msgtrace.errors import MsgtraceError
 from msgtrace.storepath import existing_store, store_path
 
@@ -39,6 +46,7 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
 
 @click.command("watch")
 @store_option
+@writer_option
 @source_options
 @click.option(
     "--flush-interval",
@@ -68,6 +76,7 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
 @click.argument("paths", nargs=-1, required=True)
 def watch_command(
     store: str | None,
+    writer: str | None,
     timezone: str | None,
     year: int | None,
     organization: str | None,
@@ -92,7 +101,7 @@ def watch_command(
     Example: msgtrace watch --store /var/lib/msgtrace --timezone Europe/Vienna '/var/log/mail.log*'
     """
     from msgtrace.ingest.watcher import Watcher, WatchOptions
-    from msgtrace.store import StoreLock
+    from msgtrace.store import WriterLease
 
     try:
         root = store_path(store)  # made by the first flush when it does not exist
@@ -104,6 +113,7 @@ def watch_command(
     check_rejects(rejects)
     from msgtrace.query.report_store import store_partials
 
+    mine = writer_store(root, writer)
     wopts = WatchOptions(
         flush_interval=flush_interval,
         rescan_interval=rescan_interval,
@@ -123,9 +133,9 @@ def watch_command(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        with StoreLock(root):
+        with WriterLease(mine):
             keep_local_domains(root, domains)
-            watcher = Watcher(root, list(paths), options, wopts, rejects)
+            watcher = Watcher(root, list(paths), options, wopts, rejects, store=mine)
             stopping.append(watcher)
             if requested.is_set():
                 watcher.request_stop()

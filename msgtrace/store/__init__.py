@@ -3,7 +3,9 @@
     from msgtrace.store import Store
     store = Store(Path("data/store"))
     lf = store.messages.scan([day])          # current rows, superseded ones dropped
-    store.events.append(frame)               # one new file per UTC day (the caller holds StoreLock)
+    store.events.append(frame)               # one new file per UTC day (the caller holds the lease)
+    Store(Path("s3://bucket/prefix"))        # no: an s3 store is storepath.store_path("s3://...")
+    Store(root, writer="mx2")                # a named writer: its own files and state (WriterLease)
 
 `Store` / `Table` (msgtrace.store.table) are the only way in: the file protocol below them
 (msgtrace.store.files: generations, deletes and counts in footers) and the file system
@@ -11,7 +13,7 @@
 """
 
 from msgtrace.store.cache import ColumnCache, reading_through
-from msgtrace.store.lock import StoreLock, lock_holder
+from msgtrace.store.lock import LEASE_ENV, StoreLock, WriterLease, lock_holder, writer_holder
 from msgtrace.store.table import (
     DAMAGED_DIR,
     STATE_DIR,
@@ -27,6 +29,7 @@ from msgtrace.store.table import (
 __all__ = [
     "ColumnCache",
     "DAMAGED_DIR",
+    "LEASE_ENV",
     "STATE_DIR",
     "EventsTable",
     "MessagesTable",
@@ -36,6 +39,8 @@ __all__ = [
     "StoreLock",
     "Table",
     "days_between",
+    "WriterLease",
     "lock_holder",
     "reading_through",
+    "writer_holder",
 ]

@@ -24,14 +24,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePath
 
 import polars as pl
 
 FileKey = tuple[str, int, int, int]
 
 
-def file_key(path: Path) -> FileKey:
+def file_key(path: PurePath) -> FileKey:
     """What identifies one version of a file: a new file under an old name gets a new key."""
     st = os.stat(path)
     return (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
@@ -77,7 +77,7 @@ class ColumnCache:
             return entry
 
     def frame(
-        self, path: Path, columns: Sequence[str], read: Callable[[Path, list[str]], pl.DataFrame]
+        self, path: PurePath, columns: Sequence[str], read: Callable[[PurePath, list[str]], pl.DataFrame]
     ) -> pl.DataFrame:
         """These columns of the file, the missing ones read by `read(path, names)` (which must give
         them in the file's row order). Concurrent misses of one file wait for a single read."""
@@ -98,7 +98,7 @@ class ColumnCache:
                 self._evict(key)
             return pl.DataFrame([entry.columns[c] for c in columns])
 
-    def deletes(self, path: Path, read: Callable[[Path], list[str]]) -> list[str]:
+    def deletes(self, path: PurePath, read: Callable[[PurePath], list[str]]) -> list[str]:
         """The file's deletes (msgtrace.deletes), its footer read once."""
         entry = self._entry(file_key(path))
         with entry.lock:
@@ -125,7 +125,7 @@ _ACTIVE: ContextVar[tuple[str, ColumnCache] | None] = ContextVar("msgtrace_colum
 
 
 @contextmanager
-def reading_through(root: Path, cache: ColumnCache | None) -> Iterator[None]:
+def reading_through(root: PurePath, cache: ColumnCache | None) -> Iterator[None]:
     """Within this block (and tasks and threads started from its context), every Store of this
     directory reads through `cache` (None: no cache)."""
     token = _ACTIVE.set(None if cache is None else (_real(str(root)), cache))
@@ -135,7 +135,7 @@ def reading_through(root: Path, cache: ColumnCache | None) -> Iterator[None]:
         _ACTIVE.reset(token)
 
 
-def attached(root: Path) -> ColumnCache | None:
+def attached(root: PurePath) -> ColumnCache | None:
     """The cache the current context reads this store directory through, if any."""
     active = _ACTIVE.get()
     if active is None or _real(str(root)) != active[0]:

@@ -10,6 +10,11 @@ A partition directory holds immutable files named ``g<generation>-<kind>.parquet
 - ``g000012-c``: holds every current row as of its generation, deletes applied: replaces
   everything below it (compaction).
 
+Many writers share a partition: each writer's files carry its tag, ``g000007-a.mx2.parquet``,
+and form a group of their own (generations, deletes and compaction never cross groups: a
+writer's messages are its own MTA's). Files without a tag are the group of the store's default
+writer, the one that wrote the store before writers had names (msgtrace.store.table.Store).
+
 Every messages file also records its rows per status (``msgtrace.status_counts``, JSON), so a
 count by status over whole days sums file footers (query.summary); a file without the key
 is counted by reading its rows.
@@ -17,7 +22,7 @@ is counted by reading its rows.
 A reader keeps every file that no newer file replaces. A rewrite writes its new file first
 and deletes the replaced ones after, so a query that lists the directory at any instant sees
 every row exactly once, and a crash between the two steps leaves only garbage that the next
-write removes. Generations only grow; one writer per store (see msgtrace.store.lock.StoreLock).
+write removes. Generations only grow; one process per writer (msgtrace.store.lock).
 
 This is the store's protocol: only msgtrace.store.table (the `Table` that owns a table's files)
 uses it; everything else reads and writes through `Store` / `Table` (tests/test_store_boundary.py).
@@ -28,8 +33,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import PurePath  # a local Path or an ObjectPath (msgtrace.storepath)
 
 import polars as pl
 
@@ -42,19 +47,21 @@ ROW_GROUP_SIZE = 256_000  # rows: a day's sender lookup reads a few groups, stat
 # Messages files only: {status: rows} of the rows in the file itself (deletes not applied), so a
 # count by status over whole days reads file footers instead of rows (query.summary).
 STATUS_COUNTS_KEY = "msgtrace.status_counts"
-_FILE = re.compile(r"^g(\d{6,})-(a|c|r(\d{6,}))\.parquet$")
+_FILE = re.compile(r"^g(\d{6,})-(a|c|r(\d{6,}))(?:\.([A-Za-z0-9][A-Za-z0-9._-]*))?\.parquet$")
+# a writer's name: its tag in file names and its folder of state (a host name fits)
+WRITER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
-def partition_dir(table_dir: Path, day: dt.date) -> Path:
+def partition_dir(table_dir: PurePath, day: dt.date) -> PurePath:
     """The directory of one day's partition."""
     return table_dir / f"{PARTITION_KEY}={day.isoformat()}"
 
 
-def partition_days(fs: FileSystem, table_dir: Path) -> list[dt.date]:
+def partition_days(fs: FileSystem, table_dir: PurePath) -> list[dt.date]:
     """Every day that has a partition directory, sorted."""
     days = []
-    for name in fs.list(table_dir):
-        if name.startswith(PARTITION_KEY + "=") and fs.is_dir(table_dir / name):
+    for name in fs.list_dirs(table_dir):
+        if name.startswith(PARTITION_KEY + "="):
             try:
                 days.append(dt.date.fromisoformat(name.split("=", 1)[1]))
             except ValueError:
@@ -62,27 +69,42 @@ def partition_days(fs: FileSystem, table_dir: Path) -> list[dt.date]:
     return sorted(days)
 
 
-def _generations(fs: FileSystem, part: Path) -> list[tuple[int, int, Path]]:
-    """(generation, lowest generation it replaces, path), oldest first; `-a` files replace nothing."""
-    out = []
+Generations = dict[str, list[tuple[int, int, PurePath]]]
+
+
+def _generations(fs: FileSystem, part: PurePath, tag: str | None = None) -> Generations:
+    """Per writer's tag ("" for untagged files): (generation, lowest generation it replaces, path),
+    oldest first; `-a` files replace nothing. `tag`: that writer's files only."""
+    out: Generations = {}
     for name in fs.list(part):
         m = _FILE.match(name)
-        if m:
+        if m and (tag is None or (m.group(4) or "") == tag):
             gen = int(m.group(1))
             kind = m.group(2)
             low = gen if kind == "a" else (0 if kind == "c" else int(m.group(3)))
-            out.append((gen, low, part / name))
-    out.sort()
+            out.setdefault(m.group(4) or "", []).append((gen, low, part / name))
+    for gens in out.values():
+        gens.sort()
     return out
 
 
-def current_files(fs: FileSystem, part: Path) -> list[Path]:
-    """The files a reader must scan: those no newer file replaces, oldest first."""
-    return _current(_generations(fs, part))
+def owner(path: PurePath) -> str:
+    """The tag of the writer whose file this is ("" for an untagged file)."""
+    m = _FILE.match(path.name)
+    if not m:
+        raise ValueError(f"not a partition file: {path}")
+    return m.group(4) or ""
 
 
-def _current(gens: list[tuple[int, int, Path]]) -> list[Path]:
-    current: list[Path] = []
+def current_files(fs: FileSystem, part: PurePath, tag: str | None = None) -> list[PurePath]:
+    """The files a reader must scan: those no newer file of their writer replaces; each writer's
+    oldest first (writers in name order). `tag`: that writer's files only."""
+    groups = _generations(fs, part, tag)
+    return [p for t in sorted(groups) for p in _current(groups[t])]
+
+
+def _current(gens: list[tuple[int, int, PurePath]]) -> list[PurePath]:
+    current: list[PurePath] = []
     covered_from = None  # generations >= this (and below the replacing file) are replaced
     for gen, low, path in reversed(gens):
         if covered_from is not None and gen >= covered_from:
@@ -93,21 +115,22 @@ def _current(gens: list[tuple[int, int, Path]]) -> list[Path]:
     return current[::-1]
 
 
-def superseded_files(fs: FileSystem, part: Path) -> list[Path]:
-    """Files that a newer file made obsolete (safe to delete)."""
-    gens = _generations(fs, part)
+def superseded_files(fs: FileSystem, part: PurePath, tag: str) -> list[PurePath]:
+    """One writer's files that a newer file of its own made obsolete (safe for it to delete)."""
+    gens = _generations(fs, part, tag).get(tag, [])
     current = set(_current(gens))
     return [p for _, _, p in gens if p not in current]
 
 
-def next_file(fs: FileSystem, part: Path, complete: bool) -> Path:
-    """The name for the next file written into this partition: an append or a complete file."""
-    gens = _generations(fs, part)
+def next_file(fs: FileSystem, part: PurePath, complete: bool, tag: str) -> PurePath:
+    """The name for a writer's next file in this partition: an append or a complete file."""
+    gens = _generations(fs, part, tag).get(tag, [])
     gen = gens[-1][0] + 1 if gens else 1
-    return part / f"g{gen:06d}-{'c' if complete else 'a'}.parquet"
+    suffix = f".{tag}" if tag else ""
+    return part / f"g{gen:06d}-{'c' if complete else 'a'}{suffix}.parquet"
 
 
-def generation(path: Path) -> int:
+def generation(path: PurePath) -> int:
     """The generation number in a partition file's name."""
     m = _FILE.match(path.name)
     if not m:
@@ -115,22 +138,20 @@ def generation(path: Path) -> int:
     return int(m.group(1))
 
 
-def files_for_days(fs: FileSystem, table_dir: Path, days: Iterable[dt.date]) -> list[Path]:
-    """Current files of the given days' partitions (missing days are skipped)."""
-    files: list[Path] = []
-    for day in days:
-        files.extend(current_files(fs, partition_dir(table_dir, day)))
-    return files
+def metadata_of(fs: FileSystem, path: PurePath) -> dict[str, str]:
+    """A Parquet file's key-value metadata (its footer only)."""
+    return pl.read_parquet_metadata(fs.uri(path), storage_options=fs.storage_options())
 
 
-def deletes_of(path: Path, metadata: dict[str, str] | None = None) -> list[str]:
-    """The MessageTraceIds an append file supersedes in older files (none for other files).
+def deletes_of(fs: FileSystem, path: PurePath, metadata: dict[str, str] | None = None) -> list[str]:
+    """The MessageTraceIds an append file supersedes in older files of its writer (none for other files).
 
     `metadata`: the file's key-value metadata when the caller has already read it.
     """
-    if not path.name.endswith("-a.parquet"):
+    m = _FILE.match(path.name)
+    if not m or m.group(2) != "a":
         return []
-    text = (metadata if metadata is not None else pl.read_parquet_metadata(path)).get(DELETES_KEY, "")
+    text = (metadata if metadata is not None else metadata_of(fs, path)).get(DELETES_KEY, "")
     return text.split() if text else []
 
 
@@ -165,33 +186,41 @@ def status_counts_of(metadata: dict[str, str]) -> dict[str, int] | None:
     return counts
 
 
-def supersedes_rows(files: list[Path]) -> bool:
-    """Whether some of a partition's current files (oldest first) drop rows of older ones: readers
-    then filter, and footer row counts overstate what a query sees. The oldest file's deletes hit
-    nothing current."""
-    return any(deletes_of(f) for f in files[1:])
+def by_writer(files: list[PurePath]) -> list[list[PurePath]]:
+    """Files grouped by (partition, writer), each group oldest first: deletes and replacement
+    work inside a group only."""
+    groups: dict[tuple[PurePath, str], list[PurePath]] = {}
+    for f in files:
+        groups.setdefault((f.parent, owner(f)), []).append(f)
+    return [sorted(g, key=generation) for g in groups.values()]
 
 
-def superseded_ids(files: list[Path], deletes: Callable[[Path], list[str]] | None = None) -> dict[Path, set[str]]:
-    """For each current file, the MessageTraceIds whose rows in it newer files of its partition
-    supersede (empty for most files; always empty for a partition's newest file).
+def supersedes_rows(fs: FileSystem, files: list[PurePath]) -> bool:
+    """Whether some of a partition's current files drop rows of older ones: readers then filter,
+    and footer row counts overstate what a query sees. A writer's oldest current file's deletes
+    hit nothing current."""
+    return any(deletes_of(fs, f) for group in by_writer(files) for f in group[1:])
+
+
+def superseded_ids(
+    fs: FileSystem, files: list[PurePath], deletes: Callable[[PurePath], list[str]] | None = None
+) -> dict[PurePath, set[str]]:
+    """For each current file, the MessageTraceIds whose rows in it newer files of its partition and
+    writer supersede (empty for most files; always empty for a writer's newest file).
 
     `deletes`: how to read a file's deletes (default deletes_of: its footer)."""
-    read = deletes or deletes_of
-    out: dict[Path, set[str]] = {}
-    by_part: dict[Path, list[Path]] = {}
-    for f in files:
-        by_part.setdefault(f.parent, []).append(f)
-    for part_files in by_part.values():
+    read = deletes or (lambda f: deletes_of(fs, f))
+    out: dict[PurePath, set[str]] = {}
+    for group in by_writer(files):
         newer: set[str] = set()
-        for f in sorted(part_files, key=generation, reverse=True):
+        for f in reversed(group):
             out[f] = set(newer)
             newer.update(read(f))
-    return out
+    return {f: out[f] for f in files}
 
 
 def scan_files(
-    files: list[Path], schema: dict[str, pl.DataType], deletes: bool = True, **scan_options: object
+    fs: FileSystem, files: list[PurePath], schema: dict[str, pl.DataType], deletes: bool = True, **scan_options: object
 ) -> pl.LazyFrame:
     """A lazy scan of current partition files with superseded rows dropped.
 
@@ -200,28 +229,28 @@ def scan_files(
     Files without such deletes (the usual case after compaction) are scanned together.
     `deletes=False`: the table never writes deletes (events), so no footer is read for them.
     """
-    options = {"schema": schema, "hive_partitioning": False, **scan_options}
-    plain: list[Path] = []
+    options = {"schema": schema, "hive_partitioning": False, "storage_options": fs.storage_options(), **scan_options}
+    plain: list[PurePath] = []
     filtered: list[pl.LazyFrame] = []
-    for f, gone in superseded_ids(files).items() if deletes else ((f, set()) for f in files):
+    for f, gone in superseded_ids(fs, files).items() if deletes else ((f, set()) for f in files):
         if gone:
-            lf = pl.scan_parquet(f, **options)  # type: ignore[arg-type]
+            lf = pl.scan_parquet(fs.uri(f), **options)  # type: ignore[arg-type]
             filtered.append(lf.filter(~pl.col("message_trace_id").is_in(sorted(gone))))
         else:
             plain.append(f)
-    parts = [pl.scan_parquet([str(f) for f in plain], **options)] if plain else []  # type: ignore[arg-type]
+    parts = [pl.scan_parquet([fs.uri(f) for f in plain], **options)] if plain else []  # type: ignore[arg-type]
     parts += filtered
     if not parts:
         return pl.LazyFrame(schema=schema)
     return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
 
 
-def footer_problem(path: Path) -> str | None:
+def footer_problem(fs: FileSystem, path: PurePath) -> str | None:
     """Why a Parquet file's footer cannot be read (one neutralised line), or None when it can."""
     try:
-        if path.stat().st_size == 0:
+        if fs.size(path) == 0:
             return "empty file"
-        pl.read_parquet_metadata(path)
+        metadata_of(fs, path)
     except (FileNotFoundError, PermissionError):
         return None  # replaced by a compaction meanwhile, or not ours to read: not damage
     except (OSError, pl.exceptions.PolarsError, ValueError) as e:
@@ -229,13 +258,15 @@ def footer_problem(path: Path) -> str | None:
     return None
 
 
-def read_problem(path: Path, schema: dict[str, pl.DataType]) -> str | None:
+def read_problem(fs: FileSystem, path: PurePath, schema: dict[str, pl.DataType]) -> str | None:
     """Why a Parquet file cannot be read whole (footer or pages), or None: the thorough check."""
-    problem = footer_problem(path)
+    problem = footer_problem(fs, path)
     if problem is not None:
         return problem
     try:
-        pl.scan_parquet(path, schema=schema, hive_partitioning=False).collect()
+        pl.scan_parquet(
+            fs.uri(path), schema=schema, hive_partitioning=False, storage_options=fs.storage_options()
+        ).collect()
     except FileNotFoundError:
         return None
     except (OSError, pl.exceptions.PolarsError, ValueError) as e:
@@ -250,14 +281,17 @@ def one_line_reason(e: BaseException) -> str:
     return neutralize(text)[:200]
 
 
-def footer_rows(path: Path) -> int:
+def footer_rows(fs: FileSystem, path: PurePath) -> int:
     """A file's row count from its footer alone."""
-    import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never needs it
+    if fs.is_local:
+        import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never needs it
 
-    return pq.read_metadata(path).num_rows
+        return pq.read_metadata(fs.uri(path)).num_rows
+    lf = pl.scan_parquet(fs.uri(path), storage_options=fs.storage_options(), hive_partitioning=False)
+    return int(lf.select(pl.len()).collect().item())  # Polars answers a count from the footer
 
 
-def write_with_pyarrow(fs: FileSystem, df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+def write_with_pyarrow(fs: FileSystem, df: pl.DataFrame, path: PurePath, metadata: dict[str, str]) -> None:
     """Write df (already in its table's schema and column order) atomically, zstd, with statistics.
 
     Message rows are what every trace reads: pyarrow's files answer a filtered scan ~25% faster in
@@ -272,7 +306,7 @@ def write_with_pyarrow(fs: FileSystem, df: pl.DataFrame, path: Path, metadata: d
         pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE, write_statistics=True)
 
 
-def write_with_polars(fs: FileSystem, df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+def write_with_polars(fs: FileSystem, df: pl.DataFrame, path: PurePath, metadata: dict[str, str]) -> None:
     """Write df atomically with Polars' writer (zstd, statistics): about twice as fast as pyarrow's
     for events and state."""
     with fs.atomic_path(path, ".parquet") as tmp:
@@ -284,19 +318,21 @@ def write_with_polars(fs: FileSystem, df: pl.DataFrame, path: Path, metadata: di
 _DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Float64: "DOUBLE", pl.Boolean: "BOOLEAN"}
 
 
-def duckdb_view(name: str, table_dir: Path, schema: dict[str, pl.DataType], deletes: bool = True) -> str:
+def duckdb_view(name: str, table_dir: PurePath, schema: dict[str, pl.DataType], deletes: bool = True) -> str:
     """`CREATE OR REPLACE VIEW name AS ...`: this protocol in DuckDB's SQL, for readers of the store
     outside msgtrace (msgtrace.duckdb).
 
     The view lists the partitions each time it is read, so it follows new files, compactions and
     deletes like a msgtrace reader: a file is current unless a newer `-c` (or `-r`) file of its
-    partition replaces it (legacy `-r` files are taken one level deep: writers no longer make
-    them), and a row is dropped when a newer current file of its partition lists its
+    partition and writer replaces it (legacy `-r` files are taken one level deep: writers no longer
+    make them), and a row is dropped when a newer current file of its partition and writer lists its
     MessageTraceId in `msgtrace.deletes`. It adds `date`, the partition's UTC day, so a filter on
     it opens only those days' files.
     """
     root = str(table_dir).replace("'", "''")
     glob = f"'{root}/{PARTITION_KEY}=*/g*.parquet'"
+    # generation, kind and writer tag (empty: the default writer's untagged files), as _FILE
+    name_re = "'g([0-9]{6,})-(a|c|r[0-9]{6,})(?:\\.([A-Za-z0-9][A-Za-z0-9._-]*))?\\.parquet$'"
     columns = ",\n  ".join(
         f"CAST(m.{c} AS {'TIMESTAMPTZ' if isinstance(t, pl.Datetime) else _DUCKDB_TYPES[t.base_type()]}) AS {c}"
         for c, t in schema.items()
@@ -304,7 +340,7 @@ def duckdb_view(name: str, table_dir: Path, schema: dict[str, pl.DataType], dele
     gone = (
         f"""gone AS (
   SELECT l.file, unnest(string_split(decode(d.value), ' ')) AS id
-  FROM live l JOIN live n ON n.part = l.part AND n.gen > l.gen
+  FROM live l JOIN live n ON n.part = l.part AND n.writer = l.writer AND n.gen > l.gen
   JOIN parquet_kv_metadata({glob}) d ON d.file_name = n.file AND decode(d.key) = '{DELETES_KEY}'
   WHERE n.kind = 'a'
 )"""
@@ -315,15 +351,18 @@ def duckdb_view(name: str, table_dir: Path, schema: dict[str, pl.DataType], dele
 WITH named AS (
   SELECT file,
     regexp_replace(file, '[/\\\\][^/\\\\]*$', '') AS part,
-    CAST(regexp_extract(file, 'g([0-9]{{6,}})-(a|c|r[0-9]{{6,}})\\.parquet$', 1) AS BIGINT) AS gen,
-    regexp_extract(file, 'g[0-9]{{6,}}-(a|c|r[0-9]{{6,}})\\.parquet$', 1) AS kind
+    CAST(regexp_extract(file, {name_re}, 1) AS BIGINT) AS gen,
+    regexp_extract(file, {name_re}, 2) AS kind,
+    regexp_extract(file, {name_re}, 3) AS writer
   FROM glob({glob})
-  WHERE regexp_matches(file, 'g[0-9]{{6,}}-(a|c|r[0-9]{{6,}})\\.parquet$')
+  WHERE regexp_matches(file, {name_re})
 ), spans AS (
   SELECT *, CASE kind WHEN 'a' THEN gen WHEN 'c' THEN 0 ELSE CAST(substr(kind, 2) AS BIGINT) END AS low FROM named
 ), live AS (
   SELECT s.* FROM spans s
-  WHERE NOT EXISTS (SELECT 1 FROM spans n WHERE n.part = s.part AND n.low <= s.gen AND s.gen < n.gen)
+  WHERE NOT EXISTS (
+    SELECT 1 FROM spans n WHERE n.part = s.part AND n.writer = s.writer AND n.low <= s.gen AND s.gen < n.gen
+  )
 ), {gone}
 SELECT
   {columns},

@@ -15,14 +15,19 @@ two tables is decided by which table it is, never by comparing schemas:
   compacted as one stream.
 
 `Store` holds both tables and the small state files (`_state/`: checkpoints, the open messages'
-events, the watcher's state).
+events, the watcher's state). A store opened for a named writer (`Store(root, writer="mx2")`)
+writes, compacts and scans only that writer's files and keeps its state in
+`_state/writers/<name>/`; a reader's store (no writer) scans every writer's files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from pathlib import Path
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import PurePath
+from typing import TypeVar
 
 import polars as pl
 
@@ -30,10 +35,17 @@ from msgtrace.errors import MsgtraceError
 from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR, conform
 from msgtrace.store import files
 from msgtrace.store.cache import ColumnCache, attached
-from msgtrace.store.fs import TEMP_PREFIX, FileSystem, LocalFileSystem
+from msgtrace.store.fs import FileSystem, LocalFileSystem, temp_target
+from msgtrace.storepath import ObjectPath
 
 STATE_DIR = "_state"
-LOCK_FILE = ".lock"  # msgtrace.store.lock
+WRITERS_DIR = "writers"  # _state/writers/<name>/: each named writer's own state
+# _state/default_writer: the name of the writer that owns the untagged files and the state in
+# _state/ itself (a store written before writers had names): the first named writer to open
+# such a store claims it, and carries on its checkpoints and open messages.
+DEFAULT_WRITER_FILE = "default_writer"
+SHARED_STATE = {"config.json", DEFAULT_WRITER_FILE}  # in _state/, written by every writer
+LOCK_FILE = ".lock"  # msgtrace.store.lock: the default writer's lock, where older versions had it
 DAMAGED_DIR = "_damaged"  # damaged files moved aside: <store>/_damaged/<table>/date=.../
 REPORT_DIR = "_report_counts"  # msgtrace report's counts of whole days (ReportPartials)
 # A partition file with fewer rows than this is small: many of them are worth merging (the
@@ -41,6 +53,8 @@ REPORT_DIR = "_report_counts"  # msgtrace report's counts of whole days (ReportP
 SMALL_FILE_ROWS = 50_000
 
 Schema = dict[str, pl.DataType]
+T = TypeVar("T")
+REMOTE_DAYS_AT_ONCE = 8  # partitions listed (and footers read) at once on object storage
 
 
 class StoreError(MsgtraceError):
@@ -55,27 +69,49 @@ class Table:
     time_column: str
     keeps_deletes: bool  # whether its files may supersede rows of older ones (msgtrace.deletes)
 
-    def __init__(self, root: Path, fs: FileSystem, cache: ColumnCache | None = None) -> None:
+    def __init__(
+        self, root: PurePath, fs: FileSystem, tag: str | None = None, cache: ColumnCache | None = None
+    ) -> None:
         self.fs = fs
         self.dir = root / self.name
-        self.cache = cache
+        # the writer whose files this table reads and writes (its tag in file names; "": the
+        # default writer's untagged files); None: a reader, which sees every writer's files and,
+        # if it writes (tests, the library), writes as the default writer
+        self.tag = tag
+        self.write_tag = tag or ""
+        self.guard: Callable[[], None] | None = None  # raises when this writer may not write (Store.guard)
+        self.cache = cache  # decoded columns of local files (msgtrace web), msgtrace.store.cache
 
     # ---- what is there -------------------------------------------------------------------
     def days(self) -> list[dt.date]:
         """Every day that has a partition, sorted."""
         return files.partition_days(self.fs, self.dir)
 
-    def partition(self, day: dt.date) -> Path:
+    def partition(self, day: dt.date) -> PurePath:
         """The directory of one day's partition."""
         return files.partition_dir(self.dir, day)
 
-    def current_files(self, day: dt.date) -> list[Path]:
+    def current_files(self, day: dt.date) -> list[PurePath]:
         """The files a reader of this day must scan, oldest first (no newer file replaces them)."""
-        return files.current_files(self.fs, self.partition(day))
+        return files.current_files(self.fs, self.partition(day), self.tag)
 
-    def files(self, days: list[dt.date] | None = None) -> list[Path]:
+    def owns(self, path: PurePath) -> bool:
+        """Whether a partition file is this table's writer's to move, rebuild or compact (a
+        reader's table: every file)."""
+        return self.tag is None or files.owner(path) == self.write_tag
+
+    def files(self, days: list[dt.date] | None = None) -> list[PurePath]:
         """Current files of these days' partitions (every day when None); missing days are skipped."""
-        return files.files_for_days(self.fs, self.dir, self.days() if days is None else days)
+        return [f for found in self.per_day(self.days() if days is None else days, self.current_files) for f in found]
+
+    def per_day(self, days: list[dt.date], step: Callable[[dt.date], T]) -> list[T]:
+        """step(day) for each day, in order. On object storage each is a round trip or two (a LIST,
+        a footer), so several days go at once: a 30-day count by status waits for ~4 round trips
+        instead of 30. On disk, one after the other (no wait to hide)."""
+        if self.fs.is_local or len(days) < 2:
+            return [step(d) for d in days]
+        with ThreadPoolExecutor(max_workers=min(REMOTE_DAYS_AT_ONCE, len(days))) as pool:
+            return list(pool.map(step, days))
 
     # ---- reading -------------------------------------------------------------------------
     def scan(self, days: list[dt.date] | None = None) -> pl.LazyFrame | None:
@@ -83,26 +119,26 @@ class Table:
         found = self.files(days)
         return self.scan_files(found) if found else None
 
-    def live_files(self, days: list[dt.date] | None = None) -> list[tuple[Path, frozenset[str]]]:
+    def live_files(self, days: list[dt.date] | None = None) -> list[tuple[PurePath, frozenset[str]]]:
         """Current files of these days (every day when None), each with the MessageTraceIds whose rows
         in it a newer file of its partition supersedes (empty for most files): what a reader other
         than Polars (Spark, msgtrace.spark) applies to see each message once."""
         found = self.files(days)
         if not self.keeps_deletes:
             return [(f, frozenset()) for f in found]
-        return [(f, frozenset(gone)) for f, gone in files.superseded_ids(found).items()]
+        return [(f, frozenset(gone)) for f, gone in files.superseded_ids(self.fs, found).items()]
 
     def sql_view(self, name: str) -> str:
         """A DuckDB `CREATE OR REPLACE VIEW name` over this table's current rows, superseded rows
         dropped, which lists the partitions each time it is read (msgtrace.duckdb)."""
         return files.duckdb_view(name, self.dir, self.schema, self.keeps_deletes)
 
-    def scan_files(self, paths: list[Path], **scan_options: object) -> pl.LazyFrame:
+    def scan_files(self, paths: list[PurePath], **scan_options: object) -> pl.LazyFrame:
         """A lazy scan of current files listed before (`files`), in the table's schema, superseded
         rows dropped. `scan_options` go to pl.scan_parquet (e.g. glob=False)."""
-        return files.scan_files(paths, self.schema, self.keeps_deletes, **scan_options)
+        return files.scan_files(self.fs, paths, self.schema, self.keeps_deletes, **scan_options)
 
-    def scan_columns(self, paths: list[Path], columns: list[str]) -> pl.LazyFrame:
+    def scan_columns(self, paths: list[PurePath], columns: list[str]) -> pl.LazyFrame:
         """scan_files of current files listed before, these columns only: from the store's column
         cache (msgtrace.store.cache) when it has one and the files span few partitions, else
         a Parquet scan. The same rows either way (in-memory order may differ: sort them)."""
@@ -112,7 +148,7 @@ class Table:
             return lf.select(columns)
         key = [*columns, *(["message_trace_id"] if self.keeps_deletes and "message_trace_id" not in columns else [])]
         gone_by_file = (
-            files.superseded_ids(paths, lambda f: cache.deletes(f, files.deletes_of))
+            files.superseded_ids(self.fs, paths, lambda f: cache.deletes(f, lambda g: files.deletes_of(self.fs, g)))
             if self.keeps_deletes
             else {f: set() for f in paths}
         )
@@ -129,35 +165,35 @@ class Table:
             return pl.LazyFrame(schema={c: self.schema[c] for c in columns})
         return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
 
-    def in_memory(self, paths: list[Path]) -> bool:
+    def in_memory(self, paths: list[PurePath]) -> bool:
         """Whether scan_columns of these files reads the column cache (not Parquet)."""
         return self.cache is not None and len({p.parent for p in paths}) <= self.cache.max_partitions
 
-    def _read_columns(self, path: Path, columns: list[str]) -> pl.DataFrame:
+    def _read_columns(self, path: PurePath, columns: list[str]) -> pl.DataFrame:
         """These columns of one file, every row (as scan_files reads them: the table's schema, a
         column the file lacks as nulls)."""
         lf = pl.scan_parquet(
-            path, schema=self.schema, hive_partitioning=False, missing_columns="insert", extra_columns="ignore"
+            str(path), schema=self.schema, hive_partitioning=False, missing_columns="insert", extra_columns="ignore"
         )
         return lf.select(columns).collect()
 
-    def footer_rows(self, paths: list[Path]) -> int:
+    def footer_rows(self, paths: list[PurePath]) -> int:
         """Rows of these files by their footers alone (deletes not applied); a file replaced by a
         compaction meanwhile (gone, or its footer unreadable) counts nothing."""
         rows = 0
         for f in paths:
             try:
-                rows += files.footer_rows(f)
+                rows += files.footer_rows(self.fs, f)
             except (OSError, ValueError):
                 continue
         return rows
 
-    def rows(self, paths: list[Path]) -> int:
+    def rows(self, paths: list[PurePath]) -> int:
         """Rows a query sees in one partition's current files: the footers, unless a newer file
         supersedes rows of an older one (an uncompacted partition); then they are counted with
         deletes applied."""
         try:
-            if not files.supersedes_rows(paths):
+            if not files.supersedes_rows(self.fs, paths):
                 return self.footer_rows(paths)
             return int(self.scan_files(paths).select(pl.len()).collect().item())
         except (OSError, ValueError, pl.exceptions.PolarsError):
@@ -165,7 +201,7 @@ class Table:
 
     def has_deletes(self, day: dt.date) -> bool:
         """Whether a partition holds rows superseded by a newer file's deletes."""
-        return self.keeps_deletes and files.supersedes_rows(self.current_files(day))
+        return self.keeps_deletes and files.supersedes_rows(self.fs, self.current_files(day))
 
     def has_small_files(self, day: dt.date, min_files: int) -> bool:
         """Whether a partition holds at least min_files current files averaging fewer than
@@ -175,27 +211,28 @@ class Table:
         found = self.current_files(day)
         if len(found) < min_files:
             return False
-        rows = pl.scan_parquet(found).select(pl.len()).collect().item()  # footers only
+        lf = pl.scan_parquet([self.fs.uri(f) for f in found], storage_options=self.fs.storage_options())
+        rows = lf.select(pl.len()).collect().item()  # footers only
         return rows < SMALL_FILE_ROWS * len(found)
 
     # ---- damage ---------------------------------------------------------------------------
-    def damaged(self) -> list[tuple[dt.date, Path, str]]:
+    def damaged(self) -> list[tuple[dt.date, PurePath, str]]:
         """(day, file, why) of every current file whose footer cannot be read (cheap: a few KB a
         file); such a file breaks every read of its day."""
         out = []
         for day in self.days():
             for f in self.current_files(day):
-                problem = files.footer_problem(f)
+                problem = files.footer_problem(self.fs, f)
                 if problem is not None:
                     out.append((day, f, problem))
         return out
 
-    def read_problem(self, path: Path) -> str | None:
+    def read_problem(self, path: PurePath) -> str | None:
         """Why one of the table's files cannot be read whole (footer or pages), or None: the
         thorough check, for a partition whose read failed although every footer is sound."""
-        return files.read_problem(path, self.schema)
+        return files.read_problem(self.fs, path, self.schema)
 
-    def move_aside(self, path: Path) -> Path:
+    def move_aside(self, path: PurePath) -> PurePath:
         """Move a damaged file of this table into <store>/_damaged/<table>/date=.../ (never over an
         earlier one); returns where it went. The caller holds the store lock."""
         part = path.parent
@@ -230,30 +267,35 @@ class Table:
 
     def write(
         self, day: dt.date, frame: pl.DataFrame, deletes: list[str] | None = None, complete: bool = False
-    ) -> Path:
+    ) -> PurePath:
         """Write one new file into a day's partition: an append (with the MessageTraceIds it
         supersedes in older files) or, `complete`, a file replacing every older one. Returns it.
 
         `frame` holds the table's columns (conform() it first) and only rows of this day."""
-        path = files.next_file(self.fs, self.partition(day), complete)
+        if self.guard is not None:
+            self.guard()
+        path = files.next_file(self.fs, self.partition(day), complete, self.write_tag)
         metadata = {files.DELETES_KEY: " ".join(deletes)} if deletes else {}
         self._write_file(frame.select(list(self.schema)), path, metadata)
         return path
 
     def compact(self, day: dt.date, min_files: int = 2) -> bool:
-        """Merge a partition's current files into one complete file; True if it did. Readers meanwhile
-        see the old files or the new one: it appears by one rename before the old ones are deleted."""
+        """Merge this writer's current files of a partition into one complete file of its own; True
+        if it did. Readers meanwhile see the old files or the new one: it appears whole (one rename,
+        or one PUT) before the old ones are deleted, and its name says which it replaces."""
+        if self.guard is not None:
+            self.guard()
         part = self.partition(day)
-        current = files.current_files(self.fs, part)
+        current = files.current_files(self.fs, part, self.write_tag)
         if len(current) < min_files:
             self._drop_superseded(part)
             return False
-        self._compact_into(current, files.next_file(self.fs, part, complete=True))
+        self._compact_into(current, files.next_file(self.fs, part, True, self.write_tag))
         self._drop_superseded(part)
         return True
 
-    def _drop_superseded(self, part: Path) -> None:
-        for p in files.superseded_files(self.fs, part):
+    def _drop_superseded(self, part: PurePath) -> None:
+        for p in files.superseded_files(self.fs, part, self.write_tag):
             self.fs.delete(p)
 
     # ---- what differs between the tables -------------------------------------------------
@@ -261,10 +303,10 @@ class Table:
         """One day's new rows in the order they are written."""
         raise NotImplementedError
 
-    def _write_file(self, df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+    def _write_file(self, df: pl.DataFrame, path: PurePath, metadata: dict[str, str]) -> None:
         raise NotImplementedError
 
-    def _compact_into(self, current: list[Path], target: Path) -> None:
+    def _compact_into(self, current: list[PurePath], target: PurePath) -> None:
         raise NotImplementedError
 
 
@@ -279,7 +321,7 @@ class MessagesTable(Table):
     def _ordered(self, rows: pl.DataFrame) -> pl.DataFrame:
         return rows.sort("received")
 
-    def _write_file(self, df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+    def _write_file(self, df: pl.DataFrame, path: PurePath, metadata: dict[str, str]) -> None:
         counts = files.status_counts_metadata(df.group_by("status").len())
         files.write_with_pyarrow(self.fs, df, path, {**counts, **metadata})
 
@@ -310,20 +352,31 @@ class MessagesTable(Table):
             deletes[day] = gone
         return self._append_days(new_by_day, deletes)
 
-    def status_counts(self, paths: list[Path]) -> Counter[str | None] | None:
+    def day_status_counts(self, days: list[dt.date]) -> list[tuple[list[PurePath], Counter[str | None] | None]]:
+        """For each day: its current files and their rows per status by the footers (status_counts),
+        the days listed and counted at once on object storage (per_day)."""
+
+        def count(day: dt.date) -> tuple[list[PurePath], Counter[str | None] | None]:
+            found = self.current_files(day)
+            return found, self.status_counts(found)
+
+        return self.per_day(days, count)
+
+    def status_counts(self, paths: list[PurePath]) -> Counter[str | None] | None:
         """One partition's rows per status from its current files' footers; None when they cannot
         tell (a file without counts, or a newer file superseding rows of an older one)."""
         total: Counter[str | None] = Counter()
-        for i, f in enumerate(paths):
-            meta = pl.read_parquet_metadata(f)
-            counts = files.status_counts_of(meta)
-            # the oldest current file's deletes hit no current file (cf. has_deletes)
-            if counts is None or (i > 0 and files.deletes_of(f, meta)):
-                return None
-            total.update(counts)
+        for group in files.by_writer(paths):
+            for i, f in enumerate(group):
+                meta = files.metadata_of(self.fs, f)
+                counts = files.status_counts_of(meta)
+                # a writer's oldest current file's deletes hit no current file (cf. has_deletes)
+                if counts is None or (i > 0 and files.deletes_of(self.fs, f, meta)):
+                    return None
+                total.update(counts)
         return total
 
-    def _compact_into(self, current: list[Path], target: Path) -> None:
+    def _compact_into(self, current: list[PurePath], target: PurePath) -> None:
         """Merge a messages partition's current files into `target`, superseded rows dropped, one row
         group at a time: a busy day holds millions of rows, and memory must not grow with it.
 
@@ -347,10 +400,15 @@ class MessagesTable(Table):
                     group.clear()
 
             try:
-                for f, gone in files.superseded_ids(current).items():
+                for f, gone in files.superseded_ids(self.fs, current).items():
                     # read by Polars a row group's worth at a time (a slice reads only the row groups
                     # it needs): pyarrow's reader would keep its own pool of decoded pages beside Polars'
-                    whole = pl.scan_parquet(f, schema=MESSAGE_SCHEMA, hive_partitioning=False)
+                    whole = pl.scan_parquet(
+                        self.fs.uri(f),
+                        schema=MESSAGE_SCHEMA,
+                        hive_partitioning=False,
+                        storage_options=self.fs.storage_options(),
+                    )
                     total = whole.select(pl.len()).collect().item()
                     for offset in range(0, total, files.ROW_GROUP_SIZE):
                         rows = whole.slice(offset, files.ROW_GROUP_SIZE).collect()
@@ -374,7 +432,7 @@ class EventsTable(Table):
     time_column = "time"
     keeps_deletes = False  # append-only: nothing in it is ever superseded
 
-    def rows(self, paths: list[Path]) -> int:
+    def rows(self, paths: list[PurePath]) -> int:
         # events carry no deletes: the footers are exact (and reading each file's deletes costs)
         return self.footer_rows(paths)
 
@@ -382,7 +440,7 @@ class EventsTable(Table):
         # lines are mostly read in time order already
         return rows if rows.get_column("time").is_sorted() else rows.sort("time")
 
-    def _write_file(self, df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+    def _write_file(self, df: pl.DataFrame, path: PurePath, metadata: dict[str, str]) -> None:
         files.write_with_polars(self.fs, df, path, metadata)
 
     def newest_by_source(self, window: dt.timedelta) -> dict[str, dt.datetime]:
@@ -397,7 +455,7 @@ class EventsTable(Table):
         df = lf.group_by("source").agg(pl.col("time").max()).collect()
         return {src: t for src, t in df.iter_rows() if t is not None}
 
-    def _compact_into(self, current: list[Path], target: Path) -> None:
+    def _compact_into(self, current: list[PurePath], target: PurePath) -> None:
         # events need no order and a day can hold millions: streamed, memory stays flat
         lf = self.scan_files(current)
         with self.fs.atomic_path(target, ".parquet") as tmp:
@@ -405,13 +463,15 @@ class EventsTable(Table):
 
 
 class StateFiles:
-    """The store's small state files (<store>/_state/): JSON text and one-frame Parquet files."""
+    """A folder of small state files: JSON text and one-frame Parquet files (the store's shared
+    `_state/`, or a writer's `_state/writers/<name>/`)."""
 
-    def __init__(self, root: Path, fs: FileSystem) -> None:
+    def __init__(self, root: PurePath, fs: FileSystem, tag: str = "") -> None:
         self.fs = fs
-        self.dir = root / STATE_DIR
+        self.dir = root / STATE_DIR / WRITERS_DIR / tag if tag else root / STATE_DIR
+        self.guard: Callable[[], None] | None = None  # raises when this writer may not write (Store.guard)
 
-    def path(self, name: str) -> Path:
+    def path(self, name: str) -> PurePath:
         """Where a state file lives (for messages that name it)."""
         return self.dir / name
 
@@ -421,15 +481,21 @@ class StateFiles:
 
     def write_text(self, name: str, text: str) -> None:
         """Replace a state file's text atomically."""
+        if self.guard is not None:
+            self.guard()
         self.fs.write_text(self.dir / name, text)
 
     def read_frame(self, name: str, schema: Schema) -> pl.DataFrame | None:
         """A state frame in its schema, or None when there is none."""
         path = self.dir / name
-        return conform(pl.read_parquet(path), schema) if self.fs.exists(path) else None
+        if not self.fs.exists(path):
+            return None
+        return conform(pl.read_parquet(self.fs.uri(path), storage_options=self.fs.storage_options()), schema)
 
     def write_frame(self, name: str, df: pl.DataFrame, schema: Schema) -> None:
         """Replace a state frame atomically (Polars' writer, the explicit schema)."""
+        if self.guard is not None:
+            self.guard()
         files.write_with_polars(self.fs, df.select(list(schema)), self.dir / name, {})
 
 
@@ -439,25 +505,27 @@ class ReportPartials:
     file's metadata says which current messages files (and which local domains) it counts, so a
     reader uses it only while they are still the partition's."""
 
-    def __init__(self, root: Path, fs: FileSystem) -> None:
+    def __init__(self, root: PurePath, fs: FileSystem) -> None:
         self.fs = fs
         self.dir = root / REPORT_DIR
 
-    def path(self, day: dt.date) -> Path:
+    def path(self, day: dt.date) -> PurePath:
         """Where the partial of one day lives."""
         return self.dir / f"{day.isoformat()}.parquet"
 
     def metadata(self, day: dt.date) -> dict[str, str] | None:
         """A day's partial's metadata (its footer alone); None when there is none."""
+        if not self.fs.exists(self.path(day)):
+            return None
         try:
-            return pl.read_parquet_metadata(self.path(day))
+            return files.metadata_of(self.fs, self.path(day))
         except (OSError, pl.exceptions.PolarsError):
             return None
 
     def read(self, day: dt.date, schema: Schema) -> pl.DataFrame | None:
         """A day's partial in its schema; None when there is none (or it cannot be read)."""
         try:
-            frame = pl.read_parquet(self.path(day))
+            frame = pl.read_parquet(self.fs.uri(self.path(day)), storage_options=self.fs.storage_options())
         except (OSError, pl.exceptions.PolarsError):
             return None  # absent, or replaced meanwhile: counted from the rows instead
         return conform(frame, schema)
@@ -472,18 +540,80 @@ class ReportPartials:
 
 
 class Store:
-    """The tables and state of one store directory."""
+    """The tables and state of one store (a local directory or an s3:// prefix).
 
-    def __init__(self, root: Path, fs: FileSystem | None = None, cache: ColumnCache | None = None) -> None:
-        """`cache`: the column cache its tables read through (default: the one the current context
-        reads this directory through, msgtrace.store.cache.reading_through, if any)."""
+    `writer`: the name of the writer this process is (msgtrace ingest/watch/compact --writer); its
+    tables then read and write only its own files, and `state` is its own. None (a reader, the
+    library's default): the tables read every writer's files, and writes go to the default
+    writer's untagged files and `_state/`.
+
+    `cache`: the column cache its tables read through (default: the one the current context
+    reads this directory through, msgtrace.store.cache.reading_through, if any; local disk only).
+    """
+
+    def __init__(
+        self,
+        root: PurePath,
+        fs: FileSystem | None = None,
+        writer: str | None = None,
+        cache: ColumnCache | None = None,
+    ) -> None:
         self.root = root
-        self.fs: FileSystem = fs or LocalFileSystem()
-        self.cache = cache if cache is not None else attached(root)
-        self.messages = MessagesTable(root, self.fs, self.cache)
-        self.events = EventsTable(root, self.fs, self.cache)
-        self.state = StateFiles(root, self.fs)
-        self.report = ReportPartials(root, self.fs)
+        self.fs: FileSystem = fs or filesystem_for(root)
+        self.shared = StateFiles(root, self.fs)  # store-wide: local domains, who the default writer is
+        self.writer = writer
+        self.tag: str | None = None if writer is None else self._tag_of(writer)
+        # the cache keys files by their local inode and mtime: object storage reads Parquet
+        self.cache = None if not self.fs.is_local else cache if cache is not None else attached(root)
+        self.messages = MessagesTable(root, self.fs, self.tag, self.cache)
+        self.events = EventsTable(root, self.fs, self.tag, self.cache)
+        self.state = StateFiles(root, self.fs, self.tag or "")
+        self.report = ReportPartials(root, self.fs)  # store-wide, derived from every writer's files
+
+    def _tag_of(self, writer: str) -> str:
+        """The writer's tag in file names: "" when it is the store's default writer (claiming an
+        unclaimed store of an older version, whose untagged files and state it carries on)."""
+        if not files.WRITER_NAME.match(writer):
+            raise StoreError.naming(
+                "{writer} {name!r}: a writer's name is 1 to 63 letters, digits, dots, hyphens and "
+                "underscores, starting with a letter or digit",
+                name=writer,
+            )
+        claimed = self.shared.read_text(DEFAULT_WRITER_FILE)
+        if claimed is None and any(self.fs.exists(self.shared.path(n)) for n in UNNAMED_STATE):
+            self.fs.create_text(self.shared.path(DEFAULT_WRITER_FILE), writer + "\n")  # one claim wins
+            claimed = self.shared.read_text(DEFAULT_WRITER_FILE)
+        return "" if claimed is not None and claimed.strip() == writer else writer
+
+    @property
+    def default_writer(self) -> str | None:
+        """The name of the writer owning the untagged files and `_state/` (None: unclaimed)."""
+        text = self.shared.read_text(DEFAULT_WRITER_FILE)
+        return text.strip() if text else None
+
+    def writers(self) -> list[tuple[str | None, StateFiles]]:
+        """Every writer whose state the store holds: (name, its state), the default writer first
+        (its name None when an older version wrote the store and no named writer claimed it)."""
+        out: list[tuple[str | None, StateFiles]] = []
+        default = self.default_writer
+        if default is not None or any(self.fs.exists(self.shared.path(n)) for n in UNNAMED_STATE):
+            out.append((default, self.shared))
+        for name in sorted(self.fs.list_dirs(self.root / STATE_DIR / WRITERS_DIR)):
+            if name != default and files.WRITER_NAME.match(name):
+                out.append((name, StateFiles(self.root, self.fs, name)))
+        return out
+
+    @property
+    def guard(self) -> Callable[[], None] | None:
+        """Called before every write of this writer's files and state; raises when the writer's
+        lease is lost (msgtrace.store.lock), so a writer that can no longer prove it is the only
+        one stops instead of writing beside its successor."""
+        return self.messages.guard
+
+    @guard.setter
+    def guard(self, check: Callable[[], None] | None) -> None:
+        for holder in (self.messages, self.events, self.state):
+            holder.guard = check
 
     @property
     def tables(self) -> tuple[MessagesTable, EventsTable]:
@@ -498,14 +628,14 @@ class Store:
         raise ValueError(f"no table {name!r} in a store")
 
     def exists(self) -> bool:
-        """Whether the store directory exists."""
+        """Whether the store directory exists (an object-store prefix: whether anything is under it)."""
         return self.fs.is_dir(self.root)
 
     def is_store(self) -> bool:
         """Whether the directory holds a msgtrace store: its tables or its state (a watcher that has
         not flushed yet)."""
         return any(
-            self.fs.exists(p) for p in (self.messages.dir, self.events.dir, self.state.dir, self.root / LOCK_FILE)
+            self.fs.exists(p) for p in (self.messages.dir, self.events.dir, self.shared.dir, self.root / LOCK_FILE)
         )
 
     def days(self) -> list[dt.date]:
@@ -513,17 +643,50 @@ class Store:
         return sorted(set(self.messages.days()) | set(self.events.days()))
 
     def remove_stale_temps(self) -> int:
-        """Delete temp files a killed writer left behind in the state folder and the tables'
-        partitions; returns how many. Only the lock holder may call this: nobody else writes temp
-        files into a store."""
-        dirs = [self.state.dir, self.report.dir, *(t.partition(day) for t in self.tables for day in t.days())]
+        """Delete the temp files a killed process of this writer left behind in its state folder and
+        the tables' partitions; returns how many. Only this writer's lease holder may call this:
+        temps of other writers (told by the name of the file each was to become) are left alone.
+        On object storage there are none: a file is written locally, then PUT whole."""
+        if not self.fs.is_local:
+            return 0
+        tag = self.tag or ""
         removed = 0
-        for d in dirs:
+        for d in [self.state.dir, *(t.partition(day) for t in self.tables for day in t.days())]:
             for name in self.fs.list(d):
-                if name.startswith(TEMP_PREFIX) and not self.fs.is_dir(d / name):
+                target = temp_target(name)
+                if target is None:
+                    continue
+                if d == self.state.dir:
+                    mine = target not in SHARED_STATE
+                else:
+                    owner = _temp_owner(target)
+                    mine = owner == tag or (owner is None and tag == "")
+                if mine:
                     self.fs.delete(d / name)
                     removed += 1
         return removed
+
+
+# state files a store of an older version has in _state/ (the default writer's)
+UNNAMED_STATE = ("sources.json", "open_events.parquet")
+
+
+def _temp_owner(target: str) -> str | None:
+    """The writer tag of the partition file a temp was to become; None when it cannot tell (an
+    older version's temp, named without its target: the default writer's)."""
+    try:
+        return files.owner(PurePath(target)) if target else None
+    except ValueError:
+        return None
+
+
+def filesystem_for(root: PurePath) -> FileSystem:
+    """The file system a store location lives on: the local disk, or an S3 bucket."""
+    if isinstance(root, ObjectPath):
+        from msgtrace.store.s3 import s3_filesystem  # here: a local store never loads the client
+
+        return s3_filesystem(root.bucket)
+    return LocalFileSystem()
 
 
 def days_between(first: dt.date, last: dt.date) -> list[dt.date]:

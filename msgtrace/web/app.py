@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from starlette.applications import Starlette
@@ -243,11 +243,11 @@ def create_app(
     dashboard_ttl: float = 15.0,
     cache_mb: int = WEB_CACHE_MB,
 ) -> Any:
-    """The ASGI application over one store (a directory that must exist).
+    """The ASGI application over one store (a directory or an s3:// prefix that must exist).
 
     cache_mb: memory for the decoded columns of the files searches read (msgtrace.store.cache),
-    shared by every request of this process; 0 for none."""
-    config = Config(Path(store), defaults or P.Defaults(), dashboard_ttl)
+    shared by every request of this process; 0 for none (and none on object storage)."""
+    config = Config(store if isinstance(store, PurePath) else Path(store), defaults or P.Defaults(), dashboard_ttl)
     routes = [
         Route("/", pages.search),
         Route("/trace", pages.search),
