@@ -270,14 +270,20 @@ def test_the_extension_names_input_it_cannot_read() -> None:
     from msgtrace import _core
 
     line = b"Jun 13 10:00:00 mx1 postfix/qmgr[1]: 3F1A22C01: removed"
-    offsets = (0).to_bytes(8, "little") + (len(line) + 5).to_bytes(8, "little")  # past the text's end
-    with pytest.raises(ValueError, match=r"line 0: offsets 0\.\.60 outside the text"):
-        _core.parse_postfix(line, offsets, (0).to_bytes(8, "little"), {"year": 2026})
-    with pytest.raises(ValueError, match="2 offsets for 2 lines"):
-        _core.parse_postfix(line, offsets, bytes(16), {"year": 2026})
-    cut = "é".encode()[:1]  # half a character: the text is no UTF-8
-    with pytest.raises(ValueError, match="not UTF-8"):
-        _core.parse_postfix(cut, (0).to_bytes(8, "little") + (1).to_bytes(8, "little"), bytes(8), {})
+
+    def view(length: int, buffer: int = 0, offset: int = 0) -> bytes:  # an Arrow string view of a long text
+        return length.to_bytes(4, "little") + line[:4] + buffer.to_bytes(4, "little") + offset.to_bytes(4, "little")
+
+    one = (0).to_bytes(8, "little")
+    assert _core.parse_postfix(view(len(line)), [line], one, {"year": 2026})["rows"] == 1
+    with pytest.raises(ValueError, match="line 0: its view points outside the buffers"):
+        _core.parse_postfix(view(len(line), offset=5), [line], one, {"year": 2026})  # past the end
+    with pytest.raises(ValueError, match="line 0: its view points outside the buffers"):
+        _core.parse_postfix(view(len(line), buffer=1), [line], one, {"year": 2026})  # no such buffer
+    with pytest.raises(ValueError, match="or its text is not UTF-8"):
+        _core.parse_postfix(view(len(line)), [line[:20] + b"\xc3" + line[21:]], one, {})  # half a character
+    with pytest.raises(ValueError, match="16 bytes of views for 2 lines"):
+        _core.parse_postfix(view(len(line)), [line], bytes(16), {"year": 2026})
 
 
 def test_a_parser_failure_is_split_off_by_the_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,7 +33,7 @@ NAME = "postfix"
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _US = dt.timedelta(microseconds=1)
-_TYPES = {"str": pa.large_string(), "i64": pa.int64(), "f64": pa.float64(), "bool": pa.bool_()}
+_TYPES = {"str": pa.string_view(), "i64": pa.int64(), "f64": pa.float64(), "bool": pa.bool_()}
 
 
 def detect(sample: list[str]) -> bool:
@@ -43,18 +43,17 @@ def detect(sample: list[str]) -> bool:
 
 def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     """Events from one batch of Postfix syslog lines."""
-    text = lines.get_column("line").to_arrow()
-    if text.type != pa.large_string():
-        text = text.cast(pa.large_string())
-    _, offsets, data = text.buffers()
-    # the column may be a slice of a larger one: its offsets start at text.offset
+    # Polars' own string layout (views), as it hands it out without a copy; a slice of a larger
+    # frame (the pipeline halves failing batches) starts its views at text.offset
+    text = lines.get_column("line").to_arrow(compat_level=pl.CompatLevel.newest())
+    if text.type != pa.string_view():
+        text = text.cast(pa.string_view())
+    _, views, *data = text.buffers()
     first, n = text.offset, len(text)
-    offset_bytes = offsets.to_pybytes()[first * 8 : (first + n + 1) * 8] if offsets is not None else b"\0" * 8
+    view_bytes = views.to_pybytes()[first * 16 : (first + n) * 16] if views is not None else b""
     line_nos = lines.get_column("line_no").cast(pl.Int64).to_numpy().tobytes()
     try:
-        out = _core.parse_postfix(
-            data.to_pybytes() if data is not None else b"", offset_bytes, line_nos, _state_in(ctx)
-        )
+        out = _core.parse_postfix(view_bytes, [b.to_pybytes() for b in data], line_nos, _state_in(ctx))
     except ValueError as e:
         raise ParserFailed(str(e)) from None
     _state_out(ctx, out)
@@ -112,7 +111,7 @@ def _frame(out: dict) -> pl.DataFrame:
         valid = pa.py_buffer(validity) if nulls else None
         if kind == "bool":  # bit-packed values in the validity slot's layout, never null
             buffers = [None, pa.py_buffer(values)]
-        elif kind == "str":
+        elif kind == "str":  # views, then the one buffer of the texts longer than 12 bytes
             buffers = [valid, pa.py_buffer(values), pa.py_buffer(data)]
         else:
             buffers = [valid, pa.py_buffer(values)]

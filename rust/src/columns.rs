@@ -41,39 +41,66 @@ impl Validity {
     }
 }
 
-/// A nullable UTF-8 column (Arrow large_string).
+/// A nullable UTF-8 column in Arrow's string_view layout, which Polars takes without a copy
+/// (its own string columns are views): per row a 16-byte view, the length then either the
+/// text itself (up to 12 bytes) or its first 4 bytes, buffer 0 and the offset in `data`.
 pub struct StrCol {
-    pub offsets: Vec<i64>,
+    pub views: Vec<u8>,
     pub data: Vec<u8>,
     pub valid: Validity,
 }
 
+/// The longest text a view's 32-bit offset can reach in one data buffer.
+const VIEW_DATA_MAX: usize = u32::MAX as usize;
+
 impl StrCol {
     pub fn with_capacity(rows: usize, bytes: usize) -> Self {
-        let mut offsets = Vec::with_capacity(rows + 1);
-        offsets.push(0);
         StrCol {
-            offsets,
+            views: Vec::with_capacity(rows * 16),
             data: Vec::with_capacity(bytes),
             valid: Validity::default(),
         }
     }
 
-    pub fn push(&mut self, value: Option<&str>) {
-        if let Some(v) = value {
-            self.data.extend_from_slice(v.as_bytes());
+    /// Appends a row; false (nothing appended) when the column's text would pass 4 GiB.
+    pub fn push(&mut self, value: Option<&str>) -> bool {
+        let v = value.unwrap_or("").as_bytes();
+        if v.len() > 12 && self.data.len() + v.len() > VIEW_DATA_MAX {
+            return false;
+        }
+        self.views
+            .extend_from_slice(&(v.len() as u32).to_le_bytes());
+        if v.len() <= 12 {
+            self.views.extend_from_slice(v);
+            self.views.extend(std::iter::repeat(0).take(12 - v.len()));
+        } else {
+            self.views.extend_from_slice(v.get(..4).unwrap_or(&[0; 4]));
+            self.views.extend_from_slice(&0u32.to_le_bytes());
+            self.views
+                .extend_from_slice(&(self.data.len() as u32).to_le_bytes());
+            self.data.extend_from_slice(v);
         }
         self.valid.push(value.is_some());
-        self.offsets.push(self.data.len() as i64);
+        true
     }
+}
 
-    pub fn offset_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.offsets.len() * 8);
-        for o in &self.offsets {
-            out.extend_from_slice(&o.to_le_bytes());
-        }
-        out
-    }
+/// The text of row `row` of a string_view column (views and its data buffers), when the view
+/// points inside them and the bytes are UTF-8.
+pub fn view_str<'a>(views: &'a [u8], buffers: &[&'a [u8]], row: usize) -> Option<&'a str> {
+    let view = views.get(row * 16..row * 16 + 16)?;
+    let word = |at: usize| -> Option<usize> {
+        let b: [u8; 4] = view.get(at..at + 4)?.try_into().ok()?;
+        Some(u32::from_le_bytes(b) as usize)
+    };
+    let len = word(0)?;
+    let bytes = if len <= 12 {
+        view.get(4..4 + len)?
+    } else {
+        let (buffer, offset) = (word(8)?, word(12)?);
+        buffers.get(buffer)?.get(offset..offset + len)?
+    };
+    std::str::from_utf8(bytes).ok()
 }
 
 /// A number that goes into an Arrow buffer as its little-endian bytes.

@@ -13,10 +13,11 @@
 #![allow(clippy::unnecessary_map_or, clippy::manual_is_multiple_of)]
 
 mod columns;
+mod fxhash;
 mod postfix;
 mod syslog;
 
-use std::collections::HashMap;
+use fxhash::{FxMap, FxSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -82,7 +83,14 @@ impl Out {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn push(&mut self, line_no: i64, time: &Time, host: &str, program: &str, e: &Event) {
+    fn push(
+        &mut self,
+        line_no: i64,
+        time: &Time,
+        host: &str,
+        program: &str,
+        e: &Event,
+    ) -> Result<(), String> {
         self.line_no.push(Some(line_no));
         self.local.push(time.local);
         self.utc.push(time.utc);
@@ -107,11 +115,17 @@ impl Out {
             e.next_queue_id,
         ];
         for (col, v) in self.strings.iter_mut().zip(values) {
-            col.push(v);
+            if !col.push(v) {
+                return Err(
+                    "the batch's events hold more than 4 GiB of text: parse it in smaller batches"
+                        .to_string(),
+                );
+            }
         }
         self.size.push(e.size);
         self.nrcpt.push(e.nrcpt);
         self.delay.push(e.delay);
+        Ok(())
     }
 }
 
@@ -152,15 +166,15 @@ struct Parsed {
 }
 
 fn parse(
-    text: &str,
-    offsets: &[i64],
+    views: &[u8],
+    buffers: &[&[u8]],
     line_nos: &[i64],
     carried: &Carried,
     at: &AtomicUsize,
 ) -> Result<Parsed, String> {
     let rows = line_nos.len();
-    if offsets.len() != rows + 1 {
-        return Err(format!("{} offsets for {} lines", offsets.len(), rows));
+    if views.len() != rows * 16 {
+        return Err(format!("{} bytes of views for {} lines", views.len(), rows));
     }
     let env_patterns = syslog::Patterns::new();
     let mut parser = postfix::Parser::new();
@@ -189,7 +203,7 @@ fn parse(
         .map(|[h, p, pid, q]| (h.as_deref(), p.as_deref(), pid.as_deref(), q.as_deref()))
         .collect();
     let mut sessions = Sessions {
-        last: HashMap::new(),
+        last: FxMap::default(),
         lines: Vec::new(),
     };
     for (h, p, pid, q) in &carried_keys {
@@ -199,15 +213,9 @@ fn parse(
     }
     for row in 0..rows {
         at.store(row, Ordering::Relaxed);
-        let (start, end) = match (offsets.get(row), offsets.get(row + 1)) {
-            (Some(s), Some(e)) => (*s, *e),
-            _ => return Err(format!("no offsets for line {row}")),
-        };
-        let line = usize::try_from(start)
-            .ok()
-            .zip(usize::try_from(end).ok())
-            .and_then(|(s, e)| text.get(s..e))
-            .ok_or_else(|| format!("line {row}: offsets {start}..{end} outside the text or not on a character boundary"))?;
+        let line = columns::view_str(views, buffers, row).ok_or_else(|| {
+            format!("line {row}: its view points outside the buffers, or its text is not UTF-8")
+        })?;
         let line_no = line_nos.get(row).copied().unwrap_or_default();
         let env = syslog::split(&env_patterns, line);
         let (utc, local) = match env.stamp {
@@ -253,14 +261,14 @@ fn parse(
             };
             let outcome = parser.postfix(&l, &mut sessions);
             for e in &outcome.events {
-                out.push(line_no, &time, host, program, e);
+                out.push(line_no, &time, host, program, e)?;
             }
             if outcome.unknown {
                 unknown.push(row as i64);
             }
         } else if program.starts_with("amavis") {
             for e in parser.amavis(env.body) {
-                out.push(line_no, &time, host, program, &e);
+                out.push(line_no, &time, host, program, &e)?;
             }
         }
     }
@@ -289,8 +297,7 @@ fn parse(
 /// that logged nothing in this batch, then those of the batch's last OPEN_SESSIONS_KEPT lines
 /// (in the order of their first line there), at most OPEN_SESSIONS_KEPT of them.
 fn still_open(carried: &[OpenSession], s: &Sessions) -> Vec<[Option<String>; 4]> {
-    let seen: std::collections::HashSet<(&str, &str, Option<&str>)> =
-        s.lines.iter().map(|(k, _)| *k).collect();
+    let seen: FxSet<(&str, &str, Option<&str>)> = s.lines.iter().map(|(k, _)| *k).collect();
     let mut out: Vec<[Option<String>; 4]> = Vec::new();
     for (h, p, pid, q) in carried {
         let quiet = match (h, p) {
@@ -311,7 +318,7 @@ fn still_open(carried: &[OpenSession], s: &Sessions) -> Vec<[Option<String>; 4]>
         .get(s.lines.len().saturating_sub(OPEN_SESSIONS_KEPT)..)
         .unwrap_or(&[]);
     let mut order: Vec<(&str, &str, Option<&str>)> = Vec::new();
-    let mut last: HashMap<(&str, &str, Option<&str>), Option<&str>> = HashMap::new();
+    let mut last: FxMap<(&str, &str, Option<&str>), Option<&str>> = FxMap::default();
     for (k, q) in tail {
         if last.insert(*k, *q).is_none() {
             order.push(*k);
@@ -351,7 +358,7 @@ fn string_column<'py>(py: Python<'py>, name: &str, c: &StrCol) -> &'py PyTuple {
             c.valid.len().into_py(py),
             c.valid.nulls().into_py(py),
             PyBytes::new(py, c.valid.bytes()).into_py(py),
-            PyBytes::new(py, &c.offset_bytes()).into_py(py),
+            PyBytes::new(py, &c.views).into_py(py),
             PyBytes::new(py, &c.data).into_py(py),
         ],
     )
@@ -380,17 +387,17 @@ fn fixed_column<'py>(
 
 /// Parse a batch of Postfix syslog lines.
 ///
-/// data, offsets: the UTF-8 bytes and the little-endian int64 offsets (len + 1) of the lines;
-/// line_nos: little-endian int64 line numbers; state: a dict with year (int or None),
+/// views, buffers: the lines as an Arrow string_view column (16 bytes a line, and the data
+/// buffers the long ones point into: what Polars hands out without a copy); line_nos: little-endian int64 line numbers; state: a dict with year (int or None),
 /// reference_year, reference_ordinal, last_month, rollovers, max_local (naive local microseconds
 /// or None) and sessions (list of [host, program, pid, queue_id]).
-/// Returns a dict: columns (name, kind, len, null_count, validity, values/offsets, data),
+/// Returns a dict: columns (name, kind, len, null_count, validity, values or views, data),
 /// unknown (int64 rows), and the state keys updated.
 #[pyfunction]
 fn parse_postfix<'py>(
     py: Python<'py>,
-    data: &PyBytes,
-    offsets: &PyBytes,
+    views: &PyBytes,
+    buffers: &PyList,
     line_nos: &PyBytes,
     state: &PyDict,
 ) -> PyResult<&'py PyDict> {
@@ -434,16 +441,20 @@ fn parse_postfix<'py>(
         },
         sessions,
     };
-    let text = std::str::from_utf8(data.as_bytes())
-        .map_err(|e| PyValueError::new_err(format!("lines are not UTF-8: {e}")))?;
-    let offsets = le_i64(offsets.as_bytes());
+    let buffers: Vec<&[u8]> = buffers
+        .iter()
+        .map(|b| b.downcast::<PyBytes>().map(PyBytes::as_bytes))
+        .collect::<Result<_, _>>()?;
+    let views = views.as_bytes();
     let line_nos = le_i64(line_nos.as_bytes());
     let at = AtomicUsize::new(0);
+    let started = std::time::Instant::now();
     let result = py.allow_threads(|| {
         catch_unwind(AssertUnwindSafe(|| {
-            parse(text, &offsets, &line_nos, &carried, &at)
+            parse(views, &buffers, &line_nos, &carried, &at)
         }))
     });
+    let parse_seconds = started.elapsed().as_secs_f64();
     let parsed = match result {
         Ok(Ok(p)) => p,
         Ok(Err(msg)) => {
@@ -528,6 +539,7 @@ fn parse_postfix<'py>(
     ))?;
     let out = PyDict::new(py);
     out.set_item("rows", o.line_no.values.len())?;
+    out.set_item("parse_seconds", parse_seconds)?;
     out.set_item("columns", cols)?;
     let unknown: Vec<u8> = parsed
         .unknown

@@ -7,11 +7,11 @@
 //! what Unicode calls a digit or a blank, go through the Python side's own regexes.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use memchr::memmem;
 use regex::Regex;
 
+use crate::fxhash::FxMap;
 use crate::syslog::chars;
 
 pub const DETAIL_MAX: usize = 300;
@@ -53,7 +53,6 @@ pub struct Patterns {
     env_recipient: Regex,
     client: Regex,
     orig_client: Regex,
-    qmgr_from: Regex,
     pickup_from: Regex,
     delivery: Regex,
     to: Regex,
@@ -115,7 +114,6 @@ impl Patterns {
             env_recipient: re(r"; from=<[^>]*>,? to=<([^>]*)>"),
             client: re(r"^client=([^\[\s,]*)\[([^\]]*)\]"),
             orig_client: re(r"orig_client=([^\[\s,]*)\[([^\]]*)\]"),
-            qmgr_from: re(r"^from=<([^>]*)>, s(?:ize=([0-9]+), nrcpt=([0-9]+)|(tatus=expired))"),
             pickup_from: re(r"from=<([^>]*)>"),
             delivery: re(concat!(
                 r"^to=<([^<>,\s]*)>, (?:orig_to=<([^<>,\s]*)>, )?relay=([^,\[\]\s]*)(?:\[([^\[\],\s]*)\](?::\d+)?)?, ",
@@ -333,6 +331,33 @@ fn ascii_delivery(rest: &str) -> Option<Delivery<'_>> {
     ])
 }
 
+enum QmgrFrom<'a> {
+    Received(&'a str, &'a str, &'a str),
+    Expired(&'a str),
+}
+
+/// `^from=<([^>]*)>, s(?:ize=([0-9]+), nrcpt=([0-9]+)|(tatus=expired))` by hand (every class in
+/// it is ASCII, so this holds for any text).
+fn qmgr_from(rest: &str) -> Option<QmgrFrom<'_>> {
+    let after = rest.strip_prefix("from=<")?;
+    let close = memchr::memchr(b'>', after.as_bytes())?;
+    let sender = after.get(..close)?;
+    let tail = after.get(close + 1..)?.strip_prefix(", s")?;
+    if let Some(t) = tail.strip_prefix("ize=") {
+        let n = t.bytes().take_while(u8::is_ascii_digit).count();
+        let t2 = t.get(n..)?.strip_prefix(", nrcpt=")?;
+        let m = t2.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 || m == 0 {
+            return None;
+        }
+        return Some(QmgrFrom::Received(sender, t.get(..n)?, t2.get(..m)?));
+    }
+    if tail.starts_with("tatus=expired") {
+        return Some(QmgrFrom::Expired(sender));
+    }
+    None
+}
+
 /// A smtpd session: (host, program, pid).
 pub type Session<'a> = (&'a str, &'a str, Option<&'a str>);
 
@@ -355,7 +380,7 @@ pub struct Outcome<'a> {
 /// The parser's state within a batch: the smtpd sessions seen (for nodata events), and the
 /// client=/disconnect lines of the batch in order (for the sessions left open at its end).
 pub struct Sessions<'a> {
-    pub last: HashMap<Session<'a>, Option<&'a str>>,
+    pub last: FxMap<Session<'a>, Option<&'a str>>,
     pub lines: Vec<(Session<'a>, Option<&'a str>)>,
 }
 
@@ -371,14 +396,14 @@ fn daemon(program: &str) -> Option<&str> {
 
 pub struct Parser {
     p: Patterns,
-    own_ip: HashMap<String, Option<String>>,
+    own_ip: FxMap<String, Option<String>>,
 }
 
 impl Parser {
     pub fn new() -> Self {
         Parser {
             p: Patterns::new(),
-            own_ip: HashMap::new(),
+            own_ip: FxMap::default(),
         }
     }
 
@@ -473,20 +498,23 @@ impl Parser {
         }
         // _qmgr_from
         if key == "fr" && daemon == Some("qmgr") && rest.starts_with("from=<") {
-            if let Some(c) = self.p.qmgr_from.captures(rest) {
-                if group(&c, 4).is_some() {
+            match qmgr_from(rest) {
+                Some(QmgrFrom::Expired(sender)) => {
                     let mut e = ev("hold");
                     e.status = Some("Failed");
-                    e.sender = group(&c, 1);
+                    e.sender = Some(sender);
                     e.detail = Some(Cow::Borrowed(clip(rest)));
                     events.push(e);
-                } else if let Some(size) = group(&c, 2) {
+                }
+                Some(QmgrFrom::Received(sender, size, nrcpt)) => {
                     let mut e = ev("receive");
-                    e.sender = group(&c, 1);
+                    e.sender = Some(sender);
+                    // a value too big for Int64 is null, the line still counts
                     e.size = size.parse().ok();
-                    e.nrcpt = group(&c, 3).and_then(|n| n.parse().ok());
+                    e.nrcpt = nrcpt.parse().ok();
                     events.push(e);
                 }
+                None => {}
             }
         }
         // _pickup
