@@ -68,20 +68,26 @@ impl StrCol {
         if v.len() > 12 && self.data.len() + v.len() > VIEW_DATA_MAX {
             return false;
         }
-        self.views
-            .extend_from_slice(&(v.len() as u32).to_le_bytes());
+        // the view is built on the stack and appended in one copy
+        let mut view = [0u8; 16];
+        put(&mut view, 0, &(v.len() as u32).to_le_bytes());
         if v.len() <= 12 {
-            self.views.extend_from_slice(v);
-            self.views.extend(std::iter::repeat(0).take(12 - v.len()));
+            put(&mut view, 4, v);
         } else {
-            self.views.extend_from_slice(v.get(..4).unwrap_or(&[0; 4]));
-            self.views.extend_from_slice(&0u32.to_le_bytes());
-            self.views
-                .extend_from_slice(&(self.data.len() as u32).to_le_bytes());
+            put(&mut view, 4, v.get(..4).unwrap_or(&[0; 4]));
+            put(&mut view, 12, &(self.data.len() as u32).to_le_bytes());
             self.data.extend_from_slice(v);
         }
+        self.views.extend_from_slice(&view);
         self.valid.push(value.is_some());
         true
+    }
+}
+
+/// `bytes` into `view` at `at` (the callers' lengths fit: a view has 16 bytes).
+fn put(view: &mut [u8; 16], at: usize, bytes: &[u8]) {
+    if let Some(dst) = view.get_mut(at..at + bytes.len()) {
+        dst.copy_from_slice(bytes);
     }
 }
 

@@ -48,9 +48,6 @@ pub struct Patterns {
     ip_literal: Regex,
     reject_host_ip: Regex,
     postscreen_ip: Regex,
-    verb: Regex,
-    env_sender: Regex,
-    env_recipient: Regex,
     client: Regex,
     orig_client: Regex,
     pickup_from: Regex,
@@ -61,16 +58,10 @@ pub struct Patterns {
     forwarded: Regex,
     own_ip: Regex,
     bounce: Regex,
-    reject: Regex,
-    hold: Regex,
-    discard: Regex,
-    subject_line: Regex,
     subject: Regex,
-    noqueue: Regex,
     amavis_blocked: Regex,
     amavis_quarantined: Regex,
     amavis_verdict: Regex,
-    amavis_queue_id: Regex,
     amavis_queued_as: Regex,
     amavis_subject: Regex,
     amavis_raw: Regex,
@@ -109,9 +100,6 @@ impl Patterns {
                 r"(?:from|RCPT from|MAIL from|END-OF-MESSAGE from|DATA from) ([^\[\s,]*)\[([^\]]*)\]",
             ),
             postscreen_ip: re(r"from \[([0-9A-Fa-f:.]+)\]:\d+"),
-            verb: re(r"^((?:NOQUEUE: )?[a-z_-]+: )"),
-            env_sender: re(r"; from=<([^>]*)>"),
-            env_recipient: re(r"; from=<[^>]*>,? to=<([^>]*)>"),
             client: re(r"^client=([^\[\s,]*)\[([^\]]*)\]"),
             orig_client: re(r"orig_client=([^\[\s,]*)\[([^\]]*)\]"),
             pickup_from: re(r"from=<([^>]*)>"),
@@ -127,16 +115,10 @@ impl Patterns {
             forwarded: re(r"^forwarded as ([0-9A-Za-z]+)$"),
             own_ip: re(r"^[^/]*?-([0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:]*)/"),
             bounce: re(r"notification: ([0-9A-Za-z]+)$"),
-            reject: re(r"^(?:milter-)?reject: "),
-            hold: re(r"^(?:milter-)?hold: "),
-            discard: re(r"^(?:milter-)?discard: "),
-            subject_line: re(r"^(?:warning|info): header Subject: "),
             subject: re(r"^(?:warning|info): header Subject: (.*?) from (?:\S*\[|local; )"),
-            noqueue: re(r"^(?:NOQUEUE: (?:reject|discard|milter-reject): |proxy-reject: )"),
             amavis_blocked: re(r"\) Blocked [A-Z-]+ "),
             amavis_quarantined: re(r"\{[^}]*Quarantined[^}]*\}"),
             amavis_verdict: re(r"^\([0-9-]+\) (?:Passed|Blocked) "),
-            amavis_queue_id: re(r"Queue-ID: ([0-9A-Za-z]+)"),
             amavis_queued_as: re(r"queued_as: ([0-9A-Za-z]+)"),
             amavis_subject: re(r#", Subject: "((?:[^"]|"")*)""#),
             amavis_raw: re(r" \(raw: .*\)$"),
@@ -164,6 +146,12 @@ fn contains(text: &str, needle: &str) -> bool {
 /// What regex `\s` is on an ASCII byte (Unicode White_Space: includes the vertical tab).
 fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// Whether `text` starts with one of these literals (an anchored alternation of literals, as
+/// `^(?:milter-)?reject: ` is).
+fn starts_with_any(text: &str, prefixes: &[&str]) -> bool {
+    prefixes.iter().any(|p| text.starts_with(p))
 }
 
 pub fn clip(text: &str) -> &str {
@@ -331,6 +319,55 @@ fn ascii_delivery(rest: &str) -> Option<Delivery<'_>> {
     ])
 }
 
+/// `; from=<([^>]*)>`: the sender of a reject/hold trailer (the first "; from=<" with a '>' after it).
+fn env_sender(text: &str) -> Option<&str> {
+    let at = memmem::find(text.as_bytes(), b"; from=<")? + 8;
+    let rest = text.get(at..)?;
+    rest.get(..memchr::memchr(b'>', rest.as_bytes())?)
+}
+
+/// `; from=<[^>]*>,? to=<([^>]*)>`: the recipient of a trailer, at the first "; from=<" that has one.
+fn env_recipient(text: &str) -> Option<&str> {
+    let b = text.as_bytes();
+    for at in memmem::find_iter(b, b"; from=<") {
+        let rest = text.get(at + 8..)?;
+        let close = memchr::memchr(b'>', rest.as_bytes())?; // none here: none after a later one either
+        let after = rest.get(close + 1..)?;
+        let after = after.strip_prefix(',').unwrap_or(after);
+        if let Some(to) = after.strip_prefix(" to=<") {
+            return to.get(..memchr::memchr(b'>', to.as_bytes())?);
+        }
+    }
+    None
+}
+
+/// `^((?:NOQUEUE: )?[a-z_-]+: )`: the length of the verb a reject line starts with, 0 for none.
+fn verb_len(text: &str) -> usize {
+    let start = if text.starts_with("NOQUEUE: ") { 9 } else { 0 };
+    let b = text.as_bytes().get(start..).unwrap_or(&[]);
+    let n = b
+        .iter()
+        .take_while(|c| c.is_ascii_lowercase() || **c == b'_' || **c == b'-')
+        .count();
+    if n > 0 && b.get(n) == Some(&b':') && b.get(n + 1) == Some(&b' ') {
+        start + n + 2
+    } else {
+        0
+    }
+}
+
+/// `Queue-ID: ([0-9A-Za-z]+)`: the first "Queue-ID: " followed by a letter or digit, and that run.
+fn amavis_queue_id(body: &str) -> Option<&str> {
+    for at in memmem::find_iter(body.as_bytes(), b"Queue-ID: ") {
+        let rest = body.get(at + 10..)?;
+        let n = rest.bytes().take_while(u8::is_ascii_alphanumeric).count();
+        if n > 0 {
+            return rest.get(..n);
+        }
+    }
+    None
+}
+
 enum QmgrFrom<'a> {
     Received(&'a str, &'a str, &'a str),
     Expired(&'a str),
@@ -416,7 +453,15 @@ impl Parser {
             self.with_queue_id(line, qid, &mut events);
         } else {
             let body = line.full_body;
-            if self.p.noqueue.is_match(body) {
+            if starts_with_any(
+                body,
+                &[
+                    "NOQUEUE: reject: ",
+                    "NOQUEUE: discard: ",
+                    "NOQUEUE: milter-reject: ",
+                    "proxy-reject: ",
+                ],
+            ) {
                 events.push(self.reject(body, None));
             } else if !self.p.noise.is_match(body) {
                 unknown = true;
@@ -544,27 +589,33 @@ impl Parser {
             events.push(e);
         }
         // _rejects_with_qid
-        if (key == "re" || key == "mi") && self.p.reject.is_match(rest) {
+        if (key == "re" || key == "mi") && starts_with_any(rest, &["reject: ", "milter-reject: "]) {
             events.push(self.reject(rest, Some(qid)));
         }
         // _holds
         if key == "mi" || key == "ho" || key == "pl" || key == "di" {
-            let held = self.p.hold.is_match(rest) || rest == "placed on hold";
-            if held || self.p.discard.is_match(rest) {
+            let held =
+                starts_with_any(rest, &["hold: ", "milter-hold: "]) || rest == "placed on hold";
+            if held || starts_with_any(rest, &["discard: ", "milter-discard: "]) {
                 let mut e = ev("hold");
                 e.status = Some(if held {
                     "Quarantined"
                 } else {
                     "FilteredAsSpam"
                 });
-                e.sender = capture(&self.p.env_sender, rest, 1);
-                e.recipient = capture(&self.p.env_recipient, rest, 1);
+                e.sender = env_sender(rest);
+                e.recipient = env_recipient(rest);
                 e.detail = Some(Cow::Borrowed(clip(rest)));
                 events.push(e);
             }
         }
         // _subject
-        if (key == "wa" || key == "in") && self.p.subject_line.is_match(rest) {
+        if (key == "wa" || key == "in")
+            && starts_with_any(
+                rest,
+                &["warning: header Subject: ", "info: header Subject: "],
+            )
+        {
             let mut e = ev("subject");
             e.subject = capture(&self.p.subject, rest, 1).map(Cow::Borrowed);
             events.push(e);
@@ -715,7 +766,7 @@ impl Parser {
         };
         let client_ip =
             ip_or_null(p, ip).or_else(|| ip_or_null(p, capture(&p.postscreen_ip, text, 1)));
-        let verb = capture(&p.verb, text, 1).map_or(0, str::len);
+        let verb = verb_len(text);
         let reason = p.trailer.replacen(text.get(verb..).unwrap_or(""), 1, "");
         let has_envelope = contains(text, "; from=<");
         let status = if has_envelope {
@@ -737,8 +788,8 @@ impl Parser {
             kind: if has_envelope { "reject" } else { "info" },
             queue_id: qid,
             status,
-            sender: capture(&p.env_sender, text, 1),
-            recipient: capture(&p.env_recipient, text, 1),
+            sender: env_sender(text),
+            recipient: env_recipient(text),
             client_host: host,
             client_ip,
             detail,
@@ -761,7 +812,7 @@ impl Parser {
             let at = memmem::find(body.as_bytes(), b") ").map_or(0, |a| a + 2);
             events.push(Event {
                 kind: "hold",
-                queue_id: capture(&p.amavis_queue_id, body, 1),
+                queue_id: amavis_queue_id(body),
                 status: Some(status),
                 detail: Some(Cow::Borrowed(clip(body.get(at..).unwrap_or("")))),
                 ..Default::default()
@@ -769,8 +820,7 @@ impl Parser {
         }
         let names = contains(body, ", Subject: \"") || contains(body, "Message-ID: ");
         if names && p.amavis_verdict.is_match(body) {
-            let qid = capture(&p.amavis_queue_id, body, 1)
-                .or_else(|| capture(&p.amavis_queued_as, body, 1));
+            let qid = amavis_queue_id(body).or_else(|| capture(&p.amavis_queued_as, body, 1));
             if let Some(qid) = qid {
                 let subject = capture(&p.amavis_subject, body, 1).map(|s| {
                     let s = if contains(s, "\"\"") {
