@@ -211,6 +211,7 @@ fn parse(
             sessions.last.insert((h, p, *pid), *q);
         }
     }
+    let mut events: Vec<Event> = Vec::with_capacity(4); // one line's, reused line after line
     for row in 0..rows {
         at.store(row, Ordering::Relaxed);
         let line = columns::view_str(views, buffers, row).ok_or_else(|| {
@@ -259,16 +260,19 @@ fn parse(
                 body: env.body,
                 lead: env.lead,
             };
-            let outcome = parser.postfix(&l, &mut sessions);
-            for e in &outcome.events {
+            events.clear();
+            let unknown_line = parser.postfix(&l, &mut sessions, &mut events);
+            for e in &events {
                 out.push(line_no, &time, host, program, e)?;
             }
-            if outcome.unknown {
+            if unknown_line {
                 unknown.push(row as i64);
             }
         } else if program.starts_with("amavis") {
-            for e in parser.amavis(env.body) {
-                out.push(line_no, &time, host, program, &e)?;
+            events.clear();
+            parser.amavis(env.body, &mut events);
+            for e in &events {
+                out.push(line_no, &time, host, program, e)?;
             }
         }
     }

@@ -415,12 +415,6 @@ pub struct Line<'a> {
     pub lead: Option<&'a str>,
 }
 
-/// What one line gives: its events, and whether it is an unknown line.
-pub struct Outcome<'a> {
-    pub events: Vec<Event<'a>>,
-    pub unknown: bool,
-}
-
 /// The parser's state within a batch: the smtpd sessions seen (for nodata events), and the
 /// client=/disconnect lines of the batch in order (for the sessions left open at its end).
 pub struct Sessions<'a> {
@@ -452,12 +446,18 @@ impl Parser {
     }
 
     /// The events of a line from a postfix program (`program` starts with "postfix").
-    pub fn postfix<'a>(&mut self, line: &Line<'a>, sessions: &mut Sessions<'a>) -> Outcome<'a> {
-        let mut events = Vec::new();
+    /// Appends the events of a line from a postfix program to `events`; true when the line
+    /// is an unknown one.
+    pub fn postfix<'a>(
+        &mut self,
+        line: &Line<'a>,
+        sessions: &mut Sessions<'a>,
+        events: &mut Vec<Event<'a>>,
+    ) -> bool {
         let qid = line.lead.filter(|l| self.is_qid(l));
         let mut unknown = false;
         if let Some(qid) = qid {
-            self.with_queue_id(line, qid, &mut events);
+            self.with_queue_id(line, qid, events);
         } else {
             let body = line.full_body;
             if starts_with_any(
@@ -495,7 +495,7 @@ impl Parser {
                 sessions.lines.push((key, qid));
             }
         }
-        Outcome { events, unknown }
+        unknown
     }
 
     /// _QID on a lead (5-24 ASCII letters and digits): upper-case hex, or 10-20 characters of
@@ -810,9 +810,9 @@ impl Parser {
     }
 
     /// _amavis_blocked and _amavis_headers on an amavis line's body.
-    pub fn amavis<'a>(&self, body: &'a str) -> Vec<Event<'a>> {
+    pub fn amavis<'a>(&self, body: &'a str, events: &mut Vec<Event<'a>>) {
         let p = &self.p;
-        let mut events = Vec::new();
+
         if p.amavis_blocked.is_match(body) && contains(body, "Queue-ID: ") {
             let status = if p.amavis_quarantined.is_match(body) {
                 "Quarantined"
@@ -854,6 +854,5 @@ impl Parser {
                 });
             }
         }
-        events
     }
 }
