@@ -2,10 +2,14 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# rustup installs cargo and rustc in ~/.cargo/bin, which a non-login shell (CI's make) may not have on PATH
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+RUST_SOURCES := rust/Cargo.toml rust/Cargo.lock $(wildcard rust/src/*.rs)
 
 .PHONY: demo test test-fast lint typecheck bench bench-quick bench-s3 clean chromium web-screenshots
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(RUST_SOURCES)
+	@command -v cargo >/dev/null 2>&1 || { echo "Error: no Rust toolchain (cargo) on PATH or in ~/.cargo/bin: msgtrace's parser (rust/) is compiled on install; install rustc and cargo (https://rustup.rs or apt-get install cargo), then run make again" >&2; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -76,4 +80,4 @@ bench-s3: $(BENCH_STAMP)
 	$(BIN)/python -m bench.s3
 
 clean:
-	rm -rf $(VENV) data/demo-store build
+	rm -rf $(VENV) data/demo-store build rust/target msgtrace/_core*.so

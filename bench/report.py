@@ -51,6 +51,15 @@ def write_report(r: dict, path: Path) -> None:
             f"| {i['format']} | {i['lines']:,} | {i['seconds']:.2f} | {i['lines_per_s']:,.0f} | "
             f"{i['mb_per_s']:.1f} | {i['peak_rss_mb']:,.0f} MB | {target} |"
         )
+    if "parse" in r:
+        p = r["parse"]
+        out += [
+            "",
+            f"The parse step alone over the first log ({p['lines']:,} lines, `python -m bench.parse`): the compiled "
+            f"parser {p['rust']['cpu_s_per_m']:.2f} CPU-s per 1M lines ({p['rust']['lines_per_cpu_s']:,.0f} lines per "
+            f"CPU-second), the Polars parser it replaced {p['polars']['cpu_s_per_m']:.2f}; `LC_ALL=C grep -cE` over the "
+            f"file {p['grep_wall_s']:.2f} s.",
+        ]
     if "store" not in r:
         path.write_text("\n".join(out) + "\n")
         return

@@ -75,6 +75,18 @@ def bench_ingest(cfg: dict, results: dict) -> float:
         results["ingest"].append(r)
         rows_per_line = r["rows"] / max(r["lines"], 1)
         print(f"ingest postfix {n:,}: {r['lines_per_s']:,.0f} lines/s, {r['peak_rss_mb']:.0f} MB", flush=True)
+    # the parse step alone, the compiled parser beside the Polars one it replaced (bench/parse.py)
+    log = generated(
+        "postfix", cfg["ingest"][0], START, max(1, cfg["ingest"][0] // 1_000_000), f"postfix-{cfg['ingest'][0]}.log"
+    )
+    results["parse"] = json.loads(
+        sh([sys.executable, "-m", "bench.parse", str(log), "--reference"]).stdout.strip().splitlines()[-1]
+    )
+    p = results["parse"]
+    print(
+        f"parse postfix: {p['rust']['cpu_s_per_m']:.2f} CPU-s per 1M lines (Polars {p['polars']['cpu_s_per_m']:.2f})",
+        flush=True,
+    )
     for fmt in ("exim", "sendmail", "exchange"):
         n = cfg["formats"]
         try:

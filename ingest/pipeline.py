@@ -457,7 +457,7 @@ class Pipeline:
         saved = copy.deepcopy(ctx.state)
         try:
             return parser.parse(lines, ctx)
-        except pl.exceptions.PolarsError as e:
+        except (pl.exceptions.PolarsError, formats.ParserFailed) as e:
             ctx.state = saved  # the failed call may have changed it half way
             # one line, or a parser failing on everything: splitting further would parse line by line
             if lines.height == 1 or rep.failed >= MAX_FAILED_LINES:

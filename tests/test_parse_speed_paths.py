@@ -15,6 +15,7 @@ import polars as pl
 from msgtrace.ingest.formats import postfix
 from msgtrace.ingest.formats.context import ParseContext
 from msgtrace.ingest.formats.syslog import split
+from tests import polars_postfix
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 6, 13, 10, 0, tzinfo=UTC)
@@ -77,7 +78,7 @@ def test_a_run_of_equal_stamps_split_by_other_lines() -> None:
 
 
 def test_lead_is_cut_off_the_body_on_either_path() -> None:
-    lead = postfix._QID_LEAD
+    lead = polars_postfix._QID_LEAD
     rows = envelope(
         [
             "Jun 13 10:00:00 mx1 postfix/qmgr[900]: 3F1A22C01: removed",

@@ -23,10 +23,15 @@ import polars as pl
 
 from msgtrace.ingest.formats.context import ParseContext
 
-__all__ = ["FORMAT_NAMES", "ParseContext", "Parsed", "detect", "parser"]
+__all__ = ["FORMAT_NAMES", "ParseContext", "Parsed", "ParserFailed", "detect", "parser"]
 
 # Detection order matters: the most specific signatures first.
 FORMAT_NAMES: tuple[str, ...] = ("exchange", "exim", "sendmail", "postfix")
+
+
+class ParserFailed(ValueError):
+    """A compiled parser met input it cannot read (a bug): the pipeline treats it as it treats a
+    Polars error, splitting the batch until the failing lines are alone."""
 
 
 @dataclass

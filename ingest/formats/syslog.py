@@ -236,13 +236,17 @@ def localize(local: pl.Expr, ctx: ParseContext, state_key: str) -> pl.Expr:
     time is at least ten minutes behind the latest wall time seen before it is in the second
     pass (the later instant); otherwise the first. Carried across chunks in ctx.state.
     """
-    tz = ctx.timezone
     state = ctx.state.setdefault(state_key, {})
     seen = state.get("max_local")
     running = local.cum_max().forward_fill().shift(1)  # a non-syslog line (null) must not reset it
     if seen is not None:
         running = pl.max_horizontal(running.fill_null(pl.lit(seen)), pl.lit(seen))
-    second_pass = (running - local) >= pl.duration(minutes=10)
+    return wall_to_utc(local, (running - local) >= pl.duration(minutes=10), ctx.timezone)
+
+
+def wall_to_utc(local: pl.Expr, second_pass: pl.Expr, tz: str) -> pl.Expr:
+    """Naive wall times in zone `tz` -> UTC: the later instant of a repeated hour where `second_pass`,
+    else the earlier; a time in a skipped hour is read in the offset before the change."""
     earliest = local.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
     latest = local.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")
     shifted = (local + pl.duration(hours=1)).dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")

@@ -1,0 +1,5 @@
+"""Types of the compiled extension (rust/src/lib.rs)."""
+
+from typing import Any
+
+def parse_postfix(views: bytes, buffers: list[bytes], line_nos: bytes, state: dict[str, Any]) -> dict[str, Any]: ...

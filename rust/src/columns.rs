@@ -1,0 +1,164 @@
+//! Arrow column buffers built in Rust and handed to Python as bytes, where pyarrow assembles
+//! them (`pyarrow.Array.from_buffers`): Debian packages no arrow crate, and the layout is simple.
+//!
+//! A column is a validity bitmap (bit i set: row i is not null; least significant bit first),
+//! plus for strings 64-bit offsets and UTF-8 data (pyarrow's large_string), for numbers the
+//! values themselves (a null row holds 0).
+
+/// A validity bitmap, grown one row at a time.
+#[derive(Default)]
+pub struct Validity {
+    bits: Vec<u8>,
+    len: usize,
+    nulls: usize,
+}
+
+impl Validity {
+    pub fn push(&mut self, valid: bool) {
+        if self.len % 8 == 0 {
+            self.bits.push(0);
+        }
+        if valid {
+            if let Some(last) = self.bits.last_mut() {
+                *last |= 1 << (self.len % 8);
+            }
+        } else {
+            self.nulls += 1;
+        }
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn nulls(&self) -> usize {
+        self.nulls
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bits
+    }
+}
+
+/// A nullable UTF-8 column in Arrow's string_view layout, which Polars takes without a copy
+/// (its own string columns are views): per row a 16-byte view, the length then either the
+/// text itself (up to 12 bytes) or its first 4 bytes, buffer 0 and the offset in `data`.
+pub struct StrCol {
+    pub views: Vec<u8>,
+    pub data: Vec<u8>,
+    pub valid: Validity,
+}
+
+/// The longest text a view's 32-bit offset can reach in one data buffer.
+const VIEW_DATA_MAX: usize = u32::MAX as usize;
+
+impl StrCol {
+    pub fn with_capacity(rows: usize, bytes: usize) -> Self {
+        StrCol {
+            views: Vec::with_capacity(rows * 16),
+            data: Vec::with_capacity(bytes),
+            valid: Validity::default(),
+        }
+    }
+
+    /// Appends a row; false (nothing appended) when the column's text would pass 4 GiB.
+    pub fn push(&mut self, value: Option<&str>) -> bool {
+        let v = value.unwrap_or("").as_bytes();
+        if v.len() > 12 && self.data.len() + v.len() > VIEW_DATA_MAX {
+            return false;
+        }
+        // the view is built on the stack and appended in one copy
+        let mut view = [0u8; 16];
+        put(&mut view, 0, &(v.len() as u32).to_le_bytes());
+        if v.len() <= 12 {
+            put(&mut view, 4, v);
+        } else {
+            put(&mut view, 4, v.get(..4).unwrap_or(&[0; 4]));
+            put(&mut view, 12, &(self.data.len() as u32).to_le_bytes());
+            self.data.extend_from_slice(v);
+        }
+        self.views.extend_from_slice(&view);
+        self.valid.push(value.is_some());
+        true
+    }
+}
+
+/// `bytes` into `view` at `at` (the callers' lengths fit: a view has 16 bytes).
+fn put(view: &mut [u8; 16], at: usize, bytes: &[u8]) {
+    if let Some(dst) = view.get_mut(at..at + bytes.len()) {
+        dst.copy_from_slice(bytes);
+    }
+}
+
+/// The text of row `row` of a string_view column (views and its data buffers), when the view
+/// points inside them and the bytes are UTF-8.
+pub fn view_str<'a>(views: &'a [u8], buffers: &[&'a [u8]], row: usize) -> Option<&'a str> {
+    let view = views.get(row * 16..row * 16 + 16)?;
+    let word = |at: usize| -> Option<usize> {
+        let b: [u8; 4] = view.get(at..at + 4)?.try_into().ok()?;
+        Some(u32::from_le_bytes(b) as usize)
+    };
+    let len = word(0)?;
+    let bytes = if len <= 12 {
+        view.get(4..4 + len)?
+    } else {
+        let (buffer, offset) = (word(8)?, word(12)?);
+        buffers.get(buffer)?.get(offset..offset + len)?
+    };
+    std::str::from_utf8(bytes).ok()
+}
+
+/// A number that goes into an Arrow buffer as its little-endian bytes.
+pub trait Number: Copy + Default {
+    fn write(self, out: &mut Vec<u8>);
+}
+
+impl Number for i64 {
+    fn write(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl Number for f64 {
+    fn write(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+/// A nullable column of 64-bit numbers.
+#[derive(Default)]
+pub struct NumCol<T: Number> {
+    pub values: Vec<T>,
+    pub valid: Validity,
+}
+
+impl<T: Number> NumCol<T> {
+    pub fn push(&mut self, value: Option<T>) {
+        self.values.push(value.unwrap_or_default());
+        self.valid.push(value.is_some());
+    }
+
+    pub fn value_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.values.len() * 8);
+        for v in &self.values {
+            v.write(&mut out);
+        }
+        out
+    }
+}
+
+pub type I64Col = NumCol<i64>;
+pub type F64Col = NumCol<f64>;
+
+/// A non-null boolean column, bit-packed like a validity bitmap.
+#[derive(Default)]
+pub struct BoolCol {
+    pub bits: Validity,
+}
+
+impl BoolCol {
+    pub fn push(&mut self, value: bool) {
+        self.bits.push(value);
+    }
+}

@@ -1,0 +1,575 @@
+//! msgtrace._core: the Postfix parser in compiled code (issue 16).
+//!
+//! `parse_postfix` takes a batch's lines as the Arrow buffers of a large_string column (UTF-8
+//! data and 64-bit offsets), reads every line once (the syslog envelope, then the Postfix or
+//! amavis handlers) and returns the events as Arrow buffers, the rows of the unknown lines and
+//! the state to carry to the next batch. ingest/formats/postfix.py assembles the frame.
+//!
+//! No line can make it panic on purpose (every slice is taken with .get()); should a bug do it,
+//! the panic is caught and raised as a ValueError naming the line.
+
+// map_or(false, ..) and `% 8 == 0` rather than is_some_and / is_multiple_of: the crate builds
+// with Debian's rustc 1.63 (bookworm's), not only a current rustup toolchain
+#![allow(clippy::unnecessary_map_or, clippy::manual_is_multiple_of)]
+
+mod columns;
+mod fxhash;
+mod postfix;
+mod syslog;
+
+use fxhash::{FxMap, FxSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use columns::{BoolCol, F64Col, I64Col, StrCol};
+use postfix::{Event, Line, Sessions};
+use syslog::{Stamp, YearState, Years};
+
+/// A fall-back hour line is in the second pass when this far behind the latest wall time before it.
+const SECOND_PASS_MICROS: i64 = 10 * 60 * 1_000_000;
+/// smtpd sessions carried to the next batch at most (postfix._OPEN_SESSIONS_KEPT)
+const OPEN_SESSIONS_KEPT: usize = 10_000;
+
+const STRING_FIELDS: [&str; 17] = [
+    "host",
+    "program",
+    "queue_id",
+    "kind",
+    "status",
+    "sender",
+    "recipient",
+    "orig_recipient",
+    "message_id",
+    "subject",
+    "client_host",
+    "client_ip",
+    "relay",
+    "to_ip",
+    "dsn",
+    "detail",
+    "next_queue_id",
+];
+
+struct Out {
+    line_no: I64Col,
+    local: I64Col,
+    utc: I64Col,
+    second: BoolCol,
+    strings: Vec<StrCol>,
+    size: I64Col,
+    nrcpt: I64Col,
+    delay: F64Col,
+}
+
+impl Out {
+    fn new(rows: usize) -> Self {
+        let strings = (0..STRING_FIELDS.len())
+            .map(|_| StrCol::with_capacity(rows, rows * 8))
+            .collect();
+        Out {
+            line_no: I64Col::default(),
+            local: I64Col::default(),
+            utc: I64Col::default(),
+            second: BoolCol::default(),
+            strings,
+            size: I64Col::default(),
+            nrcpt: I64Col::default(),
+            delay: F64Col::default(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        line_no: i64,
+        time: &Time,
+        host: &str,
+        program: &str,
+        e: &Event,
+    ) -> Result<(), String> {
+        self.line_no.push(Some(line_no));
+        self.local.push(time.local);
+        self.utc.push(time.utc);
+        self.second.push(time.second_pass);
+        let values: [Option<&str>; 17] = [
+            Some(host),
+            Some(program),
+            e.queue_id,
+            Some(e.kind),
+            e.status,
+            e.sender,
+            e.recipient,
+            e.orig_recipient,
+            e.message_id,
+            e.subject.as_deref(),
+            e.client_host,
+            e.client_ip.as_deref(),
+            e.relay,
+            e.to_ip.as_deref(),
+            e.dsn,
+            e.detail.as_deref(),
+            e.next_queue_id,
+        ];
+        for (col, v) in self.strings.iter_mut().zip(values) {
+            if !col.push(v) {
+                return Err(
+                    "the batch's events hold more than 4 GiB of text: parse it in smaller batches"
+                        .to_string(),
+                );
+            }
+        }
+        self.size.push(e.size);
+        self.nrcpt.push(e.nrcpt);
+        self.delay.push(e.delay);
+        Ok(())
+    }
+}
+
+struct Time {
+    local: Option<i64>,
+    utc: Option<i64>,
+    second_pass: bool,
+}
+
+/// A carried smtpd session: host, program, pid, queue id (each may be null in a checkpoint).
+type OpenSession<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+/// What the batch carries in and out (ParseContext.state["syslog"] and ["postfix"]).
+struct Carried {
+    year: Option<i64>,
+    reference_year: i64,
+    reference_ordinal: i64,
+    last_month: i64,
+    rollovers: i64,
+    max_local: Option<i64>,
+    sessions: Vec<[Option<String>; 4]>,
+}
+
+struct Parsed {
+    out: Out,
+    unknown: Vec<i64>,
+    months_seen: bool,
+    last_month: i64,
+    rollovers: i64,
+    max_local: Option<i64>,
+    /// None: no smtpd client=/disconnect line in the batch, the carried sessions stay as they were
+    sessions: Option<Vec<[Option<String>; 4]>>,
+}
+
+fn parse(
+    views: &[u8],
+    buffers: &[&[u8]],
+    line_nos: &[i64],
+    carried: &Carried,
+    at: &AtomicUsize,
+) -> Result<Parsed, String> {
+    let rows = line_nos.len();
+    if views.len() != rows * 16 {
+        return Err(format!("{} bytes of views for {} lines", views.len(), rows));
+    }
+    let env_patterns = syslog::Patterns::new();
+    let mut parser = postfix::Parser::new();
+    let mut out = Out::new(rows / 2);
+    let mut unknown = Vec::new();
+    let mut years = match carried.year {
+        Some(year) => Years::Given {
+            year,
+            state: YearState {
+                last_month: carried.last_month,
+                rollovers: carried.rollovers,
+            },
+            prev: carried.last_month,
+            seen: false,
+        },
+        None => Years::Reference {
+            year: carried.reference_year,
+            ordinal: carried.reference_ordinal,
+        },
+    };
+    let mut running = carried.max_local;
+    // the carried sessions first (their client= was in an earlier batch)
+    let carried_keys: Vec<OpenSession> = carried
+        .sessions
+        .iter()
+        .map(|[h, p, pid, q]| (h.as_deref(), p.as_deref(), pid.as_deref(), q.as_deref()))
+        .collect();
+    let mut sessions = Sessions {
+        last: FxMap::default(),
+        lines: Vec::new(),
+    };
+    for (h, p, pid, q) in &carried_keys {
+        if let (Some(h), Some(p)) = (h, p) {
+            sessions.last.insert((h, p, *pid), *q);
+        }
+    }
+    let mut events: Vec<Event> = Vec::with_capacity(4); // one line's, reused line after line
+    for row in 0..rows {
+        at.store(row, Ordering::Relaxed);
+        let line = columns::view_str(views, buffers, row).ok_or_else(|| {
+            format!("line {row}: its view points outside the buffers, or its text is not UTF-8")
+        })?;
+        let line_no = line_nos.get(row).copied().unwrap_or_default();
+        let env = syslog::split(&env_patterns, line);
+        let (utc, local) = match env.stamp {
+            Some(Stamp::Bsd { mon, day, hms }) => {
+                let m = syslog::bsd_month(mon);
+                let year = years.year(m, syslog::bsd_day(day));
+                (None, m.and_then(|m| syslog::bsd_local(year, m, day, hms)))
+            }
+            Some(Stamp::Iso(iso)) => syslog::iso(iso),
+            None => (None, None),
+        };
+        let second_pass = match (running, local) {
+            (Some(r), Some(l)) => r - l >= SECOND_PASS_MICROS,
+            _ => false,
+        };
+        if let Some(l) = local {
+            running = Some(running.map_or(l, |r| r.max(l)));
+        }
+        let ok = env.stamp.is_some() && (utc.is_some() || local.is_some());
+        if !ok {
+            if !line.trim().is_empty() {
+                unknown.push(row as i64);
+            }
+            continue;
+        }
+        let (host, program) = match (env.host, env.program) {
+            (Some(h), Some(p)) => (h, p),
+            _ => continue,
+        };
+        let time = Time {
+            local,
+            utc,
+            second_pass,
+        };
+        if program.starts_with("postfix") {
+            let l = Line {
+                host,
+                program,
+                pid: env.pid,
+                full_body: env.full_body,
+                body: env.body,
+                lead: env.lead,
+            };
+            events.clear();
+            let unknown_line = parser.postfix(&l, &mut sessions, &mut events);
+            for e in &events {
+                out.push(line_no, &time, host, program, e)?;
+            }
+            if unknown_line {
+                unknown.push(row as i64);
+            }
+        } else if program.starts_with("amavis") {
+            events.clear();
+            parser.amavis(env.body, &mut events);
+            for e in &events {
+                out.push(line_no, &time, host, program, e)?;
+            }
+        }
+    }
+    at.store(rows, Ordering::Relaxed);
+    let sessions_out = if sessions.lines.is_empty() {
+        None
+    } else {
+        Some(still_open(&carried_keys, &sessions))
+    };
+    let (months_seen, last_month, rollovers) = match &years {
+        Years::Given { state, seen, .. } => (*seen, state.last_month, state.rollovers),
+        Years::Reference { .. } => (false, 0, 0),
+    };
+    Ok(Parsed {
+        out,
+        unknown,
+        months_seen,
+        last_month,
+        rollovers,
+        max_local: running,
+        sessions: sessions_out,
+    })
+}
+
+/// postfix._still_open: the sessions whose last line so far is their client=: the carried ones
+/// that logged nothing in this batch, then those of the batch's last OPEN_SESSIONS_KEPT lines
+/// (in the order of their first line there), at most OPEN_SESSIONS_KEPT of them.
+fn still_open(carried: &[OpenSession], s: &Sessions) -> Vec<[Option<String>; 4]> {
+    let seen: FxSet<(&str, &str, Option<&str>)> = s.lines.iter().map(|(k, _)| *k).collect();
+    let mut out: Vec<[Option<String>; 4]> = Vec::new();
+    for (h, p, pid, q) in carried {
+        let quiet = match (h, p) {
+            (Some(h), Some(p)) => !seen.contains(&(*h, *p, *pid)),
+            _ => true, // a key with a null host or program matches no line
+        };
+        if quiet {
+            out.push([
+                h.map(str::to_string),
+                p.map(str::to_string),
+                pid.map(str::to_string),
+                q.map(str::to_string),
+            ]);
+        }
+    }
+    let tail = s
+        .lines
+        .get(s.lines.len().saturating_sub(OPEN_SESSIONS_KEPT)..)
+        .unwrap_or(&[]);
+    let mut order: Vec<(&str, &str, Option<&str>)> = Vec::new();
+    let mut last: FxMap<(&str, &str, Option<&str>), Option<&str>> = FxMap::default();
+    for (k, q) in tail {
+        if last.insert(*k, *q).is_none() {
+            order.push(*k);
+        }
+    }
+    for k in order {
+        if let Some(Some(q)) = last.get(&k) {
+            out.push([
+                Some(k.0.to_string()),
+                Some(k.1.to_string()),
+                k.2.map(str::to_string),
+                Some(q.to_string()),
+            ]);
+        }
+    }
+    let cut = out.len().saturating_sub(OPEN_SESSIONS_KEPT);
+    out.split_off(cut)
+}
+
+fn le_i64(bytes: &[u8]) -> Vec<i64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            i64::from_le_bytes(a)
+        })
+        .collect()
+}
+
+fn string_column<'py>(py: Python<'py>, name: &str, c: &StrCol) -> &'py PyTuple {
+    PyTuple::new(
+        py,
+        [
+            name.into_py(py),
+            "str".into_py(py),
+            c.valid.len().into_py(py),
+            c.valid.nulls().into_py(py),
+            PyBytes::new(py, c.valid.bytes()).into_py(py),
+            PyBytes::new(py, &c.views).into_py(py),
+            PyBytes::new(py, &c.data).into_py(py),
+        ],
+    )
+}
+
+fn fixed_column<'py>(
+    py: Python<'py>,
+    name: &str,
+    kind: &str,
+    valid: &columns::Validity,
+    values: &[u8],
+) -> &'py PyTuple {
+    PyTuple::new(
+        py,
+        [
+            name.into_py(py),
+            kind.into_py(py),
+            valid.len().into_py(py),
+            valid.nulls().into_py(py),
+            PyBytes::new(py, valid.bytes()).into_py(py),
+            PyBytes::new(py, values).into_py(py),
+            py.None(),
+        ],
+    )
+}
+
+/// Parse a batch of Postfix syslog lines.
+///
+/// views, buffers: the lines as an Arrow string_view column (16 bytes a line, and the data
+/// buffers the long ones point into: what Polars hands out without a copy); line_nos: little-endian int64 line numbers; state: a dict with year (int or None),
+/// reference_year, reference_ordinal, last_month, rollovers, max_local (naive local microseconds
+/// or None) and sessions (list of [host, program, pid, queue_id]).
+/// Returns a dict: columns (name, kind, len, null_count, validity, values or views, data),
+/// unknown (int64 rows), and the state keys updated.
+#[pyfunction]
+fn parse_postfix<'py>(
+    py: Python<'py>,
+    views: &PyBytes,
+    buffers: &PyList,
+    line_nos: &PyBytes,
+    state: &PyDict,
+) -> PyResult<&'py PyDict> {
+    let get = |k: &str| state.get_item(k);
+    let int = |k: &str, default: i64| -> PyResult<i64> {
+        match get(k) {
+            Some(v) if !v.is_none() => v.extract(),
+            _ => Ok(default),
+        }
+    };
+    let sessions: Vec<[Option<String>; 4]> = match get("sessions") {
+        Some(v) if !v.is_none() => {
+            let list: &PyList = v.downcast()?;
+            let mut out = Vec::with_capacity(list.len());
+            for item in list.iter() {
+                let row: Vec<Option<String>> = item.extract()?;
+                let mut it = row.into_iter();
+                out.push([
+                    it.next().flatten(),
+                    it.next().flatten(),
+                    it.next().flatten(),
+                    it.next().flatten(),
+                ]);
+            }
+            out
+        }
+        _ => Vec::new(),
+    };
+    let carried = Carried {
+        year: match get("year") {
+            Some(v) if !v.is_none() => Some(v.extract()?),
+            _ => None,
+        },
+        reference_year: int("reference_year", 1970)?,
+        reference_ordinal: int("reference_ordinal", 102)?,
+        last_month: int("last_month", 0)?,
+        rollovers: int("rollovers", 0)?,
+        max_local: match get("max_local") {
+            Some(v) if !v.is_none() => Some(v.extract()?),
+            _ => None,
+        },
+        sessions,
+    };
+    let buffers: Vec<&[u8]> = buffers
+        .iter()
+        .map(|b| b.downcast::<PyBytes>().map(PyBytes::as_bytes))
+        .collect::<Result<_, _>>()?;
+    let views = views.as_bytes();
+    let line_nos = le_i64(line_nos.as_bytes());
+    let at = AtomicUsize::new(0);
+    let started = std::time::Instant::now();
+    let result = py.allow_threads(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            parse(views, &buffers, &line_nos, &carried, &at)
+        }))
+    });
+    let parse_seconds = started.elapsed().as_secs_f64();
+    let parsed = match result {
+        Ok(Ok(p)) => p,
+        Ok(Err(msg)) => {
+            return Err(PyValueError::new_err(format!(
+                "the Postfix parser cannot read its input: {msg}"
+            )))
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".to_string());
+            let row = at.load(Ordering::Relaxed);
+            let no = line_nos
+                .get(row)
+                .map_or_else(|| "?".to_string(), |n| n.to_string());
+            return Err(PyValueError::new_err(format!(
+                "the Postfix parser failed on line {no} (row {row} of the batch): {what}"
+            )));
+        }
+    };
+    let o = &parsed.out;
+    let cols = PyList::empty(py);
+    cols.append(fixed_column(
+        py,
+        "line_no",
+        "i64",
+        &o.line_no.valid,
+        &o.line_no.value_bytes(),
+    ))?;
+    cols.append(fixed_column(
+        py,
+        "_local",
+        "i64",
+        &o.local.valid,
+        &o.local.value_bytes(),
+    ))?;
+    cols.append(fixed_column(
+        py,
+        "_utc",
+        "i64",
+        &o.utc.valid,
+        &o.utc.value_bytes(),
+    ))?;
+    let second = PyTuple::new(
+        py,
+        [
+            "_second".into_py(py),
+            "bool".into_py(py),
+            o.second.bits.len().into_py(py),
+            0usize.into_py(py),
+            PyBytes::new(py, b"").into_py(py),
+            PyBytes::new(py, o.second.bits.bytes()).into_py(py),
+            py.None(),
+        ],
+    );
+    cols.append(second)?;
+    for (name, c) in STRING_FIELDS.iter().zip(&o.strings) {
+        cols.append(string_column(py, name, c))?;
+    }
+    cols.append(fixed_column(
+        py,
+        "size",
+        "i64",
+        &o.size.valid,
+        &o.size.value_bytes(),
+    ))?;
+    cols.append(fixed_column(
+        py,
+        "nrcpt",
+        "i64",
+        &o.nrcpt.valid,
+        &o.nrcpt.value_bytes(),
+    ))?;
+    cols.append(fixed_column(
+        py,
+        "delay",
+        "f64",
+        &o.delay.valid,
+        &o.delay.value_bytes(),
+    ))?;
+    let out = PyDict::new(py);
+    out.set_item("rows", o.line_no.values.len())?;
+    out.set_item("parse_seconds", parse_seconds)?;
+    out.set_item("columns", cols)?;
+    let unknown: Vec<u8> = parsed
+        .unknown
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .collect();
+    out.set_item("unknown", PyBytes::new(py, &unknown))?;
+    out.set_item("months_seen", parsed.months_seen)?;
+    out.set_item("last_month", parsed.last_month)?;
+    out.set_item("rollovers", parsed.rollovers)?;
+    out.set_item("max_local", parsed.max_local)?;
+    match parsed.sessions {
+        Some(s) => {
+            let list = PyList::empty(py);
+            for row in s {
+                list.append(PyList::new(py, row.iter().map(|v| v.as_deref())))?;
+            }
+            out.set_item("sessions", list)?
+        }
+        None => out.set_item("sessions", py.None())?,
+    }
+    Ok(out)
+}
+
+#[pymodule]
+fn _core(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(parse_postfix, m)?)?;
+    Ok(())
+}
