@@ -4,6 +4,7 @@ under 8 clients, small files vs compacted.
 Writes BENCHMARKS.md and bench/results.json. Work files (generated logs, stores) live under
 bench/work/ (git-ignored) and are reused between runs when their parameters match.
 Targets are compared with values measured in the same run; nothing here is a test.
+The events write alone (Parquet options, CPU-s and their queries): `python -m bench.events_write STORE`.
 """
 
 from __future__ import annotations

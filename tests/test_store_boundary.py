@@ -37,6 +37,7 @@ PARQUET_CALLS = {"scan_parquet", "read_parquet", "read_parquet_metadata", "write
 PARQUET_ELSEWHERE = {
     "msgtrace/generate/__init__.py": "the ground truth written beside a generated log",
     "query/output.py": "`msgtrace trace --output parquet --out FILE`",
+    "bench/events_write.py": "copies of a store's events written with other Parquet options, beside the store's own",
 }
 
 
@@ -67,7 +68,7 @@ def violations(path: Path) -> list[str]:
                 out.append(f"{rel}:{line} imports {name}")
         elif name in INTERNAL and name not in TEST_INTERNALS.get(rel, set()):
             out.append(f"{rel}:{line} imports {name}: use msgtrace.store (Store, Table)")
-        elif name.startswith("pyarrow.parquet") and not rel.startswith("tests/"):
+        elif name.startswith("pyarrow.parquet") and not rel.startswith("tests/") and rel not in PARQUET_ELSEWHERE:
             out.append(f"{rel}:{line} imports {name}: store files are read and written by msgtrace.store")
     if not inside and not rel.startswith("tests/") and rel not in PARQUET_ELSEWHERE:
         for node in ast.walk(tree):

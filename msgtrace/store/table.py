@@ -425,7 +425,7 @@ class MessagesTable(Table):
 
 
 class EventsTable(Table):
-    """Events: append-only, written by Polars, compacted as one stream."""
+    """Events: append-only, written with per-column options (files.write_events), compacted as one stream."""
 
     name = EVENTS_DIR
     schema = EVENT_SCHEMA
@@ -441,7 +441,7 @@ class EventsTable(Table):
         return rows if rows.get_column("time").is_sorted() else rows.sort("time")
 
     def _write_file(self, df: pl.DataFrame, path: PurePath, metadata: dict[str, str]) -> None:
-        files.write_with_polars(self.fs, df, path, metadata)
+        files.write_events(self.fs, df, path, metadata)
 
     def newest_by_source(self, window: dt.timedelta) -> dict[str, dt.datetime]:
         """Each source's newest event among the stored events within `window` of the newest day."""
@@ -456,7 +456,9 @@ class EventsTable(Table):
         return {src: t for src, t in df.iter_rows() if t is not None}
 
     def _compact_into(self, current: list[PurePath], target: PurePath) -> None:
-        # events need no order and a day can hold millions: streamed, memory stays flat
+        # events need no order and a day can hold millions: streamed, memory stays flat. Polars'
+        # sink, not write_events' per-column options: pyarrow's writer fed a row group at a time
+        # peaked at 770 MB instead of 500 MB compacting the 1.54 M events of 2 M Postfix lines
         lf = self.scan_files(current)
         with self.fs.atomic_path(target, ".parquet") as tmp:
             lf.select(list(self.schema)).sink_parquet(tmp, compression="zstd", row_group_size=files.ROW_GROUP_SIZE)
@@ -493,10 +495,10 @@ class StateFiles:
         return conform(pl.read_parquet(self.fs.uri(path), storage_options=self.fs.storage_options()), schema)
 
     def write_frame(self, name: str, df: pl.DataFrame, schema: Schema) -> None:
-        """Replace a state frame atomically (Polars' writer, the explicit schema)."""
+        """Replace a state frame atomically (the explicit schema)."""
         if self.guard is not None:
             self.guard()
-        files.write_with_polars(self.fs, df.select(list(schema)), self.dir / name, {})
+        files.write_state(self.fs, df.select(list(schema)), self.dir / name)
 
 
 class ReportPartials:
