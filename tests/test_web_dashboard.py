@@ -30,9 +30,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     log = folder / "mail.log"
     generate("postfix", log, lines=6000, start=START, days=DAYS, tz="UTC", seed=11)
     store = folder / "store"
-    res = CliRunner().invoke(
-        cli, ["ingest", "--store", str(store), "--timezone", "UTC", "--year", "2026", str(log)]
-    )
+    res = CliRunner().invoke(cli, ["ingest", "--store", str(store), "--timezone", "UTC", "--year", "2026", str(log)])
     assert res.exit_code == 0, res.output
     st = Store(store)
     for day in st.messages.days():  # no stored counts: every figure from the rows
@@ -56,7 +54,10 @@ def brute(store: Path, now: dt.datetime, hours: int, zone: str) -> dict[str, Any
     rows = lf.collect().to_dicts()
     statuses = Counter(r["status"] if r["status"] is not None else "(no status)" for r in rows)
     hourly = Counter(
-        (r["received"].astimezone(dt.UTC).astimezone(_zone(zone)).replace(minute=0, second=0, microsecond=0), r["status"])
+        (
+            r["received"].astimezone(dt.UTC).astimezone(_zone(zone)).replace(minute=0, second=0, microsecond=0),
+            r["status"],
+        )
         for r in rows
     )
     reasons = reasons_rows(lf).to_dicts()  # the report's normalised reason of each row with one
@@ -144,8 +145,11 @@ def test_counts_out_of_date_are_not_used(counted: Path, tmp_path: Path) -> None:
     now = utc(2026, 6, 9)
     day_counts = board.DayCounts()
     check(copy, now, "7d", "UTC", day_counts)
+    footers = board.DayCounts()
+    check(copy, now, "24h", "UTC", footers)  # 7 d and 30 d: from the days' footer counts, kept too
     extra = msg(utc(2026, 6, 7, 12), "late@example.com", "new@example.net", status="Failed", detail="550 gone")
     write_store(copy, [extra], complete=False)
+    check(copy, now, "24h", "UTC", footers)
     check(copy, now, "7d", "UTC", day_counts)
     failed = board.build(copy, now, "7d", day_counts=day_counts).counts["7d"]["Failed"]
     assert failed == brute(counted, now, 24 * 7, "UTC")["counts"]["Failed"] + 1

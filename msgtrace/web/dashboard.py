@@ -81,6 +81,7 @@ class DayCounts:
         self._lock = threading.Lock()
         self._days: dict[tuple[str, dt.date], tuple[str, R.Partial]] = {}
         self._merged: dict[tuple[object, ...], Whole] = {}
+        self._statuses: dict[tuple[str, dt.date], tuple[str, Counter[str]]] = {}
 
     def key(self, st: Store, day: dt.date, domains: tuple[str, ...]) -> str:
         """What a day's partial is made from now (its partition's current files, the local domains)."""
@@ -105,6 +106,19 @@ class DayCounts:
             if len(self._days) >= self.LIMIT:
                 self._days.clear()
             self._days[(str(st.root), day)] = (made_from, found)
+        return found
+
+    def statuses(self, st: Store, day: dt.date, made_from: str) -> Counter[str]:
+        """A whole day's rows per status from its files' footers (query.summary), kept like its partial."""
+        with self._lock:
+            hit = self._statuses.get((str(st.root), day))
+        if hit is not None and hit[0] == made_from:
+            return hit[1]
+        found = Counter({_label(k): n for k, n in day_status_counts(st.messages, [day]).items()})
+        with self._lock:
+            if len(self._statuses) >= self.LIMIT:
+                self._statuses.clear()
+            self._statuses[(str(st.root), day)] = (made_from, found)
         return found
 
     def merged(self, key: tuple[object, ...], parts: list[R.Partial]) -> Whole:
@@ -289,8 +303,8 @@ def build(
                     total.update(_status_counts(known["status"]))
                 else:
                     footers.append(d)
-            for status_name, n in day_status_counts(st.messages, footers).items():
-                total[_label(status_name)] += n
+            for d in footers:
+                total.update(day_counts.statuses(st, d, key(d)))
             for a, b in cuts:
                 total.update(statuses(a, b))
         counts[name] = {s: n for s, n in total.items() if n}
