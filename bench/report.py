@@ -124,7 +124,8 @@ def write_report(r: dict, path: Path) -> None:
             "requests back to back (bounded in count and time). Search: `GET /api/v1/trace`, 1 day + sender "
             "(shape a); other senders: the day's next 16 busiest senders in turn, so no answer repeats (the "
             "server keeps the day's decoded columns, `--cache-mb`, never answers). Dashboard: `GET /dashboard`, "
-            "each request at another `now` so no figure is reused "
+            "each request at another `now` so no figure is reused (the default 24-hour range shown, "
+            "and the 30-day one) "
             "(the chart's SVG is, while its hourly data is unchanged); cached: the same `now`, answered from "
             "the 15-second dashboard cache.",
             "",
@@ -135,6 +136,7 @@ def write_report(r: dict, path: Path) -> None:
             ("search", "1-day sender search"),
             ("search_senders", "1-day sender search, other senders"),
             ("dashboard", "dashboard"),
+            ("dashboard_30d", "dashboard, 30-day range shown"),
             ("dashboard_cached", "dashboard, cached"),
         ):
             if name not in web:  # results of a run before this measurement existed

@@ -27,7 +27,7 @@ from msgtrace.query.filters import TraceFilter
 from msgtrace.query.summary import whole_day
 from msgtrace.store import MessagesTable, Store
 
-VERSION = "1"  # of the tables below: counts of another version are made again
+VERSION = "2"  # of the tables below: counts of another version are made again
 META_KEY = "msgtrace.report_counts"
 _COUNT = pl.Int64()
 _TIME = MESSAGE_SCHEMA["received"]
@@ -37,6 +37,7 @@ TABLES: dict[str, dict[str, pl.DataType]] = {
     "status": {"Status": _STR, "Rows": _COUNT, "Messages": _COUNT, "Bytes": _COUNT},
     "direction": {"Direction": _STR, "Rows": _COUNT, "Messages": _COUNT, "Bytes": _COUNT},
     "minute": {"Minute": _TIME, "Messages": _COUNT, "Rows": _COUNT, "Bytes": _COUNT},
+    "minute_status": {"Minute": _TIME, "Status": _STR, "Rows": _COUNT},
     "sender": {"Address": _STR, "Messages": _COUNT, "Rows": _COUNT, "Bytes": _COUNT},
     "recipient": {"Address": _STR, "Rows": _COUNT, "Messages": _COUNT, "Bytes": _COUNT},
     "recipient_domain": {"Domain": _STR, "Rows": _COUNT, "Messages": _COUNT, "Bytes": _COUNT},
@@ -59,9 +60,11 @@ def report(store: Path, flt: TraceFilter, options: R.ReportOptions) -> dict[str,
     return engine.relisting_once(lambda: R.finish(R.merge(partials(store, flt)), options))
 
 
-def partials(store: Path, flt: TraceFilter) -> list[R.Partial]:
+def partials(store: Path, flt: TraceFilter, tables: tuple[str, ...] | None = None) -> list[R.Partial]:
     """Partials whose merge is the partial of the filter's rows: stored ones for whole days, when
-    the window is the only filter, and one made from the rows of every other day."""
+    the window is the only filter, and one made from the rows of every other day.
+
+    tables: only these tables of each partial (None: all of them)."""
     st = Store(store)
     table = st.messages
     days = engine.needed_days(table, flt)
@@ -71,20 +74,36 @@ def partials(store: Path, flt: TraceFilter) -> list[R.Partial]:
         domains = store_local_domains(store)
         unread = []
         for day in days:
-            stored = stored_partial(st, table, day, domains) if whole_day(flt, day) else None
+            stored = stored_partial(st, table, day, domains, tables) if whole_day(flt, day) else None
             if stored is None:
                 unread.append(day)
             else:
                 found.append(stored)
     files = table.files(unread)  # days without a partition hold no rows
     if files or not found:
-        found.append(_conformed(R.partial(engine.filtered(store, files, flt, every_row_direction=True))))
+        found.append(from_rows(store, files, flt, tables))
     return found
+
+
+def from_rows(store: Path, files: list[Path], flt: TraceFilter, tables: tuple[str, ...] | None = None) -> R.Partial:
+    """The partial (these tables, None: all) of the rows of these files that pass the filter."""
+    direction = tables is None or "direction" in tables
+    # no `columns`: not through a column cache, whose decoded days are filtered row by row, while
+    # the Parquet reader skips the row groups outside a cut day's piece by their statistics
+    lf = engine.filtered(store, files, flt, every_row_direction=direction)
+    return _conformed(R.partial(lf, tables))
+
+
+def empty(tables: tuple[str, ...] | None = None) -> R.Partial:
+    """The partial of no rows (these tables, None: all)."""
+    return {name: pl.DataFrame(schema=cols) for name, cols in TABLES.items() if tables is None or name in tables}
 
 
 def _conformed(p: R.Partial) -> R.Partial:
     """A partial's tables in TABLES' columns, order and types (stored and fresh ones then stack)."""
-    return {name: p[name].select(pl.col(c).cast(t) for c, t in cols.items()) for name, cols in TABLES.items()}
+    return {
+        name: p[name].select(pl.col(c).cast(t) for c, t in cols.items()) for name, cols in TABLES.items() if name in p
+    }
 
 
 def _meta(table: MessagesTable, day: dt.date, domains: tuple[str, ...]) -> dict[str, Any]:
@@ -94,6 +113,11 @@ def _meta(table: MessagesTable, day: dt.date, domains: tuple[str, ...]) -> dict[
         "files": [p.name for p in table.current_files(day)],
         "local_domains": sorted(domains),
     }
+
+
+def made_from(table: MessagesTable, day: dt.date, domains: tuple[str, ...]) -> str:
+    """What a day's counts would be made from now, as one string (a key for counts kept in memory)."""
+    return json.dumps(_meta(table, day, domains), sort_keys=True)
 
 
 def is_current(st: Store, table: MessagesTable, day: dt.date, domains: tuple[str, ...]) -> bool:
@@ -106,14 +130,20 @@ def is_current(st: Store, table: MessagesTable, day: dt.date, domains: tuple[str
     return bool(made_from == _meta(table, day, domains))
 
 
-def stored_partial(st: Store, table: MessagesTable, day: dt.date, domains: tuple[str, ...]) -> R.Partial | None:
-    """A day's stored counts, if they are those of its current files and local domains."""
+def stored_partial(
+    st: Store, table: MessagesTable, day: dt.date, domains: tuple[str, ...], tables: tuple[str, ...] | None = None
+) -> R.Partial | None:
+    """A day's stored counts (these tables, None: all), if they are those of its current files and local domains."""
     if not is_current(st, table, day, domains):
         return None
     frame = st.report.read(day, SCHEMA)
     if frame is None or not is_current(st, table, day, domains):  # replaced between the two reads
         return None
-    return {name: frame.filter(pl.col("table") == name).select(list(cols)) for name, cols in TABLES.items()}
+    return {
+        name: frame.filter(pl.col("table") == name).select(list(cols))
+        for name, cols in TABLES.items()
+        if tables is None or name in tables
+    }
 
 
 def store_partials(store: Path, days: list[dt.date] | None = None) -> int:
@@ -132,7 +162,7 @@ def store_partials(store: Path, days: list[dt.date] | None = None) -> int:
             continue
         start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
         flt = TraceFilter.from_params(start_date=start, end_date=start + dt.timedelta(days=1), max_age_days=0)
-        p = _conformed(R.partial(engine.filtered(store, files, flt, every_row_direction=True)))
+        p = from_rows(store, files, flt)
         stacked = pl.concat(
             [p[name].select(list(cols)).with_columns(pl.lit(name).alias("table")) for name, cols in TABLES.items()],
             how="diagonal_relaxed",

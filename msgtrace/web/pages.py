@@ -262,6 +262,7 @@ def message(request: Request) -> Response:
 def dashboard(request: Request) -> Response:
     """Counts per status, mail per hour, tops, and the watcher's state."""
     from msgtrace.ingest.status import status
+    from msgtrace.query.report import polars_zone
     from msgtrace.web import chart
     from msgtrace.web import dashboard as board
 
@@ -293,7 +294,7 @@ def dashboard(request: Request) -> Response:
     def compute() -> tuple[Any, str]:
         # the watcher's state does not depend on `now`: dashboards at any `now` share it while it is fresh
         store_status = cache.get(("store status",), lambda: status(config.store))
-        data = board.build(config.store, now, range_name, store_status)
+        data = board.build(config.store, now, range_name, store_status, polars_zone(tz))
         title = f"Mail per hour, {board.RANGE_LABELS[range_name]} ({_zone_name(arguments)})"
         start = now - dt.timedelta(hours=board.RANGES[range_name])
         return data, chart.svg(data.hourly, tz, title, start, now)
