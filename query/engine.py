@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TypeVar
 
 import polars as pl
@@ -69,7 +69,7 @@ def needed_days(table: MessagesTable, flt: TraceFilter) -> list[dt.date]:
     return days
 
 
-def needed_files(table: MessagesTable, flt: TraceFilter) -> list[Path]:
+def needed_files(table: MessagesTable, flt: TraceFilter) -> list[PurePath]:
     """The current files of exactly the partitions the filter's window (or trace id) can touch."""
     return table.files(needed_days(table, flt))
 
@@ -97,8 +97,8 @@ def scan(
 
 
 def filtered(
-    store: Path,
-    files: list[Path],
+    store: PurePath,
+    files: list[PurePath],
     flt: TraceFilter,
     every_row_direction: bool = False,
     columns: list[str] | None = None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import polars as pl
@@ -85,7 +85,9 @@ def partials(store: Path, flt: TraceFilter, tables: tuple[str, ...] | None = Non
     return found
 
 
-def from_rows(store: Path, files: list[Path], flt: TraceFilter, tables: tuple[str, ...] | None = None) -> R.Partial:
+def from_rows(
+    store: PurePath, files: list[PurePath], flt: TraceFilter, tables: tuple[str, ...] | None = None
+) -> R.Partial:
     """The partial (these tables, None: all) of the rows of these files that pass the filter."""
     direction = tables is None or "direction" in tables
     # no `columns`: not through a column cache, whose decoded days are filtered row by row, while

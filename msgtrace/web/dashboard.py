@@ -19,7 +19,7 @@ import datetime as dt
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import polars as pl
 
@@ -87,7 +87,7 @@ class DayCounts:
         """What a day's partial is made from now (its partition's current files, the local domains)."""
         return RS.made_from(st.messages, day, domains)
 
-    def known(self, root: Path, day: dt.date, made_from: str) -> R.Partial | None:
+    def known(self, root: PurePath, day: dt.date, made_from: str) -> R.Partial | None:
         with self._lock:
             hit = self._days.get((str(root), day))
         return hit[1] if hit is not None and hit[0] == made_from else None
