@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from msgtrace.cli import cli
 from msgtrace.generate import generate
+from tests.conftest import TEST_WRITER
 
 # The generated log's window, and a `now` just after it (so nothing is past the default age limit).
 START = "2026-06-01"
@@ -53,9 +53,7 @@ def superseding_store(folder: Path, lines: int = 4000, seed: int = 7) -> Path:
     with log.open("a") as f:
         f.writelines(text[cut:])
     # the same writer as the CLI run (tests/conftest.py names it), so its rows supersede its own
-    pipe = Pipeline(
-        store, IngestOptions(timezone="UTC", year=2026), store=Store(store, writer=os.environ["MSGTRACE_WRITER"])
-    )
+    pipe = Pipeline(store, IngestOptions(timezone="UTC", year=2026), store=Store(store, writer=TEST_WRITER))
     try:
         pipe.ingest_path(log)
     finally:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -58,7 +59,8 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         raise ParserFailed(str(e)) from None
     _state_out(ctx, out)
     events = _frame(out)
-    unknown_rows = pl.Series("row", memoryview(out["unknown"]).cast("q").tolist(), pl.Int64)
+    # the rows' numbers as one buffer (a log of foreign lines is all unknown: no list per line)
+    unknown_rows = pl.Series("row", np.frombuffer(out["unknown"], dtype=np.int64))
     unknown = (
         lines.select("line_no", "line")[unknown_rows] if unknown_rows.len() else lines.select("line_no", "line").clear()
     )
