@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 RUST_SOURCES := rust/Cargo.toml rust/Cargo.lock $(wildcard rust/src/*.rs)
 
-.PHONY: demo test test-fast lint typecheck bench bench-quick bench-s3 clean chromium web-screenshots
+.PHONY: demo test test-fast lint typecheck bench bench-quick bench-ingest bench-s3 clean chromium web-screenshots
 
 $(STAMP): pyproject.toml $(RUST_SOURCES)
 	@command -v cargo >/dev/null 2>&1 || { echo "Error: no Rust toolchain (cargo) on PATH or in ~/.cargo/bin: msgtrace's parser (rust/) is compiled on install; install rustc and cargo (https://rustup.rs or apt-get install cargo), then run make again" >&2; exit 1; }
@@ -74,6 +74,10 @@ bench: $(BENCH_STAMP)
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --quick
 	$(BIN)/python -m bench.s3 --quick
+
+# section 1 only (ingest of every format beside grep -cE); the other sections stay the last run's
+bench-ingest: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --ingest-only
 
 # a store on the S3 emulator (moto, 127.0.0.1) beside local disk: ingest lines/s, query latency
 bench-s3: $(BENCH_STAMP)
