@@ -131,10 +131,13 @@ def _followed(store: Path, files: list[Path], flt: TraceFilter, domains: tuple[s
     """--follow: the end-to-end rows (query.follow) of the messages entering in the window; the
     filters on the first hop before following, status, ToIP and Direction on the last hop's."""
     from msgtrace.query.direction import with_direction
-    from msgtrace.query.follow import follow, store_rows
+    from msgtrace.query.follow import entries, follow, store_rows
 
+    stored = store_rows(store)
     entry = open_files(Store(store).messages, files).filter(flt.entry_expr()).collect()
-    rows = follow(entry, store_rows(store)).lazy()
+    if flt.message_trace_id is not None:  # it may name a later hop: follow its message from where it entered
+        entry = entries(entry, stored)
+    rows = follow(entry, stored).lazy()
     lf = with_direction(rows, domains).filter(flt.outcome_expr())
     return lf.filter(pl.col("direction").is_in(list(flt.directions))) if flt.directions else lf
 

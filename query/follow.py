@@ -144,13 +144,13 @@ def next_hops(rows: pl.DataFrame, stored: Rows) -> tuple[pl.DataFrame, pl.DataFr
     return found, nxt
 
 
-def continuations(rows: pl.DataFrame, stored: Rows, queue_lifetime: dt.timedelta = QUEUE_LIFETIME) -> pl.DataFrame:
-    """The keys (message_trace_id, recipient_lower) of those `rows` that are a later hop of a row
-    of the store (whose delivery lies within HOP_WINDOW of their Received; that row was received
-    at most a queue lifetime before it)."""
+def _previous_hops(rows: pl.DataFrame, stored: Rows, queue_lifetime: dt.timedelta) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The stored rows that `rows` continue on another host, one hop back: (links, those rows).
+    Such a row's delivery lies within HOP_WINDOW of the later row's Received, and it was
+    received at most a queue lifetime before it."""
     networked = rows.filter(_networked())
     if not networked.height:
-        return networked.select(_KEY)
+        return links(networked, networked), networked.clear()
     lo, hi = networked["received"].min(), networked["received"].max()
     assert isinstance(lo, dt.datetime) and isinstance(hi, dt.datetime)
     before = (
@@ -162,8 +162,33 @@ def continuations(rows: pl.DataFrame, stored: Rows, queue_lifetime: dt.timedelta
         )
         .collect()
     )
-    found = links(before, networked)
+    return links(before, networked), before
+
+
+def continuations(rows: pl.DataFrame, stored: Rows, queue_lifetime: dt.timedelta = QUEUE_LIFETIME) -> pl.DataFrame:
+    """The keys (message_trace_id, recipient_lower) of those `rows` that are a later hop of a row
+    of the store."""
+    found, _ = _previous_hops(rows, stored, queue_lifetime)
     return found.select(pl.col("_next_id").alias("message_trace_id"), pl.col("_next_rcpt").alias("recipient_lower"))
+
+
+def entries(rows: pl.DataFrame, stored: Rows, queue_lifetime: dt.timedelta = QUEUE_LIFETIME) -> pl.DataFrame:
+    """`rows` with every later hop replaced by the rows of the message it is a hop of, as that
+    message entered the store's MTAs (hop after hop back), all its recipients included; rows that
+    are no later hop stay. A MessageTraceId asked for with --follow may be a later host's (the id
+    an admin of that host sees): followed, it is the message end to end, under its entry's id."""
+    kept: list[pl.DataFrame] = []
+    current = rows
+    for _ in range(MAX_HOPS):
+        found, before = _previous_hops(current, stored, queue_lifetime)
+        if not found.height:
+            break
+        later = found.select(
+            pl.col("_next_id").alias("message_trace_id"), pl.col("_next_rcpt").alias("recipient_lower")
+        )
+        kept.append(current.join(later, on=_KEY, how="anti"))
+        current = before.join(found.select("message_trace_id").unique(), on="message_trace_id", how="semi")
+    return pl.concat([*kept, current], how="vertical_relaxed").unique(_KEY, keep="first")
 
 
 def follow(rows: pl.DataFrame, stored: Rows, queue_lifetime: dt.timedelta = QUEUE_LIFETIME) -> pl.DataFrame:

@@ -161,6 +161,22 @@ def test_detail_shows_every_hop(store: Path) -> None:
     assert all("ann@" not in e[2] for e in events)
 
 
+def test_a_later_hosts_message_trace_id_follows_its_message_from_where_it_entered(store: Path) -> None:
+    # the id mbox1's admin sees (its own row, queue id 5B2C1D0E3) used to give nothing with --follow:
+    # that row is a later hop, not an entry
+    mine = run(store, "--from-ip", "10.0.0.1", "--recipient-address", "lee@contoso.com")[0]
+    (hop,) = [r for r in mine if r["SenderAddress"] == "alice@fabrikam.com"]
+    followed, _ = run(store, "--follow", "--message-trace-id", hop["MessageTraceId"])
+    assert contract(followed) == FOLLOWED[7:]  # both recipients, end to end, as mx1 received it
+    (entry,) = {r["MessageTraceId"] for r in run(store, "--follow", "--sender-address", "alice@fabrikam.com")[0]}
+    assert {r["MessageTraceId"] for r in followed} == {entry} != {hop["MessageTraceId"]}
+    # three hops: av1's and mbox1's ids of eve's message both lead to its one end-to-end row
+    eve = run(store, "--sender-address", "eve@fabrikam.com")[0]
+    assert len({r["MessageTraceId"] for r in eve}) == 3
+    for r in eve:
+        assert contract(run(store, "--follow", "--message-trace-id", r["MessageTraceId"])[0]) == [FOLLOWED[0]]
+
+
 def test_three_hops_and_a_deferral_on_the_way(store: Path) -> None:
     followed, _ = run(store, "--follow", "--sender-address", "eve@fabrikam.com")
     assert contract(followed) == [FOLLOWED[0]]
