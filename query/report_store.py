@@ -152,6 +152,7 @@ def store_partials(store: Path, days: list[dt.date] | None = None) -> int:
     """Count each day's partition (every day when None) whose stored counts are missing or out of
     date, and store them; returns how many were made. The caller holds the store lock."""
     st = Store(store)
+    st.report.remove_stale_temps()
     table = st.messages
     domains = store_local_domains(store)
     made = 0

@@ -455,3 +455,30 @@ def test_percentiles_from_counted_delays_equal_polars_over_the_rows() -> None:
         got = weighted_percentiles(counted)
         rows = pl.Series(values)
         assert got == {f"p{int(q * 100)}": rows.quantile(q, interpolation="linear") for q in PERCENTILES}
+
+
+def test_a_killed_compactions_temp_day_counts_are_swept(counted: Path, tmp_path: Path) -> None:
+    """A compaction killed while writing a day's counts leaves its temp file in _report_counts/; the
+    next compaction removes it once it is an hour old, and leaves a younger one (another writer may
+    be writing it right now)."""
+    import os
+    import shutil
+    import time
+
+    from msgtrace.store.table import STALE_REPORT_TEMP_SECONDS
+
+    copy = tmp_path / "store"
+    shutil.copytree(counted, copy)
+    folder = Store(copy).report.dir
+    old, young = (
+        folder / ".tmp-0123456789abcdef.2026-06-01.parquet",
+        folder / ".tmp-fedcba9876543210.2026-06-02.parquet",
+    )
+    for f in (old, young):
+        f.write_bytes(b"PAR1 half written")
+    then = time.time() - STALE_REPORT_TEMP_SECONDS - 60
+    os.utime(old, (then, then))
+    res = invoke("compact", "--store", str(copy))
+    assert res.exit_code == 0, res.output
+    assert not old.exists() and young.exists()
+    assert report_json(copy, "--timezone", "UTC") == report_json(counted, "--timezone", "UTC")

@@ -23,6 +23,8 @@ writes, compacts and scans only that writer's files and keeps its state in
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +50,8 @@ SHARED_STATE = {"config.json", DEFAULT_WRITER_FILE}  # in _state/, written by ev
 LOCK_FILE = ".lock"  # msgtrace.store.lock: the default writer's lock, where older versions had it
 DAMAGED_DIR = "_damaged"  # damaged files moved aside: <store>/_damaged/<table>/date=.../
 REPORT_DIR = "_report_counts"  # msgtrace report's counts of whole days (ReportPartials)
+# A day's counts are written in seconds: a temp file in REPORT_DIR this old has no writer any more.
+STALE_REPORT_TEMP_SECONDS = 3600
 # A partition file with fewer rows than this is small: many of them are worth merging (the
 # watcher writes a few hundred rows a flush; a batch run up to a flush's 200,000 events).
 SMALL_FILE_ROWS = 50_000
@@ -539,6 +543,26 @@ class ReportPartials:
     def remove(self, day: dt.date) -> None:
         """Delete a day's partial (nothing happens when there is none)."""
         self.fs.delete(self.path(day))
+
+    def remove_stale_temps(self, older_than: float = STALE_REPORT_TEMP_SECONDS) -> int:
+        """Delete the temp files a killed compaction left here; returns how many. Every writer
+        counts days, so a temp's name cannot tell whose it is (as a partition's can): one not
+        modified for `older_than` seconds is one nobody is writing. Object storage has none (a
+        file is written locally, then PUT whole)."""
+        if not self.fs.is_local:
+            return 0
+        removed = 0
+        for name in self.fs.list(self.dir):
+            if temp_target(name) is None:
+                continue
+            try:
+                if time.time() - os.stat(self.dir / name).st_mtime < older_than:
+                    continue
+            except FileNotFoundError:
+                continue  # its writer finished (renamed it) meanwhile
+            self.fs.delete(self.dir / name)
+            removed += 1
+        return removed
 
 
 class Store:
