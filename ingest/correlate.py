@@ -179,14 +179,19 @@ def _sparse(events: pl.DataFrame, where: pl.Expr, cols: list[str]) -> tuple[byte
 
 def _run(events: pl.DataFrame, queue_lifetime: dt.timedelta, split: bool) -> dict[str, Any]:
     """The compiled correlator over conformed events."""
+    return _core.correlate_events(_inputs(events), queue_lifetime // _US, HANDOFF_WINDOW // _US, split)
+
+
+def _inputs(events: pl.DataFrame) -> dict[str, Any]:
+    """The columns the compiled correlator reads (rust/src/correlate_py.rs), from conformed events."""
     time = events.get_column("time")
     if time.null_count():
         raise ValueError("correlate: events without a time (every parser gives one)")
     kind, status, sender = pl.col("kind"), pl.col("status"), pl.col("sender")
     bit = lambda cond, b: cond.fill_null(False).cast(pl.UInt8) * b  # noqa: E731
     codes = events.select(
-        kind.replace_strict(_KIND_CODES, default=1, return_dtype=pl.UInt8).fill_null(0).alias("kind"),
-        status.replace_strict(_STATUS_CODES, default=1, return_dtype=pl.UInt8).fill_null(0).alias("status"),
+        _code(kind, _KIND_CODES).alias("kind"),
+        _code(status, _STATUS_CODES).alias("status"),
         # one byte of flags a row (rust/src/correlate.rs F_*)
         (
             bit(pl.col("message_id").is_not_null(), 1)
@@ -203,7 +208,7 @@ def _run(events: pl.DataFrame, queue_lifetime: dt.timedelta, split: bool) -> dic
         pl.col("nrcpt").fill_null(0),
     )
     queued = pl.col("queue_id").is_not_null()
-    cols = {
+    return {
         "time": time.to_physical().to_numpy().tobytes(),
         "line_no": codes.get_column("line_no").to_numpy().tobytes(),
         "nrcpt": codes.get_column("nrcpt").to_numpy().tobytes(),
@@ -223,7 +228,12 @@ def _run(events: pl.DataFrame, queue_lifetime: dt.timedelta, split: bool) -> dic
             ["recipient", "orig_recipient"],
         ),
     }
-    return _core.correlate_events(cols, queue_lifetime // _US, HANDOFF_WINDOW // _US, split)
+
+
+def _code(col: pl.Expr, codes: dict[str, int]) -> pl.Expr:
+    """A string column as its code: 0 null, 1 a value not in `codes` (replace_strict's default
+    would catch nulls too)."""
+    return pl.when(col.is_null()).then(0).otherwise(col.replace_strict(codes, default=1)).cast(pl.UInt8)
 
 
 def _frame(columns: list[tuple]) -> pl.DataFrame:
