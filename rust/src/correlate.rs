@@ -20,6 +20,7 @@
 
 use std::borrow::Cow;
 
+use crate::columns::StrCol;
 use crate::fxhash::{FxMap, FxSet};
 
 // kind codes, as ingest/correlate.py _KIND_CODES sends them (0: null)
@@ -147,12 +148,26 @@ pub struct Input<'a> {
     pub window: i64,
 }
 
+fn push_str(col: &mut StrCol, v: Option<&str>) -> Result<(), String> {
+    if col.push(v) {
+        Ok(())
+    } else {
+        Err("more than 4 GiB of text in one output column".to_string())
+    }
+}
+
+impl Default for StrCol {
+    fn default() -> Self {
+        StrCol::with_capacity(0, 0)
+    }
+}
+
 /// One output row (message, recipient): event indices (NONE: null) and computed values.
 #[derive(Default)]
 pub struct Rows {
     pub msg: Vec<u32>,
     pub received: Vec<i64>,
-    pub queue_ids: Vec<String>,
+    pub queue_ids: StrCol,
     pub from_ip: Vec<u32>,
     pub size: Vec<u32>,
     pub sender: Vec<u32>,
@@ -161,8 +176,8 @@ pub struct Rows {
     pub recipient: Vec<u32>,
     pub member_orig: Vec<u32>,
     pub outcome: Vec<u32>,
-    pub status_text: Vec<Option<&'static str>>,
-    pub detail_text: Vec<Option<String>>,
+    pub status_text: StrCol,
+    pub detail_text: StrCol,
     pub latest: Vec<u32>,
     pub orig: Vec<u32>,
     pub last_event: Vec<i64>,
@@ -190,41 +205,69 @@ struct Key {
     idx: u32,
 }
 
-struct Ctx<'a, 'b> {
-    inp: &'b Input<'a>,
-    sec: Vec<i64>,
-    source_rank: Vec<u32>,
+/// What the passes read of one event, packed in one cache line's half: a message's events lie
+/// all over the input, and one read then brings every field.
+#[derive(Clone, Copy, Default)]
+struct Ev {
+    time: i64,
+    line: i64,
+    source: u32,
+    inst: u32,
+    rcpt: u32,
+    kind: u8,
+    status: u8,
+    flags: u8,
 }
 
-impl<'a, 'b> Ctx<'a, 'b> {
+struct Ctx {
+    ev: Vec<Ev>,
+}
+
+impl Ctx {
+    fn at(&self, e: usize) -> Ev {
+        self.ev.get(e).copied().unwrap_or_default()
+    }
+
     fn key(&self, e: usize) -> Key {
-        let line = if self.flag(e, F_LINE_NO) {
-            self.inp.line_no.get(e).copied()
-        } else {
-            None
-        };
+        let v = self.at(e);
         Key {
-            sec: self.sec.get(e).copied().unwrap_or_default(),
-            source: self.source_rank.get(e).copied().unwrap_or_default(),
-            line,
+            sec: v.time.div_euclid(1_000_000),
+            source: v.source,
+            line: if v.flags & F_LINE_NO != 0 {
+                Some(v.line)
+            } else {
+                None
+            },
             idx: e as u32,
         }
     }
 
+    fn sec(&self, e: usize) -> i64 {
+        self.at(e).time.div_euclid(1_000_000)
+    }
+
     fn kind(&self, e: usize) -> u8 {
-        self.inp.kind.get(e).copied().unwrap_or(K_NULL)
+        self.ev.get(e).map_or(K_NULL, |v| v.kind)
     }
 
     fn status(&self, e: usize) -> u8 {
-        self.inp.status.get(e).copied().unwrap_or(S_NULL)
+        self.ev.get(e).map_or(S_NULL, |v| v.status)
     }
 
     fn flag(&self, e: usize, f: u8) -> bool {
-        self.inp.flags.get(e).map_or(false, |v| v & f != 0)
+        self.ev.get(e).map_or(false, |v| v.flags & f != 0)
     }
 
     fn time(&self, e: usize) -> i64 {
-        self.inp.time.get(e).copied().unwrap_or_default()
+        self.ev.get(e).map_or(0, |v| v.time)
+    }
+
+    fn inst(&self, e: usize) -> u32 {
+        self.ev.get(e).map_or(NONE, |v| v.inst)
+    }
+
+    fn rcpt(&self, e: usize) -> u32 {
+        self.ev.get(e).map_or(NONE, |v| v.rcpt)
     }
 }
 
@@ -236,25 +279,43 @@ fn get_u32(v: &[u32], i: usize) -> u32 {
     v.get(i).copied().unwrap_or(NONE)
 }
 
+/// Each row's string as a small id (NONE: null), in first-appearance order, and the distinct
+/// strings: for the few-valued columns (host, source), whose rows come in long runs, so the
+/// previous row's value is compared before any hashing.
+fn intern<'a>(col: &ViewCol<'a>, rows: usize) -> (Vec<u32>, Vec<&'a [u8]>) {
+    let mut ids: FxMap<&[u8], u32> = FxMap::default();
+    let mut distinct: Vec<&'a [u8]> = Vec::new();
+    let mut of_row = Vec::with_capacity(rows);
+    let mut last: Option<(&[u8], u32)> = None;
+    for r in 0..rows {
+        let v = match col.get(r) {
+            Some(v) => v,
+            None => {
+                of_row.push(NONE);
+                continue;
+            }
+        };
+        let id = match last {
+            Some((l, id)) if l == v => id,
+            _ => {
+                let next = distinct.len() as u32;
+                let id = *ids.entry(v).or_insert_with(|| {
+                    distinct.push(v);
+                    next
+                });
+                last = Some((v, id));
+                id
+            }
+        };
+        of_row.push(id);
+    }
+    (of_row, distinct)
+}
+
 /// Rank of each row's source among the distinct sources by their bytes (0: null), so the
 /// order compares integers.
 fn source_ranks(source: &ViewCol, rows: usize) -> Vec<u32> {
-    let mut ids: FxMap<&[u8], u32> = FxMap::default();
-    let mut first: Vec<&[u8]> = Vec::new();
-    let mut of_row = Vec::with_capacity(rows);
-    for r in 0..rows {
-        match source.get(r) {
-            Some(s) => {
-                let next = first.len() as u32;
-                let id = *ids.entry(s).or_insert_with(|| {
-                    first.push(s);
-                    next
-                });
-                of_row.push(id);
-            }
-            None => of_row.push(NONE),
-        }
-    }
+    let (of_row, first) = intern(source, rows);
     let mut order: Vec<u32> = (0..first.len() as u32).collect();
     order.sort_by(|a, b| first.get(*a as usize).cmp(&first.get(*b as usize)));
     let mut rank = vec![0u32; first.len()];
@@ -325,8 +386,23 @@ struct Member {
     members: FxSet<String>,
 }
 
+// (status code, last_event before the fill, recipient, member orig, latest, orig,
+// alias status and detail)
+struct Pre {
+    code: u8,
+    status_at: u32,
+    last: Option<i64>,
+    recipient: u32,
+    member_orig: u32,
+    latest: u32,
+    orig: u32,
+    text: Option<(&'static str, String)>,
+}
+
 pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
     let n = inp.time.len();
+    let mut _t = std::time::Instant::now();
+    let prof = std::env::var("CORR_PROF").is_ok();
     if inp.line_no.len() != n
         || inp.nrcpt.len() != n
         || inp.kind.len() != n
@@ -335,38 +411,47 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
     {
         return Err(format!("columns of unequal length ({n} times)"));
     }
-    let ctx = Ctx {
-        inp,
-        sec: inp
-            .time
-            .iter()
-            .map(|t| t.div_euclid(1_000_000) * 1_000_000)
+    let source_rank = source_ranks(&inp.source, n);
+    let mut ctx = Ctx {
+        ev: (0..n)
+            .map(|e| Ev {
+                time: get(&inp.time, e),
+                line: get(&inp.line_no, e),
+                source: get(&source_rank, e),
+                inst: NONE,
+                rcpt: NONE,
+                kind: get(inp.kind, e),
+                status: get(inp.status, e),
+                flags: get(inp.flags, e),
+            })
             .collect(),
-        source_rank: source_ranks(&inp.source, n),
     };
-
+    drop(source_rank);
     // 1. instances: the events of one (host, queue id) in order; a new instance at the first,
     // after `removed` in a later second, or after a silence longer than the reuse gap. A null
     // host equals nothing (the reference's `==` is null there): each such event stands alone.
     let mut group_of = vec![NONE; n];
-    let mut groups: FxMap<(&[u8], &[u8]), u32> = FxMap::default();
+    let (host_id, _) = intern(&inp.host, n);
+    let mut groups: FxMap<(u32, &[u8]), u32> = FxMap::default();
+    groups.reserve(n / 4);
     let mut n_groups = 0u32;
     for (e, slot) in group_of.iter_mut().enumerate() {
         let q = match inp.queue_id.get(e) {
             Some(q) => q,
             None => continue,
         };
-        *slot = match inp.host.get(e) {
-            Some(h) => *groups.entry((h, q)).or_insert_with(|| {
-                n_groups += 1;
-                n_groups - 1
-            }),
-            None => {
+        *slot = match get_u32(&host_id, e) {
+            NONE => {
                 n_groups += 1;
                 n_groups - 1
             }
+            h => *groups.entry((h, q)).or_insert_with(|| {
+                n_groups += 1;
+                n_groups - 1
+            }),
         };
     }
+    if prof { eprintln!("groups {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
     let (g_starts, mut g_members) = buckets(&group_of, n_groups as usize);
     let mut inst_of = vec![NONE; n];
     let mut inst_first: Vec<u32> = Vec::new();
@@ -383,7 +468,7 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
             let new = match prev {
                 None => true,
                 Some(p) => {
-                    (ctx.kind(p) == K_REMOVED && get(&ctx.sec, e) > get(&ctx.sec, p))
+                    (ctx.kind(p) == K_REMOVED && ctx.sec(e) > ctx.sec(p))
                         || ctx.time(e).saturating_sub(ctx.time(p)) > inp.reuse_gap
                 }
             };
@@ -401,6 +486,7 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
             *slot = inst_first.len();
         }
     }
+    if prof { eprintln!("instances {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
     let n_insts = inst_first.len();
     // each group's instances by start, for the nearest-start lookup (the reference sorts
     // insts by inst_start; within one key starts differ, so no tie)
@@ -412,6 +498,7 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
         }
     }
 
+    if prof { eprintln!("by_start {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
     // 2. chains. An instance's first client_ip, by event order (sort_by(_ORDER).first())
     let mut client_first: Vec<Option<(Key, usize)>> = vec![None; n_insts];
     let client_ip = inp.client.cols.first().ok_or("no client_ip column")?;
@@ -446,8 +533,8 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
     let mut parent = vec![NONE; n_insts];
     let mut link_count: FxMap<(u32, &[u8]), u32> = FxMap::default();
     for (t, e, s) in hand {
-        let (h, q) = match (inp.host.get(e), next_qid.get(s)) {
-            (Some(h), Some(q)) => (h, q),
+        let (h, q) = match (get_u32(&host_id, e), next_qid.get(s)) {
+            (h, Some(q)) if h != NONE => (h, q),
             _ => continue, // a null key joins nothing
         };
         let g = match groups.get(&(h, q)) {
@@ -502,6 +589,7 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
             }
         }
     }
+    if prof { eprintln!("hand {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
     let mut root: Vec<u32> = (0..n_insts as u32).collect();
     for _ in 0..CHAIN_HOPS {
         for r in root.iter_mut() {
@@ -535,6 +623,7 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
         }
     }
 
+    if prof { eprintln!("roots {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
     // 3. per root: the events of its chain in input order, its instances
     let root_of_event: Vec<u32> = inst_of
         .iter()
@@ -563,7 +652,23 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
         }
     }
 
+    if prof { eprintln!("buckets {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
+    for (e, v) in ctx.ev.iter_mut().enumerate() {
+        v.inst = get_u32(&inst_of, e);
+        v.rcpt = get_u32(&rcpt_pos, e);
+    }
+    let ctx = ctx;
     let mut rows = Rows::default();
+    // scratch space, reused message after message (no allocation per message)
+    let mut insts: Vec<(Key, u32)> = Vec::new();
+    let mut seen: Vec<&[u8]> = Vec::new();
+    let mut queue_ids: Vec<u8> = Vec::new();
+    let mut latest: Vec<Latest> = Vec::new();
+    let mut latest_at: FxMap<Cow<str>, usize> = FxMap::default();
+    let mut members: Vec<Member> = Vec::new();
+    let mut members_at: FxMap<Cow<str>, usize> = FxMap::default();
+    let mut pre: Vec<Pre> = Vec::new();
+    let mut finals: Vec<(bool, u8)> = Vec::new();
     for r in 0..n_insts {
         if get_u32(&root, r) != r as u32 {
             continue; // a root is its own root; the others' events join no message
@@ -573,7 +678,7 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
             chain
                 .iter()
                 .map(|e| *e as usize)
-                .filter(|e| get_u32(&inst_of, *e) == r as u32)
+                .filter(|e| ctx.inst(*e) == r as u32)
         };
         let first = match rooted().next() {
             Some(e) => e,
@@ -651,20 +756,18 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
         let hold = all()
             .filter(|e| {
                 let k = ctx.kind(*e);
-                (k == K_HOLD || (k == K_REJECT && get_u32(&rcpt_pos, *e) == NONE))
+                (k == K_HOLD || (k == K_REJECT && ctx.rcpt(*e) == NONE))
                     && ctx.status(*e) != S_NULL
             })
             .max_by_key(|e| ctx.key(*e));
         // the queue ids by their instance's first event, each once
-        let mut insts: Vec<(Key, u32)> = bucket(&i_starts, &i_members, r)
-            .iter()
-            .map(|i| {
-                let f = get_u32(&inst_first, *i as usize);
-                (ctx.key(f as usize), f)
-            })
-            .collect();
+        insts.clear();
+        insts.extend(bucket(&i_starts, &i_members, r).iter().map(|i| {
+            let f = get_u32(&inst_first, *i as usize);
+            (ctx.key(f as usize), f)
+        }));
         insts.sort_unstable();
-        let mut seen: Vec<&[u8]> = Vec::with_capacity(insts.len());
+        seen.clear();
         for (_, f) in &insts {
             if let Some(q) = inp.queue_id.get(*f as usize) {
                 if !seen.contains(&q) {
@@ -672,17 +775,24 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
                 }
             }
         }
-        let queue_ids = String::from_utf8(seen.join(&b' '))
-            .map_err(|_| "a queue id is not UTF-8".to_string())?;
+        queue_ids.clear();
+        for (i, q) in seen.iter().enumerate() {
+            if i > 0 {
+                queue_ids.push(b' ');
+            }
+            queue_ids.extend_from_slice(q);
+        }
+        let queue_ids =
+            std::str::from_utf8(&queue_ids).map_err(|_| "a queue id is not UTF-8".to_string())?;
 
         // recipients: the latest decided outcome per lowercase address (undecided sort first),
         // and the aliases' members
-        let mut latest: Vec<Latest> = Vec::new();
-        let mut latest_at: FxMap<Cow<str>, usize> = FxMap::default();
-        let mut members: Vec<Member> = Vec::new();
-        let mut members_at: FxMap<Cow<str>, usize> = FxMap::default();
+        latest.clear();
+        latest_at.clear();
+        members.clear();
+        members_at.clear();
         for e in all() {
-            let s = get_u32(&rcpt_pos, e);
+            let s = ctx.rcpt(e);
             if s == NONE {
                 continue;
             }
@@ -745,21 +855,8 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
                 }
             }
         }
-        // (status code, last_event before the fill, recipient, member orig, latest, orig,
-        // alias status and detail)
-        struct Pre {
-            code: u8,
-            status_at: u32,
-            last: Option<i64>,
-            recipient: u32,
-            member_orig: u32,
-            latest: u32,
-            orig: u32,
-            text: Option<(&'static str, String)>,
-        }
-        let mut pre: Vec<Pre> = latest
-            .iter()
-            .map(|l| Pre {
+        pre.clear();
+        pre.extend(latest.iter().map(|l| Pre {
                 code: ctx.status(l.best_idx as usize),
                 status_at: l.best_idx,
                 last: Some(ctx.time(l.best_idx as usize)),
@@ -768,8 +865,7 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
                 latest: l.best_idx,
                 orig: l.orig.map_or(NONE, |(_, e)| e),
                 text: None,
-            })
-            .collect();
+            }));
         let outcomes = pre.len() as i64;
         // an alias that is also delivered to itself keeps its own delivery row
         for (ol, at) in &members_at {
@@ -784,7 +880,7 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
                 ("Expanded", format!("expanded to {} recipients", m.members.len()))
             } else {
                 let who = recipient
-                    .get(get_u32(&rcpt_pos, m.first_recipient as usize) as usize)
+                    .get(ctx.rcpt(m.first_recipient as usize) as usize)
                     .unwrap_or(b"");
                 ("None", format!("redirected to {}", String::from_utf8_lossy(who)))
             };
@@ -812,7 +908,7 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
             });
         }
         // holds, then whether the message is complete
-        let mut finals = Vec::with_capacity(pre.len());
+        finals.clear();
         for p in &pre {
             let caught = match hold {
                 Some(h) => {
@@ -838,10 +934,11 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
         let counted = nrcpt.map_or(false, |n| outcomes >= n) && !held;
         let incomplete = !has_start || !(all_final && (has_end || counted));
         let received = get(&inst_start, r);
-        for (p, (caught, _)) in pre.into_iter().zip(finals) {
+        for (p, (caught, _)) in pre.iter().zip(&finals) {
+            let caught = *caught;
             rows.msg.push(first as u32);
             rows.received.push(received);
-            rows.queue_ids.push(queue_ids.clone());
+            push_str(&mut rows.queue_ids, Some(queue_ids))?;
             rows.from_ip.push(from_ip);
             rows.size.push(size);
             rows.sender.push(sender);
@@ -857,14 +954,15 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
                 (true, Some(h)) => h as u32,
                 _ => p.status_at,
             });
-            rows.status_text.push(status_text);
-            rows.detail_text.push(detail_text);
+            push_str(&mut rows.status_text, status_text)?;
+            push_str(&mut rows.detail_text, detail_text.as_deref())?;
             rows.latest.push(p.latest);
             rows.orig.push(p.orig);
             rows.last_event.push(p.last.unwrap_or(last_time));
             rows.incomplete.push(incomplete);
         }
     }
+    if prof { eprintln!("per-root {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
     let inst_root = root;
     Ok((
         rows,

@@ -101,20 +101,8 @@ fn fixed<'py>(py: Python<'py>, name: &str, c: &I64Col) -> &'py PyTuple {
     )
 }
 
-fn strings<'py, 'a>(
-    py: Python<'py>,
-    name: &str,
-    values: impl Iterator<Item = Option<&'a str>>,
-) -> PyResult<&'py PyTuple> {
-    let mut c = StrCol::with_capacity(0, 0);
-    for v in values {
-        if !c.push(v) {
-            return Err(PyValueError::new_err(
-                "correlate_events: more than 4 GiB of text in one output column",
-            ));
-        }
-    }
-    Ok(PyTuple::new(
+fn strings<'py>(py: Python<'py>, name: &str, c: &StrCol) -> &'py PyTuple {
+    PyTuple::new(
         py,
         [
             name.into_py(py),
@@ -125,7 +113,7 @@ fn strings<'py, 'a>(
             PyBytes::new(py, &c.views).into_py(py),
             PyBytes::new(py, &c.data).into_py(py),
         ],
-    ))
+    )
 }
 
 fn row_columns<'py>(py: Python<'py>, r: &Rows) -> PyResult<&'py PyList> {
@@ -148,17 +136,9 @@ fn row_columns<'py>(py: Python<'py>, r: &Rows) -> PyResult<&'py PyList> {
     }
     cols.append(fixed(py, "received", &i64_col(&r.received)))?;
     cols.append(fixed(py, "last_event", &i64_col(&r.last_event)))?;
-    cols.append(strings(
-        py,
-        "queue_ids",
-        r.queue_ids.iter().map(|s| Some(s.as_str())),
-    )?)?;
-    cols.append(strings(py, "status_text", r.status_text.iter().copied())?)?;
-    cols.append(strings(
-        py,
-        "detail_text",
-        r.detail_text.iter().map(|s| s.as_deref()),
-    )?)?;
+    cols.append(strings(py, "queue_ids", &r.queue_ids))?;
+    cols.append(strings(py, "status_text", &r.status_text))?;
+    cols.append(strings(py, "detail_text", &r.detail_text))?;
     let mut inc = BoolCol::default();
     for b in &r.incomplete {
         inc.push(*b);
