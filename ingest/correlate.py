@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from msgtrace import _core
 from msgtrace.defaults import QUEUE_LIFETIME
+from msgtrace.ingest.corebuffers import frame, views
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, TIME, conform
 from msgtrace.ingest.traceid import message_trace_ids
 
@@ -72,7 +72,6 @@ _STATUS_CODES = {
     "FilteredAsSpam": _FINAL_OTHER,
 }
 _US = dt.timedelta(microseconds=1)
-_TYPES = {"str": pa.string_view(), "i64": pa.int64(), "bool": pa.bool_()}
 
 
 def correlate(events: pl.DataFrame, queue_lifetime: dt.timedelta = QUEUE_LIFETIME) -> pl.DataFrame:
@@ -85,7 +84,7 @@ def correlate(events: pl.DataFrame, queue_lifetime: dt.timedelta = QUEUE_LIFETIM
     parts = [_standalone_rows(standalone.with_columns(pl.col("time").dt.truncate("1s").alias("_sec")))]
     if events.get_column("queue_id").null_count() < events.height:
         out = _run(events, queue_lifetime, split=False)
-        parts.append(_queued_rows(events, _frame(out["rows"])))
+        parts.append(_queued_rows(events, frame(out["rows"])))
     rows = pl.concat(parts, how="diagonal_relaxed")
     return _finish(rows)
 
@@ -137,7 +136,7 @@ def _split(events: pl.DataFrame, queue_lifetime: dt.timedelta) -> tuple[pl.DataF
         )
     split = _run(ev, queue_lifetime, split=True)["split"]
     inst, copies, first, start, root = (
-        _frame([split[k]]).to_series() for k in ("inst", "copies", "first", "inst_start", "root")
+        frame([split[k]]).to_series() for k in ("inst", "copies", "first", "inst_start", "root")
     )
     insts = pl.DataFrame(
         {
@@ -156,25 +155,10 @@ def _time(micros: pl.Series) -> pl.Series:
     return micros.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").cast(TIME)
 
 
-def _views(s: pl.Series) -> tuple[bytes, list[bytes], bytes]:
-    """A string column as the Rust side reads it: its Arrow string views, data buffers and one
-    validity byte a row."""
-    arr = s.to_arrow(compat_level=pl.CompatLevel.newest())
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if arr.type != pa.string_view():
-        arr = arr.cast(pa.string_view())
-    _, views, *data = arr.buffers()
-    n = len(arr)
-    view_bytes = views.slice(arr.offset * 16, n * 16).to_pybytes() if views is not None else bytes(16 * n)
-    valid = s.is_not_null().to_numpy().astype(np.uint8).tobytes()
-    return view_bytes, [b.to_pybytes() if b is not None else b"" for b in data], valid
-
-
 def _sparse(events: pl.DataFrame, where: pl.Expr, cols: list[str]) -> tuple[bytes, list[Any]]:
     """The rows (int64) where `where` holds, and those rows of some string columns."""
     rows = events.select(pl.arg_where(where).cast(pl.Int64)).to_series()
-    return rows.to_numpy().tobytes(), [_views(events.get_column(c).gather(rows)) for c in cols]
+    return rows.to_numpy().tobytes(), [views(events.get_column(c).gather(rows)) for c in cols]
 
 
 def _run(events: pl.DataFrame, queue_lifetime: dt.timedelta, split: bool) -> dict[str, Any]:
@@ -215,9 +199,9 @@ def _inputs(events: pl.DataFrame) -> dict[str, Any]:
         "kind": codes.get_column("kind").to_numpy().tobytes(),
         "status": codes.get_column("status").to_numpy().tobytes(),
         "flags": codes.get_column("flags").to_numpy().tobytes(),
-        "host": _views(events.get_column("host")),
-        "queue_id": _views(events.get_column("queue_id")),
-        "source": _views(events.get_column("source")),
+        "host": views(events.get_column("host")),
+        "queue_id": views(events.get_column("queue_id")),
+        "source": views(events.get_column("source")),
         "hand": _sparse(events, queued & pl.col("next_queue_id").is_not_null(), ["next_queue_id", "to_ip"]),
         "client": _sparse(
             events, queued & kind.is_in(["client", "receive"]) & pl.col("client_ip").is_not_null(), ["client_ip"]
@@ -234,24 +218,6 @@ def _code(col: pl.Expr, codes: dict[str, int]) -> pl.Expr:
     """A string column as its code: 0 null, 1 a value not in `codes` (replace_strict's default
     would catch nulls too)."""
     return pl.when(col.is_null()).then(0).otherwise(col.replace_strict(codes, default=1)).cast(pl.UInt8)
-
-
-def _frame(columns: list[tuple]) -> pl.DataFrame:
-    """The Rust side's columns (Arrow buffers) as a frame."""
-    arrays, names = [], []
-    for name, kind, n, nulls, validity, values, data in columns:
-        valid = pa.py_buffer(validity) if nulls else None
-        if kind == "bool":  # bit-packed values, never null
-            buffers = [None, pa.py_buffer(values)]
-        elif kind == "str":
-            buffers = [valid, pa.py_buffer(values), pa.py_buffer(data)]
-        else:
-            buffers = [valid, pa.py_buffer(values)]
-        arrays.append(pa.Array.from_buffers(_TYPES[kind], n, buffers, null_count=nulls))
-        names.append(name)
-    df = pl.from_arrow(pa.Table.from_arrays(arrays, names=names))
-    assert isinstance(df, pl.DataFrame)
-    return df
 
 
 def _queued_rows(events: pl.DataFrame, out: pl.DataFrame) -> pl.DataFrame:

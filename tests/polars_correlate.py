@@ -24,7 +24,7 @@ import polars as pl
 
 from msgtrace.defaults import QUEUE_LIFETIME
 from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, conform
-from msgtrace.ingest.traceid import message_trace_ids
+from tests.numpy_traceid import message_trace_ids
 
 # How far a re-queued message's first line may lie from the hand-off line that names it.
 HANDOFF_WINDOW = "1h"

@@ -25,6 +25,7 @@ from msgtrace import _core
 from msgtrace.defaults import QUEUE_LIFETIME
 from msgtrace.generate import generate
 from msgtrace.ingest import correlate as rust
+from msgtrace.ingest.corebuffers import views
 from msgtrace.ingest.formats import parser
 from msgtrace.ingest.formats.context import ParseContext
 from msgtrace.ingest.schema import EVENT_SCHEMA, KINDS, STATUSES
@@ -259,10 +260,10 @@ def test_the_extension_names_input_it_cannot_read() -> None:
         cols.update(changes)
         _core.correlate_events(cols, 1, 1, True)
 
-    views, buffers, valid = rust._views(ev.get_column("host"))
+    host_views, buffers, valid = views(ev.get_column("host"))
     with pytest.raises(ValueError, match="host: "):
-        call(host=(views[:-16], buffers, valid))  # a row short
-    bad = bytearray(views)
+        call(host=(host_views[:-16], buffers, valid))  # a row short
+    bad = bytearray(host_views)
     bad[0:4] = (40).to_bytes(4, "little")  # a long text in buffer 0 past its end
     bad[8:16] = bytes(8)
     with pytest.raises(ValueError, match="points outside the buffers"):

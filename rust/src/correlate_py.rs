@@ -228,3 +228,28 @@ pub fn correlate_events<'py>(
     }
     Ok(out)
 }
+
+/// MessageTraceIds (ingest/traceid.py): keys as (views, [buffers], validity bytes), Received
+/// as int64 microseconds bytes and one validity byte a row. Returns a string column as
+/// parse_postfix's.
+#[pyfunction]
+pub fn message_trace_ids<'py>(
+    py: Python<'py>,
+    keys: &PyAny,
+    received: &PyBytes,
+    received_valid: &PyBytes,
+) -> PyResult<&'py PyTuple> {
+    let received = le_i64(received.as_bytes());
+    let keys = view_col("keys", received.len(), keys)?;
+    let valid = received_valid.as_bytes();
+    let result = py.allow_threads(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            crate::traceid::trace_ids(&keys, &received, valid)
+        }))
+    });
+    match result {
+        Ok(Ok(col)) => Ok(strings(py, "message_trace_id", &col)),
+        Ok(Err(msg)) => Err(PyValueError::new_err(format!("message_trace_ids: {msg}"))),
+        Err(_) => Err(PyValueError::new_err("message_trace_ids failed (a bug)")),
+    }
+}

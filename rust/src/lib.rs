@@ -18,6 +18,7 @@ mod correlate_py;
 mod fxhash;
 mod postfix;
 mod syslog;
+mod traceid;
 
 use fxhash::{FxMap, FxSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -574,5 +575,6 @@ fn parse_postfix<'py>(
 fn _core(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_postfix, m)?)?;
     m.add_function(wrap_pyfunction!(correlate_py::correlate_events, m)?)?;
+    m.add_function(wrap_pyfunction!(correlate_py::message_trace_ids, m)?)?;
     Ok(())
 }
