@@ -155,10 +155,10 @@ def _time(micros: pl.Series) -> pl.Series:
     return micros.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").cast(TIME)
 
 
-def _sparse(events: pl.DataFrame, where: pl.Expr, cols: list[str]) -> tuple[bytes, list[Any]]:
+def _sparse(events: pl.DataFrame, where: pl.Series, cols: list[str]) -> tuple[bytes, list[Any]]:
     """The rows (int64) where `where` holds, and those rows of some string columns."""
-    rows = events.select(pl.arg_where(where).cast(pl.Int64)).to_series()
-    return rows.to_numpy().tobytes(), [views(events.get_column(c).gather(rows)) for c in cols]
+    rows = where.arg_true()
+    return rows.cast(pl.Int64).to_numpy().tobytes(), [views(events.get_column(c).gather(rows)) for c in cols]
 
 
 def _run(events: pl.DataFrame, queue_lifetime: dt.timedelta, split: bool) -> dict[str, Any]:
@@ -172,6 +172,7 @@ def _inputs(events: pl.DataFrame) -> dict[str, Any]:
     if time.null_count():
         raise ValueError("correlate: events without a time (every parser gives one)")
     kind, status, sender = pl.col("kind"), pl.col("status"), pl.col("sender")
+    queued = pl.col("queue_id").is_not_null()
     bit = lambda cond, b: cond.fill_null(False).cast(pl.UInt8) * b  # noqa: E731
     codes = events.select(
         _code(kind, _KIND_CODES).alias("kind"),
@@ -190,8 +191,11 @@ def _inputs(events: pl.DataFrame) -> dict[str, Any]:
         ).alias("flags"),
         pl.col("line_no").fill_null(0),
         pl.col("nrcpt").fill_null(0),
+        # the rows of the three sparse subsets, found in the same pass
+        (queued & pl.col("next_queue_id").is_not_null()).alias("_hand"),
+        (queued & kind.is_in(["client", "receive"]) & pl.col("client_ip").is_not_null()).alias("_client"),
+        (queued & kind.is_in(_OUTCOME_KINDS) & pl.col("recipient").is_not_null()).alias("_rcpt"),
     )
-    queued = pl.col("queue_id").is_not_null()
     return {
         "time": time.to_physical().to_numpy().tobytes(),
         "line_no": codes.get_column("line_no").to_numpy().tobytes(),
@@ -202,15 +206,9 @@ def _inputs(events: pl.DataFrame) -> dict[str, Any]:
         "host": views(events.get_column("host")),
         "queue_id": views(events.get_column("queue_id")),
         "source": views(events.get_column("source")),
-        "hand": _sparse(events, queued & pl.col("next_queue_id").is_not_null(), ["next_queue_id", "to_ip"]),
-        "client": _sparse(
-            events, queued & kind.is_in(["client", "receive"]) & pl.col("client_ip").is_not_null(), ["client_ip"]
-        ),
-        "rcpt": _sparse(
-            events,
-            queued & kind.is_in(_OUTCOME_KINDS) & pl.col("recipient").is_not_null(),
-            ["recipient", "orig_recipient"],
-        ),
+        "hand": _sparse(events, codes.get_column("_hand"), ["next_queue_id", "to_ip"]),
+        "client": _sparse(events, codes.get_column("_client"), ["client_ip"]),
+        "rcpt": _sparse(events, codes.get_column("_rcpt"), ["recipient", "orig_recipient"]),
     }
 
 
