@@ -192,7 +192,9 @@ def _mutate(rng: random.Random, ev: pl.DataFrame) -> pl.DataFrame:
     if op == 1:  # lines removed
         return ev.filter(~hit)
     if op == 2:  # times duplicated: lines' times cut to the second or the minute (every event of a line keeps one time)
-        return ev.with_columns(pl.when(line_hit).then(pl.col("time").dt.truncate(rng.choice(["1s", "1m"]))).otherwise("time").alias("time"))
+        return ev.with_columns(
+            pl.when(line_hit).then(pl.col("time").dt.truncate(rng.choice(["1s", "1m"]))).otherwise("time").alias("time")
+        )
     if op == 3:  # queue ids reused: rows take another row's queue id (or next_queue_id)
         other = ev.get_column("queue_id").drop_nulls().unique().sort()
         if not other.len():
@@ -215,7 +217,9 @@ def _mutate(rng: random.Random, ev: pl.DataFrame) -> pl.DataFrame:
         return ev.with_columns(pl.when(line_hit).then(pl.col("time") + shift).otherwise("time").alias("time"))
     # recipients' case changed, an orig_recipient copied from the recipient or another row
     if rng.random() < 0.3:
-        return ev.with_columns(pl.when(hit).then(pl.col("recipient").str.to_uppercase()).otherwise("recipient").alias("recipient"))
+        return ev.with_columns(
+            pl.when(hit).then(pl.col("recipient").str.to_uppercase()).otherwise("recipient").alias("recipient")
+        )
     src = pl.col("recipient").str.to_uppercase() if rng.random() < 0.5 else pl.col("recipient").shift(1)
     return ev.with_columns(pl.when(hit).then(src).otherwise("orig_recipient").alias("orig_recipient"))
 
@@ -224,7 +228,9 @@ def _fuzz_bases() -> list[pl.DataFrame]:
     # each file its own source, as the pipeline stores them (the event order is per source and line)
     bases = [parse("postfix", read(p), source=p.stem) for p in sorted((FIXTURES / "postfix").glob("*.log"))]
     bases = [pl.concat(bases[:6]), pl.concat(bases[6:])]
-    bases += [pl.concat([parse(f, read(p), source=p.stem) for p in sorted((FIXTURES / f).glob("*.log"))]) for f in FORMATS[1:]]
+    bases += [
+        pl.concat([parse(f, read(p), source=p.stem) for p in sorted((FIXTURES / f).glob("*.log"))]) for f in FORMATS[1:]
+    ]
     return [b.filter(pl.col("host").is_not_null()) for b in bases]
 
 
@@ -272,11 +278,13 @@ def test_the_extension_names_input_it_cannot_read() -> None:
         call(kind=b"\x00")
     with pytest.raises(ValueError, match="row 99999"):
         call(hand=((99999).to_bytes(8, "little"), []))
-    with pytest.raises(ValueError, match="no \"time\""):
+    with pytest.raises(ValueError, match='no "time"'):
         _core.correlate_events({}, 1, 1, False)
 
 
 def test_events_without_a_time_are_refused() -> None:
-    ev = parse("postfix", read(FIXTURES / "postfix" / "basic_delivery.log")).with_columns(pl.lit(None, EVENT_SCHEMA["time"]).alias("time"))
+    ev = parse("postfix", read(FIXTURES / "postfix" / "basic_delivery.log")).with_columns(
+        pl.lit(None, EVENT_SCHEMA["time"]).alias("time")
+    )
     with pytest.raises(ValueError, match="without a time"):
         rust.correlate(ev)

@@ -6,7 +6,6 @@ every message of the fixtures and generated logs is compared too, through test_c
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 
 import polars as pl
@@ -36,7 +35,9 @@ def _random_times(rng: random.Random, n: int) -> pl.Series:
         if rng.random() < 0.05:
             out.append(None)
         else:
-            us = rng.choice([rng.randrange(-10**12, 10**12), rng.randrange(0, 4 * 10**15), rng.randrange(-2000, 2000)])
+            us = rng.choice(
+                [rng.randrange(-(10**12), 10**12), rng.randrange(0, 4 * 10**15), rng.randrange(-2000, 2000)]
+            )
             out.append(us)
     return pl.Series("r", out, dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
 

@@ -92,7 +92,9 @@ impl<'a> ViewCol<'a> {
         };
         for row in 0..rows {
             if col.valid.get(row).map_or(false, |v| *v != 0) && col.slice(row).is_none() {
-                return Err(format!("{name}: row {row}: its view points outside the buffers"));
+                return Err(format!(
+                    "{name}: row {row}: its view points outside the buffers"
+                ));
             }
         }
         Ok(col)
@@ -156,9 +158,12 @@ fn push_str(col: &mut StrCol, v: Option<&str>) -> Result<(), String> {
     }
 }
 
-impl Default for StrCol {
+/// A text column of the output (a StrCol that starts empty).
+pub struct TextCol(pub StrCol);
+
+impl Default for TextCol {
     fn default() -> Self {
-        StrCol::with_capacity(0, 0)
+        TextCol(StrCol::with_capacity(0, 0))
     }
 }
 
@@ -167,7 +172,7 @@ impl Default for StrCol {
 pub struct Rows {
     pub msg: Vec<u32>,
     pub received: Vec<i64>,
-    pub queue_ids: StrCol,
+    pub queue_ids: TextCol,
     pub from_ip: Vec<u32>,
     pub size: Vec<u32>,
     pub sender: Vec<u32>,
@@ -176,8 +181,8 @@ pub struct Rows {
     pub recipient: Vec<u32>,
     pub member_orig: Vec<u32>,
     pub outcome: Vec<u32>,
-    pub status_text: StrCol,
-    pub detail_text: StrCol,
+    pub status_text: TextCol,
+    pub detail_text: TextCol,
     pub latest: Vec<u32>,
     pub orig: Vec<u32>,
     pub last_event: Vec<i64>,
@@ -326,7 +331,13 @@ fn source_ranks(source: &ViewCol, rows: usize) -> Vec<u32> {
     }
     of_row
         .into_iter()
-        .map(|id| if id == NONE { 0 } else { get(&rank, id as usize) })
+        .map(|id| {
+            if id == NONE {
+                0
+            } else {
+                get(&rank, id as usize)
+            }
+        })
         .collect()
 }
 
@@ -401,8 +412,6 @@ struct Pre {
 
 pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
     let n = inp.time.len();
-    let mut _t = std::time::Instant::now();
-    let prof = std::env::var("CORR_PROF").is_ok();
     if inp.line_no.len() != n
         || inp.nrcpt.len() != n
         || inp.kind.len() != n
@@ -451,7 +460,6 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
             }),
         };
     }
-    if prof { eprintln!("groups {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
     let (g_starts, mut g_members) = buckets(&group_of, n_groups as usize);
     let mut inst_of = vec![NONE; n];
     let mut inst_first: Vec<u32> = Vec::new();
@@ -486,7 +494,6 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
             *slot = inst_first.len();
         }
     }
-    if prof { eprintln!("instances {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
     let n_insts = inst_first.len();
     // each group's instances by start, for the nearest-start lookup (the reference sorts
     // insts by inst_start; within one key starts differ, so no tie)
@@ -498,7 +505,6 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
         }
     }
 
-    if prof { eprintln!("by_start {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
     // 2. chains. An instance's first client_ip, by event order (sort_by(_ORDER).first())
     let mut client_first: Vec<Option<(Key, usize)>> = vec![None; n_insts];
     let client_ip = inp.client.cols.first().ok_or("no client_ip column")?;
@@ -589,7 +595,6 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
             }
         }
     }
-    if prof { eprintln!("hand {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
     let mut root: Vec<u32> = (0..n_insts as u32).collect();
     for _ in 0..CHAIN_HOPS {
         for r in root.iter_mut() {
@@ -623,7 +628,6 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
         }
     }
 
-    if prof { eprintln!("roots {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
     // 3. per root: the events of its chain in input order, its instances
     let root_of_event: Vec<u32> = inst_of
         .iter()
@@ -652,7 +656,6 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
         }
     }
 
-    if prof { eprintln!("buckets {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
     for (e, v) in ctx.ev.iter_mut().enumerate() {
         v.inst = get_u32(&inst_of, e);
         v.rcpt = get_u32(&rcpt_pos, e);
@@ -756,8 +759,7 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
         let hold = all()
             .filter(|e| {
                 let k = ctx.kind(*e);
-                (k == K_HOLD || (k == K_REJECT && ctx.rcpt(*e) == NONE))
-                    && ctx.status(*e) != S_NULL
+                (k == K_HOLD || (k == K_REJECT && ctx.rcpt(*e) == NONE)) && ctx.status(*e) != S_NULL
             })
             .max_by_key(|e| ctx.key(*e));
         // the queue ids by their instance's first event, each once
@@ -857,15 +859,15 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
         }
         pre.clear();
         pre.extend(latest.iter().map(|l| Pre {
-                code: ctx.status(l.best_idx as usize),
-                status_at: l.best_idx,
-                last: Some(ctx.time(l.best_idx as usize)),
-                recipient: l.best_idx,
-                member_orig: NONE,
-                latest: l.best_idx,
-                orig: l.orig.map_or(NONE, |(_, e)| e),
-                text: None,
-            }));
+            code: ctx.status(l.best_idx as usize),
+            status_at: l.best_idx,
+            last: Some(ctx.time(l.best_idx as usize)),
+            recipient: l.best_idx,
+            member_orig: NONE,
+            latest: l.best_idx,
+            orig: l.orig.map_or(NONE, |(_, e)| e),
+            text: None,
+        }));
         let outcomes = pre.len() as i64;
         // an alias that is also delivered to itself keeps its own delivery row
         for (ol, at) in &members_at {
@@ -877,12 +879,18 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
                 None => continue,
             };
             let text = if m.members.len() > 1 {
-                ("Expanded", format!("expanded to {} recipients", m.members.len()))
+                (
+                    "Expanded",
+                    format!("expanded to {} recipients", m.members.len()),
+                )
             } else {
                 let who = recipient
                     .get(ctx.rcpt(m.first_recipient as usize) as usize)
                     .unwrap_or(b"");
-                ("None", format!("redirected to {}", String::from_utf8_lossy(who)))
+                (
+                    "None",
+                    format!("redirected to {}", String::from_utf8_lossy(who)),
+                )
             };
             pre.push(Pre {
                 code: S_FINAL,
@@ -938,7 +946,7 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
             let caught = *caught;
             rows.msg.push(first as u32);
             rows.received.push(received);
-            push_str(&mut rows.queue_ids, Some(queue_ids))?;
+            push_str(&mut rows.queue_ids.0, Some(queue_ids))?;
             rows.from_ip.push(from_ip);
             rows.size.push(size);
             rows.sender.push(sender);
@@ -954,15 +962,14 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
                 (true, Some(h)) => h as u32,
                 _ => p.status_at,
             });
-            push_str(&mut rows.status_text, status_text)?;
-            push_str(&mut rows.detail_text, detail_text.as_deref())?;
+            push_str(&mut rows.status_text.0, status_text)?;
+            push_str(&mut rows.detail_text.0, detail_text.as_deref())?;
             rows.latest.push(p.latest);
             rows.orig.push(p.orig);
             rows.last_event.push(p.last.unwrap_or(last_time));
             rows.incomplete.push(incomplete);
         }
     }
-    if prof { eprintln!("per-root {:?}", _t.elapsed()); _t = std::time::Instant::now(); }
     let inst_root = root;
     Ok((
         rows,

@@ -73,7 +73,11 @@ fn sparse<'py>(name: &str, n: usize, t: &'py PyAny) -> PyResult<Sparse<'py>> {
 fn index_col(v: &[u32]) -> I64Col {
     let mut c = I64Col::default();
     for i in v {
-        c.push(if *i == NONE { None } else { Some(i64::from(*i)) });
+        c.push(if *i == NONE {
+            None
+        } else {
+            Some(i64::from(*i))
+        });
     }
     c
 }
@@ -136,9 +140,9 @@ fn row_columns<'py>(py: Python<'py>, r: &Rows) -> PyResult<&'py PyList> {
     }
     cols.append(fixed(py, "received", &i64_col(&r.received)))?;
     cols.append(fixed(py, "last_event", &i64_col(&r.last_event)))?;
-    cols.append(strings(py, "queue_ids", &r.queue_ids))?;
-    cols.append(strings(py, "status_text", &r.status_text))?;
-    cols.append(strings(py, "detail_text", &r.detail_text))?;
+    cols.append(strings(py, "queue_ids", &r.queue_ids.0))?;
+    cols.append(strings(py, "status_text", &r.status_text.0))?;
+    cols.append(strings(py, "detail_text", &r.detail_text.0))?;
     let mut inc = BoolCol::default();
     for b in &r.incomplete {
         inc.push(*b);
@@ -164,7 +168,10 @@ fn split_columns<'py>(py: Python<'py>, s: &Split) -> PyResult<&'py PyDict> {
     let copies: Vec<i64> = s.copies.iter().map(|c| i64::from(*c)).collect();
     d.set_item("copies", fixed(py, "copies", &i64_col(&copies)))?;
     d.set_item("first", fixed(py, "first", &index_col(&s.inst_first)))?;
-    d.set_item("inst_start", fixed(py, "inst_start", &i64_col(&s.inst_start)))?;
+    d.set_item(
+        "inst_start",
+        fixed(py, "inst_start", &i64_col(&s.inst_start)),
+    )?;
     d.set_item("root", fixed(py, "root", &index_col(&s.inst_root)))?;
     Ok(d)
 }

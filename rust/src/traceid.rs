@@ -21,7 +21,12 @@ fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
 
 /// One id into `out`: `key` (None: a null key) and the Received time in microseconds (None:
 /// null); `scratch` holds the hashed text.
-pub fn trace_id(key: Option<&[u8]>, received: Option<i64>, scratch: &mut Vec<u8>, out: &mut String) {
+pub fn trace_id(
+    key: Option<&[u8]>,
+    received: Option<i64>,
+    scratch: &mut Vec<u8>,
+    out: &mut String,
+) {
     scratch.clear();
     // concat_str: a null part makes the whole text null, which is hashed as ""
     if let (Some(k), Some(r)) = (key, received) {
@@ -68,7 +73,12 @@ pub fn trace_ids(
     let mut id = String::with_capacity(36);
     for (row, r) in received.iter().enumerate() {
         let valid = received_valid.get(row).map_or(false, |v| *v != 0);
-        trace_id(keys.get(row), if valid { Some(*r) } else { None }, &mut scratch, &mut id);
+        trace_id(
+            keys.get(row),
+            if valid { Some(*r) } else { None },
+            &mut scratch,
+            &mut id,
+        );
         if !col.push(Some(&id)) {
             return Err("more than 4 GiB of trace ids".to_string());
         }
