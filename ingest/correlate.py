@@ -1,4 +1,5 @@
-"""Events of any format -> one row per (message, recipient), with group_by/join, never a loop per line.
+"""Events of any format -> one row per (message, recipient), by the compiled correlator
+(msgtrace._core, rust/src/correlate.rs): hash maps and per-message passes, never a loop per line here.
 
 The input must hold every event of the messages it touches (the pipeline loads earlier events
 of the same queue ids from the store), so this is a pure function: the same events always give
@@ -11,21 +12,31 @@ the same rows, whatever order the files were ingested in.
 3. Message fields come from the chain (Received, FromIP and size from the root); each
    recipient's status is its latest outcome; aliases get Expanded (several members) or None
    (one-to-one rewrite) rows; holds override; a message with no outcome yet is GettingStatus.
+
+Python hands the Rust side the columns it compares (host, queue id and source as Arrow string
+views, kind and status as small codes, flags, times, and the few rows with a next queue id, a
+client IP or a recipient) and gets back, per row, the index of the event that supplies each
+field; the strings are gathered here with Polars, so none is copied per row. NOQUEUE rejects (a
+message per line) and the trace ids stay in Polars. Its rules are those of the Polars correlator
+it replaced, kept as the reference in tests/polars_correlate.py and compared with it there.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
+import numpy as np
 import polars as pl
 
+from msgtrace import _core
 from msgtrace.defaults import QUEUE_LIFETIME
-from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, conform
+from msgtrace.ingest.corebuffers import frame, views
+from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, TIME, conform
 from msgtrace.ingest.traceid import message_trace_ids
 
 # How far a re-queued message's first line may lie from the hand-off line that names it.
-HANDOFF_WINDOW = "1h"
-_FINAL = ["Delivered", "Failed", "Expanded", "None", "FilteredAsSpam", "Quarantined"]
+HANDOFF_WINDOW = dt.timedelta(hours=1)
 # a hold/discard naming a recipient (Postfix milter-hold ...; to=<b>) is that recipient's outcome too
 _OUTCOME_KINDS = ["deliver", "handoff", "reject", "expand", "hold"]
 # Event order: by second, then by position in the log. Within one second the log's own order
@@ -33,19 +44,47 @@ _OUTCOME_KINDS = ["deliver", "handoff", "reject", "expand", "hold"]
 # otherwise put a "removed" logged after a delivery before it.
 _ORDER = ["_sec", "source", "line_no"]
 
+# the codes rust/src/correlate.rs reads (K_*, S_*): 0 null, 1 any other value
+_KIND_CODES = {
+    "client": 2,
+    "receive": 3,
+    "msgid": 4,
+    "subject": 5,
+    "deliver": 6,
+    "handoff": 7,
+    "nodata": 8,
+    "bounce": 9,
+    "expand": 10,
+    "hold": 11,
+    "reject": 12,
+    "removed": 13,
+    "info": 14,
+}
+_FINAL_OTHER = 6  # final, and neither Failed nor Quarantined
+_STATUS_CODES = {
+    "GettingStatus": 2,
+    "Pending": 3,
+    "Failed": 4,
+    "Quarantined": 5,
+    "Delivered": _FINAL_OTHER,
+    "Expanded": _FINAL_OTHER,
+    "None": _FINAL_OTHER,
+    "FilteredAsSpam": _FINAL_OTHER,
+}
+_US = dt.timedelta(microseconds=1)
+
 
 def correlate(events: pl.DataFrame, queue_lifetime: dt.timedelta = QUEUE_LIFETIME) -> pl.DataFrame:
     """Message rows (MESSAGE_SCHEMA) for every message the events belong to.
 
     A queue id silent for longer than `queue_lifetime` is a new message even without `removed`
     (lost lines)."""
-    events = conform(events, EVENT_SCHEMA).with_columns(pl.col("time").dt.truncate("1s").alias("_sec"))
-    queued = events.filter(pl.col("queue_id").is_not_null())
+    events = conform(events, EVENT_SCHEMA)
     standalone = events.filter(pl.col("queue_id").is_null() & pl.col("kind").eq("reject"))
-    parts = [_standalone_rows(standalone)]
-    if queued.height:
-        ev, insts = _instances(queued, queue_lifetime)
-        parts.append(_queued_rows(*_chains(ev, insts)))
+    parts = [_standalone_rows(standalone.with_columns(pl.col("time").dt.truncate("1s").alias("_sec")))]
+    if events.get_column("queue_id").null_count() < events.height:
+        out = _run(events, queue_lifetime, split=False)
+        parts.append(_queued_rows(events, frame(out["rows"])))
     rows = pl.concat(parts, how="diagonal_relaxed")
     return _finish(rows)
 
@@ -60,12 +99,10 @@ def message_events(
     """The events of one message (its root's host, first queue id and Received): the lines of its
     own instances along its chain, without a later message that reused a queue id. The detail
     view reads these, so it splits messages exactly as correlate() does (with the same queue
-    lifetime)."""
-    ev = conform(events, EVENT_SCHEMA).with_columns(pl.col("time").dt.truncate("1s").alias("_sec"))
-    ev = ev.filter(pl.col("queue_id").is_not_null())
+    lifetime and the same compiled instance and chain assignment)."""
+    ev, insts = _split(events, queue_lifetime)
     if not ev.height:
         return ev.select(list(EVENT_SCHEMA))
-    ev, insts = _chains(*_instances(ev, queue_lifetime))
     mine = insts.filter(
         (pl.col("host") == host) & (pl.col("queue_id") == queue_id) & (pl.col("inst_start") == received)
     ).get_column("root")
@@ -79,312 +116,149 @@ def events_of_messages(
     received and message_trace_id; each event of theirs comes back with its message_trace_id
     (a historical search's detail report reads these)."""
     out = [*EVENT_SCHEMA, "message_trace_id"]
-    ev = conform(events, EVENT_SCHEMA).with_columns(pl.col("time").dt.truncate("1s").alias("_sec"))
-    ev = ev.filter(pl.col("queue_id").is_not_null())
+    ev, insts = _split(events, queue_lifetime)
     if not ev.height or not messages.height:
         return ev.select(list(EVENT_SCHEMA)).with_columns(pl.lit(None, pl.String).alias("message_trace_id")).head(0)
-    ev, insts = _chains(*_instances(ev, queue_lifetime))
     keys = messages.select("host", "queue_id", pl.col("received").alias("inst_start"), "message_trace_id")
     roots = insts.join(keys, on=["host", "queue_id", "inst_start"]).select("root", "message_trace_id").unique("root")
     return ev.join(roots, on="root").select(out)
 
 
-def _instances(ev: pl.DataFrame, reuse_gap: dt.timedelta) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Add `inst` (an integer per message instance) and `inst_start` (its first event's time);
-    also return one row per instance: inst, host, queue_id, inst_start and its first event's
-    place in _ORDER.
-
-    Sorted by queue id then time, an instance starts where the queue id changes, after a
-    `removed`, or after a long silence; plain shifts over the sorted frame, no window functions.
-    Only the columns this needs are sorted; the events keep their order and get the two columns
-    back by row index (sorting every column of the events cost more than the rest of this).
-    """
-    # sort on a 64-bit hash of (host, queue id): numbers sort far faster than strings; the
-    # equality test below still compares the strings, so a collision cannot merge two messages
-    key = ev.select(
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
-        pl.struct("host", "queue_id").hash().alias("_h"),
-        "host",
-        "queue_id",
-        "kind",
-        "time",
-        *_ORDER,
-    ).sort(["_h", *_ORDER])
-    same = (pl.col("host") == pl.col("host").shift(1)) & (pl.col("queue_id") == pl.col("queue_id").shift(1))
-    new = (
-        ~same.fill_null(False)
-        # after `removed`, but not within the same second: events of one second may come from two
-        # files (a rotation mid-message) whose order is not known, and Postfix cannot hand the
-        # same queue id (microseconds + inode) to a new message within the second it freed it
-        | (pl.col("kind").shift(1).eq("removed") & (pl.col("_sec") > pl.col("_sec").shift(1))).fill_null(False)
-        | ((pl.col("time") - pl.col("time").shift(1)) > reuse_gap).fill_null(False)
-    )
-    key = key.with_columns(new.alias("_new"))
-    key = key.with_columns(
-        pl.col("_new").cast(pl.Int64).cum_sum().alias("inst"),
-        pl.when(pl.col("_new")).then(pl.col("time")).otherwise(None).forward_fill().alias("inst_start"),
-    )
-    insts = key.filter(pl.col("_new")).select("inst", "host", "queue_id", "inst_start", *_ORDER)
-    back = key.select("_row", "inst", "inst_start").sort("_row").drop("_row")
-    return ev.hstack(back), insts
-
-
-def _chains(ev: pl.DataFrame, insts: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Add `root`: the instance of the first queue id of the message (content filters re-queue),
-    and `_linked`: a hand-off whose continuation was found, which is then not an outcome itself.
-    The instances get their root too."""
-    # A hand-off names its continuation; so may a delivery whose receiver answered "queued as
-    # NEWQID" (`deliver` with next_queue_id): it is one when NEWQID, on this host, was handed over
-    # by the very IP it was sent to (a filter on the host's own address, multi-instance Postfix),
-    # else NEWQID is the other server's queue and a local one of the same name is a coincidence.
-    kind = pl.col("kind")
-    hand = ev.filter(kind.is_in(["handoff", "deliver"]) & pl.col("next_queue_id").is_not_null()).select(
-        "host", pl.col("next_queue_id").alias("queue_id"), "time", pl.col("inst").alias("parent"), "kind", "to_ip"
-    )
-    links = pl.DataFrame(schema={"inst": pl.Int64, "parent": pl.Int64, "queue_id": pl.String})
-    if hand.height:
-        clients = (
-            ev.select("inst", "kind", "client_ip", *_ORDER)
-            .filter(kind.eq("client") & pl.col("client_ip").is_not_null())
-            .group_by("inst")
-            .agg(pl.col("client_ip").sort_by(_ORDER).first().alias("_client_ip"))
+def _split(events: pl.DataFrame, queue_lifetime: dt.timedelta) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The events with a queue id, each with its `root` (the instance of its message's first
+    queue id), and one row per instance: host, queue_id, inst_start, root. An event repeats
+    where the Polars correlator's join on (instance, next queue id) repeated it (a parent that
+    handed the same queue id to two of its instances), so the detail view lists the same lines."""
+    ev = conform(events, EVENT_SCHEMA)
+    if ev.get_column("queue_id").null_count() == ev.height:
+        return ev.clear().with_columns(pl.lit(None, pl.Int64).alias("root")), pl.DataFrame(
+            schema={"host": pl.String, "queue_id": pl.String, "inst_start": TIME, "root": pl.Int64}
         )
-        links = (
-            hand.sort("time")
-            .join_asof(
-                insts.select("inst", "host", "queue_id", "inst_start").sort("inst_start"),
-                left_on="time",
-                right_on="inst_start",
-                by=["host", "queue_id"],
-                strategy="nearest",
-                tolerance=HANDOFF_WINDOW,
-                check_sortedness=False,
-            )
-            .join(clients, on="inst", how="left")
-            .filter(pl.col("inst").is_not_null() & (pl.col("inst") != pl.col("parent")))
-            .filter(kind.eq("handoff") | (pl.col("_client_ip") == pl.col("to_ip")).fill_null(False))
-            .unique("inst", keep="first")
-            .select("inst", "parent", "queue_id")
-        )
-    roots = insts.select("inst", pl.col("inst").alias("root"))
-    up = links.select(pl.col("inst").alias("root"), pl.col("parent").alias("_up"))
-    for _ in range(4):  # chains are short: smtpd -> amavis -> dkim signer at most
-        roots = roots.join(up, on="root", how="left").select("inst", pl.coalesce("_up", "root").alias("root"))
-    found = links.select(
-        pl.col("parent").alias("inst"), pl.col("queue_id").alias("next_queue_id"), pl.lit(True).alias("_linked")
+    split = _run(ev, queue_lifetime, split=True)["split"]
+    inst, copies, first, start, root = (
+        frame([split[k]]).to_series() for k in ("inst", "copies", "first", "inst_start", "root")
     )
-    ev = (
-        ev.join(roots, on="inst", how="left")
-        .join(found, on=["inst", "next_queue_id"], how="left")
-        .with_columns((pl.col("_linked").fill_null(False) & kind.is_in(["handoff", "deliver"])).alias("_linked"))
+    insts = pl.DataFrame(
+        {
+            "host": ev.get_column("host").gather(first),
+            "queue_id": ev.get_column("queue_id").gather(first),
+            "inst_start": _time(start),
+            "root": root,
+        }
     )
-    return ev, insts.join(roots, on="inst", how="left")
+    rows = pl.Series(np.repeat(np.arange(ev.height, dtype=np.int64), copies.to_numpy()))
+    ev = ev[rows].with_columns(root.gather(inst.gather(rows)).alias("root"))
+    return ev, insts
 
 
-def _first_per_root(ev: pl.DataFrame, kinds: list[str], col: str, name: str) -> pl.DataFrame:
-    """The first non-null value of a column among the events of some kinds, per root."""
-    # narrowed before filtering: a filter copies every column it keeps
-    sub = ev.select("root", "kind", "time", col).filter(pl.col("kind").is_in(kinds) & pl.col(col).is_not_null())
-    return sub.group_by("root").agg(pl.col(col).sort_by("time").first().alias(name))
+def _time(micros: pl.Series) -> pl.Series:
+    return micros.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").cast(TIME)
 
 
-def _queued_rows(ev: pl.DataFrame, insts: pl.DataFrame) -> pl.DataFrame:
-    # Per-field subsets (a handful of events per message) instead of one wide aggregation over all events.
-    is_root = pl.col("inst") == pl.col("root")
-    # narrowed before filtering: a filter copies every column it keeps
-    rooted = ev.select(
-        "root",
-        "inst",
-        "inst_start",
-        "host",
-        "queue_id",
-        "format",
-        "organization",
-        "kind",
-        "time",
-        "client_ip",
-        "size",
-        "nrcpt",
-    ).filter(is_root)
-    msgs = (
-        rooted.group_by("root")
-        .agg(
-            pl.col("inst_start").first().alias("received"),
-            pl.col("host").first(),
-            pl.col("queue_id").first(),
-            pl.col("format").first(),
-            pl.col("organization").first(),
-            pl.col("kind").is_in(["client", "receive"]).any().alias("_has_start"),
-            # only lines we could not interpret (foreign output under a postfix tag): no message
-            pl.col("kind").ne("info").any().alias("_has_state"),
-            # a session that ended without DATA (a probe) and gave nothing but client=: no message
-            (pl.col("kind").eq("nodata").any() & pl.col("kind").is_in(["client", "info", "nodata"]).all()).alias(
-                "_probe"
-            ),
-        )
-        .filter(pl.col("_has_state") & ~pl.col("_probe"))
+def _sparse(events: pl.DataFrame, where: pl.Series, cols: list[str]) -> tuple[bytes, list[Any]]:
+    """The rows (int64) where `where` holds, and those rows of some string columns."""
+    rows = where.arg_true()
+    return rows.cast(pl.Int64).to_numpy().tobytes(), [views(events.get_column(c).gather(rows)) for c in cols]
+
+
+def _run(events: pl.DataFrame, queue_lifetime: dt.timedelta, split: bool) -> dict[str, Any]:
+    """The compiled correlator over conformed events."""
+    return _core.correlate_events(_inputs(events), queue_lifetime // _US, HANDOFF_WINDOW // _US, split)
+
+
+def _inputs(events: pl.DataFrame) -> dict[str, Any]:
+    """The columns the compiled correlator reads (rust/src/correlate_py.rs), from conformed events."""
+    time = events.get_column("time")
+    if time.null_count():
+        raise ValueError("correlate: events without a time (every parser gives one)")
+    kind, status, sender = pl.col("kind"), pl.col("status"), pl.col("sender")
+    queued = pl.col("queue_id").is_not_null()
+    bit = lambda cond, b: cond.fill_null(False).cast(pl.UInt8) * b  # noqa: E731
+    codes = events.select(
+        _code(kind, _KIND_CODES).alias("kind"),
+        _code(status, _STATUS_CODES).alias("status"),
+        # one byte of flags a row (rust/src/correlate.rs F_*)
+        (
+            bit(pl.col("message_id").is_not_null(), 1)
+            + bit(pl.col("subject").is_not_null(), 2)
+            + bit(pl.col("size").is_not_null(), 4)
+            + bit(pl.col("program").str.ends_with("cleanup"), 8)
+            + bit(sender.is_not_null(), 16)
+            # a bare local part: no "@" and not the null sender ""
+            + bit(~(sender.str.contains("@", literal=True) | (sender == "")), 32)
+            + bit(pl.col("nrcpt").is_not_null(), 64)
+            + bit(pl.col("line_no").is_not_null(), 128)
+        ).alias("flags"),
+        pl.col("line_no").fill_null(0),
+        pl.col("nrcpt").fill_null(0),
+        # the rows of the three sparse subsets, found in the same pass
+        (queued & pl.col("next_queue_id").is_not_null()).alias("_hand"),
+        (queued & kind.is_in(["client", "receive"]) & pl.col("client_ip").is_not_null()).alias("_client"),
+        (queued & kind.is_in(_OUTCOME_KINDS) & pl.col("recipient").is_not_null()).alias("_rcpt"),
     )
-    # the queue ids in the order they first appear: one instance each, by its first event
-    queue_ids = insts.group_by("root").agg(
-        pl.col("queue_id").sort_by(_ORDER).unique(maintain_order=True).str.join(" ").alias("queue_ids")
+    return {
+        "time": time.to_physical().to_numpy().tobytes(),
+        "line_no": codes.get_column("line_no").to_numpy().tobytes(),
+        "nrcpt": codes.get_column("nrcpt").to_numpy().tobytes(),
+        "kind": codes.get_column("kind").to_numpy().tobytes(),
+        "status": codes.get_column("status").to_numpy().tobytes(),
+        "flags": codes.get_column("flags").to_numpy().tobytes(),
+        "host": views(events.get_column("host")),
+        "queue_id": views(events.get_column("queue_id")),
+        "source": views(events.get_column("source")),
+        "hand": _sparse(events, codes.get_column("_hand"), ["next_queue_id", "to_ip"]),
+        "client": _sparse(events, codes.get_column("_client"), ["client_ip"]),
+        "rcpt": _sparse(events, codes.get_column("_rcpt"), ["recipient", "orig_recipient"]),
+    }
+
+
+def _code(col: pl.Expr, codes: dict[str, int]) -> pl.Expr:
+    """A string column as its code: 0 null, 1 a value not in `codes` (replace_strict's default
+    would catch nulls too)."""
+    return pl.when(col.is_null()).then(0).otherwise(col.replace_strict(codes, default=1)).cast(pl.UInt8)
+
+
+def _queued_rows(events: pl.DataFrame, out: pl.DataFrame) -> pl.DataFrame:
+    """The rows of the messages with a queue id, their fields gathered from the events the Rust
+    side named (a null index: a null field)."""
+
+    def take(col: str, idx: str) -> pl.Series:
+        return events.get_column(col).gather(out.get_column(idx))
+
+    s = out.get_column
+    rows = pl.DataFrame(
+        {
+            "received": _time(s("received")),
+            "host": take("host", "msg"),
+            "queue_id": take("queue_id", "msg"),
+            "format": take("format", "msg"),
+            "organization": take("organization", "msg"),
+            "queue_ids": s("queue_ids").cast(pl.String),
+            "from_ip": take("client_ip", "from_ip"),
+            "size": take("size", "size"),
+            "sender_address": take("sender", "sender"),
+            "message_id": take("message_id", "message_id"),
+            "subject": take("subject", "subject"),
+            # a recipient's latest outcome, or an alias (its first orig_to=), or none yet
+            "recipient_address": pl.select(
+                pl.coalesce(take("recipient", "recipient"), take("orig_recipient", "member_orig"), pl.lit(""))
+            ).to_series(),
+            # the outcome event (a hold that caught the row, else the latest outcome), an
+            # alias's own status and detail, or no outcome yet
+            "status": pl.select(
+                pl.coalesce(take("status", "outcome"), s("status_text").cast(pl.String), pl.lit("GettingStatus"))
+            ).to_series(),
+            "detail": pl.select(pl.coalesce(take("detail", "outcome"), s("detail_text").cast(pl.String))).to_series(),
+            "to_ip": take("to_ip", "latest"),
+            "relay": take("relay", "latest"),
+            "dsn": take("dsn", "latest"),
+            "delay": take("delay", "latest"),
+            "orig_recipient": take("orig_recipient", "orig"),
+            "last_event": _time(s("last_event")),
+            "incomplete": s("incomplete"),
+        }
     )
-    chain = (
-        ev.select("root", "kind", "time", "program")
-        .group_by("root")
-        .agg(
-            # Postfix cleanup rejecting the message (milter-reject, header_checks REJECT) ends it:
-            # it never reaches the queue, so no `removed` follows
-            (pl.col("kind").eq("removed") | (pl.col("kind").eq("reject") & pl.col("program").str.ends_with("cleanup")))
-            .any()
-            .alias("_has_end"),
-            pl.col("time").max().alias("_last_time"),
-        )
-    )
-    fields = [
-        queue_ids,
-        chain,
-        _first_per_root(rooted, ["client", "receive"], "client_ip", "from_ip"),
-        _first_per_root(rooted, ["receive"], "size", "size"),
-        _first_per_root(rooted, ["receive"], "nrcpt", "_nrcpt"),
-        _sender_per_root(ev),
-        # the cleanup line first; a content filter's verdict line (amavis) fills it when that is missing
-        _first_per_root(ev, ["msgid", "receive", "subject"], "message_id", "message_id"),
-        _first_per_root(ev, ["subject", "receive"], "subject", "subject"),
-        _first_per_root(ev, ["receive"], "size", "_chain_size"),
-    ]
-    for f in fields:
-        msgs = msgs.join(f, on="root", how="left")
-    msgs = msgs.with_columns(pl.coalesce("size", "_chain_size").alias("size"))
-    rcpt = _recipient_rows(ev)
-    rows = msgs.join(rcpt, on="root", how="left")
-    rows = _apply_holds(rows, ev)
-    # The end is outside the input while an outcome is open (deferred, handed to a filter not seen
-    # since). Without `removed`, it is in only when every recipient qmgr counted has an outcome and
-    # none is held (a release may follow): the pipeline keeps incomplete messages open, and a
-    # message closed too early would split in two when its next line arrives in a later flush.
-    final = pl.col("status").is_in(_FINAL).fill_null(False)
-    outcomes = pl.col("_outcome").sum().over("root")
-    held = pl.col("status").eq("Quarantined").any().over("root")
-    counted = pl.col("_nrcpt").is_not_null() & (outcomes >= pl.col("_nrcpt")) & ~held
-    ended = final.all().over("root") & (pl.col("_has_end") | counted)
-    incomplete = ~pl.col("_has_start") | ~ended
-    rows = rows.with_columns(
-        pl.col("recipient_address").fill_null(""),
-        pl.col("status").fill_null("GettingStatus"),
-        pl.col("last_event").fill_null(pl.col("_last_time")),
-    ).with_columns(incomplete.alias("incomplete"))
     return rows.with_columns(pl.concat_str([pl.col("host"), pl.col("queue_id")], separator="|").alias("_key"))
-
-
-def _sender_per_root(ev: pl.DataFrame) -> pl.DataFrame:
-    """The envelope sender: from the receive event that has the size (Postfix qmgr, rewritten to a
-    full address), else any receive event (pickup's raw `from=<root>`), else a reject or hold line."""
-    sub = (
-        ev.select("root", "sender", "time", "kind", "size")
-        .filter(pl.col("sender").is_not_null())
-        .select(
-            "root",
-            "sender",
-            "time",
-            pl.when(pl.col("kind").eq("receive") & pl.col("size").is_not_null())
-            .then(0)
-            .when(pl.col("kind").eq("receive"))
-            .then(1)
-            .otherwise(2)
-            .alias("_rank"),
-            # a qualified address beats a bare local part (Sendmail's MSP logs from=alice, the MTA from=<alice@host>)
-            ~(pl.col("sender").str.contains("@", literal=True) | (pl.col("sender") == "")).alias("_bare"),
-        )
-    )
-    return sub.group_by("root").agg(
-        pl.col("sender").sort_by(["_bare", "_rank", "time"]).first().alias("sender_address")
-    )
-
-
-def _recipient_rows(ev: pl.DataFrame) -> pl.DataFrame:
-    """Latest outcome per (root, recipient), plus Expanded / None rows for aliases."""
-    cols = ["root", "kind", "recipient", "orig_recipient", "status", "to_ip", "relay", "dsn", "detail", "delay", "time"]
-    # linked hand-offs are no outcome, but the orig_to= they carry is the original address
-    # (a content filter hop logs it where the final delivery may not)
-    every = ev.select(*cols, *_ORDER, "_linked").filter(
-        pl.col("kind").is_in(_OUTCOME_KINDS) & pl.col("recipient").is_not_null()
-    )
-    # "no outcome yet" (Exchange lists recipients on RECEIVE, again on the next server) never
-    # replaces an outcome: decided events sort after undecided ones, so last() is the latest decision
-    every = every.with_columns(
-        pl.col("recipient").str.to_lowercase().alias("_rl"),
-        pl.col("status").ne("GettingStatus").fill_null(True).alias("_decided"),
-    )
-    out = every.filter(~pl.col("_linked"))
-    latest = (
-        out.sort(["_decided", *_ORDER])
-        .group_by(["root", "_rl"])
-        .agg(
-            pl.col("recipient").last().alias("recipient_address"),
-            pl.col("status").last(),
-            pl.col("to_ip").last(),
-            pl.col("relay").last(),
-            pl.col("dsn").last(),
-            pl.col("detail").last(),
-            pl.col("delay").last(),
-            pl.col("orig_recipient").drop_nulls().last().alias("orig_recipient"),
-            pl.col("time").last().alias("last_event"),
-        )
-        .with_columns(pl.lit(1).alias("_outcome"))
-    )
-    members = (
-        every.filter(pl.col("kind").ne("expand") & pl.col("orig_recipient").is_not_null())
-        .with_columns(pl.col("orig_recipient").str.to_lowercase().alias("_ol"))
-        # the same address, or a bare local part qualified (orig_to=<root>, to=<root@host>): no rewrite
-        .filter((pl.col("_ol") != pl.col("_rl")) & ~pl.col("_rl").str.starts_with(pl.col("_ol") + "@"))
-        .group_by(["root", "_ol"])
-        .agg(
-            pl.col("orig_recipient").first().alias("recipient_address"),
-            pl.col("_rl").n_unique().alias("_members"),
-            pl.col("recipient").first().alias("_member"),
-            pl.col("time").min().alias("last_event"),
-        )
-        .with_columns(
-            pl.when(pl.col("_members") > 1).then(pl.lit("Expanded")).otherwise(pl.lit("None")).alias("status"),
-            pl.when(pl.col("_members") > 1)
-            .then(pl.format("expanded to {} recipients", pl.col("_members")))
-            .otherwise(pl.format("redirected to {}", pl.col("_member")))
-            .alias("detail"),
-        )
-        .rename({"_ol": "_rl"})
-        .drop("_members", "_member")
-    )
-    # an alias that is also delivered to itself keeps its own delivery row
-    members = members.join(latest.select("root", "_rl"), on=["root", "_rl"], how="anti")
-    return pl.concat([latest, members], how="diagonal_relaxed").drop("_rl")
-
-
-def _apply_holds(rows: pl.DataFrame, ev: pl.DataFrame) -> pl.DataFrame:
-    """A hold/discard/expiry decides the status of recipients it caught.
-
-    Expiry (Failed) only replaces outcomes still open. A quarantine or spam drop also replaces a
-    "sent" logged just after it (amavis decides, then answers 250 to Postfix), but not a delivery
-    that came well after (a release from hold).
-    """
-    # a reject naming no recipient (Sendmail check_mail, milter at DATA) refuses the whole message
-    whole = pl.col("kind").eq("hold") | (pl.col("kind").eq("reject") & pl.col("recipient").is_null())
-    holds = ev.select("root", "kind", "recipient", "status", "time", "detail", *_ORDER)
-    holds = holds.filter(whole & pl.col("status").is_not_null()).sort(_ORDER)
-    holds = holds.group_by("root").agg(
-        pl.col("status").last().alias("_hold"),
-        pl.col("time").last().alias("_hold_time"),
-        pl.col("detail").last().alias("_hold_detail"),
-    )
-    rows = rows.join(holds, on="root", how="left")
-    open_ = pl.col("status").is_null() | pl.col("status").is_in(["GettingStatus", "Pending"])
-    caught = pl.col("_hold").is_not_null() & (
-        open_
-        | (pl.col("_hold").ne("Failed") & (pl.col("last_event") <= pl.col("_hold_time") + pl.duration(seconds=10)))
-    )
-    return rows.with_columns(
-        pl.when(caught).then(pl.col("_hold")).otherwise(pl.col("status")).alias("status"),
-        pl.when(caught).then(pl.col("_hold_detail")).otherwise(pl.col("detail")).alias("detail"),
-    )
 
 
 def _standalone_rows(ev: pl.DataFrame) -> pl.DataFrame:

@@ -13,9 +13,12 @@
 #![allow(clippy::unnecessary_map_or, clippy::manual_is_multiple_of)]
 
 mod columns;
+mod correlate;
+mod correlate_py;
 mod fxhash;
 mod postfix;
 mod syslog;
+mod traceid;
 
 use fxhash::{FxMap, FxSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -571,5 +574,7 @@ fn parse_postfix<'py>(
 #[pymodule]
 fn _core(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_postfix, m)?)?;
+    m.add_function(wrap_pyfunction!(correlate_py::correlate_events, m)?)?;
+    m.add_function(wrap_pyfunction!(correlate_py::message_trace_ids, m)?)?;
     Ok(())
 }
