@@ -13,6 +13,8 @@
 #![allow(clippy::unnecessary_map_or, clippy::manual_is_multiple_of)]
 
 mod columns;
+mod csvsplit;
+mod exchange;
 mod fxhash;
 mod postfix;
 mod syslog;
@@ -571,5 +573,6 @@ fn parse_postfix<'py>(
 #[pymodule]
 fn _core(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_postfix, m)?)?;
+    m.add_function(wrap_pyfunction!(exchange::parse_exchange, m)?)?;
     Ok(())
 }
