@@ -15,6 +15,7 @@
 mod columns;
 mod csvsplit;
 mod exchange;
+mod isotime;
 mod fxhash;
 mod postfix;
 mod syslog;
