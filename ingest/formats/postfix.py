@@ -22,11 +22,11 @@ import datetime as dt
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from msgtrace import _core
 from msgtrace.ingest.formats import Parsed, ParserFailed
 from msgtrace.ingest.formats.context import ParseContext, organization_column
+from msgtrace.ingest.formats.core_frame import frame, line_views
 from msgtrace.ingest.formats.syslog import wall_to_utc
 from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
 
@@ -34,7 +34,6 @@ NAME = "postfix"
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _US = dt.timedelta(microseconds=1)
-_TYPES = {"str": pa.string_view(), "i64": pa.int64(), "f64": pa.float64(), "bool": pa.bool_()}
 
 
 def detect(sample: list[str]) -> bool:
@@ -44,17 +43,10 @@ def detect(sample: list[str]) -> bool:
 
 def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     """Events from one batch of Postfix syslog lines."""
-    # Polars' own string layout (views), as it hands it out without a copy; a slice of a larger
-    # frame (the pipeline halves failing batches) starts its views at text.offset
-    text = lines.get_column("line").to_arrow(compat_level=pl.CompatLevel.newest())
-    if text.type != pa.string_view():
-        text = text.cast(pa.string_view())
-    _, views, *data = text.buffers()
-    first, n = text.offset, len(text)
-    view_bytes = views.to_pybytes()[first * 16 : (first + n) * 16] if views is not None else b""
+    view_bytes, data = line_views(lines.get_column("line"))
     line_nos = lines.get_column("line_no").cast(pl.Int64).to_numpy().tobytes()
     try:
-        out = _core.parse_postfix(view_bytes, [b.to_pybytes() for b in data], line_nos, _state_in(ctx))
+        out = _core.parse_postfix(view_bytes, data, line_nos, _state_in(ctx))
     except ValueError as e:
         raise ParserFailed(str(e)) from None
     _state_out(ctx, out)
@@ -108,20 +100,7 @@ def _state_out(ctx: ParseContext, out: dict) -> None:
 
 def _frame(out: dict) -> pl.DataFrame:
     """The Rust side's columns (Arrow buffers) as a frame, without a copy on the Python side."""
-    arrays, names = [], []
-    for name, kind, n, nulls, validity, values, data in out["columns"]:
-        valid = pa.py_buffer(validity) if nulls else None
-        if kind == "bool":  # bit-packed values in the validity slot's layout, never null
-            buffers = [None, pa.py_buffer(values)]
-        elif kind == "str":  # views, then the one buffer of the texts longer than 12 bytes
-            buffers = [valid, pa.py_buffer(values), pa.py_buffer(data)]
-        else:
-            buffers = [valid, pa.py_buffer(values)]
-        arrays.append(pa.Array.from_buffers(_TYPES[kind], n, buffers, null_count=nulls))
-        names.append(name)
-    df = pl.from_arrow(pa.Table.from_arrays(arrays, names=names))
-    assert isinstance(df, pl.DataFrame)
-    return df
+    return frame(out["columns"])
 
 
 def _utc(ctx: ParseContext) -> pl.Expr:

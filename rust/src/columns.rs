@@ -162,3 +162,60 @@ impl BoolCol {
         self.bits.push(value);
     }
 }
+
+impl Validity {
+    /// Appends another bitmap's rows after this one's (a byte copy when this one ends on a byte).
+    pub fn extend_from(&mut self, other: &Validity) {
+        if self.len % 8 == 0 {
+            self.bits.extend_from_slice(&other.bits);
+            self.len += other.len;
+            self.nulls += other.nulls;
+            return;
+        }
+        for i in 0..other.len {
+            let bit = other.bits.get(i / 8).map_or(false, |b| (b >> (i % 8)) & 1 == 1);
+            self.push(bit);
+        }
+    }
+}
+
+impl StrCol {
+    /// Appends another column's rows (its long texts' views moved to where its data lands);
+    /// false, nothing appended, when the column's text would pass 4 GiB.
+    pub fn append(&mut self, other: &StrCol) -> bool {
+        let base = self.data.len();
+        if base + other.data.len() > VIEW_DATA_MAX {
+            return false;
+        }
+        self.views.reserve(other.views.len());
+        for v in other.views.chunks_exact(16) {
+            let mut view: [u8; 16] = match v.try_into() {
+                Ok(a) => a,
+                Err(_) => continue,
+            };
+            let word = |at: usize| -> u32 {
+                let mut w = [0u8; 4];
+                if let Some(src) = view.get(at..at + 4) {
+                    w.copy_from_slice(src);
+                }
+                u32::from_le_bytes(w)
+            };
+            if word(0) > 12 {
+                let offset = word(12) as usize + base;
+                put(&mut view, 12, &(offset as u32).to_le_bytes());
+            }
+            self.views.extend_from_slice(&view);
+        }
+        self.data.extend_from_slice(&other.data);
+        self.valid.extend_from(&other.valid);
+        true
+    }
+}
+
+impl<T: Number> NumCol<T> {
+    /// Appends another column's rows.
+    pub fn append(&mut self, other: &Self) {
+        self.values.extend_from_slice(&other.values);
+        self.valid.extend_from(&other.valid);
+    }
+}

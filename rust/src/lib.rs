@@ -15,6 +15,9 @@
 mod columns;
 mod correlate;
 mod correlate_py;
+mod csvsplit;
+mod exchange;
+mod isotime;
 mod fxhash;
 mod postfix;
 mod syslog;
@@ -576,5 +579,6 @@ fn _core(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_postfix, m)?)?;
     m.add_function(wrap_pyfunction!(correlate_py::correlate_events, m)?)?;
     m.add_function(wrap_pyfunction!(correlate_py::message_trace_ids, m)?)?;
+    m.add_function(wrap_pyfunction!(exchange::parse_exchange, m)?)?;
     Ok(())
 }

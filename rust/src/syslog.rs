@@ -304,7 +304,7 @@ fn number(s: &str, min: usize, max: usize) -> Option<i64> {
 
 /// Microseconds since the epoch of a wall time, as chrono (Polars' strptime) accepts it:
 /// a valid date, hour < 24, minute < 60, second <= 60 (a leap second reads as the next second).
-fn micros(year: i64, month: i64, day: i64, h: i64, mi: i64, s: i64, frac: i64) -> Option<i64> {
+pub fn micros(year: i64, month: i64, day: i64, h: i64, mi: i64, s: i64, frac: i64) -> Option<i64> {
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return None;
     }
