@@ -106,15 +106,24 @@ class IngestReport:
     seconds: float = 0.0
     # This run's rows that are still current at its end, one per (message, recipient): what a
     # trace over all days returns of them (a row superseded by a later flush is not counted).
-    current: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_CURRENT_SCHEMA))
+    # Kept per UTC day of Received: a flush supersedes rows of the days it touches only, so it
+    # updates those days, not every row of the run (which made a long run's flushes ever slower).
+    current_by_day: dict[dt.date, pl.DataFrame] = field(default_factory=dict)
+
+    @property
+    def current(self) -> pl.DataFrame:
+        return pl.concat(
+            [pl.DataFrame(schema=_CURRENT_SCHEMA), *(self.current_by_day[d] for d in sorted(self.current_by_day))]
+        )
 
     @property
     def stored_rows(self) -> int:
-        return self.current.height
+        return sum(df.height for df in self.current_by_day.values())
 
     @property
     def stored_messages(self) -> int:
-        return self.current.get_column("message_trace_id").n_unique()
+        # a MessageTraceId names its Received, so no id is in two days
+        return sum(df.get_column("message_trace_id").n_unique() for df in self.current_by_day.values())
 
     @property
     def lines(self) -> int:
@@ -143,6 +152,7 @@ class _FlushPlan:
     new: pl.DataFrame
     span: pl.DataFrame
     in_order: bool
+    keys: pl.DataFrame  # queue_keys(parsed): every step that needs them shares one hashing of them
 
     @property
     def reread(self) -> bool:
@@ -573,21 +583,21 @@ class Pipeline:
             return None
         new = self._unseen(parsed)
         span = _span(parsed)
-        return _FlushPlan(parsed, new, span, in_order=not self._read_out_of_order(span))
+        return _FlushPlan(parsed, new, span, in_order=not self._read_out_of_order(span), keys=queue_keys(parsed))
 
     def _gather(self, plan: _FlushPlan) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Step 2: everything the touched messages logged so far (the open messages' events, plus
         stored events where the open set cannot know them), and that with the new lines."""
         parsed = plan.parsed
         # Lines re-read after a crash are in both the open set and the new lines, and count once.
-        related = self.open.related(parsed)
+        related = self.open.related(parsed, plan.keys)
         if plan.in_order:
             search = orphans(parsed, related)  # only messages neither starting nor open
         else:
             # Lines older than what is stored: a log read out of order (a rotated file's tail
             # after the new file, files ingested newest first). Messages they touch may already
             # be stored complete, so search the events table over the queue lifetime around them.
-            search = queue_keys(parsed)
+            search = plan.keys
         if plan.reread:
             # Lines stored before a crash (or a failed flush) and read again: the open set saved
             # then may already have closed their messages, so their stored events are needed too.
@@ -626,7 +636,9 @@ class Pipeline:
                 self.store.messages.replace(rows, stale, days)
 
             writing.append(self._store_writer.submit(write_rows))
-            self.open.update(everything, rows, self.options.queue_lifetime)
+            # everything is related and parsed: its keys are theirs (related ones are few)
+            touched = pl.concat([plan.keys, queue_keys(related)])
+            self.open.update(everything, rows, self.options.queue_lifetime, touched)
             for w in writing:
                 w.result()
         except BaseException:
@@ -655,7 +667,7 @@ class Pipeline:
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
         if self.count_current:
-            self.report.current = _current_after(self.report.current, rows, written.stale)
+            _current_after(self.report.current_by_day, rows, written.stale)
 
     def _read_out_of_order(self, span: pl.DataFrame) -> bool:
         """Whether a source's lines here (span: source, oldest) are no newer than what another
@@ -701,16 +713,39 @@ class Pipeline:
         return parsed.lazy().join(ident, on=EVENT_KEY, how="anti", nulls_equal=True).collect()
 
 
-def _current_after(current: pl.DataFrame, rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame) -> pl.DataFrame:
-    """A run's current rows after a flush wrote `rows` superseding `stale` (as MessagesTable.replace
-    applies it): rows of a superseded message or of a message written again drop out, the new
-    rows come in."""
+def _current_after(current: dict[dt.date, pl.DataFrame], rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame) -> None:
+    """A run's current rows (per day of Received) after a flush wrote `rows` superseding `stale`
+    (as MessagesTable.replace applies it): rows of a superseded message or of a message written
+    again drop out, the new rows come in. A MessageTraceId names its Received, so only the days
+    of the new and the stale rows can change, unless `stale` is a filter (lines read out of
+    order), which is applied to every day."""
+    new = _by_received_day(rows.select(list(_CURRENT_SCHEMA)))
     if isinstance(stale, pl.DataFrame):
-        current = current.join(stale.select("message_trace_id"), on="message_trace_id", how="anti")
+        gone = _by_received_day(stale.select("message_trace_id", "received"))
+        days = set(new) | set(gone)
     else:
-        current = current.filter(~stale)
-    current = current.join(rows.select("message_trace_id"), on="message_trace_id", how="anti")
-    return pl.concat([current, rows.select(list(_CURRENT_SCHEMA))])
+        gone, days = {}, set(current) | set(new)
+    for day in days:
+        kept = current.get(day)
+        if kept is not None:
+            if isinstance(stale, pl.DataFrame):
+                if day in gone:
+                    kept = kept.join(gone[day].select("message_trace_id"), on="message_trace_id", how="anti")
+            else:
+                kept = kept.filter(~stale)
+            if day in new:
+                kept = kept.join(new[day].select("message_trace_id"), on="message_trace_id", how="anti")
+        parts = [p for p in (kept, new.get(day)) if p is not None]
+        current[day] = pl.concat(parts) if len(parts) > 1 else parts[0]
+
+
+def _by_received_day(df: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:
+    """Rows split by the UTC day of `received` (a null one: under date.min)."""
+    if not df.height:
+        return {}
+    day = pl.col("received").dt.date().fill_null(dt.date.min).alias("_day")
+    parts = df.with_columns(day).partition_by("_day", as_dict=True, include_key=False)
+    return {key[0]: part for key, part in parts.items()}
 
 
 def _marks(marks: Marks | None) -> dict[str, object]:
