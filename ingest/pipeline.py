@@ -51,6 +51,9 @@ SAMPLE_UNKNOWN = 3
 # this many such lines in a file it fails on everything, and whole failing halves are rejected.
 MAX_FAILED_LINES = 1000
 WARN_FAILED = 5  # warnings naming a failing line, per file; the rest are counted
+# A batch run merges a day still written to (within a queue lifetime of the newest event) only at
+# this many times the files it merges a day behind at (see Pipeline._compact_behind).
+ACTIVE_FILES_FACTOR = 4
 NOT_A_SOURCE = "not a source read before"  # FileReport.skipped, see Pipeline.ingest_path(new_sources=False)
 
 
@@ -192,6 +195,7 @@ class Pipeline:
         self.compact_as_you_go = False  # batch ingest compacts between flushes; the watcher schedules its own
         self.count_current = False  # batch ingest reports the rows it leaves current (report.current)
         self._newest: dict[str, dt.datetime] | None = None  # per source: its newest stored event
+        self._unsettled: set[dt.date] = set()  # days written to and not compacted for good (_compact_behind)
         # Batch ingest writes one flush while the next chunks are parsed (see flush_in_background).
         self._writer: ThreadPoolExecutor | None = None
         self._writing: Future[None] | None = None
@@ -658,16 +662,39 @@ class Pipeline:
                 self._newest[src] = t
             self._newest.setdefault(src, t)
         if self.compact_as_you_go:  # a long batch run: keep the partitions it writes to a few files each
-            # ...except the newest day, which the next flushes still append to: compacting it every
-            # few flushes would rewrite a big day again and again (tidy compacts it once at the end)
-            for day in sorted(days)[:-1]:
-                self.store.messages.compact(day, min_files=self.options.compact_min_files)
-                _compact_events(self.store, day, self.options.compact_min_files)
+            self._compact_behind(days, plan.span.get_column("newest").max())
         self.open.save()
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
         if self.count_current:
             _current_after(self.report.current_by_day, rows, written.stale)
+
+    def _compact_behind(self, days: set[dt.date], newest: object) -> None:
+        """Compact the days a batch run has left behind, each about once.
+
+        Never the newest day, which the next flushes still append to. A day within a queue
+        lifetime of the newest event is still written to by nearly every flush (each deferred
+        message's retry rewrites its row in the day it was received), so it is merged only once
+        it has ACTIVE_FILES_FACTOR times the usual number of files; once it lies further back,
+        lines read in order touch it no more and it is merged for good. Merging such a day
+        every few flushes rewrote it again and again (10 M lines: 2.7 CPU-s per 2 M lines).
+        """
+        self._unsettled |= days
+        if not isinstance(newest, dt.datetime) or not self._unsettled:
+            return
+        settled_before = (newest - self.options.queue_lifetime).date()
+        last = max(self._unsettled)
+        for day in sorted(self._unsettled):
+            if day == last:
+                continue
+            settled = day < settled_before
+            if not settled and day not in days:
+                continue
+            factor = 1 if settled else ACTIVE_FILES_FACTOR
+            self.store.messages.compact(day, min_files=factor * self.options.compact_min_files)
+            _compact_events(self.store, day, factor * self.options.compact_min_files)
+            if settled:
+                self._unsettled.discard(day)
 
     def _read_out_of_order(self, span: pl.DataFrame) -> bool:
         """Whether a source's lines here (span: source, oldest) are no newer than what another
