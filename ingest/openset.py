@@ -29,15 +29,27 @@ class OpenSet:
         saved = state.read_frame(OPEN_FILE, EVENT_SCHEMA)
         self.events = saved if saved is not None else pl.DataFrame(schema=EVENT_SCHEMA)
 
-    def related(self, parsed: pl.DataFrame) -> pl.DataFrame:
-        """Open events of the messages the parsed events touch, following content-filter links."""
+    def related(self, parsed: pl.DataFrame, keys: pl.DataFrame | None = None) -> pl.DataFrame:
+        """Open events of the messages the parsed events touch, following content-filter links
+        (`keys`: queue_keys(parsed), when the caller has them already)."""
         if not self.events.height:
             return self.events
-        return related_events(self.events.lazy(), queue_keys(parsed))
+        return related_events(self.events.lazy(), queue_keys(parsed) if keys is None else keys)
 
-    def update(self, everything: pl.DataFrame, rows: pl.DataFrame, lifetime: dt.timedelta) -> None:
-        """Replace the touched messages' open events by those still open after this flush, then expire."""
-        touched = queue_keys(everything)
+    def update(
+        self,
+        everything: pl.DataFrame,
+        rows: pl.DataFrame,
+        lifetime: dt.timedelta,
+        touched: pl.DataFrame | None = None,
+    ) -> None:
+        """Replace the touched messages' open events by those still open after this flush, then expire.
+
+        `touched`: the (host, queue_id) keys everything names (queue_keys(everything), repeats
+        allowed), when the caller has them: a flush knows its parsed events' keys already, and
+        hashing every key of 200,000 events again costs more than the rest of the update."""
+        if touched is None:
+            touched = queue_keys(everything)
         still_open = (
             rows.select("host", "queue_ids", "incomplete")
             .filter(pl.col("incomplete") & (pl.col("queue_ids") != ""))
@@ -117,15 +129,27 @@ START_KINDS = ["client", "receive", "msgid"]
 
 def orphans(parsed: pl.DataFrame, related: pl.DataFrame) -> pl.DataFrame:
     """(host, queue_id) of parsed messages that neither start here nor are open."""
-    firsts = (
-        parsed.select("host", "queue_id", "kind", "time", "source", "line_no")
-        .drop_nulls("queue_id")
-        .group_by("host", "queue_id")
-        .agg(pl.col("kind").sort_by("time", "source", "line_no").first())
-        .filter(~pl.col("kind").is_in(START_KINDS))
-        .select("host", "queue_id")
-    )
+    ev = parsed.select("host", "queue_id", "kind", "time", "source", "line_no").drop_nulls("queue_id")
+    if _in_line_order(ev):
+        # the usual flush: one file's lines in order, so each queue id's first row is its first
+        # event, and no sort per group is needed (most of this function's cost otherwise)
+        firsts = ev.unique(["host", "queue_id"], keep="first").select("host", "queue_id", "kind")
+    else:
+        firsts = ev.group_by("host", "queue_id").agg(pl.col("kind").sort_by("time", "source", "line_no").first())
+    firsts = firsts.filter(~pl.col("kind").is_in(START_KINDS)).select("host", "queue_id")
     return firsts.join(queue_keys(related), on=["host", "queue_id"], how="anti")
+
+
+def _in_line_order(ev: pl.DataFrame) -> bool:
+    """Whether the rows are sorted by (time, source, line_no): one source, time and line_no both
+    ascending (a cheap check, each column scanned once)."""
+    if ev.height < 2:
+        return True
+    checks = ev.select(
+        (pl.col("source").min() == pl.col("source").max()).alias("one"),
+        (pl.col("time").null_count() == 0).alias("times"),
+    ).row(0)
+    return all(checks) and ev.get_column("time").is_sorted() and ev.get_column("line_no").is_sorted()
 
 
 def related_events(events: pl.LazyFrame, keys: pl.DataFrame) -> pl.DataFrame:

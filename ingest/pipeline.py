@@ -51,6 +51,9 @@ SAMPLE_UNKNOWN = 3
 # this many such lines in a file it fails on everything, and whole failing halves are rejected.
 MAX_FAILED_LINES = 1000
 WARN_FAILED = 5  # warnings naming a failing line, per file; the rest are counted
+# A batch run merges a day still written to (within a queue lifetime of the newest event) only at
+# this many times the files it merges a day behind at (see Pipeline._compact_behind).
+ACTIVE_FILES_FACTOR = 4
 NOT_A_SOURCE = "not a source read before"  # FileReport.skipped, see Pipeline.ingest_path(new_sources=False)
 
 
@@ -106,15 +109,24 @@ class IngestReport:
     seconds: float = 0.0
     # This run's rows that are still current at its end, one per (message, recipient): what a
     # trace over all days returns of them (a row superseded by a later flush is not counted).
-    current: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_CURRENT_SCHEMA))
+    # Kept per UTC day of Received: a flush supersedes rows of the days it touches only, so it
+    # updates those days, not every row of the run (which made a long run's flushes ever slower).
+    current_by_day: dict[dt.date, pl.DataFrame] = field(default_factory=dict)
+
+    @property
+    def current(self) -> pl.DataFrame:
+        return pl.concat(
+            [pl.DataFrame(schema=_CURRENT_SCHEMA), *(self.current_by_day[d] for d in sorted(self.current_by_day))]
+        )
 
     @property
     def stored_rows(self) -> int:
-        return self.current.height
+        return sum(df.height for df in self.current_by_day.values())
 
     @property
     def stored_messages(self) -> int:
-        return self.current.get_column("message_trace_id").n_unique()
+        # a MessageTraceId names its Received, so no id is in two days
+        return sum(df.get_column("message_trace_id").n_unique() for df in self.current_by_day.values())
 
     @property
     def lines(self) -> int:
@@ -143,6 +155,7 @@ class _FlushPlan:
     new: pl.DataFrame
     span: pl.DataFrame
     in_order: bool
+    keys: pl.DataFrame  # queue_keys(parsed): every step that needs them shares one hashing of them
 
     @property
     def reread(self) -> bool:
@@ -182,6 +195,7 @@ class Pipeline:
         self.compact_as_you_go = False  # batch ingest compacts between flushes; the watcher schedules its own
         self.count_current = False  # batch ingest reports the rows it leaves current (report.current)
         self._newest: dict[str, dt.datetime] | None = None  # per source: its newest stored event
+        self._unsettled: set[dt.date] = set()  # days written to and not compacted for good (_compact_behind)
         # Batch ingest writes one flush while the next chunks are parsed (see flush_in_background).
         self._writer: ThreadPoolExecutor | None = None
         self._writing: Future[None] | None = None
@@ -573,21 +587,21 @@ class Pipeline:
             return None
         new = self._unseen(parsed)
         span = _span(parsed)
-        return _FlushPlan(parsed, new, span, in_order=not self._read_out_of_order(span))
+        return _FlushPlan(parsed, new, span, in_order=not self._read_out_of_order(span), keys=queue_keys(parsed))
 
     def _gather(self, plan: _FlushPlan) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Step 2: everything the touched messages logged so far (the open messages' events, plus
         stored events where the open set cannot know them), and that with the new lines."""
         parsed = plan.parsed
         # Lines re-read after a crash are in both the open set and the new lines, and count once.
-        related = self.open.related(parsed)
+        related = self.open.related(parsed, plan.keys)
         if plan.in_order:
             search = orphans(parsed, related)  # only messages neither starting nor open
         else:
             # Lines older than what is stored: a log read out of order (a rotated file's tail
             # after the new file, files ingested newest first). Messages they touch may already
             # be stored complete, so search the events table over the queue lifetime around them.
-            search = queue_keys(parsed)
+            search = plan.keys
         if plan.reread:
             # Lines stored before a crash (or a failed flush) and read again: the open set saved
             # then may already have closed their messages, so their stored events are needed too.
@@ -626,7 +640,9 @@ class Pipeline:
                 self.store.messages.replace(rows, stale, days)
 
             writing.append(self._store_writer.submit(write_rows))
-            self.open.update(everything, rows, self.options.queue_lifetime)
+            # everything is related and parsed: its keys are theirs (related ones are few)
+            touched = pl.concat([plan.keys, queue_keys(related)])
+            self.open.update(everything, rows, self.options.queue_lifetime, touched)
             for w in writing:
                 w.result()
         except BaseException:
@@ -646,16 +662,39 @@ class Pipeline:
                 self._newest[src] = t
             self._newest.setdefault(src, t)
         if self.compact_as_you_go:  # a long batch run: keep the partitions it writes to a few files each
-            # ...except the newest day, which the next flushes still append to: compacting it every
-            # few flushes would rewrite a big day again and again (tidy compacts it once at the end)
-            for day in sorted(days)[:-1]:
-                self.store.messages.compact(day, min_files=self.options.compact_min_files)
-                _compact_events(self.store, day, self.options.compact_min_files)
+            self._compact_behind(days, plan.span.get_column("newest").max())
         self.open.save()
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
         if self.count_current:
-            self.report.current = _current_after(self.report.current, rows, written.stale)
+            _current_after(self.report.current_by_day, rows, written.stale)
+
+    def _compact_behind(self, days: set[dt.date], newest: object) -> None:
+        """Compact the days a batch run has left behind, each about once.
+
+        Never the newest day, which the next flushes still append to. A day within a queue
+        lifetime of the newest event is still written to by nearly every flush (each deferred
+        message's retry rewrites its row in the day it was received), so it is merged only once
+        it has ACTIVE_FILES_FACTOR times the usual number of files; once it lies further back,
+        lines read in order touch it no more and it is merged for good. Merging such a day
+        every few flushes rewrote it again and again (10 M lines: 2.7 CPU-s per 2 M lines).
+        """
+        self._unsettled |= days
+        if not isinstance(newest, dt.datetime) or not self._unsettled:
+            return
+        settled_before = (newest - self.options.queue_lifetime).date()
+        last = max(self._unsettled)
+        for day in sorted(self._unsettled):
+            if day == last:
+                continue
+            settled = day < settled_before
+            if not settled and day not in days:
+                continue
+            factor = 1 if settled else ACTIVE_FILES_FACTOR
+            self.store.messages.compact(day, min_files=factor * self.options.compact_min_files)
+            _compact_events(self.store, day, factor * self.options.compact_min_files)
+            if settled:
+                self._unsettled.discard(day)
 
     def _read_out_of_order(self, span: pl.DataFrame) -> bool:
         """Whether a source's lines here (span: source, oldest) are no newer than what another
@@ -701,16 +740,47 @@ class Pipeline:
         return parsed.lazy().join(ident, on=EVENT_KEY, how="anti", nulls_equal=True).collect()
 
 
-def _current_after(current: pl.DataFrame, rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame) -> pl.DataFrame:
-    """A run's current rows after a flush wrote `rows` superseding `stale` (as MessagesTable.replace
-    applies it): rows of a superseded message or of a message written again drop out, the new
-    rows come in."""
+def _current_after(current: dict[dt.date, pl.DataFrame], rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame) -> None:
+    """A run's current rows (per day of Received) after a flush wrote `rows` superseding `stale`
+    (as MessagesTable.replace applies it): rows of a superseded message or of a message written
+    again drop out, the new rows come in. A MessageTraceId names its Received, so only the days
+    of the new and the stale rows can change, unless `stale` is a filter (lines read out of
+    order), which is applied to every day."""
+    new = _by_received_day(rows.select(_owned(c) if t == pl.String else pl.col(c) for c, t in _CURRENT_SCHEMA.items()))
     if isinstance(stale, pl.DataFrame):
-        current = current.join(stale.select("message_trace_id"), on="message_trace_id", how="anti")
+        gone = _by_received_day(stale.select("message_trace_id", "received"))
+        days = set(new) | set(gone)
     else:
-        current = current.filter(~stale)
-    current = current.join(rows.select("message_trace_id"), on="message_trace_id", how="anti")
-    return pl.concat([current, rows.select(list(_CURRENT_SCHEMA))])
+        gone, days = {}, set(current) | set(new)
+    for day in days:
+        kept = current.get(day)
+        if kept is not None:
+            if isinstance(stale, pl.DataFrame):
+                if day in gone:
+                    kept = kept.join(gone[day].select("message_trace_id"), on="message_trace_id", how="anti")
+            else:
+                kept = kept.filter(~stale)
+            if day in new:
+                kept = kept.join(new[day].select("message_trace_id"), on="message_trace_id", how="anti")
+        parts = [p for p in (kept, new.get(day)) if p is not None]
+        current[day] = pl.concat(parts) if len(parts) > 1 else parts[0]
+
+
+def _owned(column: str) -> pl.Expr:
+    """A string column in buffers of its own. A column cut from a larger one (a flush's rows are
+    gathered from its events, whose hosts are views into each parsed chunk's buffer) keeps every
+    buffer it was cut from alive: the run's current rows held on to every chunk's host texts
+    (10 M lines: ~150 MB more at the end). Concatenating builds new buffers (null stays null)."""
+    return pl.concat_str([pl.col(column), pl.lit("")]).alias(column)
+
+
+def _by_received_day(df: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:
+    """Rows split by the UTC day of `received` (a null one: under date.min)."""
+    if not df.height:
+        return {}
+    day = pl.col("received").dt.date().fill_null(dt.date.min).alias("_day")
+    parts = df.with_columns(day).partition_by("_day", as_dict=True, include_key=False)
+    return {key[0]: part for key, part in parts.items()}
 
 
 def _marks(marks: Marks | None) -> dict[str, object]:
@@ -769,16 +839,25 @@ def tidy(store: Store, min_files: int = COMPACT_MIN_FILES) -> None:
     is clean Parquet for any reader, each message once (the watcher compacts as it goes).
 
     Partitions are independent, and one compaction keeps about one core busy: two at a time
-    (it is the serial tail of every batch run)."""
+    (it is the serial tail of every batch run), the messages partitions one after the other in
+    one thread, the events in the other. Two messages compactions at once held two days' rows
+    and their Arrow copies (~300 MB a day of 180,000 rows): the peak memory of a whole run."""
 
+    def each(step: Callable[[Store, dt.date, int], None], days: list[dt.date]) -> list[BaseException]:
+        failed = []
+        for day in days:
+            try:
+                step(store, day, min_files)
+            except Exception as e:  # the other partitions are still tidied
+                failed.append(e)
+        return failed
+
+    days = store.days()
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="msgtrace-tidy") as pool:
-        done = [
-            pool.submit(step, store, day, min_files)
-            for day in store.days()
-            for step in (_compact_messages, _compact_events)
-        ]
+        done = [pool.submit(each, step, days) for step in (_compact_messages, _compact_events)]
     for d in done:
-        d.result()  # a failure is raised after every other partition was tidied
+        for e in d.result():
+            raise e  # a failure is raised after every other partition was tidied
 
 
 def _compact_messages(store: Store, day: dt.date, min_files: int) -> None:

@@ -399,9 +399,13 @@ class MessagesTable(Table):
 
             def write_group() -> None:
                 if group:
-                    rows = pl.concat(group).sort("received")
-                    writer.write_table(rows.to_arrow().cast(schema), row_group_size=files.ROW_GROUP_SIZE)
+                    # each copy let go as soon as the next is made: a day's rows are tens of MB a copy
+                    rows = pl.concat(group)
                     group.clear()
+                    rows = rows.sort("received")
+                    table = rows.to_arrow()
+                    del rows
+                    writer.write_table(table.cast(schema), row_group_size=files.ROW_GROUP_SIZE)
 
             try:
                 for f, gone in files.superseded_ids(self.fs, current).items():
