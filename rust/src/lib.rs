@@ -12,9 +12,11 @@
 // with Debian's rustc 1.63 (bookworm's), not only a current rustup toolchain
 #![allow(clippy::unnecessary_map_or, clippy::manual_is_multiple_of)]
 
+mod batch;
 mod columns;
 mod fxhash;
 mod postfix;
+mod sendmail;
 mod syslog;
 
 use fxhash::{FxMap, FxSet};
@@ -571,5 +573,6 @@ fn parse_postfix<'py>(
 #[pymodule]
 fn _core(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_postfix, m)?)?;
+    m.add_function(wrap_pyfunction!(sendmail::parse_sendmail, m)?)?;
     Ok(())
 }
