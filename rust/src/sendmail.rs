@@ -9,8 +9,8 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use memchr::memmem;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use regex::Regex;
@@ -81,6 +81,17 @@ struct Patterns {
     seconds: Regex,
 }
 
+/// The patterns, compiled once per process (a batch is some 40,000 lines; compiling the Unicode
+/// classes of two dozen regexes was a fiftieth of its parse).
+static PATTERNS: Mutex<Option<Arc<(Patterns, syslog::Patterns)>>> = Mutex::new(None);
+
+fn patterns() -> Arc<(Patterns, syslog::Patterns)> {
+    let mut cached = PATTERNS.lock().unwrap_or_else(|e| e.into_inner());
+    cached
+        .get_or_insert_with(|| Arc::new((Patterns::new(), syslog::Patterns::new())))
+        .clone()
+}
+
 fn re(p: &str) -> Regex {
     Regex::new(p).unwrap_or_else(|e| panic!("pattern {p}: {e}"))
 }
@@ -126,8 +137,21 @@ fn capture<'a>(r: &Regex, text: &'a str) -> Option<&'a str> {
     r.captures(text).and_then(|c| c.get(1)).map(|m| m.as_str())
 }
 
+/// Where `needle` starts in `hay`, every place in order. The needles here start with a byte a
+/// line holds a handful of (',', ':', '.'): testing each of those is cheaper than setting up a
+/// substring searcher per search, and tries every start as a regex search does.
+fn find_all<'h>(hay: &'h [u8], needle: &'h [u8]) -> impl Iterator<Item = usize> + 'h {
+    let first = needle.first().copied().unwrap_or(0);
+    memchr::memchr_iter(first, hay)
+        .filter(move |at| hay.get(*at..).map_or(false, |h| h.starts_with(needle)))
+}
+
+fn find(text: &str, needle: &str) -> Option<usize> {
+    find_all(text.as_bytes(), needle.as_bytes()).next()
+}
+
 fn contains(text: &str, needle: &str) -> bool {
-    memmem::find(text.as_bytes(), needle.as_bytes()).is_some()
+    find(text, needle).is_some()
 }
 
 /// What regex `\s` is on an ASCII byte (Unicode White_Space: includes the vertical tab).
@@ -158,7 +182,7 @@ fn run_after<'a>(
     ok: impl Fn(u8) -> bool,
 ) -> Option<&'a str> {
     let b = text.as_bytes();
-    for at in memmem::find_iter(b, needle.as_bytes()) {
+    for at in find_all(b, needle.as_bytes()) {
         let start = at + needle.len();
         let n = run(b.get(start..).unwrap_or(&[]), &ok);
         if n >= min {
@@ -179,7 +203,7 @@ fn address_tail(rest: &str) -> Option<&str> {
 
 /// `needle<?([^,\s>]*)` (ASCII): the address after the first `needle`.
 fn address_after<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
-    let at = memmem::find(text.as_bytes(), needle.as_bytes())? + needle.len();
+    let at = find(text, needle)? + needle.len();
     address_tail(text.get(at..)?)
 }
 
@@ -199,7 +223,7 @@ fn relay_name(text: &str) -> Option<&str> {
 /// `, relay=[^ ,]+ \[([^\]]+)\]`: the first `, relay=` with a bracketed address after its name.
 fn relay_ip(text: &str) -> Option<&str> {
     let b = text.as_bytes();
-    for at in memmem::find_iter(b, b", relay=") {
+    for at in find_all(b, b", relay=") {
         let start = at + 8;
         let n = run(b.get(start..).unwrap_or(&[]), |c| c != b' ' && c != b',');
         if n == 0 || b.get(start + n..start + n + 2) != Some(b" [") {
@@ -350,11 +374,11 @@ enum Outcome {
     Address,
 }
 
-struct Parser {
-    p: Patterns,
+struct Parser<'p> {
+    p: &'p Patterns,
 }
 
-impl Parser {
+impl Parser<'_> {
     /// _PROGRAM: `^(?:sendmail|sm-[\w-]+)$`
     fn is_sendmail(&self, program: &str) -> bool {
         if program == "sendmail" {
@@ -457,7 +481,7 @@ impl Parser {
             if let Some((next, rest)) = queue_id_lead(text) {
                 if DSN_WORDS.iter().any(|w| rest.starts_with(w)) {
                     // _bounces: this message caused a DSN, queued as `next`
-                    let at = memmem::find(text.as_bytes(), b": ").map_or(0, |a| a + 2);
+                    let at = find(text, ": ").map_or(0, |a| a + 2);
                     sink.push(&Event {
                         kind: "bounce",
                         queue_id: Some(qid),
@@ -550,8 +574,7 @@ impl Parser {
             )
         };
         let (name, to_ip) = relay_columns(relay_name(text), relay_ip(text));
-        let detail = memmem::find(text.as_bytes(), b", stat=")
-            .map(|at| clip(text.get(at + 7..).unwrap_or("")));
+        let detail = find(text, ", stat=").map(|at| clip(text.get(at + 7..).unwrap_or("")));
         let relay = name.or(to_ip).or(mailer);
         let next = detail.and_then(handoff_id);
         let loopback = to_ip.map_or(false, |ip| ip.starts_with("127.") || ip == "::1")
@@ -575,7 +598,7 @@ impl Parser {
         };
         let seconds = delay.and_then(|d| self.seconds(d));
         // to=<a>,<b> up to the first ", ", one item per recipient
-        let to_end = memmem::find(text.as_bytes(), b", ").unwrap_or(text.len());
+        let to_end = find(text, ", ").unwrap_or(text.len());
         for item in text.get(3..to_end).unwrap_or("").split(',') {
             let r = item.trim_matches(' ');
             let r = r.strip_prefix('<').unwrap_or(r);
@@ -620,8 +643,7 @@ impl Parser {
             )
         };
         let (client_host, client_ip) = relay_columns(relay_name(text), relay_ip(text));
-        let detail = memmem::find(text.as_bytes(), b", reject=")
-            .map(|at| clip(text.get(at + 9..).unwrap_or("")));
+        let detail = find(text, ", reject=").map(|at| clip(text.get(at + 9..).unwrap_or("")));
         let (spam, dsn) = match detail {
             Some(d) if d.is_ascii() => (self.spam(d), reject_dsn(d)),
             Some(d) => (self.spam(d), capture(&p.reject_dsn, d)),
@@ -685,8 +707,7 @@ impl Parser {
         let recipient = text
             .strip_prefix('<')
             .and_then(|r| r.get(..memchr::memchr(b'>', r.as_bytes())?));
-        let detail =
-            memmem::find(text.as_bytes(), b"... ").map(|at| clip(text.get(at + 4..).unwrap_or("")));
+        let detail = find(text, "... ").map(|at| clip(text.get(at + 4..).unwrap_or("")));
         let status = if refused {
             Some(if detail.map_or(false, |d| self.spam(d)) {
                 "FilteredAsSpam"
@@ -752,8 +773,9 @@ fn parse(
     if views.len() != rows * 16 {
         return Err(format!("{} bytes of views for {} lines", views.len(), rows));
     }
-    let parser = Parser { p: Patterns::new() };
-    let env_patterns = syslog::Patterns::new();
+    let cached = patterns();
+    let (p, env_patterns) = &*cached;
+    let parser = Parser { p };
     // every line's text first, the facility tag cut (a handful of lines own a new text)
     let mut texts: Vec<Cow<str>> = Vec::with_capacity(rows);
     for row in 0..rows {
@@ -764,7 +786,7 @@ fn parse(
         texts.push(parser.without_facility(line));
     }
     let mut clock = Clock::new(carried);
-    let mut out = Out::new(rows);
+    let mut out = Out::new(rows + rows / 4); // a to= line may name several recipients
     let mut unknown = Vec::new();
     let mut dropped = Dropped::default();
     let mut receives: Vec<(&str, &str, i64)> = Vec::new();
@@ -773,7 +795,7 @@ fn parse(
         at.store(row, Ordering::Relaxed);
         let line: &str = line;
         let line_no = line_nos.get(row).copied().unwrap_or_default();
-        let env = syslog::split(&env_patterns, line);
+        let env = syslog::split(env_patterns, line);
         let time = clock.time(env.stamp);
         let (time, host, program) = match (time, env.host, env.program) {
             (Some(t), Some(h), Some(p)) if parser.is_sendmail(p) => (t, h, p),
