@@ -1,10 +1,8 @@
 """What the wrappers of the compiled parsers (msgtrace._core) share: the lines handed over as
-Arrow buffers, the carried syslog state in and out, the events frame from the returned buffers,
-wall times to UTC in the context's zone (Polars' zone rules) and the constant columns.
-
-The state keys are those the Polars envelope (syslog.py) keeps, so a checkpoint reads the same
-whichever parser wrote it.
-"""
+Arrow string views without a copy, the returned Arrow buffers made a frame, wall times to UTC in
+the context's zone (Polars' zone rules), the constant columns of the events table, and the syslog
+state carried between batches (under the keys the Polars envelope, syslog.py, keeps, so a
+checkpoint reads the same whichever parser wrote it)."""
 
 from __future__ import annotations
 
@@ -23,22 +21,72 @@ _US = dt.timedelta(microseconds=1)
 _TYPES = {"str": pa.string_view(), "i64": pa.int64(), "f64": pa.float64(), "bool": pa.bool_()}
 
 
-def line_buffers(lines: pl.DataFrame) -> tuple[bytes, list[bytes], bytes]:
-    """The batch's lines as the extension reads them: string views, their data buffers, line numbers."""
+def arrow_views(line: pl.Series) -> tuple[bytes, list[bytes]]:
+    """The lines' string views (16 bytes a line) and the data buffers the long ones point into."""
     # Polars' own string layout (views), as it hands it out without a copy; a slice of a larger
     # frame (the pipeline halves failing batches) starts its views at text.offset
-    text = lines.get_column("line").to_arrow(compat_level=pl.CompatLevel.newest())
+    text = line.to_arrow(compat_level=pl.CompatLevel.newest())
     if text.type != pa.string_view():
         text = text.cast(pa.string_view())
     _, views, *data = text.buffers()
     first, n = text.offset, len(text)
     view_bytes = views.to_pybytes()[first * 16 : (first + n) * 16] if views is not None else b""
-    line_nos = lines.get_column("line_no").cast(pl.Int64).to_numpy().tobytes()
-    return view_bytes, [b.to_pybytes() for b in data], line_nos
+    return view_bytes, [b.to_pybytes() for b in data]
+
+
+def frame(out: dict) -> pl.DataFrame:
+    """The Rust side's columns (Arrow buffers) as a frame, without a copy on the Python side."""
+    arrays, names = [], []
+    for name, kind, n, nulls, validity, values, data in out["columns"]:
+        valid = pa.py_buffer(validity) if nulls else None
+        if kind == "bool":  # bit-packed values in the validity slot's layout, never null
+            buffers = [None, pa.py_buffer(values)]
+        elif kind == "str":  # views, then the one buffer of the texts longer than 12 bytes
+            buffers = [valid, pa.py_buffer(values), pa.py_buffer(data)]
+        else:
+            buffers = [valid, pa.py_buffer(values)]
+        arrays.append(pa.Array.from_buffers(_TYPES[kind], n, buffers, null_count=nulls))
+        names.append(name)
+    df = pl.from_arrow(pa.Table.from_arrays(arrays, names=names))
+    assert isinstance(df, pl.DataFrame)
+    return df
+
+
+def utc_expr(ctx: ParseContext) -> pl.Expr:
+    """Event times in UTC: as logged where the stamp names an offset, else the wall time in ctx.timezone."""
+    utc = pl.col("_utc").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    local = pl.col("_local").cast(pl.Datetime("us"))
+    if ctx.timezone == "UTC":
+        return pl.coalesce(utc, local.dt.replace_time_zone("UTC")).cast(TIME)
+    return pl.coalesce(utc, wall_to_utc(local, pl.col("_second"), ctx.timezone)).cast(TIME)
+
+
+def finish(events: pl.DataFrame, ctx: ParseContext, name: str) -> pl.DataFrame:
+    """The events with organization, format and source, in EVENT_SCHEMA's order and types."""
+    if not events.height:
+        return conform(pl.DataFrame(schema=EVENT_SCHEMA), EVENT_SCHEMA)
+    events = events.with_columns(
+        organization_column(events.get_column("host"), ctx).alias("organization"),
+        pl.lit(name).alias("format"),
+        pl.lit(ctx.source).alias("source"),
+    )
+    if all(events.schema.get(c) == t for c, t in EVENT_SCHEMA.items()):
+        return events.select(list(EVENT_SCHEMA))
+    return conform(events, EVENT_SCHEMA)
+
+
+def line_numbers(lines: pl.DataFrame) -> bytes:
+    """The batch's line numbers as little-endian int64 bytes."""
+    return lines.get_column("line_no").cast(pl.Int64).to_numpy().tobytes()
+
+
+def rows(data: bytes) -> pl.Series:
+    """Row numbers handed back as one int64 buffer (a log of foreign lines is all unknown: no list per line)."""
+    return pl.Series("row", np.frombuffer(data, dtype=np.int64))
 
 
 def syslog_state_in(ctx: ParseContext) -> dict:
-    """What the extension needs of the context and of the syslog state carried from the last batch."""
+    """What a syslog parser needs of the context and of the syslog state carried from the last batch."""
     syslog = ctx.state.get("syslog", {})
     max_local = syslog.get("max_local")
     state = {
@@ -63,49 +111,3 @@ def syslog_state_out(ctx: ParseContext, out: dict) -> None:
         ctx.state.setdefault("syslog", {})
     if out["max_local"] is not None:
         ctx.state.setdefault("syslog", {})["max_local"] = _EPOCH + out["max_local"] * _US
-
-
-def frame(out: dict) -> pl.DataFrame:
-    """The extension's columns (Arrow buffers) as a frame, without a copy on the Python side."""
-    arrays, names = [], []
-    for name, kind, n, nulls, validity, values, data in out["columns"]:
-        valid = pa.py_buffer(validity) if nulls else None
-        if kind == "bool":  # bit-packed values in the validity slot's layout, never null
-            buffers = [None, pa.py_buffer(values)]
-        elif kind == "str":  # views, then the one buffer of the texts longer than 12 bytes
-            buffers = [valid, pa.py_buffer(values), pa.py_buffer(data)]
-        else:
-            buffers = [valid, pa.py_buffer(values)]
-        arrays.append(pa.Array.from_buffers(_TYPES[kind], n, buffers, null_count=nulls))
-        names.append(name)
-    df = pl.from_arrow(pa.Table.from_arrays(arrays, names=names))
-    assert isinstance(df, pl.DataFrame)
-    return df
-
-
-def rows(data: bytes) -> pl.Series:
-    """Row numbers handed back as one int64 buffer (a log of foreign lines is all unknown: no list per line)."""
-    return pl.Series("row", np.frombuffer(data, dtype=np.int64))
-
-
-def utc(ctx: ParseContext) -> pl.Expr:
-    """Event times in UTC: as logged where the stamp names an offset, else the wall time in ctx.timezone."""
-    stamped = pl.col("_utc").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    local = pl.col("_local").cast(pl.Datetime("us"))
-    if ctx.timezone == "UTC":
-        return pl.coalesce(stamped, local.dt.replace_time_zone("UTC")).cast(TIME)
-    return pl.coalesce(stamped, wall_to_utc(local, pl.col("_second"), ctx.timezone)).cast(TIME)
-
-
-def finish(events: pl.DataFrame, ctx: ParseContext, name: str) -> pl.DataFrame:
-    """The events with their constant columns, in EVENT_SCHEMA's order and types."""
-    if not events.height:
-        return conform(pl.DataFrame(schema=EVENT_SCHEMA), EVENT_SCHEMA)
-    events = events.with_columns(
-        organization_column(events.get_column("host"), ctx).alias("organization"),
-        pl.lit(name).alias("format"),
-        pl.lit(ctx.source).alias("source"),
-    )
-    if all(events.schema.get(c) == t for c, t in EVENT_SCHEMA.items()):
-        return events.select(list(EVENT_SCHEMA))
-    return conform(events, EVENT_SCHEMA)
