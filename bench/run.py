@@ -22,6 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
+from bench.parse import GREP
 from msgtrace.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,18 +67,9 @@ def best(fn, repeat: int = 5) -> float:  # type: ignore[no-untyped-def]
     return min(times)
 
 
-# issue 16's yardstick: one extended regex over the whole file, as a grep user would look for outcomes
-GREP_PATTERN = {
-    "postfix": "status=(sent|bounced|deferred)",
-    "exim": " (=>|\\*\\*|==) ",
-    "sendmail": "stat=(Sent|Deferred)",
-    "exchange": ",(DELIVER|SEND|FAIL),",
-}
-
-
 def grep_count_time(fmt: str, log: Path) -> float:
     """Wall seconds of `LC_ALL=C grep -cE` over a log (the best of three: grep reads from the page cache)."""
-    return best(lambda: subprocess.run(["grep", "-cE", GREP_PATTERN[fmt], str(log)], capture_output=True,
+    return best(lambda: subprocess.run(["grep", "-cE", GREP[fmt], str(log)], capture_output=True,
                                        env={"LC_ALL": "C"}), repeat=3)  # fmt: skip
 
 

@@ -24,60 +24,19 @@ import pytest
 from msgtrace.generate import generate
 from msgtrace.ingest.formats import postfix
 from msgtrace.ingest.formats.context import ParseContext
-from tests import polars_postfix
+from tests import helpers_equivalence, polars_postfix
 from tests.conftest import CORPUS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "postfix"
 PF = CORPUS / "postfix"
 
 
-def frame(lines: list[str], first: int = 0) -> pl.DataFrame:
-    return pl.DataFrame(
-        {"line_no": range(first, first + len(lines)), "line": lines}, schema={"line_no": pl.Int64, "line": pl.String}
-    )
-
-
-def _sorted(events: pl.DataFrame) -> pl.DataFrame:
-    # one line may give two events (an amavis hold and its subject) in either order
-    return events.sort(events.columns, nulls_last=True)
-
-
-def _run(module: object, lines: list[str], cuts: list[int], ctx: ParseContext) -> tuple[pl.DataFrame, pl.DataFrame]:
-    events, unknown = [], []
-    bounds = [0, *cuts, len(lines)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
-        parsed = module.parse(frame(lines[a:b], a), ctx)  # type: ignore[attr-defined]
-        events.append(parsed.events)
-        unknown.append(parsed.unknown)
-    return pl.concat(events), pl.concat(unknown)
-
-
 def assert_same(lines: list[str], cuts: list[int] = (), **context: object) -> pl.DataFrame:
     """Both parsers over `lines` in batches cut at `cuts`, with ParseContext(**context)."""
-    ctx_rust, ctx_ref = ParseContext(**context), ParseContext(**context)  # type: ignore[arg-type]
-    ev_rust, unk_rust = _run(postfix, lines, list(cuts), ctx_rust)
-    ev_ref, unk_ref = _run(polars_postfix, lines, list(cuts), ctx_ref)
-    assert ev_rust.schema == ev_ref.schema
-    got, want = _sorted(ev_rust), _sorted(ev_ref)
-    if not got.equals(want):
-        diff_a = got.join(want, on=got.columns, how="anti", nulls_equal=True)
-        diff_b = want.join(got, on=got.columns, how="anti", nulls_equal=True)
-        rows = sorted(set(diff_a.get_column("line_no")) | set(diff_b.get_column("line_no")))[:5]
-        detail = [lines[r] if r < len(lines) else r for r in rows]
-        pytest.fail(
-            f"events differ on lines {rows}: {detail}\nrust: {diff_a.to_dicts()[:3]}\npolars: {diff_b.to_dicts()[:3]}"
-        )
-    assert unk_rust.equals(unk_ref), (unk_rust, unk_ref)
-    assert ctx_rust.state == ctx_ref.state
-    return ev_rust
+    return helpers_equivalence.assert_same(postfix, polars_postfix, lines, list(cuts), **context)[0]
 
 
-def _cuts(n: int) -> list[int]:
-    return sorted({n // 3, n // 2, (2 * n) // 3} - {0, n}) if n > 3 else []
-
-
-def _read(path: Path) -> list[str]:
-    return path.read_bytes().decode("utf-8", errors="replace").splitlines()
+_cuts, _read, frame = helpers_equivalence.cuts, helpers_equivalence.read, helpers_equivalence.frame
 
 
 def _fixture_logs() -> list[Path]:
@@ -196,46 +155,7 @@ _SHAPES = [
     "<13>Jun 13 10:00:00 mx1: postfix/qmgr[9x0]: 4PbC4x469Jz3tBr: removed",
     "Jun 13 10:00:00 2001:db8::25 postfix/qmgr: statistics: max connection rate 1/60s",
 ]
-_NOISE = [
-    " ",
-    ":",
-    "[",
-    "]",
-    "<",
-    ">",
-    ",",
-    ";",
-    "=",
-    "\t",
-    "\x0b",
-    "é",
-    "٣",
-    "\u00a0",
-    "(",
-    ")",
-    '"',
-    "/",
-    "-",
-    "Z",
-    "T",
-    "0",
-    "9",
-]
-
-
-def _mutate(rng: random.Random, line: str) -> str:
-    chars = list(line)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.random()
-        at = rng.randrange(len(chars) + 1)
-        if op < 0.4 and chars:
-            del chars[min(at, len(chars) - 1)]
-        elif op < 0.8:
-            chars.insert(at, rng.choice(_NOISE))
-        else:
-            cut = rng.randrange(len(chars) + 1)
-            chars = chars[:cut]
-    return "".join(chars)
+_mutate = helpers_equivalence.mutate
 
 
 def test_fuzz_random_and_mutated_lines() -> None:

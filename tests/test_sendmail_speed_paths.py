@@ -1,8 +1,10 @@
 """The Sendmail fast paths (one onepass regex per common line shape) and the lines they hand back.
 
-_RECEIVE, _DELIVER and _REJECT read the lines as sendmail writes them; any other line gets its
-fields from the per-field searches of the general path. Each test pins a line on each side of such
-a switch, with the exact fields the parser gave before the fast paths existed.
+_RECEIVE, _DELIVER and _REJECT (of the Polars reference, tests/polars_sendmail.py) read the lines
+as sendmail writes them; any other line gets its fields from the per-field searches of the
+general path, which the compiled parser on the production path does for every line. Each test
+pins a line on each side of such a switch, with the exact fields the parser gave before the fast
+paths existed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import pytest
 
 from msgtrace.ingest.formats import sendmail
 from msgtrace.ingest.formats.context import ParseContext
+from tests import polars_sendmail
 
 HEAD = "Jun 13 10:00:00 mx1.example.org sm-mta[900]: 65DA0000000900: "
 COLS = [
@@ -55,9 +58,9 @@ REJECT_GENERAL = (
 @pytest.mark.parametrize(
     ("pattern", "taken", "handed_back"),
     [
-        (sendmail._RECEIVE, RECEIVE_FAST, RECEIVE_GENERAL),
-        (sendmail._DELIVER, DELIVER_FAST, DELIVER_GENERAL),
-        (sendmail._REJECT, REJECT_FAST, REJECT_GENERAL),
+        (polars_sendmail._RECEIVE, RECEIVE_FAST, RECEIVE_GENERAL),
+        (polars_sendmail._DELIVER, DELIVER_FAST, DELIVER_GENERAL),
+        (polars_sendmail._REJECT, REJECT_FAST, REJECT_GENERAL),
     ],
 )
 def test_each_line_is_on_its_side(pattern: str, taken: str, handed_back: str) -> None:

@@ -12,6 +12,7 @@
 // with Debian's rustc 1.63 (bookworm's), not only a current rustup toolchain
 #![allow(clippy::unnecessary_map_or, clippy::manual_is_multiple_of)]
 
+mod batch;
 mod columns;
 mod correlate;
 mod correlate_py;
@@ -20,6 +21,7 @@ mod exchange;
 mod isotime;
 mod fxhash;
 mod postfix;
+mod sendmail;
 mod syslog;
 mod traceid;
 
@@ -580,5 +582,6 @@ fn _core(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(correlate_py::correlate_events, m)?)?;
     m.add_function(wrap_pyfunction!(correlate_py::message_trace_ids, m)?)?;
     m.add_function(wrap_pyfunction!(exchange::parse_exchange, m)?)?;
+    m.add_function(wrap_pyfunction!(sendmail::parse_sendmail, m)?)?;
     Ok(())
 }

@@ -1,0 +1,113 @@
+"""What the wrappers of the compiled parsers (msgtrace._core) share: the lines handed over as
+Arrow string views without a copy, the returned Arrow buffers made a frame, wall times to UTC in
+the context's zone (Polars' zone rules), the constant columns of the events table, and the syslog
+state carried between batches (under the keys the Polars envelope, syslog.py, keeps, so a
+checkpoint reads the same whichever parser wrote it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from msgtrace.ingest.formats.context import ParseContext, organization_column
+from msgtrace.ingest.formats.syslog import wall_to_utc
+from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_US = dt.timedelta(microseconds=1)
+_TYPES = {"str": pa.string_view(), "i64": pa.int64(), "f64": pa.float64(), "bool": pa.bool_()}
+
+
+def arrow_views(line: pl.Series) -> tuple[bytes, list[bytes]]:
+    """The lines' string views (16 bytes a line) and the data buffers the long ones point into."""
+    # Polars' own string layout (views), as it hands it out without a copy; a slice of a larger
+    # frame (the pipeline halves failing batches) starts its views at text.offset
+    text = line.to_arrow(compat_level=pl.CompatLevel.newest())
+    if text.type != pa.string_view():
+        text = text.cast(pa.string_view())
+    _, views, *data = text.buffers()
+    first, n = text.offset, len(text)
+    view_bytes = views.to_pybytes()[first * 16 : (first + n) * 16] if views is not None else b""
+    return view_bytes, [b.to_pybytes() for b in data]
+
+
+def frame(out: dict) -> pl.DataFrame:
+    """The Rust side's columns (Arrow buffers) as a frame, without a copy on the Python side."""
+    arrays, names = [], []
+    for name, kind, n, nulls, validity, values, data in out["columns"]:
+        valid = pa.py_buffer(validity) if nulls else None
+        if kind == "bool":  # bit-packed values in the validity slot's layout, never null
+            buffers = [None, pa.py_buffer(values)]
+        elif kind == "str":  # views, then the one buffer of the texts longer than 12 bytes
+            buffers = [valid, pa.py_buffer(values), pa.py_buffer(data)]
+        else:
+            buffers = [valid, pa.py_buffer(values)]
+        arrays.append(pa.Array.from_buffers(_TYPES[kind], n, buffers, null_count=nulls))
+        names.append(name)
+    df = pl.from_arrow(pa.Table.from_arrays(arrays, names=names))
+    assert isinstance(df, pl.DataFrame)
+    return df
+
+
+def utc_expr(ctx: ParseContext) -> pl.Expr:
+    """Event times in UTC: as logged where the stamp names an offset, else the wall time in ctx.timezone."""
+    utc = pl.col("_utc").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    local = pl.col("_local").cast(pl.Datetime("us"))
+    if ctx.timezone == "UTC":
+        return pl.coalesce(utc, local.dt.replace_time_zone("UTC")).cast(TIME)
+    return pl.coalesce(utc, wall_to_utc(local, pl.col("_second"), ctx.timezone)).cast(TIME)
+
+
+def finish(events: pl.DataFrame, ctx: ParseContext, name: str) -> pl.DataFrame:
+    """The events with organization, format and source, in EVENT_SCHEMA's order and types."""
+    if not events.height:
+        return conform(pl.DataFrame(schema=EVENT_SCHEMA), EVENT_SCHEMA)
+    events = events.with_columns(
+        organization_column(events.get_column("host"), ctx).alias("organization"),
+        pl.lit(name).alias("format"),
+        pl.lit(ctx.source).alias("source"),
+    )
+    if all(events.schema.get(c) == t for c, t in EVENT_SCHEMA.items()):
+        return events.select(list(EVENT_SCHEMA))
+    return conform(events, EVENT_SCHEMA)
+
+
+def line_numbers(lines: pl.DataFrame) -> bytes:
+    """The batch's line numbers as little-endian int64 bytes."""
+    return lines.get_column("line_no").cast(pl.Int64).to_numpy().tobytes()
+
+
+def rows(data: bytes) -> pl.Series:
+    """Row numbers handed back as one int64 buffer (a log of foreign lines is all unknown: no list per line)."""
+    return pl.Series("row", np.frombuffer(data, dtype=np.int64))
+
+
+def syslog_state_in(ctx: ParseContext) -> dict:
+    """What a syslog parser needs of the context and of the syslog state carried from the last batch."""
+    syslog = ctx.state.get("syslog", {})
+    max_local = syslog.get("max_local")
+    state = {
+        "year": ctx.year,
+        "last_month": syslog.get("last_month") or 0,
+        "rollovers": syslog.get("rollovers", 0),
+        "max_local": (max_local - _EPOCH) // _US if isinstance(max_local, dt.datetime) else None,
+    }
+    if ctx.year is None:
+        ref = ctx.reference_local()
+        state.update(reference_year=ref.year, reference_ordinal=ref.month * 100 + ref.day + 1)
+    return state
+
+
+def syslog_state_out(ctx: ParseContext, out: dict) -> None:
+    """The syslog state for the next batch, as the Polars envelope leaves it."""
+    if ctx.year is not None:
+        syslog = ctx.state.setdefault("syslog", {})
+        if out["months_seen"]:
+            syslog["last_month"], syslog["rollovers"] = out["last_month"], out["rollovers"]
+    if ctx.timezone != "UTC":
+        ctx.state.setdefault("syslog", {})
+    if out["max_local"] is not None:
+        ctx.state.setdefault("syslog", {})["max_local"] = _EPOCH + out["max_local"] * _US

@@ -1,0 +1,213 @@
+//! What a compiled parser of a syslog format does around its handlers, whatever the format: the
+//! carried state in and out (ctx.state["syslog"]: the year's rollovers, the latest wall time for
+//! the DST fall-back hour), the time of each line, the event columns handed to Python, and a
+//! panic turned into a ValueError naming the line. parse_postfix (lib.rs) does the same inline;
+//! parse_sendmail (sendmail.rs) uses these.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::syslog::{self, Stamp, YearState, Years};
+use crate::{fixed_column, string_column, Out, Time, SECOND_PASS_MICROS, STRING_FIELDS};
+
+/// ctx.state["syslog"] and the context as the batch starts (see postfix.py's _state_in).
+pub struct SyslogIn {
+    year: Option<i64>,
+    reference_year: i64,
+    reference_ordinal: i64,
+    last_month: i64,
+    rollovers: i64,
+    max_local: Option<i64>,
+}
+
+impl SyslogIn {
+    /// From the state dict: year (int or None), reference_year, reference_ordinal, last_month,
+    /// rollovers, max_local (naive local microseconds or None).
+    pub fn from_dict(state: &PyDict) -> PyResult<Self> {
+        let int = |k: &str, default: i64| -> PyResult<i64> {
+            match state.get_item(k) {
+                Some(v) if !v.is_none() => v.extract(),
+                _ => Ok(default),
+            }
+        };
+        let maybe = |k: &str| -> PyResult<Option<i64>> {
+            match state.get_item(k) {
+                Some(v) if !v.is_none() => Ok(Some(v.extract()?)),
+                _ => Ok(None),
+            }
+        };
+        Ok(SyslogIn {
+            year: maybe("year")?,
+            reference_year: int("reference_year", 1970)?,
+            reference_ordinal: int("reference_ordinal", 102)?,
+            last_month: int("last_month", 0)?,
+            rollovers: int("rollovers", 0)?,
+            max_local: maybe("max_local")?,
+        })
+    }
+}
+
+/// The year inference and the latest wall time, line after line.
+pub struct Clock {
+    years: Years,
+    running: Option<i64>,
+}
+
+/// What the batch carries out: set under ctx.state["syslog"] by the Python side.
+pub struct SyslogOut {
+    months_seen: bool,
+    last_month: i64,
+    rollovers: i64,
+    max_local: Option<i64>,
+}
+
+impl Clock {
+    pub fn new(c: &SyslogIn) -> Self {
+        let years = match c.year {
+            Some(year) => Years::Given {
+                year,
+                state: YearState {
+                    last_month: c.last_month,
+                    rollovers: c.rollovers,
+                },
+                prev: c.last_month,
+                seen: false,
+            },
+            None => Years::Reference {
+                year: c.reference_year,
+                ordinal: c.reference_ordinal,
+            },
+        };
+        Clock {
+            years,
+            running: c.max_local,
+        }
+    }
+
+    /// The time of a line with this stamp (every line's stamp, in line order: the year and the
+    /// latest wall time move on with each); None when the line is no syslog line (no stamp, or
+    /// one that names no valid time).
+    pub fn time(&mut self, stamp: Option<Stamp>) -> Option<Time> {
+        let (utc, local) = match stamp {
+            Some(Stamp::Bsd { mon, day, hms }) => {
+                let m = syslog::bsd_month(mon);
+                let year = self.years.year(m, syslog::bsd_day(day));
+                (None, m.and_then(|m| syslog::bsd_local(year, m, day, hms)))
+            }
+            Some(Stamp::Iso(iso)) => syslog::iso(iso),
+            None => (None, None),
+        };
+        let second_pass = match (self.running, local) {
+            (Some(r), Some(l)) => r - l >= SECOND_PASS_MICROS,
+            _ => false,
+        };
+        if let Some(l) = local {
+            self.running = Some(self.running.map_or(l, |r| r.max(l)));
+        }
+        if stamp.is_some() && (utc.is_some() || local.is_some()) {
+            Some(Time {
+                local,
+                utc,
+                second_pass,
+            })
+        } else {
+            None
+        }
+    }
+
+    pub fn state(&self) -> SyslogOut {
+        let (months_seen, last_month, rollovers) = match &self.years {
+            Years::Given { state, seen, .. } => (*seen, state.last_month, state.rollovers),
+            Years::Reference { .. } => (false, 0, 0),
+        };
+        SyslogOut {
+            months_seen,
+            last_month,
+            rollovers,
+            max_local: self.running,
+        }
+    }
+}
+
+/// The carried state's keys in the result dict (what postfix.py's _state_out reads).
+pub fn put_state(out: &PyDict, s: &SyslogOut) -> PyResult<()> {
+    out.set_item("months_seen", s.months_seen)?;
+    out.set_item("last_month", s.last_month)?;
+    out.set_item("rollovers", s.rollovers)?;
+    out.set_item("max_local", s.max_local)?;
+    Ok(())
+}
+
+/// Little-endian int64 bytes of a list of numbers (row numbers, times).
+pub fn i64_bytes(values: &[i64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The event columns as (name, kind, len, null_count, validity, values or views, data) tuples.
+pub fn columns<'py>(py: Python<'py>, o: &Out) -> PyResult<&'py PyList> {
+    let cols = PyList::empty(py);
+    let fixed = [
+        ("line_no", &o.line_no),
+        ("_local", &o.local),
+        ("_utc", &o.utc),
+    ];
+    for (name, c) in fixed {
+        cols.append(fixed_column(py, name, "i64", &c.valid, &c.value_bytes()))?;
+    }
+    cols.append(PyTuple::new(
+        py,
+        [
+            "_second".into_py(py),
+            "bool".into_py(py),
+            o.second.bits.len().into_py(py),
+            0usize.into_py(py),
+            PyBytes::new(py, b"").into_py(py),
+            PyBytes::new(py, o.second.bits.bytes()).into_py(py),
+            py.None(),
+        ],
+    ))?;
+    for (name, c) in STRING_FIELDS.iter().zip(&o.strings) {
+        cols.append(string_column(py, name, c))?;
+    }
+    for (name, c) in [("size", &o.size), ("nrcpt", &o.nrcpt)] {
+        cols.append(fixed_column(py, name, "i64", &c.valid, &c.value_bytes()))?;
+    }
+    let d = &o.delay;
+    cols.append(fixed_column(py, "delay", "f64", &d.valid, &d.value_bytes()))?;
+    Ok(cols)
+}
+
+/// Runs `parse` without the GIL, a panic caught: an Err or a panic becomes a ValueError that
+/// names the format and (for a panic) the line it was reading (`at`, the row it stores).
+pub fn guarded<T, F>(py: Python<'_>, format: &str, line_nos: &[i64], parse: F) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce(&AtomicUsize) -> Result<T, String> + Send,
+{
+    let at = AtomicUsize::new(0);
+    let result = py.allow_threads(|| catch_unwind(AssertUnwindSafe(|| parse(&at))));
+    match result {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(msg)) => Err(PyValueError::new_err(format!(
+            "the {format} parser cannot read its input: {msg}"
+        ))),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".to_string());
+            let row = at.load(Ordering::Relaxed);
+            let no = line_nos
+                .get(row)
+                .map_or_else(|| "?".to_string(), |n| n.to_string());
+            Err(PyValueError::new_err(format!(
+                "the {format} parser failed on line {no} (row {row} of the batch): {what}"
+            )))
+        }
+    }
+}
