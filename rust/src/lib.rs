@@ -13,6 +13,7 @@
 #![allow(clippy::unnecessary_map_or, clippy::manual_is_multiple_of)]
 
 mod columns;
+mod exim;
 mod fxhash;
 mod postfix;
 mod syslog;
@@ -568,8 +569,22 @@ fn parse_postfix<'py>(
     Ok(out)
 }
 
+/// Parse a batch of Exim mainlog lines (bare, syslog- or journald-prefixed): the arguments and
+/// the result as parse_postfix's, the state with exim_max_local, host and aliases (rust/src/exim.rs).
+#[pyfunction]
+fn parse_exim<'py>(
+    py: Python<'py>,
+    views: &PyBytes,
+    buffers: &PyList,
+    line_nos: &PyBytes,
+    state: &PyDict,
+) -> PyResult<&'py PyDict> {
+    exim::py_parse(py, views, buffers, line_nos, state)
+}
+
 #[pymodule]
 fn _core(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_postfix, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_exim, m)?)?;
     Ok(())
 }

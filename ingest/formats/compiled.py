@@ -1,0 +1,68 @@
+"""What the wrappers of the compiled parsers (msgtrace._core) share: the lines handed over as
+Arrow string views without a copy, the returned Arrow buffers made a frame, wall times to UTC in
+the context's zone (Polars' zone rules), and the constant columns of the events table."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from msgtrace.ingest.formats.context import ParseContext, organization_column
+from msgtrace.ingest.formats.syslog import wall_to_utc
+from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
+
+_TYPES = {"str": pa.string_view(), "i64": pa.int64(), "f64": pa.float64(), "bool": pa.bool_()}
+
+
+def arrow_views(line: pl.Series) -> tuple[bytes, list[bytes]]:
+    """The lines' string views (16 bytes a line) and the data buffers the long ones point into."""
+    # Polars' own string layout (views), as it hands it out without a copy; a slice of a larger
+    # frame (the pipeline halves failing batches) starts its views at text.offset
+    text = line.to_arrow(compat_level=pl.CompatLevel.newest())
+    if text.type != pa.string_view():
+        text = text.cast(pa.string_view())
+    _, views, *data = text.buffers()
+    first, n = text.offset, len(text)
+    view_bytes = views.to_pybytes()[first * 16 : (first + n) * 16] if views is not None else b""
+    return view_bytes, [b.to_pybytes() for b in data]
+
+
+def frame(out: dict) -> pl.DataFrame:
+    """The Rust side's columns (Arrow buffers) as a frame, without a copy on the Python side."""
+    arrays, names = [], []
+    for name, kind, n, nulls, validity, values, data in out["columns"]:
+        valid = pa.py_buffer(validity) if nulls else None
+        if kind == "bool":  # bit-packed values in the validity slot's layout, never null
+            buffers = [None, pa.py_buffer(values)]
+        elif kind == "str":  # views, then the one buffer of the texts longer than 12 bytes
+            buffers = [valid, pa.py_buffer(values), pa.py_buffer(data)]
+        else:
+            buffers = [valid, pa.py_buffer(values)]
+        arrays.append(pa.Array.from_buffers(_TYPES[kind], n, buffers, null_count=nulls))
+        names.append(name)
+    df = pl.from_arrow(pa.Table.from_arrays(arrays, names=names))
+    assert isinstance(df, pl.DataFrame)
+    return df
+
+
+def utc_expr(ctx: ParseContext) -> pl.Expr:
+    """Event times in UTC: as logged where the stamp names an offset, else the wall time in ctx.timezone."""
+    utc = pl.col("_utc").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    local = pl.col("_local").cast(pl.Datetime("us"))
+    if ctx.timezone == "UTC":
+        return pl.coalesce(utc, local.dt.replace_time_zone("UTC")).cast(TIME)
+    return pl.coalesce(utc, wall_to_utc(local, pl.col("_second"), ctx.timezone)).cast(TIME)
+
+
+def finish(events: pl.DataFrame, ctx: ParseContext, name: str) -> pl.DataFrame:
+    """The events with organization, format and source, in EVENT_SCHEMA's order and types."""
+    if not events.height:
+        return conform(pl.DataFrame(schema=EVENT_SCHEMA), EVENT_SCHEMA)
+    events = events.with_columns(
+        organization_column(events.get_column("host"), ctx).alias("organization"),
+        pl.lit(name).alias("format"),
+        pl.lit(ctx.source).alias("source"),
+    )
+    if all(events.schema.get(c) == t for c, t in EVENT_SCHEMA.items()):
+        return events.select(list(EVENT_SCHEMA))
+    return conform(events, EVENT_SCHEMA)
