@@ -12,7 +12,8 @@
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use memchr::{memchr, memmem};
+use memchr::memchr;
+use memchr::memmem::Finder;
 use regex::Regex;
 
 use crate::columns;
@@ -27,7 +28,46 @@ const SECOND_PASS_MICROS: i64 = 10 * 60 * 1_000_000;
 /// alias groups carried to the next batch at most (exim._MAX_CARRIED)
 const MAX_CARRIED: usize = 100_000;
 
+/// The literals searched in every line, their searchers built once a batch (memmem's setup
+/// costs more than the search of a short line).
+struct Finders {
+    exim: Finder<'static>,
+    size: Finder<'static>,
+    msgid: Finder<'static>,
+    parent: Finder<'static>,
+    host: Finder<'static>,
+    transport: Finder<'static>,
+    qt: Finder<'static>,
+    subject: Finder<'static>,
+    for_list: Finder<'static>,
+    response: Finder<'static>,
+    rejected: Finder<'static>,
+    defer: Finder<'static>,
+    colon: Finder<'static>,
+}
+
+impl Finders {
+    fn new() -> Self {
+        Finders {
+            exim: Finder::new(" exim"),
+            size: Finder::new(" S="),
+            msgid: Finder::new(" id="),
+            parent: Finder::new(" R="),
+            host: Finder::new(" H="),
+            transport: Finder::new(" T="),
+            qt: Finder::new(" QT="),
+            subject: Finder::new(" T=\""),
+            for_list: Finder::new(" for "),
+            response: Finder::new(" C=\""),
+            rejected: Finder::new("rejected "),
+            defer: Finder::new("defer ("),
+            colon: Finder::new(": "),
+        }
+    }
+}
+
 pub struct Patterns {
+    k: Finders,
     env: syslog::Patterns,
     digit: Regex,
     fast: Regex,
@@ -66,6 +106,7 @@ fn re(p: &str) -> Regex {
 impl Patterns {
     pub fn new() -> Self {
         Patterns {
+            k: Finders::new(),
             env: syslog::Patterns::new(),
             digit: re(r"^\d"),
             fast: re(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (?:\[\d+\] )?[^\[+\-]"),
@@ -127,10 +168,6 @@ fn capture<'a>(r: &Regex, text: &'a str, i: usize) -> Option<&'a str> {
     r.captures(text).and_then(|c| group(&c, i))
 }
 
-fn contains(text: &str, needle: &str) -> bool {
-    memmem::find(text.as_bytes(), needle.as_bytes()).is_some()
-}
-
 /// What regex `\s` is on an ASCII byte (Unicode White_Space: includes the vertical tab).
 fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
@@ -150,10 +187,10 @@ fn word_end(t: &[u8], at: usize) -> usize {
 }
 
 /// `key(\S+)` on ASCII text: the first occurrence of `key` followed by a non-blank.
-fn after_key<'a>(t: &'a str, key: &str) -> Option<&'a str> {
+fn after_key<'a>(t: &'a str, key: &Finder) -> Option<&'a str> {
     let b = t.as_bytes();
-    for at in memmem::find_iter(b, key.as_bytes()) {
-        let start = at + key.len();
+    for at in key.find_iter(b) {
+        let start = at + key.needle().len();
         let end = word_end(b, start);
         if end > start {
             return t.get(start..end);
@@ -223,7 +260,11 @@ fn fast_ascii(b: &[u8]) -> bool {
 fn fast_rest(line: &str) -> &str {
     let after = skip_chars(line, 20);
     let pid = if after.starts_with('[') {
-        memmem::find(chars(after, 12).as_bytes(), b"] ").map(|i| i + 2)
+        chars(after, 12)
+            .as_bytes()
+            .windows(2)
+            .position(|w| w == b"] ")
+            .map(|i| i + 2)
     } else {
         None
     };
@@ -238,7 +279,9 @@ fn ts_ascii(body: &str) -> (Option<&str>, Option<&str>, usize) {
     let mut stamp = None;
     let mut zone = None;
     let mut end = 0;
-    let shape = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18].iter().all(|i| d(*i))
+    let shape = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+        .iter()
+        .all(|i| d(*i))
         && at(4, b'-')
         && at(7, b'-')
         && at(10, b' ')
@@ -349,13 +392,18 @@ impl Clock {
     }
 }
 
-fn envelope<'a>(p: &Patterns, clock: &mut Clock, line: &'a str, ascii: bool) -> Option<Envelope<'a>> {
+fn envelope<'a>(
+    p: &Patterns,
+    clock: &mut Clock,
+    line: &'a str,
+    ascii: bool,
+) -> Option<Envelope<'a>> {
     let fast = if ascii {
         fast_ascii(line.as_bytes())
     } else {
         p.fast.is_match(line)
     };
-    let has_exim = contains(line, " exim");
+    let has_exim = p.k.exim.find(line.as_bytes()).is_some();
     if fast && !has_exim {
         let local = syslog::iso(chars(line, 19)).1;
         return Some(Envelope {
@@ -440,7 +488,9 @@ fn zoned(stamp: &str, zone: &str) -> Option<i64> {
 /// `_ID` at the start of the rest: the id's length (16 or 23), or None.
 fn id_len(rest: &str) -> Option<usize> {
     let b = rest.as_bytes();
-    let run = |from: usize, n: usize| (from..from + n).all(|i| b.get(i).map_or(false, |c| c.is_ascii_alphanumeric()));
+    let run = |from: usize, n: usize| {
+        (from..from + n).all(|i| b.get(i).map_or(false, |c| c.is_ascii_alphanumeric()))
+    };
     let dash = |i: usize| b.get(i) == Some(&b'-');
     let end_ok = |i: usize| b.get(i).map_or(true, |c| *c == b' ');
     if !run(0, 6) || !dash(6) {
@@ -456,19 +506,30 @@ fn id_len(rest: &str) -> Option<usize> {
 }
 
 /// `_is_reject`: `(?:^| )(?:temporarily )?rejected (?:RCPT|MAIL|after DATA|from <|by |during |DKIM)`.
-fn is_reject(t: &str) -> bool {
+fn is_reject(p: &Patterns, t: &str) -> bool {
     let b = t.as_bytes();
-    memmem::find_iter(b, b"rejected ").any(|i| {
+    p.k.rejected.find_iter(b).any(|i| {
         (i == 0 || b.get(i - 1) == Some(&b' '))
-            && ["RCPT", "MAIL", "after DATA", "from <", "by ", "during ", "DKIM"]
-                .iter()
-                .any(|w| b.get(i + 9..).map_or(false, |r| r.starts_with(w.as_bytes())))
+            && [
+                "RCPT",
+                "MAIL",
+                "after DATA",
+                "from <",
+                "by ",
+                "during ",
+                "DKIM",
+            ]
+            .iter()
+            .any(|w| {
+                b.get(i + 9..)
+                    .map_or(false, |r| r.starts_with(w.as_bytes()))
+            })
     })
 }
 
 /// str.find(`(?:temporarily )?rejected `): where the reject's detail starts.
-fn reject_at(t: &str) -> Option<usize> {
-    let r = memmem::find(t.as_bytes(), b"rejected ")?;
+fn reject_at(p: &Patterns, t: &str) -> Option<usize> {
+    let r = p.k.rejected.find(t.as_bytes())?;
     let before = t.get(..r).unwrap_or("");
     Some(if before.ends_with("temporarily ") {
         r - 12
@@ -528,7 +589,7 @@ impl<'a> Ev<'a> {
 }
 
 /// `client`: client_host and client_ip of `H=name (helo) [ip]:port`, by hand on ASCII.
-fn client_ascii(t: &str) -> (Option<&str>, Option<&str>) {
+fn client_ascii<'a>(p: &Patterns, t: &'a str) -> (Option<&'a str>, Option<&'a str>) {
     let b = t.as_bytes();
     let ip_at = |q: usize| -> Option<&str> {
         if b.get(q) != Some(&b'[') {
@@ -567,7 +628,7 @@ fn client_ascii(t: &str) -> (Option<&str>, Option<&str>) {
             return found;
         }
     }
-    for i in memmem::find_iter(b, b" H=") {
+    for i in p.k.host.find_iter(b) {
         if let Some(found) = at(i + 3) {
             return found;
         }
@@ -577,7 +638,7 @@ fn client_ascii(t: &str) -> (Option<&str>, Option<&str>) {
 
 fn client<'a>(p: &Patterns, t: &'a str, ascii: bool) -> (Option<&'a str>, Option<&'a str>) {
     if ascii {
-        return client_ascii(t);
+        return client_ascii(p, t);
     }
     match p.client.captures(t) {
         Some(c) => (group(&c, 1), group(&c, 2)),
@@ -586,9 +647,9 @@ fn client<'a>(p: &Patterns, t: &'a str, ascii: bool) -> (Option<&'a str>, Option
 }
 
 /// ` T="((?:[^"\\]|\\.)*)"`: the first quoted subject that closes.
-fn subject(t: &str) -> Option<&str> {
+fn subject<'a>(p: &Patterns, t: &'a str) -> Option<&'a str> {
     let b = t.as_bytes();
-    'next: for at in memmem::find_iter(b, b" T=\"") {
+    'next: for at in p.k.subject.find_iter(b) {
         let start = at + 4;
         let mut i = start;
         loop {
@@ -631,10 +692,10 @@ fn unescape(s: &str) -> Cow<'_, str> {
 }
 
 /// ` for ([^"]+)$`: the recipients that end an arrival line.
-fn for_list(t: &str) -> Option<&str> {
+fn for_list<'a>(p: &Patterns, t: &'a str) -> Option<&'a str> {
     let b = t.as_bytes();
     let from = memchr::memrchr(b'"', b).map_or(0, |q| q + 1);
-    let i = from + memmem::find(b.get(from..)?, b" for ")?;
+    let i = from + p.k.for_list.find(b.get(from..)?)?;
     let list = t.get(i + 5..)?;
     if list.is_empty() {
         None
@@ -648,7 +709,7 @@ fn receive<'a>(p: &Patterns, qid: &'a str, t: &'a str, ascii: bool) -> (Ev<'a>, 
     let (sender, size, msgid, parent) = if ascii {
         let b = t.as_bytes();
         let end = word_end(b, 3);
-        let size = memmem::find_iter(b, b" S=").find_map(|i| {
+        let size = p.k.size.find_iter(b).find_map(|i| {
             let mut j = i + 3;
             while is_digit(b.get(j).copied()) {
                 j += 1;
@@ -660,7 +721,12 @@ fn receive<'a>(p: &Patterns, qid: &'a str, t: &'a str, ascii: bool) -> (Ev<'a>, 
             }
         });
         let sender = if end > 3 { t.get(3..end) } else { None };
-        (sender, size, after_key(t, " id="), after_key(t, " R="))
+        (
+            sender,
+            size,
+            after_key(t, &p.k.msgid),
+            after_key(t, &p.k.parent),
+        )
     } else {
         (
             capture(&p.sender, t, 1),
@@ -671,13 +737,13 @@ fn receive<'a>(p: &Patterns, qid: &'a str, t: &'a str, ascii: bool) -> (Ev<'a>, 
     };
     let (client_host, client_ip) = client(p, t, ascii);
     let sender = sender.map(|s| if s == "<>" { "" } else { s });
-    let nrcpt = for_list(t).map(|l| l.bytes().filter(|c| *c == b' ').count() as i64 + 1);
+    let nrcpt = for_list(p, t).map(|l| l.bytes().filter(|c| *c == b' ').count() as i64 + 1);
     let ev = Ev {
         kind: "receive",
         queue_id: Some(qid),
         sender,
         message_id: msgid.map(|m| format!("<{m}>")),
-        subject: subject(t).map(unescape),
+        subject: subject(p, t).map(unescape),
         client_host,
         client_ip,
         size: size.and_then(|s| s.parse().ok()),
@@ -711,7 +777,10 @@ fn addr_ascii(t: &str) -> (Option<&str>, Option<&str>, Option<&str>) {
         while b.get(r).map_or(false, |c| *c != b'<' && *c != b'(') {
             r += 1;
         }
-        end = (p + 1..r).rev().find(|k| b.get(*k) != Some(&b' ')).map(|k| k + 1);
+        end = (p + 1..r)
+            .rev()
+            .find(|k| b.get(*k) != Some(&b' '))
+            .map(|k| k + 1);
     }
     let end = match end {
         Some(e) => e,
@@ -742,9 +811,9 @@ fn addr_ascii(t: &str) -> (Option<&str>, Option<&str>, Option<&str>) {
 }
 
 /// ` H=\S+ \[([^\]]+)\]` by hand on ASCII.
-fn hip_ascii(t: &str) -> Option<&str> {
+fn hip_ascii<'a>(p: &Patterns, t: &'a str) -> Option<&'a str> {
     let b = t.as_bytes();
-    for i in memmem::find_iter(b, b" H=") {
+    for i in p.k.host.find_iter(b) {
         let s = i + 3;
         let e = word_end(b, s);
         if e > s && b.get(e..).map_or(false, |r| r.starts_with(b" [")) {
@@ -770,7 +839,10 @@ fn strip_trailer_ascii(raw: &str) -> &str {
             }
             let w = i + 1;
             let mut j = w;
-            while b.get(j).map_or(false, |c| c.is_ascii_alphanumeric() || *c == b'_') {
+            while b
+                .get(j)
+                .map_or(false, |c| c.is_ascii_alphanumeric() || *c == b'_')
+            {
                 j += 1;
             }
             if j == w || b.get(j) != Some(&b'=') {
@@ -797,7 +869,7 @@ fn dsn_ascii(raw: &str) -> Option<&str> {
         j
     };
     for i in 0..b.len() {
-        if !(d(i) && d(i + 1) && d(i + 2)) || !matches!(b.get(i + 3), Some(b' ' | b'-')) {
+        if !(d(i) && d(i + 1) && d(i + 2) && matches!(b.get(i + 3), Some(b' ' | b'-'))) {
             continue;
         }
         let s = i + 4;
@@ -861,10 +933,10 @@ fn deliver<'a>(
     let ((disp, parents, top), hname, hip, transport, qt) = if ascii {
         (
             addr_ascii(t),
-            after_key(t, " H="),
-            hip_ascii(t),
-            after_key(t, " T="),
-            after_key(t, " QT="),
+            after_key(t, &p.k.host),
+            hip_ascii(p, t),
+            after_key(t, &p.k.transport),
+            after_key(t, &p.k.qt),
         )
     } else {
         let a = match p.addr.captures(t) {
@@ -881,11 +953,11 @@ fn deliver<'a>(
     };
     let b = t.as_bytes();
     let at = if flag == "**" {
-        memmem::find(b, b": ").map(|i| i + 2)
+        p.k.colon.find(b).map(|i| i + 2)
     } else if flag == "==" {
-        memmem::find(b, b"defer (")
+        p.k.defer.find(b)
     } else {
-        memmem::find(b, b" C=\"").map(|i| i + 4)
+        p.k.response.find(b).map(|i| i + 4)
     };
     let pfr = disp.map_or(false, |d| {
         d.starts_with('|') || d.starts_with('/') || d.starts_with('>') || d == ":blackhole:"
@@ -907,7 +979,10 @@ fn deliver<'a>(
         let parent = parents.and_then(|s| {
             if ascii {
                 let b = s.as_bytes();
-                let e = b.iter().position(|c| *c == b',' || is_space(*c)).unwrap_or(b.len());
+                let e = b
+                    .iter()
+                    .position(|c| *c == b',' || is_space(*c))
+                    .unwrap_or(b.len());
                 if e > 0 {
                     s.get(..e)
                 } else {
@@ -938,7 +1013,11 @@ fn deliver<'a>(
     });
     let raw = tail_from(t, at);
     let relay = (if literal.is_none() { hname } else { None })
-        .or(if pfr { disp.map(|d| chars(d, 200)) } else { None })
+        .or(if pfr {
+            disp.map(|d| chars(d, 200))
+        } else {
+            None
+        })
         .or(transport);
     let orig = match (top, &recipient) {
         (Some(top), Some(r)) if top.to_lowercase() != r.to_lowercase() => Some(top),
@@ -986,11 +1065,15 @@ fn reject<'a>(p: &Patterns, t: &'a str, ascii: bool) -> Ev<'a> {
     }
     .or_else(|| capture(&p.rejected_from, t, 1));
     let recipient = capture(&p.rcpt_angle, t, 1).or_else(|| capture(&p.rcpt_bare, t, 1));
-    let detail = tail_from(t, reject_at(t));
+    let detail = tail_from(t, reject_at(p, t));
     let (client_host, client_ip) = client(p, t, ascii);
     let status = detail.map(|d| {
         let plain = p.spam_addr.replace_all(d, "");
-        let spam = if plain.is_ascii() { &p.spam_ascii } else { &p.spam };
+        let spam = if plain.is_ascii() {
+            &p.spam_ascii
+        } else {
+            &p.spam
+        };
         if spam.is_match(&plain) {
             "FilteredAsSpam"
         } else {
@@ -1138,8 +1221,14 @@ pub fn parse(
         let qid = match qid {
             Some(q) => q,
             None => {
-                if is_reject(text) {
-                    out.push(line_no, &time, host, program, &reject(&p, text, ascii).event())?;
+                if is_reject(&p, text) {
+                    out.push(
+                        line_no,
+                        &time,
+                        host,
+                        program,
+                        &reject(&p, text, ascii).event(),
+                    )?;
                 } else if !p.noise.is_match(text) {
                     unknown.push(row as i64);
                 }
@@ -1153,7 +1242,10 @@ pub fn parse(
             if let Some(b) = bounce {
                 out.push(line_no, &time, host, program, &b.event())?;
             }
-        } else if STATUS.iter().any(|(f, _)| flag.strip_prefix(f) == Some(" ")) {
+        } else if STATUS
+            .iter()
+            .any(|(f, _)| flag.strip_prefix(f) == Some(" "))
+        {
             let ev = deliver(&p, &mut cache, qid, text, ascii);
             if let (Some(orig), Some(r)) = (ev.orig_recipient, &ev.recipient) {
                 members.push(Member {
@@ -1169,13 +1261,25 @@ pub fn parse(
                 });
             }
             out.push(line_no, &time, host, program, &ev.event())?;
-        } else if is_reject(text) {
-            out.push(line_no, &time, host, program, &reject(&p, text, ascii).event())?;
+        } else if is_reject(&p, text) {
+            out.push(
+                line_no,
+                &time,
+                host,
+                program,
+                &reject(&p, text, ascii).event(),
+            )?;
         } else {
             if text == "Completed" {
                 done.insert((qid, host));
             }
-            out.push(line_no, &time, host, program, &message_line(qid, text).event())?;
+            out.push(
+                line_no,
+                &time,
+                host,
+                program,
+                &message_line(qid, text).event(),
+            )?;
         }
     }
     at.store(rows, Ordering::Relaxed);
@@ -1221,9 +1325,11 @@ fn expansions(
     let rows = members
         .iter()
         .map(|m| (m.key, m.recipient.as_str(), Some(m)))
-        .chain(carried.iter().map(|[h, q, o, r]| {
-            ((h.as_str(), q.as_str(), o.as_str()), r.as_str(), None)
-        }));
+        .chain(
+            carried
+                .iter()
+                .map(|[h, q, o, r]| ((h.as_str(), q.as_str(), o.as_str()), r.as_str(), None)),
+        );
     for (key, recipient, member) in rows {
         let i = *index.entry(key).or_insert_with(|| {
             groups.push(Group {
@@ -1366,8 +1472,18 @@ pub fn py_parse<'py>(
     let fixed = |name: &str, kind: &str, c: &columns::Validity, v: &[u8]| {
         crate::fixed_column(py, name, kind, c, v)
     };
-    cols.append(fixed("line_no", "i64", &o.line_no.valid, &o.line_no.value_bytes()))?;
-    cols.append(fixed("_local", "i64", &o.local.valid, &o.local.value_bytes()))?;
+    cols.append(fixed(
+        "line_no",
+        "i64",
+        &o.line_no.valid,
+        &o.line_no.value_bytes(),
+    ))?;
+    cols.append(fixed(
+        "_local",
+        "i64",
+        &o.local.valid,
+        &o.local.value_bytes(),
+    ))?;
     cols.append(fixed("_utc", "i64", &o.utc.valid, &o.utc.value_bytes()))?;
     let second = PyTuple::new(
         py,
@@ -1386,13 +1502,27 @@ pub fn py_parse<'py>(
         cols.append(crate::string_column(py, name, c))?;
     }
     cols.append(fixed("size", "i64", &o.size.valid, &o.size.value_bytes()))?;
-    cols.append(fixed("nrcpt", "i64", &o.nrcpt.valid, &o.nrcpt.value_bytes()))?;
-    cols.append(fixed("delay", "f64", &o.delay.valid, &o.delay.value_bytes()))?;
+    cols.append(fixed(
+        "nrcpt",
+        "i64",
+        &o.nrcpt.valid,
+        &o.nrcpt.value_bytes(),
+    ))?;
+    cols.append(fixed(
+        "delay",
+        "f64",
+        &o.delay.valid,
+        &o.delay.value_bytes(),
+    ))?;
     let out = PyDict::new(py);
     out.set_item("rows", o.line_no.values.len())?;
     out.set_item("parse_seconds", parse_seconds)?;
     out.set_item("columns", cols)?;
-    let unknown: Vec<u8> = parsed.unknown.iter().flat_map(|r| r.to_le_bytes()).collect();
+    let unknown: Vec<u8> = parsed
+        .unknown
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .collect();
     out.set_item("unknown", PyBytes::new(py, &unknown))?;
     out.set_item("any_pre", parsed.any_pre)?;
     out.set_item("months_seen", parsed.months_seen)?;
