@@ -1,17 +1,56 @@
 """What the wrappers of the compiled parsers (msgtrace._core) share: the lines handed over as
 Arrow string views without a copy, the returned Arrow buffers made a frame, wall times to UTC in
-the context's zone (Polars' zone rules), and the constant columns of the events table."""
+the context's zone (Polars' zone rules), the unknown lines, and the constant columns of the events
+table."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from msgtrace.ingest.formats import Parsed, ParserFailed
 from msgtrace.ingest.formats.context import ParseContext, organization_column
 from msgtrace.ingest.formats.syslog import wall_to_utc
 from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
 
 _TYPES = {"str": pa.string_view(), "i64": pa.int64(), "f64": pa.float64(), "bool": pa.bool_()}
+
+
+def parse(
+    core: Callable[[bytes, list[bytes], bytes, dict[str, Any]], dict[str, Any]],
+    lines: pl.DataFrame,
+    ctx: ParseContext,
+    name: str,
+    state_in: Callable[[ParseContext], dict],
+    state_out: Callable[[ParseContext, dict], None],
+) -> Parsed:
+    """One batch through a compiled parser `core`: its input, the state carried in and out
+    (state_in, state_out), and its output as events and unknown lines."""
+    views, buffers = arrow_views(lines.get_column("line"))
+    line_nos = lines.get_column("line_no").cast(pl.Int64).to_numpy().tobytes()
+    try:
+        out = core(views, buffers, line_nos, state_in(ctx))
+    except ValueError as e:
+        raise ParserFailed(str(e)) from None
+    state_out(ctx, out)
+    events = frame(out)
+    # the rows' numbers as one buffer (a log of foreign lines is all unknown: no list per line)
+    unknown_rows = pl.Series("row", np.frombuffer(out["unknown"], dtype=np.int64))
+    unknown = (
+        lines.select("line_no", "line")[unknown_rows] if unknown_rows.len() else lines.select("line_no", "line").clear()
+    )
+    events = events.with_columns(utc_expr(ctx).alias("time"))
+    if events.get_column("time").null_count():
+        # a wall time the zone skips by more than an hour (no instant reads it): no time, unknown
+        lost = events.filter(pl.col("time").is_null()).get_column("line_no").unique()
+        events = events.filter(pl.col("time").is_not_null())
+        more = lines.select("line_no", "line").filter(pl.col("line_no").is_in(lost.implode()))
+        unknown = pl.concat([unknown, more]).sort("line_no")
+    return Parsed(events=finish(events.drop("_local", "_utc", "_second"), ctx, name), unknown=unknown)
 
 
 def arrow_views(line: pl.Series) -> tuple[bytes, list[bytes]]:

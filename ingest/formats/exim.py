@@ -21,12 +21,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-import numpy as np
 import polars as pl
 
 from msgtrace import _core
-from msgtrace.ingest.formats import Parsed, ParserFailed
-from msgtrace.ingest.formats.compiled import arrow_views, finish, frame, utc_expr
+from msgtrace.ingest.formats import Parsed, compiled
 from msgtrace.ingest.formats.context import ParseContext
 
 NAME = "exim"
@@ -51,27 +49,7 @@ def detect(sample: list[str]) -> bool:
 
 def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     """Exim lines -> events (receive, deliver, expand, bounce, reject, hold, removed, info) and unknown lines."""
-    views, buffers = arrow_views(lines.get_column("line"))
-    line_nos = lines.get_column("line_no").cast(pl.Int64).to_numpy().tobytes()
-    try:
-        out = _core.parse_exim(views, buffers, line_nos, _state_in(ctx))
-    except ValueError as e:
-        raise ParserFailed(str(e)) from None
-    _state_out(ctx, out)
-    events = frame(out)
-    # the rows' numbers as one buffer (a log of foreign lines is all unknown: no list per line)
-    unknown_rows = pl.Series("row", np.frombuffer(out["unknown"], dtype=np.int64))
-    unknown = (
-        lines.select("line_no", "line")[unknown_rows] if unknown_rows.len() else lines.select("line_no", "line").clear()
-    )
-    events = events.with_columns(utc_expr(ctx).alias("time"))
-    if events.get_column("time").null_count():
-        # a wall time the zone skips by more than an hour (no instant reads it): no time, unknown
-        lost = events.filter(pl.col("time").is_null()).get_column("line_no").unique()
-        events = events.filter(pl.col("time").is_not_null())
-        more = lines.select("line_no", "line").filter(pl.col("line_no").is_in(lost.implode()))
-        unknown = pl.concat([unknown, more]).sort("line_no")
-    return Parsed(events=finish(events.drop("_local", "_utc", "_second"), ctx, NAME), unknown=unknown)
+    return compiled.parse(_core.parse_exim, lines, ctx, NAME, _state_in, _state_out)
 
 
 def _micros(value: object) -> int | None:

@@ -20,21 +20,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from msgtrace import _core
-from msgtrace.ingest.formats import Parsed, ParserFailed
-from msgtrace.ingest.formats.context import ParseContext, organization_column
-from msgtrace.ingest.formats.syslog import wall_to_utc
-from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
+from msgtrace.ingest.formats import Parsed, compiled
+from msgtrace.ingest.formats.context import ParseContext
 
 NAME = "postfix"
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _US = dt.timedelta(microseconds=1)
-_TYPES = {"str": pa.string_view(), "i64": pa.int64(), "f64": pa.float64(), "bool": pa.bool_()}
 
 
 def detect(sample: list[str]) -> bool:
@@ -44,34 +39,7 @@ def detect(sample: list[str]) -> bool:
 
 def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     """Events from one batch of Postfix syslog lines."""
-    # Polars' own string layout (views), as it hands it out without a copy; a slice of a larger
-    # frame (the pipeline halves failing batches) starts its views at text.offset
-    text = lines.get_column("line").to_arrow(compat_level=pl.CompatLevel.newest())
-    if text.type != pa.string_view():
-        text = text.cast(pa.string_view())
-    _, views, *data = text.buffers()
-    first, n = text.offset, len(text)
-    view_bytes = views.to_pybytes()[first * 16 : (first + n) * 16] if views is not None else b""
-    line_nos = lines.get_column("line_no").cast(pl.Int64).to_numpy().tobytes()
-    try:
-        out = _core.parse_postfix(view_bytes, [b.to_pybytes() for b in data], line_nos, _state_in(ctx))
-    except ValueError as e:
-        raise ParserFailed(str(e)) from None
-    _state_out(ctx, out)
-    events = _frame(out)
-    # the rows' numbers as one buffer (a log of foreign lines is all unknown: no list per line)
-    unknown_rows = pl.Series("row", np.frombuffer(out["unknown"], dtype=np.int64))
-    unknown = (
-        lines.select("line_no", "line")[unknown_rows] if unknown_rows.len() else lines.select("line_no", "line").clear()
-    )
-    events = events.with_columns(_utc(ctx).alias("time"))
-    if events.get_column("time").null_count():
-        # a wall time the zone skips by more than an hour (no instant reads it): not a syslog line
-        lost = events.filter(pl.col("time").is_null()).get_column("line_no").unique()
-        events = events.filter(pl.col("time").is_not_null())
-        more = lines.select("line_no", "line").filter(pl.col("line_no").is_in(lost.implode()))
-        unknown = pl.concat([unknown, more]).sort("line_no")
-    return Parsed(events=_finish(events.drop("_local", "_utc", "_second"), ctx), unknown=unknown)
+    return compiled.parse(_core.parse_postfix, lines, ctx, NAME, _state_in, _state_out)
 
 
 def _state_in(ctx: ParseContext) -> dict:
@@ -104,43 +72,3 @@ def _state_out(ctx: ParseContext, out: dict) -> None:
     sessions = ctx.state.setdefault(NAME, {})
     if out["sessions"] is not None:  # None: no smtpd session line in the batch, the carried stay open
         sessions["sessions"] = out["sessions"]
-
-
-def _frame(out: dict) -> pl.DataFrame:
-    """The Rust side's columns (Arrow buffers) as a frame, without a copy on the Python side."""
-    arrays, names = [], []
-    for name, kind, n, nulls, validity, values, data in out["columns"]:
-        valid = pa.py_buffer(validity) if nulls else None
-        if kind == "bool":  # bit-packed values in the validity slot's layout, never null
-            buffers = [None, pa.py_buffer(values)]
-        elif kind == "str":  # views, then the one buffer of the texts longer than 12 bytes
-            buffers = [valid, pa.py_buffer(values), pa.py_buffer(data)]
-        else:
-            buffers = [valid, pa.py_buffer(values)]
-        arrays.append(pa.Array.from_buffers(_TYPES[kind], n, buffers, null_count=nulls))
-        names.append(name)
-    df = pl.from_arrow(pa.Table.from_arrays(arrays, names=names))
-    assert isinstance(df, pl.DataFrame)
-    return df
-
-
-def _utc(ctx: ParseContext) -> pl.Expr:
-    """Event times in UTC: as logged where the stamp names an offset, else the wall time in ctx.timezone."""
-    utc = pl.col("_utc").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    local = pl.col("_local").cast(pl.Datetime("us"))
-    if ctx.timezone == "UTC":
-        return pl.coalesce(utc, local.dt.replace_time_zone("UTC")).cast(TIME)
-    return pl.coalesce(utc, wall_to_utc(local, pl.col("_second"), ctx.timezone)).cast(TIME)
-
-
-def _finish(events: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
-    if not events.height:
-        return conform(pl.DataFrame(schema=EVENT_SCHEMA), EVENT_SCHEMA)
-    events = events.with_columns(
-        organization_column(events.get_column("host"), ctx).alias("organization"),
-        pl.lit(NAME).alias("format"),
-        pl.lit(ctx.source).alias("source"),
-    )
-    if all(events.schema.get(c) == t for c, t in EVENT_SCHEMA.items()):
-        return events.select(list(EVENT_SCHEMA))
-    return conform(events, EVENT_SCHEMA)

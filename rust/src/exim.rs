@@ -1153,7 +1153,24 @@ struct Member<'a> {
     line_no: i64,
 }
 
+thread_local! {
+    /// Compiled once a thread, not once a batch: the compile and the regexes' warmed-up lazy
+    /// DFAs would otherwise be paid again by every batch (a followed log's are small).
+    static PATTERNS: Patterns = Patterns::new();
+}
+
 pub fn parse(
+    views: &[u8],
+    buffers: &[&[u8]],
+    line_nos: &[i64],
+    carried: &Carried,
+    at: &AtomicUsize,
+) -> Result<Parsed, String> {
+    PATTERNS.with(|p| parse_with(p, views, buffers, line_nos, carried, at))
+}
+
+fn parse_with(
+    p: &Patterns,
     views: &[u8],
     buffers: &[&[u8]],
     line_nos: &[i64],
@@ -1164,7 +1181,6 @@ pub fn parse(
     if views.len() != rows * 16 {
         return Err(format!("{} bytes of views for {} lines", views.len(), rows));
     }
-    let p = Patterns::new();
     let mut out = Out::new(rows);
     let mut unknown = Vec::new();
     let years = match carried.year {
@@ -1199,7 +1215,7 @@ pub fn parse(
         })?;
         let line_no = line_nos.get(row).copied().unwrap_or_default();
         let ascii = line.is_ascii();
-        let env = match envelope(&p, &mut clock, line, ascii) {
+        let env = match envelope(p, &mut clock, line, ascii) {
             Some(e) => e,
             None => continue, // a blank line: neither an event nor unknown
         };
@@ -1221,13 +1237,13 @@ pub fn parse(
         let qid = match qid {
             Some(q) => q,
             None => {
-                if is_reject(&p, text) {
+                if is_reject(p, text) {
                     out.push(
                         line_no,
                         &time,
                         host,
                         program,
-                        &reject(&p, text, ascii).event(),
+                        &reject(p, text, ascii).event(),
                     )?;
                 } else if !p.noise.is_match(text) {
                     unknown.push(row as i64);
@@ -1237,7 +1253,7 @@ pub fn parse(
         };
         let flag = chars(text, 3);
         if flag == "<= " || flag == "(= " {
-            let (ev, bounce) = receive(&p, qid, text, ascii);
+            let (ev, bounce) = receive(p, qid, text, ascii);
             out.push(line_no, &time, host, program, &ev.event())?;
             if let Some(b) = bounce {
                 out.push(line_no, &time, host, program, &b.event())?;
@@ -1246,7 +1262,7 @@ pub fn parse(
             .iter()
             .any(|(f, _)| flag.strip_prefix(f) == Some(" "))
         {
-            let ev = deliver(&p, &mut cache, qid, text, ascii);
+            let ev = deliver(p, &mut cache, qid, text, ascii);
             if let (Some(orig), Some(r)) = (ev.orig_recipient, &ev.recipient) {
                 members.push(Member {
                     key: (host, qid, orig),
@@ -1261,13 +1277,13 @@ pub fn parse(
                 });
             }
             out.push(line_no, &time, host, program, &ev.event())?;
-        } else if is_reject(&p, text) {
+        } else if is_reject(p, text) {
             out.push(
                 line_no,
                 &time,
                 host,
                 program,
-                &reject(&p, text, ascii).event(),
+                &reject(p, text, ascii).event(),
             )?;
         } else {
             if text == "Completed" {
@@ -1379,7 +1395,6 @@ fn expansions(
 
 // ---- the Python side's call ---------------------------------------------------------------------
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
@@ -1438,82 +1453,11 @@ pub fn py_parse<'py>(
     let views = views.as_bytes();
     let line_nos = crate::le_i64(line_nos.as_bytes());
     let at = AtomicUsize::new(0);
-    let started = std::time::Instant::now();
-    let result = py.allow_threads(|| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            parse(views, &buffers, &line_nos, &carried, &at)
-        }))
-    });
-    let parse_seconds = started.elapsed().as_secs_f64();
-    let parsed = match result {
-        Ok(Ok(p)) => p,
-        Ok(Err(msg)) => {
-            return Err(PyValueError::new_err(format!(
-                "the Exim parser cannot read its input: {msg}"
-            )))
-        }
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".to_string());
-            let row = at.load(Ordering::Relaxed);
-            let no = line_nos
-                .get(row)
-                .map_or_else(|| "?".to_string(), |n| n.to_string());
-            return Err(PyValueError::new_err(format!(
-                "the Exim parser failed on line {no} (row {row} of the batch): {what}"
-            )));
-        }
-    };
+    let (parsed, parse_seconds) = crate::run_batch(py, "Exim", &line_nos, &at, || {
+        parse(views, &buffers, &line_nos, &carried, &at)
+    })?;
     let o = &parsed.out;
-    let cols = PyList::empty(py);
-    let fixed = |name: &str, kind: &str, c: &columns::Validity, v: &[u8]| {
-        crate::fixed_column(py, name, kind, c, v)
-    };
-    cols.append(fixed(
-        "line_no",
-        "i64",
-        &o.line_no.valid,
-        &o.line_no.value_bytes(),
-    ))?;
-    cols.append(fixed(
-        "_local",
-        "i64",
-        &o.local.valid,
-        &o.local.value_bytes(),
-    ))?;
-    cols.append(fixed("_utc", "i64", &o.utc.valid, &o.utc.value_bytes()))?;
-    let second = PyTuple::new(
-        py,
-        [
-            "_second".into_py(py),
-            "bool".into_py(py),
-            o.second.bits.len().into_py(py),
-            0usize.into_py(py),
-            PyBytes::new(py, b"").into_py(py),
-            PyBytes::new(py, o.second.bits.bytes()).into_py(py),
-            py.None(),
-        ],
-    );
-    cols.append(second)?;
-    for (name, c) in crate::STRING_FIELDS.iter().zip(&o.strings) {
-        cols.append(crate::string_column(py, name, c))?;
-    }
-    cols.append(fixed("size", "i64", &o.size.valid, &o.size.value_bytes()))?;
-    cols.append(fixed(
-        "nrcpt",
-        "i64",
-        &o.nrcpt.valid,
-        &o.nrcpt.value_bytes(),
-    ))?;
-    cols.append(fixed(
-        "delay",
-        "f64",
-        &o.delay.valid,
-        &o.delay.value_bytes(),
-    ))?;
+    let cols = crate::event_columns(py, o)?;
     let out = PyDict::new(py);
     out.set_item("rows", o.line_no.values.len())?;
     out.set_item("parse_seconds", parse_seconds)?;

@@ -390,6 +390,104 @@ fn fixed_column<'py>(
     )
 }
 
+/// Runs one batch's parse with the GIL released, timed; its input error, or the panic of a bug,
+/// becomes the ValueError the wrappers raise as ParserFailed, naming the line it happened on.
+fn run_batch<T: Send>(
+    py: Python<'_>,
+    parser: &str,
+    line_nos: &[i64],
+    at: &AtomicUsize,
+    f: impl FnOnce() -> Result<T, String> + Send,
+) -> PyResult<(T, f64)> {
+    let started = std::time::Instant::now();
+    let result = py.allow_threads(|| catch_unwind(AssertUnwindSafe(f)));
+    let parse_seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(Ok(p)) => Ok((p, parse_seconds)),
+        Ok(Err(msg)) => Err(PyValueError::new_err(format!(
+            "the {parser} parser cannot read its input: {msg}"
+        ))),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".to_string());
+            let row = at.load(Ordering::Relaxed);
+            let no = line_nos
+                .get(row)
+                .map_or_else(|| "?".to_string(), |n| n.to_string());
+            Err(PyValueError::new_err(format!(
+                "the {parser} parser failed on line {no} (row {row} of the batch): {what}"
+            )))
+        }
+    }
+}
+
+/// The events' columns as (name, kind, len, null_count, validity, values or views, data) tuples.
+fn event_columns<'py>(py: Python<'py>, o: &Out) -> PyResult<&'py PyList> {
+    let cols = PyList::empty(py);
+    cols.append(fixed_column(
+        py,
+        "line_no",
+        "i64",
+        &o.line_no.valid,
+        &o.line_no.value_bytes(),
+    ))?;
+    cols.append(fixed_column(
+        py,
+        "_local",
+        "i64",
+        &o.local.valid,
+        &o.local.value_bytes(),
+    ))?;
+    cols.append(fixed_column(
+        py,
+        "_utc",
+        "i64",
+        &o.utc.valid,
+        &o.utc.value_bytes(),
+    ))?;
+    let second = PyTuple::new(
+        py,
+        [
+            "_second".into_py(py),
+            "bool".into_py(py),
+            o.second.bits.len().into_py(py),
+            0usize.into_py(py),
+            PyBytes::new(py, b"").into_py(py),
+            PyBytes::new(py, o.second.bits.bytes()).into_py(py),
+            py.None(),
+        ],
+    );
+    cols.append(second)?;
+    for (name, c) in STRING_FIELDS.iter().zip(&o.strings) {
+        cols.append(string_column(py, name, c))?;
+    }
+    cols.append(fixed_column(
+        py,
+        "size",
+        "i64",
+        &o.size.valid,
+        &o.size.value_bytes(),
+    ))?;
+    cols.append(fixed_column(
+        py,
+        "nrcpt",
+        "i64",
+        &o.nrcpt.valid,
+        &o.nrcpt.value_bytes(),
+    ))?;
+    cols.append(fixed_column(
+        py,
+        "delay",
+        "f64",
+        &o.delay.valid,
+        &o.delay.value_bytes(),
+    ))?;
+    Ok(cols)
+}
+
 /// Parse a batch of Postfix syslog lines.
 ///
 /// views, buffers: the lines as an Arrow string_view column (16 bytes a line, and the data
@@ -453,95 +551,11 @@ fn parse_postfix<'py>(
     let views = views.as_bytes();
     let line_nos = le_i64(line_nos.as_bytes());
     let at = AtomicUsize::new(0);
-    let started = std::time::Instant::now();
-    let result = py.allow_threads(|| {
-        catch_unwind(AssertUnwindSafe(|| {
-            parse(views, &buffers, &line_nos, &carried, &at)
-        }))
-    });
-    let parse_seconds = started.elapsed().as_secs_f64();
-    let parsed = match result {
-        Ok(Ok(p)) => p,
-        Ok(Err(msg)) => {
-            return Err(PyValueError::new_err(format!(
-                "the Postfix parser cannot read its input: {msg}"
-            )))
-        }
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".to_string());
-            let row = at.load(Ordering::Relaxed);
-            let no = line_nos
-                .get(row)
-                .map_or_else(|| "?".to_string(), |n| n.to_string());
-            return Err(PyValueError::new_err(format!(
-                "the Postfix parser failed on line {no} (row {row} of the batch): {what}"
-            )));
-        }
-    };
+    let (parsed, parse_seconds) = run_batch(py, "Postfix", &line_nos, &at, || {
+        parse(views, &buffers, &line_nos, &carried, &at)
+    })?;
     let o = &parsed.out;
-    let cols = PyList::empty(py);
-    cols.append(fixed_column(
-        py,
-        "line_no",
-        "i64",
-        &o.line_no.valid,
-        &o.line_no.value_bytes(),
-    ))?;
-    cols.append(fixed_column(
-        py,
-        "_local",
-        "i64",
-        &o.local.valid,
-        &o.local.value_bytes(),
-    ))?;
-    cols.append(fixed_column(
-        py,
-        "_utc",
-        "i64",
-        &o.utc.valid,
-        &o.utc.value_bytes(),
-    ))?;
-    let second = PyTuple::new(
-        py,
-        [
-            "_second".into_py(py),
-            "bool".into_py(py),
-            o.second.bits.len().into_py(py),
-            0usize.into_py(py),
-            PyBytes::new(py, b"").into_py(py),
-            PyBytes::new(py, o.second.bits.bytes()).into_py(py),
-            py.None(),
-        ],
-    );
-    cols.append(second)?;
-    for (name, c) in STRING_FIELDS.iter().zip(&o.strings) {
-        cols.append(string_column(py, name, c))?;
-    }
-    cols.append(fixed_column(
-        py,
-        "size",
-        "i64",
-        &o.size.valid,
-        &o.size.value_bytes(),
-    ))?;
-    cols.append(fixed_column(
-        py,
-        "nrcpt",
-        "i64",
-        &o.nrcpt.valid,
-        &o.nrcpt.value_bytes(),
-    ))?;
-    cols.append(fixed_column(
-        py,
-        "delay",
-        "f64",
-        &o.delay.valid,
-        &o.delay.value_bytes(),
-    ))?;
+    let cols = event_columns(py, o)?;
     let out = PyDict::new(py);
     out.set_item("rows", o.line_no.values.len())?;
     out.set_item("parse_seconds", parse_seconds)?;
