@@ -28,79 +28,36 @@ import pytest
 from msgtrace.generate import generate
 from msgtrace.ingest.formats import exim
 from msgtrace.ingest.formats.context import ParseContext
-from tests import polars_exim
+from tests import helpers_compiled, polars_exim
 from tests.conftest import CORPUS
+from tests.helpers_compiled import frame, read, thirds
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EX = CORPUS / "exim"
 SUITE = "exim-testsuite-test-log.tar.gz"
 
 
-def frame(lines: list[str], first: int = 0) -> pl.DataFrame:
-    return pl.DataFrame(
-        {"line_no": range(first, first + len(lines)), "line": lines}, schema={"line_no": pl.Int64, "line": pl.String}
-    )
-
-
-def _sorted(events: pl.DataFrame) -> pl.DataFrame:
-    # the reference groups its events by kind; the compiled parser writes them in line order
-    return events.sort(events.columns, nulls_last=True)
-
-
-def _run(module: object, lines: list[str], cuts: list[int], ctx: ParseContext) -> tuple[pl.DataFrame, pl.DataFrame]:
-    events, unknown = [], []
-    bounds = [0, *cuts, len(lines)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
-        parsed = module.parse(frame(lines[a:b], a), ctx)  # type: ignore[attr-defined]
-        events.append(parsed.events)
-        unknown.append(parsed.unknown)
-    return pl.concat(events), pl.concat(unknown)
-
-
 def assert_same(lines: list[str], cuts: list[int] = (), **context: object) -> pl.DataFrame:
     """Both parsers over `lines` in batches cut at `cuts`, with ParseContext(**context)."""
-    ctx_rust, ctx_ref = ParseContext(**context), ParseContext(**context)  # type: ignore[arg-type]
-    ev_rust, unk_rust = _run(exim, lines, list(cuts), ctx_rust)
-    ev_ref, unk_ref = _run(polars_exim, lines, list(cuts), ctx_ref)
-    assert ev_rust.schema == ev_ref.schema
-    got, want = _sorted(ev_rust), _sorted(ev_ref)
-    if not got.equals(want):
-        diff_a = got.join(want, on=got.columns, how="anti", nulls_equal=True)
-        diff_b = want.join(got, on=got.columns, how="anti", nulls_equal=True)
-        rows = sorted(set(diff_a.get_column("line_no")) | set(diff_b.get_column("line_no")))[:5]
-        detail = [lines[r] if r < len(lines) else r for r in rows]
-        pytest.fail(
-            f"events differ on lines {rows}: {detail}\nrust: {diff_a.to_dicts()[:3]}\npolars: {diff_b.to_dicts()[:3]}"
-        )
-    assert unk_rust.equals(unk_ref), (unk_rust, unk_ref)
-    assert ctx_rust.state == ctx_ref.state
-    return ev_rust
-
-
-def _cuts(n: int) -> list[int]:
-    return sorted({n // 3, n // 2, (2 * n) // 3} - {0, n}) if n > 3 else []
+    return helpers_compiled.assert_same(exim, polars_exim, lines, cuts, **context)
 
 
 def _random_cuts(rng: random.Random, n: int) -> list[int]:
     return sorted({rng.randrange(n + 1) for _ in range(rng.randint(1, 6))} - {0, n}) if n > 1 else []
 
 
-def _read(path: Path) -> list[str]:
-    return path.read_bytes().decode("utf-8", errors="replace").splitlines()
-
-
 def _fixture_logs() -> list[Path]:
     """Every fixture log with Exim lines: the exim/ ones, and any other the detection calls Exim."""
     logs = sorted((FIXTURES / "exim").glob("*.log"))
-    others = [p for p in sorted(FIXTURES.rglob("*.log")) if p.parent.name != "exim" and exim.detect(_read(p)[:50])]
+    others = [p for p in sorted(FIXTURES.rglob("*.log")) if p.parent.name != "exim" and exim.detect(read(p)[:50])]
     return logs + others
 
 
 @pytest.mark.parametrize("log", _fixture_logs(), ids=lambda p: str(p.relative_to(FIXTURES)))
 def test_golden_fixture(log: Path) -> None:
-    lines = _read(log)
+    lines = read(log)
     assert_same(lines, timezone="Europe/Paris", year=2026, host="mx1.example.com", source="fixture")
-    assert_same(lines, _cuts(len(lines)), year=2026, timezone="Europe/Vienna")
+    assert_same(lines, thirds(len(lines)), year=2026, timezone="Europe/Vienna")
     for i in range(1, len(lines)):  # every cut of a small fixture: the state carried at every line
         assert_same(lines, [i], year=2026, timezone="Europe/Paris", host="mx1")
 
@@ -125,8 +82,8 @@ def _corpus_files() -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _corpus_files())
 def test_corpus_file(corpus: Path, name: str) -> None:
-    lines = _suite()[name.split(":", 1)[1]] if name.startswith(f"{SUITE}:") else _read(EX / name)
-    assert_same(lines, _cuts(len(lines)), year=2020)
+    lines = _suite()[name.split(":", 1)[1]] if name.startswith(f"{SUITE}:") else read(EX / name)
+    assert_same(lines, thirds(len(lines)), year=2020)
     assert_same(lines, timezone="America/New_York", year=2020, host="mx1")
     # no year given: inferred from the reference time (the file's mtime)
     assert_same(lines, reference=dt.datetime(2020, 3, 1, tzinfo=dt.UTC))
@@ -134,8 +91,8 @@ def test_corpus_file(corpus: Path, name: str) -> None:
 
 def test_corpus_fail2ban_fast(corpus: Path) -> None:
     # the one plain corpus file, also outside the slow set: syslog and journald headers, foreign lines
-    lines = _read(EX / "fail2ban-exim.log")
-    assert_same(lines, _cuts(len(lines)), year=2013, timezone="Europe/Vienna")
+    lines = read(EX / "fail2ban-exim.log")
+    assert_same(lines, thirds(len(lines)), year=2013, timezone="Europe/Vienna")
 
 
 def _wrapped(lines: list[str], rng: random.Random) -> list[str]:
@@ -159,8 +116,8 @@ def _wrapped(lines: list[str], rng: random.Random) -> list[str]:
 def test_generated_logs(tmp_path: Path, seed: int) -> None:
     log = tmp_path / "exim.log"
     generate("exim", log, lines=6000, start="2026-03-28", days=3, tz="Europe/Vienna", seed=seed)
-    lines = _read(log)
-    assert_same(lines, _cuts(len(lines)), year=2026, timezone="Europe/Vienna")
+    lines = read(log)
+    assert_same(lines, thirds(len(lines)), year=2026, timezone="Europe/Vienna")
     assert_same(lines, year=2026, host="mx1.example.org")
     rng = random.Random(seed)
     assert_same(lines, _random_cuts(rng, len(lines)), year=2026, timezone="Europe/Vienna")
@@ -331,7 +288,7 @@ def test_a_batch_with_a_slice_offset_and_state_copy() -> None:
     assert copy.deepcopy(ctx.state) == ctx.state
 
 
-def test_the_extension_names_input_it_cannot_read() -> None:
+def test_the_extension_names_input_it_cannotread() -> None:
     from msgtrace import _core
 
     line = b"2026-03-03 09:15:03 1vA1bC-0000Ab-1x Completed"

@@ -24,60 +24,17 @@ import pytest
 from msgtrace.generate import generate
 from msgtrace.ingest.formats import postfix
 from msgtrace.ingest.formats.context import ParseContext
-from tests import polars_postfix
+from tests import helpers_compiled, polars_postfix
 from tests.conftest import CORPUS
+from tests.helpers_compiled import frame, read, thirds
 
 FIXTURES = Path(__file__).parent / "fixtures" / "postfix"
 PF = CORPUS / "postfix"
 
 
-def frame(lines: list[str], first: int = 0) -> pl.DataFrame:
-    return pl.DataFrame(
-        {"line_no": range(first, first + len(lines)), "line": lines}, schema={"line_no": pl.Int64, "line": pl.String}
-    )
-
-
-def _sorted(events: pl.DataFrame) -> pl.DataFrame:
-    # one line may give two events (an amavis hold and its subject) in either order
-    return events.sort(events.columns, nulls_last=True)
-
-
-def _run(module: object, lines: list[str], cuts: list[int], ctx: ParseContext) -> tuple[pl.DataFrame, pl.DataFrame]:
-    events, unknown = [], []
-    bounds = [0, *cuts, len(lines)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
-        parsed = module.parse(frame(lines[a:b], a), ctx)  # type: ignore[attr-defined]
-        events.append(parsed.events)
-        unknown.append(parsed.unknown)
-    return pl.concat(events), pl.concat(unknown)
-
-
 def assert_same(lines: list[str], cuts: list[int] = (), **context: object) -> pl.DataFrame:
     """Both parsers over `lines` in batches cut at `cuts`, with ParseContext(**context)."""
-    ctx_rust, ctx_ref = ParseContext(**context), ParseContext(**context)  # type: ignore[arg-type]
-    ev_rust, unk_rust = _run(postfix, lines, list(cuts), ctx_rust)
-    ev_ref, unk_ref = _run(polars_postfix, lines, list(cuts), ctx_ref)
-    assert ev_rust.schema == ev_ref.schema
-    got, want = _sorted(ev_rust), _sorted(ev_ref)
-    if not got.equals(want):
-        diff_a = got.join(want, on=got.columns, how="anti", nulls_equal=True)
-        diff_b = want.join(got, on=got.columns, how="anti", nulls_equal=True)
-        rows = sorted(set(diff_a.get_column("line_no")) | set(diff_b.get_column("line_no")))[:5]
-        detail = [lines[r] if r < len(lines) else r for r in rows]
-        pytest.fail(
-            f"events differ on lines {rows}: {detail}\nrust: {diff_a.to_dicts()[:3]}\npolars: {diff_b.to_dicts()[:3]}"
-        )
-    assert unk_rust.equals(unk_ref), (unk_rust, unk_ref)
-    assert ctx_rust.state == ctx_ref.state
-    return ev_rust
-
-
-def _cuts(n: int) -> list[int]:
-    return sorted({n // 3, n // 2, (2 * n) // 3} - {0, n}) if n > 3 else []
-
-
-def _read(path: Path) -> list[str]:
-    return path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    return helpers_compiled.assert_same(postfix, polars_postfix, lines, cuts, **context)
 
 
 def _fixture_logs() -> list[Path]:
@@ -86,9 +43,9 @@ def _fixture_logs() -> list[Path]:
 
 @pytest.mark.parametrize("log", _fixture_logs(), ids=lambda p: str(p.relative_to(FIXTURES)))
 def test_golden_fixture(log: Path) -> None:
-    lines = _read(log)
+    lines = read(log)
     assert_same(lines, year=2026)
-    assert_same(lines, _cuts(len(lines)), year=2026, timezone="Europe/Vienna")
+    assert_same(lines, thirds(len(lines)), year=2026, timezone="Europe/Vienna")
 
 
 def _corpus_files() -> list[str]:
@@ -107,14 +64,14 @@ def _corpus_lines(name: str) -> list[str]:
         with tarfile.open(PF / "lightmeter" / "individual_files.tar.gz") as tar:
             data = tar.extractfile(name.split(":", 1)[1]).read()  # type: ignore[union-attr]
         return data.decode("utf-8", errors="replace").splitlines()
-    return _read(PF / name)
+    return read(PF / name)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _corpus_files())
 def test_corpus_file(corpus: Path, name: str) -> None:
     lines = _corpus_lines(name)
-    assert_same(lines, _cuts(len(lines)), year=2020)
+    assert_same(lines, thirds(len(lines)), year=2020)
     assert_same(lines, timezone="America/New_York", year=2020)
     # no year given: inferred from the reference time (the file's mtime)
     assert_same(lines, reference=dt.datetime(2020, 3, 1, tzinfo=dt.UTC))
@@ -133,8 +90,8 @@ def test_grok_payloads_with_a_header(corpus: Path) -> None:
 def test_generated_logs(tmp_path: Path, seed: int) -> None:
     log = tmp_path / "pf.log"
     generate("postfix", log, lines=6000, start="2026-03-28", days=3, tz="Europe/Vienna", seed=seed)
-    lines = _read(log)
-    assert_same(lines, _cuts(len(lines)), year=2026, timezone="Europe/Vienna")
+    lines = read(log)
+    assert_same(lines, thirds(len(lines)), year=2026, timezone="Europe/Vienna")
     assert_same(lines, year=2026)
 
 
@@ -249,7 +206,7 @@ def test_fuzz_random_and_mutated_lines() -> None:
         lines += ["".join(chr(rng.randrange(1, 0x300)) for _ in range(rng.randrange(60))) for _ in range(20)]
         lines += [rng.choice(_SHAPES)[: rng.randrange(80)] for _ in range(20)]
         rng.shuffle(lines)
-        assert_same(lines, _cuts(len(lines)), year=2026, timezone=rng.choice(["UTC", "Europe/Vienna"]))
+        assert_same(lines, thirds(len(lines)), year=2026, timezone=rng.choice(["UTC", "Europe/Vienna"]))
         rounds += 1
     assert rounds >= 1
 
@@ -266,7 +223,7 @@ def test_a_batch_with_a_slice_offset_and_state_copy() -> None:
     assert copy.deepcopy(ctx.state) == ctx.state
 
 
-def test_the_extension_names_input_it_cannot_read() -> None:
+def test_the_extension_names_input_it_cannotread() -> None:
     from msgtrace import _core
 
     line = b"Jun 13 10:00:00 mx1 postfix/qmgr[1]: 3F1A22C01: removed"

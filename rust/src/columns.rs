@@ -162,3 +162,35 @@ impl BoolCol {
         self.bits.push(value);
     }
 }
+
+// Emptied for reuse, the allocations kept: a parser that keeps its columns from one batch to the
+// next writes into memory already mapped, not fresh pages the kernel must zero first.
+
+impl Validity {
+    pub fn clear(&mut self) {
+        self.bits.clear();
+        self.len = 0;
+        self.nulls = 0;
+    }
+}
+
+impl StrCol {
+    pub fn clear(&mut self) {
+        self.views.clear();
+        self.data.clear();
+        self.valid.clear();
+    }
+}
+
+impl<T: Number> NumCol<T> {
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.valid.clear();
+    }
+}
+
+impl BoolCol {
+    pub fn clear(&mut self) {
+        self.bits.clear();
+    }
+}

@@ -10,6 +10,7 @@
 //! regexes (Polars runs them with this same regex crate), as do the rare shapes.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use memchr::memchr;
@@ -1157,6 +1158,34 @@ thread_local! {
     /// Compiled once a thread, not once a batch: the compile and the regexes' warmed-up lazy
     /// DFAs would otherwise be paid again by every batch (a followed log's are small).
     static PATTERNS: Patterns = Patterns::new();
+    /// The last batch's columns, emptied: written again without the page faults and zeroing of
+    /// fresh memory (a quarter of the parse's time when each batch allocated its own).
+    static SPARE: RefCell<Option<Out>> = const { RefCell::new(None) };
+}
+
+/// Columns for a batch of `rows` lines: the spare ones emptied, else new ones.
+fn columns_for(rows: usize) -> Out {
+    match SPARE.with(|s| s.borrow_mut().take()) {
+        Some(mut o) => {
+            o.line_no.clear();
+            o.local.clear();
+            o.utc.clear();
+            o.second.clear();
+            for c in o.strings.iter_mut() {
+                c.clear();
+            }
+            o.size.clear();
+            o.nrcpt.clear();
+            o.delay.clear();
+            o
+        }
+        None => Out::new(rows),
+    }
+}
+
+/// The batch's columns, once copied out, kept for the next batch on this thread.
+fn keep_columns(o: Out) {
+    SPARE.with(|s| *s.borrow_mut() = Some(o));
 }
 
 pub fn parse(
@@ -1181,7 +1210,7 @@ fn parse_with(
     if views.len() != rows * 16 {
         return Err(format!("{} bytes of views for {} lines", views.len(), rows));
     }
-    let mut out = Out::new(rows);
+    let mut out = columns_for(rows);
     let mut unknown = Vec::new();
     let years = match carried.year {
         Some(year) => Years::Given {
@@ -1484,5 +1513,6 @@ pub fn py_parse<'py>(
         }
         None => out.set_item("aliases", py.None())?,
     }
+    keep_columns(parsed.out);
     Ok(out)
 }
