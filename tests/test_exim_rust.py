@@ -304,3 +304,28 @@ def test_the_extension_names_input_it_cannotread() -> None:
         _core.parse_exim(view(len(line)), [line[:20] + b"\xc3" + line[21:]], one, {})
     with pytest.raises(ValueError, match="16 bytes of views for 2 lines"):
         _core.parse_exim(view(len(line)), [line], bytes(16), {"year": 2026})
+
+
+def test_state_through_the_checkpoint_file() -> None:
+    # the carried state is saved as JSON between runs (tuples come back as lists, datetimes as
+    # ISO strings): both parsers carry on from it alike, the alias groups included
+    import json
+
+    from msgtrace.ingest.checkpoint import from_jsonable, jsonable
+
+    lines = [
+        "2026-03-03 09:00:01 1vA1bC-0000Ab-1x => b@y <list@x> R=r T=t",
+        "Mar  3 09:00:02 mx1 exim[1]: 1vA1bC-0000Ab-1y => c@y <other@x> R=r T=t",
+        "2026-03-03 10:00:02 1vA1bC-0000Ab-1x => c@y <list@x> R=r T=t",
+        "Mar  3 10:00:03 mx1 exim[1]: 1vA1bC-0000Ab-1y => d@y <other@x> R=r T=t",
+    ]
+    got = []
+    for module in (exim, polars_exim):
+        ctx = ParseContext(year=2026, timezone="Europe/Vienna")
+        module.parse(frame(lines[:2]), ctx)
+        saved = from_jsonable(json.loads(json.dumps(jsonable(ctx.state))))
+        ctx = ParseContext(year=2026, timezone="Europe/Vienna", state=saved)
+        got.append((module.parse(frame(lines[2:], 2), ctx).events.sort("line_no", "kind"), ctx.state))
+    (rust, rust_state), (ref, ref_state) = got
+    assert rust.equals(ref) and rust_state == ref_state
+    assert rust.filter(pl.col("kind") == "expand").height == 2

@@ -1424,6 +1424,7 @@ fn expansions(
 
 // ---- the Python side's call ---------------------------------------------------------------------
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
@@ -1454,8 +1455,14 @@ pub fn py_parse<'py>(
             let list: &PyList = v.downcast()?;
             let mut out = Vec::with_capacity(list.len());
             for item in list.iter() {
-                let (h, q, o, r): (String, String, String, String) = item.extract()?;
-                out.push([h, q, o, r]);
+                // tuples as the parser leaves them, lists once the checkpoint file was read back
+                let row: Vec<String> = item.extract()?;
+                let n = row.len();
+                out.push(<[String; 4]>::try_from(row).map_err(|_| {
+                    PyValueError::new_err(format!(
+                        "a carried Exim alias group has {n} fields, not 4 (host, id, original, recipient)"
+                    ))
+                })?);
             }
             out
         }
