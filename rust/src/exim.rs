@@ -20,6 +20,7 @@ use regex::Regex;
 use crate::columns;
 use crate::fxhash::{FxMap, FxSet};
 use crate::postfix::Event;
+use crate::spam::Spam;
 use crate::syslog::{self, chars, Stamp, YearState, Years};
 use crate::{Out, Time};
 
@@ -95,9 +96,7 @@ pub struct Patterns {
     rcpt_angle: Regex,
     rcpt_bare: Regex,
     noise: Regex,
-    spam_addr: Regex,
-    spam: Regex,
-    spam_ascii: Regex,
+    spam: Spam,
 }
 
 fn re(p: &str) -> Regex {
@@ -144,17 +143,7 @@ impl Patterns {
                 r"|exim |Connection|TLS |H=|U=|F=|Warning:|cwd=|rejected |daemon |pid |listening |Authentication |sender verify ",
                 r"|SIGHUP|tls_|\S+ authenticator failed)"
             )),
-            spam_addr: re(r"<[^>]*>|\S+@\S+"),
-            // on ASCII text an ASCII word boundary is the Unicode one, and lets the regex run as
-            // a DFA (as postfix.rs does)
-            spam_ascii: re(concat!(
-                r"(?i)spam|blocked using|block ?list|black ?list|dnsbl|dnslist|(?-u:\b)rbl(?-u:\b)|spamcop|barracudacentral",
-                r"|sorbs|uceprotect|junk|(?-u:\b)UBE(?-u:\b)|bulk mail|listed (?:at|in|on|by) |realtime blackhole"
-            )),
-            spam: re(concat!(
-                r"(?i)spam|blocked using|block ?list|black ?list|dnsbl|dnslist|\brbl\b|spamcop|barracudacentral",
-                r"|sorbs|uceprotect|junk|\bUBE\b|bulk mail|listed (?:at|in|on|by) |realtime blackhole"
-            )),
+            spam: Spam::new(),
         }
     }
 }
@@ -1068,19 +1057,7 @@ fn reject<'a>(p: &Patterns, t: &'a str, ascii: bool) -> Ev<'a> {
     let recipient = capture(&p.rcpt_angle, t, 1).or_else(|| capture(&p.rcpt_bare, t, 1));
     let detail = tail_from(t, reject_at(p, t));
     let (client_host, client_ip) = client(p, t, ascii);
-    let status = detail.map(|d| {
-        let plain = p.spam_addr.replace_all(d, "");
-        let spam = if plain.is_ascii() {
-            &p.spam_ascii
-        } else {
-            &p.spam
-        };
-        if spam.is_match(&plain) {
-            "FilteredAsSpam"
-        } else {
-            "None"
-        }
-    });
+    let status = detail.map(|d| p.spam.status(d));
     Ev {
         kind: "reject",
         status,
@@ -1492,18 +1469,7 @@ pub fn py_parse<'py>(
     let (parsed, parse_seconds) = crate::run_batch(py, "Exim", &line_nos, &at, || {
         parse(views, &buffers, &line_nos, &carried, &at)
     })?;
-    let o = &parsed.out;
-    let cols = crate::event_columns(py, o)?;
-    let out = PyDict::new(py);
-    out.set_item("rows", o.line_no.values.len())?;
-    out.set_item("parse_seconds", parse_seconds)?;
-    out.set_item("columns", cols)?;
-    let unknown: Vec<u8> = parsed
-        .unknown
-        .iter()
-        .flat_map(|r| r.to_le_bytes())
-        .collect();
-    out.set_item("unknown", PyBytes::new(py, &unknown))?;
+    let out = crate::batch_result(py, &parsed.out, &parsed.unknown, parse_seconds)?;
     out.set_item("any_pre", parsed.any_pre)?;
     out.set_item("months_seen", parsed.months_seen)?;
     out.set_item("last_month", parsed.last_month)?;

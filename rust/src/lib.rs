@@ -16,6 +16,7 @@ mod columns;
 mod exim;
 mod fxhash;
 mod postfix;
+mod spam;
 mod syslog;
 
 use fxhash::{FxMap, FxSet};
@@ -424,8 +425,15 @@ fn run_batch<T: Send>(
     }
 }
 
-/// The events' columns as (name, kind, len, null_count, validity, values or views, data) tuples.
-fn event_columns<'py>(py: Python<'py>, o: &Out) -> PyResult<&'py PyList> {
+/// What every parser returns of a batch: rows, parse_seconds, columns (the events' columns as
+/// (name, kind, len, null_count, validity, values or views, data) tuples) and unknown (the
+/// unknown lines' rows as little-endian int64); the caller adds the state it carries.
+fn batch_result<'py>(
+    py: Python<'py>,
+    o: &Out,
+    unknown: &[i64],
+    parse_seconds: f64,
+) -> PyResult<&'py PyDict> {
     let cols = PyList::empty(py);
     cols.append(fixed_column(
         py,
@@ -485,7 +493,13 @@ fn event_columns<'py>(py: Python<'py>, o: &Out) -> PyResult<&'py PyList> {
         &o.delay.valid,
         &o.delay.value_bytes(),
     ))?;
-    Ok(cols)
+    let out = PyDict::new(py);
+    out.set_item("rows", o.line_no.values.len())?;
+    out.set_item("parse_seconds", parse_seconds)?;
+    out.set_item("columns", cols)?;
+    let unknown: Vec<u8> = unknown.iter().flat_map(|r| r.to_le_bytes()).collect();
+    out.set_item("unknown", PyBytes::new(py, &unknown))?;
+    Ok(out)
 }
 
 /// Parse a batch of Postfix syslog lines.
@@ -554,18 +568,7 @@ fn parse_postfix<'py>(
     let (parsed, parse_seconds) = run_batch(py, "Postfix", &line_nos, &at, || {
         parse(views, &buffers, &line_nos, &carried, &at)
     })?;
-    let o = &parsed.out;
-    let cols = event_columns(py, o)?;
-    let out = PyDict::new(py);
-    out.set_item("rows", o.line_no.values.len())?;
-    out.set_item("parse_seconds", parse_seconds)?;
-    out.set_item("columns", cols)?;
-    let unknown: Vec<u8> = parsed
-        .unknown
-        .iter()
-        .flat_map(|r| r.to_le_bytes())
-        .collect();
-    out.set_item("unknown", PyBytes::new(py, &unknown))?;
+    let out = batch_result(py, &parsed.out, &parsed.unknown, parse_seconds)?;
     out.set_item("months_seen", parsed.months_seen)?;
     out.set_item("last_month", parsed.last_month)?;
     out.set_item("rollovers", parsed.rollovers)?;
