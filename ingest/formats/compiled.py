@@ -5,6 +5,7 @@ table."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,8 @@ from msgtrace.ingest.formats.context import ParseContext, organization_column
 from msgtrace.ingest.formats.syslog import wall_to_utc
 from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
 
+_EPOCH = dt.datetime(1970, 1, 1)
+_US = dt.timedelta(microseconds=1)
 _TYPES = {"str": pa.string_view(), "i64": pa.int64(), "f64": pa.float64(), "bool": pa.bool_()}
 
 
@@ -51,6 +54,44 @@ def parse(
         more = lines.select("line_no", "line").filter(pl.col("line_no").is_in(lost.implode()))
         unknown = pl.concat([unknown, more]).sort("line_no")
     return Parsed(events=finish(events.drop("_local", "_utc", "_second"), ctx, name), unknown=unknown)
+
+
+def micros(value: object) -> int | None:
+    """A naive datetime of the carried state as microseconds since the epoch (what Rust reads)."""
+    return (value - _EPOCH) // _US if isinstance(value, dt.datetime) else None
+
+
+def wall_time(us: int) -> dt.datetime:
+    """The inverse of micros."""
+    return _EPOCH + us * _US
+
+
+def syslog_state_in(ctx: ParseContext) -> dict:
+    """The syslog envelope's carried state (ctx.state["syslog"]: year inference, latest wall time)
+    and the year or reference date, as the compiled parsers read them."""
+    syslog = ctx.state.get("syslog", {})
+    state = {
+        "year": ctx.year,
+        "last_month": syslog.get("last_month") or 0,
+        "rollovers": syslog.get("rollovers", 0),
+        "max_local": micros(syslog.get("max_local")),
+    }
+    if ctx.year is None:
+        ref = ctx.reference_local()
+        state.update(reference_year=ref.year, reference_ordinal=ref.month * 100 + ref.day + 1)
+    return state
+
+
+def syslog_state_out(ctx: ParseContext, out: dict) -> None:
+    """The syslog envelope's state for the next batch, under the keys syslog.py keeps."""
+    if ctx.year is not None:
+        syslog = ctx.state.setdefault("syslog", {})
+        if out["months_seen"]:
+            syslog["last_month"], syslog["rollovers"] = out["last_month"], out["rollovers"]
+    if ctx.timezone != "UTC":
+        ctx.state.setdefault("syslog", {})
+    if out["max_local"] is not None:
+        ctx.state.setdefault("syslog", {})["max_local"] = wall_time(out["max_local"])
 
 
 def arrow_views(line: pl.Series) -> tuple[bytes, list[bytes]]:

@@ -18,7 +18,6 @@ with on every fixture, the corpus and generated logs.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 
 import polars as pl
@@ -28,9 +27,6 @@ from msgtrace.ingest.formats import Parsed, compiled
 from msgtrace.ingest.formats.context import ParseContext
 
 NAME = "exim"
-
-_EPOCH = dt.datetime(1970, 1, 1)
-_US = dt.timedelta(microseconds=1)
 
 _DETECT = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [+-]\d{4})? (?:\[\d+\] |[0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4} "
@@ -52,43 +48,24 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     return compiled.parse(_core.parse_exim, lines, ctx, NAME, _state_in, _state_out)
 
 
-def _micros(value: object) -> int | None:
-    return (value - _EPOCH) // _US if isinstance(value, dt.datetime) else None
-
-
 def _state_in(ctx: ParseContext) -> dict:
     """What the Rust side needs of the context and of the state carried from the last batch."""
-    syslog = ctx.state.get("syslog", {})
     own = ctx.state.get(NAME, {})
-    state = {
-        "year": ctx.year,
-        "last_month": syslog.get("last_month") or 0,
-        "rollovers": syslog.get("rollovers", 0),
-        "max_local": _micros(syslog.get("max_local")),
-        "exim_max_local": _micros(own.get("max_local")),
+    return {
+        **compiled.syslog_state_in(ctx),
+        "exim_max_local": compiled.micros(own.get("max_local")),
         "aliases": own.get("aliases") or [],
         "host": ctx.host or "",
     }
-    if ctx.year is None:
-        ref = ctx.reference_local()
-        state.update(reference_year=ref.year, reference_ordinal=ref.month * 100 + ref.day + 1)
-    return state
 
 
 def _state_out(ctx: ParseContext, out: dict) -> None:
     """The state for the next batch, under the keys the Polars parser keeps: "syslog" (touched only
     when a line went through the syslog envelope) and "exim" (always)."""
     if out["any_pre"]:
-        if ctx.year is not None:
-            syslog = ctx.state.setdefault("syslog", {})
-            if out["months_seen"]:
-                syslog["last_month"], syslog["rollovers"] = out["last_month"], out["rollovers"]
-        if ctx.timezone != "UTC":
-            ctx.state.setdefault("syslog", {})
-        if out["max_local"] is not None:
-            ctx.state.setdefault("syslog", {})["max_local"] = _EPOCH + out["max_local"] * _US
+        compiled.syslog_state_out(ctx, out)
     own = ctx.state.setdefault(NAME, {})
     if out["exim_max_local"] is not None:
-        own["max_local"] = _EPOCH + out["exim_max_local"] * _US
+        own["max_local"] = compiled.wall_time(out["exim_max_local"])
     if out["aliases"] is not None:  # None: no alias group carried in or seen, the state stays as it was
         own["aliases"] = out["aliases"]

@@ -18,8 +18,6 @@ those of the vectorised parser it replaced, which the tests keep as the referenc
 
 from __future__ import annotations
 
-import datetime as dt
-
 import polars as pl
 
 from msgtrace import _core
@@ -27,9 +25,6 @@ from msgtrace.ingest.formats import Parsed, compiled
 from msgtrace.ingest.formats.context import ParseContext
 
 NAME = "postfix"
-
-_EPOCH = dt.datetime(1970, 1, 1)
-_US = dt.timedelta(microseconds=1)
 
 
 def detect(sample: list[str]) -> bool:
@@ -44,31 +39,12 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
 
 def _state_in(ctx: ParseContext) -> dict:
     """What the Rust side needs of the context and of the state carried from the last batch."""
-    syslog = ctx.state.get("syslog", {})
-    max_local = syslog.get("max_local")
-    state = {
-        "year": ctx.year,
-        "last_month": syslog.get("last_month") or 0,
-        "rollovers": syslog.get("rollovers", 0),
-        "max_local": (max_local - _EPOCH) // _US if isinstance(max_local, dt.datetime) else None,
-        "sessions": ctx.state.get(NAME, {}).get("sessions") or [],
-    }
-    if ctx.year is None:
-        ref = ctx.reference_local()
-        state.update(reference_year=ref.year, reference_ordinal=ref.month * 100 + ref.day + 1)
-    return state
+    return {**compiled.syslog_state_in(ctx), "sessions": ctx.state.get(NAME, {}).get("sessions") or []}
 
 
 def _state_out(ctx: ParseContext, out: dict) -> None:
     """The state for the next batch, under the keys the Polars envelope (syslog.py) keeps too."""
-    if ctx.year is not None:
-        syslog = ctx.state.setdefault("syslog", {})
-        if out["months_seen"]:
-            syslog["last_month"], syslog["rollovers"] = out["last_month"], out["rollovers"]
-    if ctx.timezone != "UTC":
-        ctx.state.setdefault("syslog", {})
-    if out["max_local"] is not None:
-        ctx.state.setdefault("syslog", {})["max_local"] = _EPOCH + out["max_local"] * _US
+    compiled.syslog_state_out(ctx, out)
     sessions = ctx.state.setdefault(NAME, {})
     if out["sessions"] is not None:  # None: no smtpd session line in the batch, the carried stay open
         sessions["sessions"] = out["sessions"]

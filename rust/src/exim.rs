@@ -21,7 +21,7 @@ use crate::columns;
 use crate::fxhash::{FxMap, FxSet};
 use crate::postfix::Event;
 use crate::spam::Spam;
-use crate::syslog::{self, chars, Stamp, YearState, Years};
+use crate::syslog::{self, chars, Stamp, Years};
 use crate::{Out, Time};
 
 const DETAIL_MAX: usize = 300;
@@ -1189,21 +1189,13 @@ fn parse_with(
     }
     let mut out = columns_for(rows);
     let mut unknown = Vec::new();
-    let years = match carried.year {
-        Some(year) => Years::Given {
-            year,
-            state: YearState {
-                last_month: carried.last_month,
-                rollovers: carried.rollovers,
-            },
-            prev: carried.last_month,
-            seen: false,
-        },
-        None => Years::Reference {
-            year: carried.reference_year,
-            ordinal: carried.reference_ordinal,
-        },
-    };
+    let years = Years::carried(
+        carried.year,
+        carried.reference_year,
+        carried.reference_ordinal,
+        carried.last_month,
+        carried.rollovers,
+    );
     let mut clock = Clock {
         years,
         syslog_running: carried.syslog_max_local,
@@ -1310,10 +1302,7 @@ fn parse_with(
     } else {
         Some(expansions(&mut out, &members, &carried.aliases, &done)?)
     };
-    let (months_seen, last_month, rollovers) = match &clock.years {
-        Years::Given { state, seen, .. } => (*seen, state.last_month, state.rollovers),
-        Years::Reference { .. } => (false, 0, 0),
-    };
+    let (months_seen, last_month, rollovers) = clock.years.outcome();
     Ok(Parsed {
         out,
         unknown,

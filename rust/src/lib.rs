@@ -29,7 +29,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use columns::{BoolCol, F64Col, I64Col, StrCol};
 use postfix::{Event, Line, Sessions};
-use syslog::{Stamp, YearState, Years};
+use syslog::{Stamp, Years};
 
 /// A fall-back hour line is in the second pass when this far behind the latest wall time before it.
 const SECOND_PASS_MICROS: i64 = 10 * 60 * 1_000_000;
@@ -182,21 +182,13 @@ fn parse(
     let mut parser = postfix::Parser::new();
     let mut out = Out::new(rows / 2);
     let mut unknown = Vec::new();
-    let mut years = match carried.year {
-        Some(year) => Years::Given {
-            year,
-            state: YearState {
-                last_month: carried.last_month,
-                rollovers: carried.rollovers,
-            },
-            prev: carried.last_month,
-            seen: false,
-        },
-        None => Years::Reference {
-            year: carried.reference_year,
-            ordinal: carried.reference_ordinal,
-        },
-    };
+    let mut years = Years::carried(
+        carried.year,
+        carried.reference_year,
+        carried.reference_ordinal,
+        carried.last_month,
+        carried.rollovers,
+    );
     let mut running = carried.max_local;
     // the carried sessions first (their client= was in an earlier batch)
     let carried_keys: Vec<OpenSession> = carried
@@ -284,10 +276,7 @@ fn parse(
     } else {
         Some(still_open(&carried_keys, &sessions))
     };
-    let (months_seen, last_month, rollovers) = match &years {
-        Years::Given { state, seen, .. } => (*seen, state.last_month, state.rollovers),
-        Years::Reference { .. } => (false, 0, 0),
-    };
+    let (months_seen, last_month, rollovers) = years.outcome();
     Ok(Parsed {
         out,
         unknown,
