@@ -24,8 +24,9 @@ import pytest
 from msgtrace.generate import generate
 from msgtrace.ingest.formats import postfix
 from msgtrace.ingest.formats.context import ParseContext
-from tests import helpers_equivalence, polars_postfix
+from tests import helpers_compiled, polars_postfix
 from tests.conftest import CORPUS
+from tests.helpers_compiled import frame, read, thirds
 
 FIXTURES = Path(__file__).parent / "fixtures" / "postfix"
 PF = CORPUS / "postfix"
@@ -33,10 +34,7 @@ PF = CORPUS / "postfix"
 
 def assert_same(lines: list[str], cuts: list[int] = (), **context: object) -> pl.DataFrame:
     """Both parsers over `lines` in batches cut at `cuts`, with ParseContext(**context)."""
-    return helpers_equivalence.assert_same(postfix, polars_postfix, lines, list(cuts), **context)[0]
-
-
-_cuts, _read, frame = helpers_equivalence.cuts, helpers_equivalence.read, helpers_equivalence.frame
+    return helpers_compiled.assert_same(postfix, polars_postfix, lines, cuts, **context)[0]
 
 
 def _fixture_logs() -> list[Path]:
@@ -45,9 +43,9 @@ def _fixture_logs() -> list[Path]:
 
 @pytest.mark.parametrize("log", _fixture_logs(), ids=lambda p: str(p.relative_to(FIXTURES)))
 def test_golden_fixture(log: Path) -> None:
-    lines = _read(log)
+    lines = read(log)
     assert_same(lines, year=2026)
-    assert_same(lines, _cuts(len(lines)), year=2026, timezone="Europe/Vienna")
+    assert_same(lines, thirds(len(lines)), year=2026, timezone="Europe/Vienna")
 
 
 def _corpus_files() -> list[str]:
@@ -66,14 +64,14 @@ def _corpus_lines(name: str) -> list[str]:
         with tarfile.open(PF / "lightmeter" / "individual_files.tar.gz") as tar:
             data = tar.extractfile(name.split(":", 1)[1]).read()  # type: ignore[union-attr]
         return data.decode("utf-8", errors="replace").splitlines()
-    return _read(PF / name)
+    return read(PF / name)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _corpus_files())
 def test_corpus_file(corpus: Path, name: str) -> None:
     lines = _corpus_lines(name)
-    assert_same(lines, _cuts(len(lines)), year=2020)
+    assert_same(lines, thirds(len(lines)), year=2020)
     assert_same(lines, timezone="America/New_York", year=2020)
     # no year given: inferred from the reference time (the file's mtime)
     assert_same(lines, reference=dt.datetime(2020, 3, 1, tzinfo=dt.UTC))
@@ -92,8 +90,8 @@ def test_grok_payloads_with_a_header(corpus: Path) -> None:
 def test_generated_logs(tmp_path: Path, seed: int) -> None:
     log = tmp_path / "pf.log"
     generate("postfix", log, lines=6000, start="2026-03-28", days=3, tz="Europe/Vienna", seed=seed)
-    lines = _read(log)
-    assert_same(lines, _cuts(len(lines)), year=2026, timezone="Europe/Vienna")
+    lines = read(log)
+    assert_same(lines, thirds(len(lines)), year=2026, timezone="Europe/Vienna")
     assert_same(lines, year=2026)
 
 
@@ -155,7 +153,7 @@ _SHAPES = [
     "<13>Jun 13 10:00:00 mx1: postfix/qmgr[9x0]: 4PbC4x469Jz3tBr: removed",
     "Jun 13 10:00:00 2001:db8::25 postfix/qmgr: statistics: max connection rate 1/60s",
 ]
-_mutate = helpers_equivalence.mutate
+_mutate = helpers_compiled.mutate
 
 
 def test_fuzz_random_and_mutated_lines() -> None:
@@ -169,7 +167,7 @@ def test_fuzz_random_and_mutated_lines() -> None:
         lines += ["".join(chr(rng.randrange(1, 0x300)) for _ in range(rng.randrange(60))) for _ in range(20)]
         lines += [rng.choice(_SHAPES)[: rng.randrange(80)] for _ in range(20)]
         rng.shuffle(lines)
-        assert_same(lines, _cuts(len(lines)), year=2026, timezone=rng.choice(["UTC", "Europe/Vienna"]))
+        assert_same(lines, thirds(len(lines)), year=2026, timezone=rng.choice(["UTC", "Europe/Vienna"]))
         rounds += 1
     assert rounds >= 1
 
@@ -186,7 +184,7 @@ def test_a_batch_with_a_slice_offset_and_state_copy() -> None:
     assert copy.deepcopy(ctx.state) == ctx.state
 
 
-def test_the_extension_names_input_it_cannot_read() -> None:
+def test_the_extension_names_input_it_cannotread() -> None:
     from msgtrace import _core
 
     line = b"Jun 13 10:00:00 mx1 postfix/qmgr[1]: 3F1A22C01: removed"

@@ -26,7 +26,7 @@ from msgtrace.ingest.formats import sendmail
 from msgtrace.ingest.formats.context import ParseContext
 from tests import polars_sendmail
 from tests.conftest import CORPUS
-from tests.helpers_equivalence import assert_same, cuts, frame, mutate, random_cuts, read
+from tests.helpers_compiled import assert_same, frame, mutate, random_cuts, read, thirds
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SM = CORPUS / "sendmail"
@@ -45,7 +45,7 @@ def _fixture_logs() -> list[Path]:
 def test_golden_fixture(log: Path) -> None:
     lines = read(log)
     same(lines, year=2026)
-    same(lines, cuts(len(lines)), year=2026, timezone="Europe/Paris")
+    same(lines, thirds(len(lines)), year=2026, timezone="Europe/Paris")
     same(lines, reference=dt.datetime(2026, 4, 2, tzinfo=dt.UTC), timezone="Europe/Vienna")
 
 
@@ -58,7 +58,7 @@ def _corpus_files() -> list[str]:
 @pytest.mark.parametrize("name", _corpus_files())
 def test_corpus_file(corpus: Path, name: str) -> None:
     lines = read(SM / name)
-    same(lines, cuts(len(lines)), year=2020)
+    same(lines, thirds(len(lines)), year=2020)
     same(lines, timezone="America/New_York", year=2020)
     # no year given: inferred from the reference time (the file's mtime)
     same(lines, reference=dt.datetime(2020, 3, 1, tzinfo=dt.UTC))
@@ -70,7 +70,7 @@ def test_generated_logs(tmp_path: Path, seed: int) -> None:
     zone = "Europe/Vienna" if seed % 2 else "America/New_York"
     generate("sendmail", log, lines=6000, start="2026-03-07" if seed > 2 else "2026-10-24", days=3, tz=zone, seed=seed)
     lines = read(log)
-    same(lines, cuts(len(lines)), year=2026, timezone=zone)
+    same(lines, thirds(len(lines)), year=2026, timezone=zone)
     same(lines, random_cuts(random.Random(seed), len(lines)), year=2026, timezone=zone)
     same(lines, year=2026)
 

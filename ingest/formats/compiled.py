@@ -1,17 +1,20 @@
 """What the wrappers of the compiled parsers (msgtrace._core) share: the lines handed over as
 Arrow string views without a copy, the returned Arrow buffers made a frame, wall times to UTC in
-the context's zone (Polars' zone rules), the constant columns of the events table, and the syslog
-state carried between batches (under the keys the Polars envelope, syslog.py, keeps, so a
-checkpoint reads the same whichever parser wrote it)."""
+the context's zone (Polars' zone rules), the unknown lines, the constant columns of the events
+table, and the syslog state carried between batches (under the keys the Polars envelope, syslog.py,
+keeps, so a checkpoint reads the same whichever parser wrote it)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from msgtrace.ingest.formats import Parsed, ParserFailed
 from msgtrace.ingest.formats.context import ParseContext, organization_column
 from msgtrace.ingest.formats.syslog import wall_to_utc
 from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
@@ -19,6 +22,75 @@ from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
 _EPOCH = dt.datetime(1970, 1, 1)
 _US = dt.timedelta(microseconds=1)
 _TYPES = {"str": pa.string_view(), "i64": pa.int64(), "f64": pa.float64(), "bool": pa.bool_()}
+
+
+def parse(
+    core: Callable[[bytes, list[bytes], bytes, dict[str, Any]], dict[str, Any]],
+    lines: pl.DataFrame,
+    ctx: ParseContext,
+    name: str,
+    state_in: Callable[[ParseContext], dict],
+    state_out: Callable[[ParseContext, dict], None],
+) -> Parsed:
+    """One batch through a compiled parser `core`: its input, the state carried in and out
+    (state_in, state_out), and its output as events and unknown lines."""
+    views, buffers = arrow_views(lines.get_column("line"))
+    try:
+        out = core(views, buffers, line_numbers(lines), state_in(ctx))
+    except ValueError as e:
+        raise ParserFailed(str(e)) from None
+    state_out(ctx, out)
+    events = frame(out)
+    unknown_rows = rows(out["unknown"])
+    unknown = (
+        lines.select("line_no", "line")[unknown_rows] if unknown_rows.len() else lines.select("line_no", "line").clear()
+    )
+    events = events.with_columns(utc_expr(ctx).alias("time"))
+    if events.get_column("time").null_count():
+        # a wall time the zone skips by more than an hour (no instant reads it): no time, unknown
+        lost = events.filter(pl.col("time").is_null()).get_column("line_no").unique()
+        events = events.filter(pl.col("time").is_not_null())
+        more = lines.select("line_no", "line").filter(pl.col("line_no").is_in(lost.implode()))
+        unknown = pl.concat([unknown, more]).sort("line_no")
+    return Parsed(events=finish(events.drop("_local", "_utc", "_second"), ctx, name), unknown=unknown)
+
+
+def micros(value: object) -> int | None:
+    """A naive datetime of the carried state as microseconds since the epoch (what Rust reads)."""
+    return (value - _EPOCH) // _US if isinstance(value, dt.datetime) else None
+
+
+def wall_time(us: int) -> dt.datetime:
+    """The inverse of micros."""
+    return _EPOCH + us * _US
+
+
+def syslog_state_in(ctx: ParseContext) -> dict:
+    """The syslog envelope's carried state (ctx.state["syslog"]: year inference, latest wall time)
+    and the year or reference date, as the compiled parsers read them."""
+    syslog = ctx.state.get("syslog", {})
+    state = {
+        "year": ctx.year,
+        "last_month": syslog.get("last_month") or 0,
+        "rollovers": syslog.get("rollovers", 0),
+        "max_local": micros(syslog.get("max_local")),
+    }
+    if ctx.year is None:
+        ref = ctx.reference_local()
+        state.update(reference_year=ref.year, reference_ordinal=ref.month * 100 + ref.day + 1)
+    return state
+
+
+def syslog_state_out(ctx: ParseContext, out: dict) -> None:
+    """The syslog envelope's state for the next batch, under the keys syslog.py keeps."""
+    if ctx.year is not None:
+        syslog = ctx.state.setdefault("syslog", {})
+        if out["months_seen"]:
+            syslog["last_month"], syslog["rollovers"] = out["last_month"], out["rollovers"]
+    if ctx.timezone != "UTC":
+        ctx.state.setdefault("syslog", {})
+    if out["max_local"] is not None:
+        ctx.state.setdefault("syslog", {})["max_local"] = wall_time(out["max_local"])
 
 
 def arrow_views(line: pl.Series) -> tuple[bytes, list[bytes]]:
@@ -84,30 +156,3 @@ def rows(data: bytes) -> pl.Series:
     """Row numbers handed back as one int64 buffer (a log of foreign lines is all unknown: no list per line)."""
     return pl.Series("row", np.frombuffer(data, dtype=np.int64))
 
-
-def syslog_state_in(ctx: ParseContext) -> dict:
-    """What a syslog parser needs of the context and of the syslog state carried from the last batch."""
-    syslog = ctx.state.get("syslog", {})
-    max_local = syslog.get("max_local")
-    state = {
-        "year": ctx.year,
-        "last_month": syslog.get("last_month") or 0,
-        "rollovers": syslog.get("rollovers", 0),
-        "max_local": (max_local - _EPOCH) // _US if isinstance(max_local, dt.datetime) else None,
-    }
-    if ctx.year is None:
-        ref = ctx.reference_local()
-        state.update(reference_year=ref.year, reference_ordinal=ref.month * 100 + ref.day + 1)
-    return state
-
-
-def syslog_state_out(ctx: ParseContext, out: dict) -> None:
-    """The syslog state for the next batch, as the Polars envelope leaves it."""
-    if ctx.year is not None:
-        syslog = ctx.state.setdefault("syslog", {})
-        if out["months_seen"]:
-            syslog["last_month"], syslog["rollovers"] = out["last_month"], out["rollovers"]
-    if ctx.timezone != "UTC":
-        ctx.state.setdefault("syslog", {})
-    if out["max_local"] is not None:
-        ctx.state.setdefault("syslog", {})["max_local"] = _EPOCH + out["max_local"] * _US

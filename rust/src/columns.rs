@@ -179,6 +179,17 @@ impl Validity {
     }
 }
 
+// Emptied for reuse, the allocations kept: a parser that keeps its columns from one batch to the
+// next writes into memory already mapped, not fresh pages the kernel must zero first.
+
+impl Validity {
+    pub fn clear(&mut self) {
+        self.bits.clear();
+        self.len = 0;
+        self.nulls = 0;
+    }
+}
+
 impl StrCol {
     /// Appends another column's rows (its long texts' views moved to where its data lands);
     /// false, nothing appended, when the column's text would pass 4 GiB.
@@ -210,6 +221,12 @@ impl StrCol {
         self.valid.extend_from(&other.valid);
         true
     }
+
+    pub fn clear(&mut self) {
+        self.views.clear();
+        self.data.clear();
+        self.valid.clear();
+    }
 }
 
 impl<T: Number> NumCol<T> {
@@ -217,5 +234,16 @@ impl<T: Number> NumCol<T> {
     pub fn append(&mut self, other: &Self) {
         self.values.extend_from_slice(&other.values);
         self.valid.extend_from(&other.valid);
+    }
+
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.valid.clear();
+    }
+}
+
+impl BoolCol {
+    pub fn clear(&mut self) {
+        self.bits.clear();
     }
 }

@@ -18,10 +18,12 @@ mod correlate;
 mod correlate_py;
 mod csvsplit;
 mod exchange;
-mod isotime;
+mod exim;
 mod fxhash;
+mod isotime;
 mod postfix;
 mod sendmail;
+mod spam;
 mod syslog;
 mod traceid;
 
@@ -35,7 +37,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use columns::{BoolCol, F64Col, I64Col, StrCol};
 use postfix::{Event, Line, Sessions};
-use syslog::{Stamp, YearState, Years};
+use syslog::{Stamp, Years};
 
 /// A fall-back hour line is in the second pass when this far behind the latest wall time before it.
 const SECOND_PASS_MICROS: i64 = 10 * 60 * 1_000_000;
@@ -188,21 +190,13 @@ fn parse(
     let mut parser = postfix::Parser::new();
     let mut out = Out::new(rows / 2);
     let mut unknown = Vec::new();
-    let mut years = match carried.year {
-        Some(year) => Years::Given {
-            year,
-            state: YearState {
-                last_month: carried.last_month,
-                rollovers: carried.rollovers,
-            },
-            prev: carried.last_month,
-            seen: false,
-        },
-        None => Years::Reference {
-            year: carried.reference_year,
-            ordinal: carried.reference_ordinal,
-        },
-    };
+    let mut years = Years::carried(
+        carried.year,
+        carried.reference_year,
+        carried.reference_ordinal,
+        carried.last_month,
+        carried.rollovers,
+    );
     let mut running = carried.max_local;
     // the carried sessions first (their client= was in an earlier batch)
     let carried_keys: Vec<OpenSession> = carried
@@ -290,10 +284,7 @@ fn parse(
     } else {
         Some(still_open(&carried_keys, &sessions))
     };
-    let (months_seen, last_month, rollovers) = match &years {
-        Years::Given { state, seen, .. } => (*seen, state.last_month, state.rollovers),
-        Years::Reference { .. } => (false, 0, 0),
-    };
+    let (months_seen, last_month, rollovers) = years.outcome();
     Ok(Parsed {
         out,
         unknown,
@@ -397,83 +388,23 @@ fn fixed_column<'py>(
     )
 }
 
-/// Parse a batch of Postfix syslog lines.
-///
-/// views, buffers: the lines as an Arrow string_view column (16 bytes a line, and the data
-/// buffers the long ones point into: what Polars hands out without a copy); line_nos: little-endian int64 line numbers; state: a dict with year (int or None),
-/// reference_year, reference_ordinal, last_month, rollovers, max_local (naive local microseconds
-/// or None) and sessions (list of [host, program, pid, queue_id]).
-/// Returns a dict: columns (name, kind, len, null_count, validity, values or views, data),
-/// unknown (int64 rows), and the state keys updated.
-#[pyfunction]
-fn parse_postfix<'py>(
-    py: Python<'py>,
-    views: &PyBytes,
-    buffers: &PyList,
-    line_nos: &PyBytes,
-    state: &PyDict,
-) -> PyResult<&'py PyDict> {
-    let get = |k: &str| state.get_item(k);
-    let int = |k: &str, default: i64| -> PyResult<i64> {
-        match get(k) {
-            Some(v) if !v.is_none() => v.extract(),
-            _ => Ok(default),
-        }
-    };
-    let sessions: Vec<[Option<String>; 4]> = match get("sessions") {
-        Some(v) if !v.is_none() => {
-            let list: &PyList = v.downcast()?;
-            let mut out = Vec::with_capacity(list.len());
-            for item in list.iter() {
-                let row: Vec<Option<String>> = item.extract()?;
-                let mut it = row.into_iter();
-                out.push([
-                    it.next().flatten(),
-                    it.next().flatten(),
-                    it.next().flatten(),
-                    it.next().flatten(),
-                ]);
-            }
-            out
-        }
-        _ => Vec::new(),
-    };
-    let carried = Carried {
-        year: match get("year") {
-            Some(v) if !v.is_none() => Some(v.extract()?),
-            _ => None,
-        },
-        reference_year: int("reference_year", 1970)?,
-        reference_ordinal: int("reference_ordinal", 102)?,
-        last_month: int("last_month", 0)?,
-        rollovers: int("rollovers", 0)?,
-        max_local: match get("max_local") {
-            Some(v) if !v.is_none() => Some(v.extract()?),
-            _ => None,
-        },
-        sessions,
-    };
-    let buffers: Vec<&[u8]> = buffers
-        .iter()
-        .map(|b| b.downcast::<PyBytes>().map(PyBytes::as_bytes))
-        .collect::<Result<_, _>>()?;
-    let views = views.as_bytes();
-    let line_nos = le_i64(line_nos.as_bytes());
-    let at = AtomicUsize::new(0);
+/// Runs one batch's parse with the GIL released, timed; its input error, or the panic of a bug,
+/// becomes the ValueError the wrappers raise as ParserFailed, naming the line it happened on.
+fn run_batch<T: Send>(
+    py: Python<'_>,
+    parser: &str,
+    line_nos: &[i64],
+    at: &AtomicUsize,
+    f: impl FnOnce() -> Result<T, String> + Send,
+) -> PyResult<(T, f64)> {
     let started = std::time::Instant::now();
-    let result = py.allow_threads(|| {
-        catch_unwind(AssertUnwindSafe(|| {
-            parse(views, &buffers, &line_nos, &carried, &at)
-        }))
-    });
+    let result = py.allow_threads(|| catch_unwind(AssertUnwindSafe(f)));
     let parse_seconds = started.elapsed().as_secs_f64();
-    let parsed = match result {
-        Ok(Ok(p)) => p,
-        Ok(Err(msg)) => {
-            return Err(PyValueError::new_err(format!(
-                "the Postfix parser cannot read its input: {msg}"
-            )))
-        }
+    match result {
+        Ok(Ok(p)) => Ok((p, parse_seconds)),
+        Ok(Err(msg)) => Err(PyValueError::new_err(format!(
+            "the {parser} parser cannot read its input: {msg}"
+        ))),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<String>()
@@ -484,12 +415,22 @@ fn parse_postfix<'py>(
             let no = line_nos
                 .get(row)
                 .map_or_else(|| "?".to_string(), |n| n.to_string());
-            return Err(PyValueError::new_err(format!(
-                "the Postfix parser failed on line {no} (row {row} of the batch): {what}"
-            )));
+            Err(PyValueError::new_err(format!(
+                "the {parser} parser failed on line {no} (row {row} of the batch): {what}"
+            )))
         }
-    };
-    let o = &parsed.out;
+    }
+}
+
+/// What every parser returns of a batch: rows, parse_seconds, columns (the events' columns as
+/// (name, kind, len, null_count, validity, values or views, data) tuples) and unknown (the
+/// unknown lines' rows as little-endian int64); the caller adds the state it carries.
+fn batch_result<'py>(
+    py: Python<'py>,
+    o: &Out,
+    unknown: &[i64],
+    parse_seconds: f64,
+) -> PyResult<&'py PyDict> {
     let cols = PyList::empty(py);
     cols.append(fixed_column(
         py,
@@ -553,12 +494,78 @@ fn parse_postfix<'py>(
     out.set_item("rows", o.line_no.values.len())?;
     out.set_item("parse_seconds", parse_seconds)?;
     out.set_item("columns", cols)?;
-    let unknown: Vec<u8> = parsed
-        .unknown
-        .iter()
-        .flat_map(|r| r.to_le_bytes())
-        .collect();
+    let unknown: Vec<u8> = unknown.iter().flat_map(|r| r.to_le_bytes()).collect();
     out.set_item("unknown", PyBytes::new(py, &unknown))?;
+    Ok(out)
+}
+
+/// Parse a batch of Postfix syslog lines.
+///
+/// views, buffers: the lines as an Arrow string_view column (16 bytes a line, and the data
+/// buffers the long ones point into: what Polars hands out without a copy); line_nos: little-endian int64 line numbers; state: a dict with year (int or None),
+/// reference_year, reference_ordinal, last_month, rollovers, max_local (naive local microseconds
+/// or None) and sessions (list of [host, program, pid, queue_id]).
+/// Returns a dict: columns (name, kind, len, null_count, validity, values or views, data),
+/// unknown (int64 rows), and the state keys updated.
+#[pyfunction]
+fn parse_postfix<'py>(
+    py: Python<'py>,
+    views: &PyBytes,
+    buffers: &PyList,
+    line_nos: &PyBytes,
+    state: &PyDict,
+) -> PyResult<&'py PyDict> {
+    let get = |k: &str| state.get_item(k);
+    let int = |k: &str, default: i64| -> PyResult<i64> {
+        match get(k) {
+            Some(v) if !v.is_none() => v.extract(),
+            _ => Ok(default),
+        }
+    };
+    let sessions: Vec<[Option<String>; 4]> = match get("sessions") {
+        Some(v) if !v.is_none() => {
+            let list: &PyList = v.downcast()?;
+            let mut out = Vec::with_capacity(list.len());
+            for item in list.iter() {
+                let row: Vec<Option<String>> = item.extract()?;
+                let mut it = row.into_iter();
+                out.push([
+                    it.next().flatten(),
+                    it.next().flatten(),
+                    it.next().flatten(),
+                    it.next().flatten(),
+                ]);
+            }
+            out
+        }
+        _ => Vec::new(),
+    };
+    let carried = Carried {
+        year: match get("year") {
+            Some(v) if !v.is_none() => Some(v.extract()?),
+            _ => None,
+        },
+        reference_year: int("reference_year", 1970)?,
+        reference_ordinal: int("reference_ordinal", 102)?,
+        last_month: int("last_month", 0)?,
+        rollovers: int("rollovers", 0)?,
+        max_local: match get("max_local") {
+            Some(v) if !v.is_none() => Some(v.extract()?),
+            _ => None,
+        },
+        sessions,
+    };
+    let buffers: Vec<&[u8]> = buffers
+        .iter()
+        .map(|b| b.downcast::<PyBytes>().map(PyBytes::as_bytes))
+        .collect::<Result<_, _>>()?;
+    let views = views.as_bytes();
+    let line_nos = le_i64(line_nos.as_bytes());
+    let at = AtomicUsize::new(0);
+    let (parsed, parse_seconds) = run_batch(py, "Postfix", &line_nos, &at, || {
+        parse(views, &buffers, &line_nos, &carried, &at)
+    })?;
+    let out = batch_result(py, &parsed.out, &parsed.unknown, parse_seconds)?;
     out.set_item("months_seen", parsed.months_seen)?;
     out.set_item("last_month", parsed.last_month)?;
     out.set_item("rollovers", parsed.rollovers)?;
@@ -576,6 +583,19 @@ fn parse_postfix<'py>(
     Ok(out)
 }
 
+/// Parse a batch of Exim mainlog lines (bare, syslog- or journald-prefixed): the arguments and
+/// the result as parse_postfix's, the state with exim_max_local, host and aliases (rust/src/exim.rs).
+#[pyfunction]
+fn parse_exim<'py>(
+    py: Python<'py>,
+    views: &PyBytes,
+    buffers: &PyList,
+    line_nos: &PyBytes,
+    state: &PyDict,
+) -> PyResult<&'py PyDict> {
+    exim::py_parse(py, views, buffers, line_nos, state)
+}
+
 #[pymodule]
 fn _core(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_postfix, m)?)?;
@@ -583,5 +603,6 @@ fn _core(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(correlate_py::message_trace_ids, m)?)?;
     m.add_function(wrap_pyfunction!(exchange::parse_exchange, m)?)?;
     m.add_function(wrap_pyfunction!(sendmail::parse_sendmail, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_exim, m)?)?;
     Ok(())
 }

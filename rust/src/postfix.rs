@@ -12,6 +12,7 @@ use memchr::memmem;
 use regex::Regex;
 
 use crate::fxhash::FxMap;
+use crate::spam::Spam;
 use crate::syslog::chars;
 
 pub const DETAIL_MAX: usize = 300;
@@ -43,9 +44,7 @@ pub struct Patterns {
     noise: Regex,
     trailer: Regex,
     names: Regex,
-    spam_addr: Regex,
-    spam: Regex,
-    spam_ascii: Regex,
+    spam: Spam,
     ip_literal: Regex,
     reject_host_ip: Regex,
     postscreen_ip: Regex,
@@ -91,17 +90,7 @@ impl Patterns {
                 r"; from=<[^>]*>,?(?: to=<[^>]*>,?)?(?: proto=[A-Z]+,?)?(?: helo=<[^>]*>)?",
             ),
             names: re(r"<[^>]*>|[^\s\[]*\[[^\]]*\]"),
-            spam_addr: re(r"<[^>]*>|\S+@\S+"),
-            // on ASCII text an ASCII word boundary is the Unicode one, and lets the regex run as a
-            // DFA (a Unicode \b makes it simulate the NFA: several times slower)
-            spam_ascii: re(concat!(
-                r"(?i)spam|blocked using|block ?list|black ?list|dnsbl|dnslist|(?-u:\b)rbl(?-u:\b)|spamcop|barracudacentral",
-                r"|sorbs|uceprotect|junk|(?-u:\b)UBE(?-u:\b)|bulk mail|listed (?:at|in|on|by) |realtime blackhole"
-            )),
-            spam: re(concat!(
-                r"(?i)spam|blocked using|block ?list|black ?list|dnsbl|dnslist|\brbl\b|spamcop|barracudacentral",
-                r"|sorbs|uceprotect|junk|\bUBE\b|bulk mail|listed (?:at|in|on|by) |realtime blackhole"
-            )),
+            spam: Spam::new(),
             ip_literal: re(r"^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)$"),
             reject_host_ip: re(
                 r"(?:from|RCPT from|MAIL from|END-OF-MESSAGE from|DATA from) ([^\[\s,]*)\[([^\]]*)\]",
@@ -778,17 +767,7 @@ impl Parser {
         let has_envelope = contains(text, "; from=<");
         let status = if has_envelope {
             let named = p.names.replace_all(&reason, "");
-            let plain = p.spam_addr.replace_all(&named, "");
-            let spam = if plain.is_ascii() {
-                &p.spam_ascii
-            } else {
-                &p.spam
-            };
-            Some(if spam.is_match(&plain) {
-                "FilteredAsSpam"
-            } else {
-                "None"
-            })
+            Some(p.spam.status(&named))
         } else {
             None
         };

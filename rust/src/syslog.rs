@@ -473,3 +473,39 @@ impl Years {
         }
     }
 }
+
+impl Years {
+    /// The inference as a batch starts: ctx.year with the carried last month and rollovers, or
+    /// (no year given) the reference date's year and month*100 + day + 1.
+    pub fn carried(
+        year: Option<i64>,
+        reference_year: i64,
+        reference_ordinal: i64,
+        last_month: i64,
+        rollovers: i64,
+    ) -> Self {
+        match year {
+            Some(year) => Years::Given {
+                year,
+                state: YearState {
+                    last_month,
+                    rollovers,
+                },
+                prev: last_month,
+                seen: false,
+            },
+            None => Years::Reference {
+                year: reference_year,
+                ordinal: reference_ordinal,
+            },
+        }
+    }
+
+    /// What the batch carries on: (a month was seen, the last month, the rollovers).
+    pub fn outcome(&self) -> (bool, i64, i64) {
+        match self {
+            Years::Given { state, seen, .. } => (*seen, state.last_month, state.rollovers),
+            Years::Reference { .. } => (false, 0, 0),
+        }
+    }
+}

@@ -1,6 +1,6 @@
-"""A compiled parser (on the production path) against the Polars parser it replaced (kept in
-tests/polars_<format>.py as the reference): both over the same lines in the same batches, with
-equal contexts; events, unknown lines and the carried state must be equal."""
+"""What the equivalence tests of the compiled parsers share (tests/test_<format>_rust.py): both
+parsers over the same lines in the same batches, and their events, unknown lines and carried
+state compared."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import pytest
 from msgtrace.ingest.formats.context import ParseContext
 
 
-def frame(lines: list[str], first: int = 0) -> pl.DataFrame:
+def frame(lines: list[str], first: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
     return pl.DataFrame(
         {"line_no": range(first, first + len(lines)), "line": lines}, schema={"line_no": pl.Int64, "line": pl.String}
     )
 
 
 def _sorted(events: pl.DataFrame) -> pl.DataFrame:
-    # the parsers emit a batch's events in different orders (line order; grouped by kind)
+    # one line may give two events in either order, and a reference may group its events by kind
     return events.sort(events.columns, nulls_last=True)
 
 
@@ -37,13 +37,13 @@ def run(module: ModuleType, lines: list[str], cuts: list[int], ctx: ParseContext
 
 
 def assert_same(
-    compiled: ModuleType, polars_parser: ModuleType, lines: list[str], cuts: list[int] = (), **context: object
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+    compiled: ModuleType, reference: ModuleType, lines: list[str], cuts: list[int] = (), /, **context: object
+) -> pl.DataFrame:
     """Both parsers over `lines` in batches cut at `cuts`, with ParseContext(**context); the
-    compiled one's events and unknown lines."""
+    compiled parser's events and unknown lines."""
     ctx_rust, ctx_ref = ParseContext(**context), ParseContext(**context)  # type: ignore[arg-type]
     ev_rust, unk_rust = run(compiled, lines, list(cuts), ctx_rust)
-    ev_ref, unk_ref = run(polars_parser, lines, list(cuts), ctx_ref)
+    ev_ref, unk_ref = run(reference, lines, list(cuts), ctx_ref)
     assert ev_rust.schema == ev_ref.schema
     got, want = _sorted(ev_rust), _sorted(ev_ref)
     if not got.equals(want):
@@ -59,8 +59,8 @@ def assert_same(
     return ev_rust, unk_rust
 
 
-def cuts(n: int) -> list[int]:
-    """A few places to cut a log of n lines into batches."""
+def thirds(n: int) -> list[int]:
+    """Three cuts through a log of n lines."""
     return sorted({n // 3, n // 2, (2 * n) // 3} - {0, n}) if n > 3 else []
 
 
