@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
+from msgtrace.ingest.corebuffers import frame, line_views
 from msgtrace.ingest.formats import Parsed, ParserFailed
 from msgtrace.ingest.formats.context import ParseContext, organization_column
 from msgtrace.ingest.formats.syslog import wall_to_utc
@@ -21,7 +21,6 @@ from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _US = dt.timedelta(microseconds=1)
-_TYPES = {"str": pa.string_view(), "i64": pa.int64(), "f64": pa.float64(), "bool": pa.bool_()}
 
 
 def parse(
@@ -34,13 +33,13 @@ def parse(
 ) -> Parsed:
     """One batch through a compiled parser `core`: its input, the state carried in and out
     (state_in, state_out), and its output as events and unknown lines."""
-    views, buffers = arrow_views(lines.get_column("line"))
+    views, buffers = line_views(lines.get_column("line"))
     try:
         out = core(views, buffers, line_numbers(lines), state_in(ctx))
     except ValueError as e:
         raise ParserFailed(str(e)) from None
     state_out(ctx, out)
-    events = frame(out)
+    events = frame(out["columns"])
     unknown_rows = rows(out["unknown"])
     unknown = (
         lines.select("line_no", "line")[unknown_rows] if unknown_rows.len() else lines.select("line_no", "line").clear()
@@ -93,37 +92,6 @@ def syslog_state_out(ctx: ParseContext, out: dict) -> None:
         ctx.state.setdefault("syslog", {})["max_local"] = wall_time(out["max_local"])
 
 
-def arrow_views(line: pl.Series) -> tuple[bytes, list[bytes]]:
-    """The lines' string views (16 bytes a line) and the data buffers the long ones point into."""
-    # Polars' own string layout (views), as it hands it out without a copy; a slice of a larger
-    # frame (the pipeline halves failing batches) starts its views at text.offset
-    text = line.to_arrow(compat_level=pl.CompatLevel.newest())
-    if text.type != pa.string_view():
-        text = text.cast(pa.string_view())
-    _, views, *data = text.buffers()
-    first, n = text.offset, len(text)
-    view_bytes = views.to_pybytes()[first * 16 : (first + n) * 16] if views is not None else b""
-    return view_bytes, [b.to_pybytes() for b in data]
-
-
-def frame(out: dict) -> pl.DataFrame:
-    """The Rust side's columns (Arrow buffers) as a frame, without a copy on the Python side."""
-    arrays, names = [], []
-    for name, kind, n, nulls, validity, values, data in out["columns"]:
-        valid = pa.py_buffer(validity) if nulls else None
-        if kind == "bool":  # bit-packed values in the validity slot's layout, never null
-            buffers = [None, pa.py_buffer(values)]
-        elif kind == "str":  # views, then the one buffer of the texts longer than 12 bytes
-            buffers = [valid, pa.py_buffer(values), pa.py_buffer(data)]
-        else:
-            buffers = [valid, pa.py_buffer(values)]
-        arrays.append(pa.Array.from_buffers(_TYPES[kind], n, buffers, null_count=nulls))
-        names.append(name)
-    df = pl.from_arrow(pa.Table.from_arrays(arrays, names=names))
-    assert isinstance(df, pl.DataFrame)
-    return df
-
-
 def utc_expr(ctx: ParseContext) -> pl.Expr:
     """Event times in UTC: as logged where the stamp names an offset, else the wall time in ctx.timezone."""
     utc = pl.col("_utc").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
@@ -155,4 +123,3 @@ def line_numbers(lines: pl.DataFrame) -> bytes:
 def rows(data: bytes) -> pl.Series:
     """Row numbers handed back as one int64 buffer (a log of foreign lines is all unknown: no list per line)."""
     return pl.Series("row", np.frombuffer(data, dtype=np.int64))
-

@@ -35,9 +35,9 @@ import numpy as np
 import polars as pl
 
 from msgtrace import _core
+from msgtrace.ingest.corebuffers import frame, line_views
 from msgtrace.ingest.formats import Parsed, ParserFailed
 from msgtrace.ingest.formats.context import ParseContext, organization_column
-from msgtrace.ingest.formats.core_frame import frame, line_views
 from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
 
 NAME = "exchange"

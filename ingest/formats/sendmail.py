@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from msgtrace import _core
+from msgtrace.ingest.corebuffers import frame, line_views
 from msgtrace.ingest.formats import Parsed, ParserFailed
 from msgtrace.ingest.formats import compiled as cp
 from msgtrace.ingest.formats.context import ParseContext
@@ -46,13 +47,13 @@ def detect(sample: list[str]) -> bool:
 def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     """Sendmail syslog lines -> events (receive, deliver, handoff, bounce, reject, hold, info) and unknown lines."""
     try:
-        views, buffers = cp.arrow_views(lines.get_column("line"))
+        views, buffers = line_views(lines.get_column("line"))
         out = _core.parse_sendmail(views, buffers, cp.line_numbers(lines), cp.syslog_state_in(ctx))
     except ValueError as e:
         raise ParserFailed(str(e)) from None
     cp.syslog_state_out(ctx, out)
     src = lines.select("line_no", "line")
-    events = cp.frame(out).with_columns(cp.utc_expr(ctx).alias("time"))
+    events = frame(out["columns"]).with_columns(cp.utc_expr(ctx).alias("time"))
     unknown_rows = cp.rows(out["unknown"])
     unknown = src[unknown_rows] if unknown_rows.len() else src.clear()
     # A wall time the zone skips by more than an hour (no instant reads it) makes the line no

@@ -1,9 +1,11 @@
-//! msgtrace._core: the Postfix parser in compiled code (issue 16).
+//! msgtrace._core: the parsers and the correlator in compiled code (issue 16).
 //!
-//! `parse_postfix` takes a batch's lines as the Arrow buffers of a large_string column (UTF-8
-//! data and 64-bit offsets), reads every line once (the syslog envelope, then the Postfix or
-//! amavis handlers) and returns the events as Arrow buffers, the rows of the unknown lines and
-//! the state to carry to the next batch. ingest/formats/postfix.py assembles the frame.
+//! `parse_postfix` (here), `parse_exim` (exim.rs), `parse_sendmail` (sendmail.rs) and
+//! `parse_exchange` (exchange.rs) take a batch's lines as Polars' string views and data buffers,
+//! read every line once (the syslog envelope or the format's own, then the handlers) and return
+//! the events as Arrow buffers, the rows of the unknown lines and the state to carry to the next
+//! batch; ingest/formats/compiled.py assembles the frame. `correlate_events` (correlate_py.rs)
+//! joins events into message rows, `message_trace_ids` (traceid.rs) hashes their ids.
 //!
 //! No line can make it panic on purpose (every slice is taken with .get()); should a bug do it,
 //! the panic is caught and raised as a ValueError naming the line.
