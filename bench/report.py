@@ -52,6 +52,15 @@ def write_report(r: dict, path: Path) -> None:
         f"{r['machine']['python']}, Polars {r['machine']['polars']}. Numbers are from one run; compare them as "
         "ratios within the run. `make bench-quick` uses smaller inputs.",
         "",
+        *(
+            [
+                f"Section 1 is from `make bench-ingest` at {r['when']}; the other sections are kept from the "
+                f"full run of {r['others_when']} (the ingest is what changed since).",
+                "",
+            ]
+            if r.get("others_when")
+            else []
+        ),
         "## 1. Ingest (parse, correlate, write), generated logs",
         "",
         "| format | lines | seconds | lines/s | MB/s | peak RSS | `grep -cE` (x slower) | target |",

@@ -377,6 +377,8 @@ def main() -> None:
     if args.ingest_only:
         last = json.loads((ROOT / "bench" / "results.json").read_text())
         results.update({k: v for k, v in last.items() if k not in results and k != "parse"})
+        # when the kept sections were measured (an earlier --ingest-only run passes it on)
+        results["others_when"] = last.get("others_when") or last["when"]
         bench_ingest(cfg, results)
         save()
         print("Wrote section 1 of BENCHMARKS.md and bench/results.json (the other sections are the last run's).")
