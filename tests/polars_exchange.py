@@ -36,9 +36,9 @@ import polars as pl
 import pyarrow as pa
 
 from msgtrace.ingest.formats import Parsed
-from msgtrace.ingest.formats.common import SPAM_REASON, clip
 from msgtrace.ingest.formats.context import ParseContext, organization_expr
 from msgtrace.ingest.schema import EVENT_SCHEMA, conform
+from tests.polars_common import SPAM_REASON, clip
 
 NAME = "exchange"
 

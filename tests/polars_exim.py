@@ -20,10 +20,10 @@ from collections.abc import Callable
 import polars as pl
 
 from msgtrace.ingest.formats import Parsed
-from msgtrace.ingest.formats import syslog as sl
-from msgtrace.ingest.formats.common import DETAIL_MAX, reject_status, tail_from
 from msgtrace.ingest.formats.context import ParseContext, organization_column
 from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
+from tests import polars_syslog as sl
+from tests.polars_common import DETAIL_MAX, reject_status, tail_from
 
 NAME = "exim"
 

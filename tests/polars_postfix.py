@@ -22,10 +22,10 @@ from __future__ import annotations
 import polars as pl
 
 from msgtrace.ingest.formats import Parsed
-from msgtrace.ingest.formats.common import clip, from_byte, ip_or_null, reject_status
 from msgtrace.ingest.formats.context import ParseContext, organization_column
-from msgtrace.ingest.formats.syslog import split
 from msgtrace.ingest.schema import EVENT_SCHEMA, conform
+from tests.polars_common import clip, from_byte, ip_or_null, reject_status
+from tests.polars_syslog import split
 
 NAME = "postfix"
 

@@ -15,10 +15,10 @@ from collections.abc import Callable
 import polars as pl
 
 from msgtrace.ingest.formats import Parsed
-from msgtrace.ingest.formats import syslog as sl
-from msgtrace.ingest.formats.common import DETAIL_MAX, from_byte, spam_reason, tail_from
 from msgtrace.ingest.formats.context import ParseContext, organization_column
 from msgtrace.ingest.schema import EVENT_SCHEMA, conform
+from tests import polars_syslog as sl
+from tests.polars_common import DETAIL_MAX, from_byte, spam_reason, tail_from
 
 NAME = "sendmail"
 

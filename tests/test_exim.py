@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from msgtrace.ingest.formats import ParseContext, exim
-from msgtrace.ingest.formats.common import DETAIL_MAX
 from msgtrace.ingest.schema import EVENT_SCHEMA, KINDS, STATUSES
 from tests.golden import MESSAGE_COLUMNS, check_golden, golden_path
+from tests.polars_common import DETAIL_MAX
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "exim"
 CASES = sorted(p.stem for p in FIXTURES.glob("*.log"))

@@ -14,8 +14,8 @@ import polars as pl
 
 from msgtrace.ingest.formats import postfix
 from msgtrace.ingest.formats.context import ParseContext
-from msgtrace.ingest.formats.syslog import split
 from tests import polars_postfix
+from tests.polars_syslog import split
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 6, 13, 10, 0, tzinfo=UTC)

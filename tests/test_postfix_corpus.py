@@ -18,10 +18,10 @@ import pytest
 
 from msgtrace.ingest.formats import postfix
 from msgtrace.ingest.formats.context import ParseContext
-from msgtrace.ingest.formats.syslog import split
 from msgtrace.ingest.pipeline import IngestOptions, IngestReport, ingest_paths
 from msgtrace.ingest.schema import STATUSES
 from tests.conftest import CORPUS
+from tests.polars_syslog import split
 from tests.test_postfix import read_table
 
 PF = CORPUS / "postfix"

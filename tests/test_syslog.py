@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from msgtrace.ingest.formats.context import ParseContext
-from msgtrace.ingest.formats.syslog import split
 from msgtrace.ingest.pipeline import IngestOptions, ingest_paths
+from tests.polars_syslog import split
 
 UTC = dt.UTC
 TAIL = " mx1 postfix/qmgr[900]: 3F1A22C01: removed"

@@ -1,7 +1,7 @@
 """What the wrappers of the compiled parsers (msgtrace._core) share: the lines handed over as
 Arrow string views without a copy, the returned Arrow buffers made a frame, wall times to UTC in
 the context's zone (Polars' zone rules), the unknown lines, the constant columns of the events
-table, and the syslog state carried between batches (under the keys the Polars envelope, syslog.py,
+table, and the syslog state carried between batches (under the keys the Polars envelope, tests/polars_syslog.py,
 keeps, so a checkpoint reads the same whichever parser wrote it)."""
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import polars as pl
 from msgtrace.ingest.corebuffers import frame, line_views
 from msgtrace.ingest.formats import Parsed, ParserFailed
 from msgtrace.ingest.formats.context import ParseContext, organization_column
-from msgtrace.ingest.formats.syslog import wall_to_utc
 from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
 
 _EPOCH = dt.datetime(1970, 1, 1)
@@ -81,7 +80,7 @@ def syslog_state_in(ctx: ParseContext) -> dict:
 
 
 def syslog_state_out(ctx: ParseContext, out: dict) -> None:
-    """The syslog envelope's state for the next batch, under the keys syslog.py keeps."""
+    """The syslog envelope's state for the next batch, under the keys tests/polars_syslog.py keeps."""
     if ctx.year is not None:
         syslog = ctx.state.setdefault("syslog", {})
         if out["months_seen"]:
@@ -90,6 +89,17 @@ def syslog_state_out(ctx: ParseContext, out: dict) -> None:
         ctx.state.setdefault("syslog", {})
     if out["max_local"] is not None:
         ctx.state.setdefault("syslog", {})["max_local"] = wall_time(out["max_local"])
+
+
+def wall_to_utc(local: pl.Expr, second_pass: pl.Expr, tz: str) -> pl.Expr:
+    """Naive wall times in zone `tz` -> UTC: the later instant of a repeated hour where `second_pass`,
+    else the earlier; a time in a skipped hour is read in the offset before the change."""
+    earliest = local.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+    latest = local.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")
+    shifted = (local + pl.duration(hours=1)).dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+    gap = shifted  # 02:30 in a skipped hour is 03:30 new offset, the same instant as 02:30 old offset
+    value = pl.when(second_pass).then(latest).otherwise(earliest)
+    return pl.coalesce(value, gap).dt.convert_time_zone("UTC")
 
 
 def utc_expr(ctx: ParseContext) -> pl.Expr:

@@ -43,7 +43,7 @@ def _state_in(ctx: ParseContext) -> dict:
 
 
 def _state_out(ctx: ParseContext, out: dict) -> None:
-    """The state for the next batch, under the keys the Polars envelope (syslog.py) keeps too."""
+    """The state for the next batch, under the keys the Polars envelope (tests/polars_syslog.py) keeps too."""
     compiled.syslog_state_out(ctx, out)
     sessions = ctx.state.setdefault(NAME, {})
     if out["sessions"] is not None:  # None: no smtpd session line in the batch, the carried stay open

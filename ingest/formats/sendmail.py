@@ -26,8 +26,8 @@ from msgtrace import _core
 from msgtrace.ingest.corebuffers import frame, line_views
 from msgtrace.ingest.formats import Parsed, ParserFailed
 from msgtrace.ingest.formats import compiled as cp
+from msgtrace.ingest.formats.compiled import wall_to_utc
 from msgtrace.ingest.formats.context import ParseContext
-from msgtrace.ingest.formats.syslog import wall_to_utc
 
 NAME = "sendmail"
 

@@ -1,4 +1,7 @@
-"""The syslog envelope shared by Postfix, Sendmail and syslog-forwarded Exim lines.
+"""The Polars syslog envelope the reference parsers (tests/polars_<format>.py) share; the compiled
+parsers read it in rust/src/syslog.rs, and tests/test_<format>_rust.py hold the two equal.
+
+The syslog envelope shared by Postfix, Sendmail and syslog-forwarded Exim lines.
 
     Jun 13 10:00:00 mx1 postfix/smtpd[123]: 3F1A22C01: client=...          RFC 3164: no year, no zone
     2026-06-13T10:00:00.123456+02:00 mx1 postfix/smtpd[123]: ...            RFC 3339 / ISO 8601
@@ -14,6 +17,7 @@ import datetime as dt
 
 import polars as pl
 
+from msgtrace.ingest.formats.compiled import wall_to_utc
 from msgtrace.ingest.formats.context import ParseContext
 from msgtrace.ingest.schema import TIME
 
@@ -242,17 +246,6 @@ def localize(local: pl.Expr, ctx: ParseContext, state_key: str) -> pl.Expr:
     if seen is not None:
         running = pl.max_horizontal(running.fill_null(pl.lit(seen)), pl.lit(seen))
     return wall_to_utc(local, (running - local) >= pl.duration(minutes=10), ctx.timezone)
-
-
-def wall_to_utc(local: pl.Expr, second_pass: pl.Expr, tz: str) -> pl.Expr:
-    """Naive wall times in zone `tz` -> UTC: the later instant of a repeated hour where `second_pass`,
-    else the earlier; a time in a skipped hour is read in the offset before the change."""
-    earliest = local.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-    latest = local.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")
-    shifted = (local + pl.duration(hours=1)).dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-    gap = shifted  # 02:30 in a skipped hour is 03:30 new offset, the same instant as 02:30 old offset
-    value = pl.when(second_pass).then(latest).otherwise(earliest)
-    return pl.coalesce(value, gap).dt.convert_time_zone("UTC")
 
 
 def remember_max_local(df: pl.DataFrame, local_col: str, ctx: ParseContext, state_key: str) -> None:

@@ -1,4 +1,5 @@
-"""Expressions shared by the format parsers."""
+"""Expressions the reference parsers (tests/polars_<format>.py) share; the compiled parsers have
+their own (rust/src/spam.rs for the spam reasons)."""
 
 from __future__ import annotations
 
