@@ -755,13 +755,13 @@ def _current_after(current: dict[dt.date, pl.DataFrame], rows: pl.DataFrame, sta
     for day in days:
         kept = current.get(day)
         if kept is not None:
-            if isinstance(stale, pl.DataFrame):
-                if day in gone:
-                    kept = kept.join(gone[day].select("message_trace_id"), on="message_trace_id", how="anti")
-            else:
+            if not isinstance(stale, pl.DataFrame):
                 kept = kept.filter(~stale)
-            if day in new:
-                kept = kept.join(new[day].select("message_trace_id"), on="message_trace_id", how="anti")
+            # one anti-join for the superseded and the rewritten ids: the day's current rows are
+            # the whole day so far (a one-day log: every row of the run), probed once per flush
+            dropped = [f[day].select("message_trace_id") for f in (gone, new) if day in f]
+            if dropped:
+                kept = kept.join(pl.concat(dropped), on="message_trace_id", how="anti")
         parts = [p for p in (kept, new.get(day)) if p is not None]
         current[day] = pl.concat(parts) if len(parts) > 1 else parts[0]
 
