@@ -421,15 +421,17 @@ fn daemon(program: &str) -> Option<&str> {
     }
 }
 
-pub struct Parser {
-    p: Patterns,
+/// A batch's parser: the thread's compiled patterns (lib.rs keeps them from batch to batch) and
+/// the batch's own memo of the program names' own IP.
+pub struct Parser<'p> {
+    p: &'p Patterns,
     own_ip: FxMap<String, Option<String>>,
 }
 
-impl Parser {
-    pub fn new() -> Self {
+impl<'p> Parser<'p> {
+    pub fn new(p: &'p Patterns) -> Self {
         Parser {
-            p: Patterns::new(),
+            p,
             own_ip: FxMap::default(),
         }
     }
