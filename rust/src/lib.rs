@@ -452,69 +452,10 @@ fn batch_result<'py>(
     unknown: &[i64],
     parse_seconds: f64,
 ) -> PyResult<&'py PyDict> {
-    let cols = PyList::empty(py);
-    cols.append(fixed_column(
-        py,
-        "line_no",
-        "i64",
-        &o.line_no.valid,
-        &o.line_no.value_bytes(),
-    ))?;
-    cols.append(fixed_column(
-        py,
-        "_local",
-        "i64",
-        &o.local.valid,
-        &o.local.value_bytes(),
-    ))?;
-    cols.append(fixed_column(
-        py,
-        "_utc",
-        "i64",
-        &o.utc.valid,
-        &o.utc.value_bytes(),
-    ))?;
-    let second = PyTuple::new(
-        py,
-        [
-            "_second".into_py(py),
-            "bool".into_py(py),
-            o.second.bits.len().into_py(py),
-            0usize.into_py(py),
-            PyBytes::new(py, b"").into_py(py),
-            PyBytes::new(py, o.second.bits.bytes()).into_py(py),
-            py.None(),
-        ],
-    );
-    cols.append(second)?;
-    for (name, c) in STRING_FIELDS.iter().zip(&o.strings) {
-        cols.append(string_column(py, name, c))?;
-    }
-    cols.append(fixed_column(
-        py,
-        "size",
-        "i64",
-        &o.size.valid,
-        &o.size.value_bytes(),
-    ))?;
-    cols.append(fixed_column(
-        py,
-        "nrcpt",
-        "i64",
-        &o.nrcpt.valid,
-        &o.nrcpt.value_bytes(),
-    ))?;
-    cols.append(fixed_column(
-        py,
-        "delay",
-        "f64",
-        &o.delay.valid,
-        &o.delay.value_bytes(),
-    ))?;
     let out = PyDict::new(py);
     out.set_item("rows", o.line_no.values.len())?;
     out.set_item("parse_seconds", parse_seconds)?;
-    out.set_item("columns", cols)?;
+    out.set_item("columns", batch::columns(py, o)?)?;
     let unknown: Vec<u8> = unknown.iter().flat_map(|r| r.to_le_bytes()).collect();
     out.set_item("unknown", PyBytes::new(py, &unknown))?;
     Ok(out)
