@@ -1,8 +1,9 @@
 //! What a compiled parser of a syslog format does around its handlers, whatever the format: the
 //! carried state in and out (ctx.state["syslog"]: the year's rollovers, the latest wall time for
 //! the DST fall-back hour), the time of each line, the event columns handed to Python, and a
-//! panic turned into a ValueError naming the line. parse_postfix (lib.rs) does the same inline;
-//! parse_sendmail (sendmail.rs) uses these.
+//! panic turned into a ValueError naming the line. parse_sendmail (sendmail.rs) uses these;
+//! parse_postfix and parse_exim (lib.rs's batch_result) take the event columns from here and do
+//! the rest inline.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
