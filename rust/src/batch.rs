@@ -1,8 +1,9 @@
 //! What a compiled parser of a syslog format does around its handlers, whatever the format: the
 //! carried state in and out (ctx.state["syslog"]: the year's rollovers, the latest wall time for
 //! the DST fall-back hour), the time of each line, the event columns handed to Python, and a
-//! panic turned into a ValueError naming the line. parse_postfix (lib.rs) does the same inline;
-//! parse_sendmail (sendmail.rs) uses these.
+//! panic turned into a ValueError naming the line. parse_sendmail (sendmail.rs) uses these;
+//! parse_postfix and parse_exim (lib.rs's batch_result) take the event columns from here and do
+//! the rest inline.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::syslog::{self, Stamp, YearState, Years};
-use crate::{fixed_column, string_column, Out, Time, SECOND_PASS_MICROS, STRING_FIELDS};
+use crate::columns::{NumCol, Number};
+use crate::{string_column, Out, Time, SECOND_PASS_MICROS, STRING_FIELDS};
 
 /// ctx.state["syslog"] and the context as the batch starts (see postfix.py's _state_in).
 pub struct SyslogIn {
@@ -156,7 +158,7 @@ pub fn columns<'py>(py: Python<'py>, o: &Out) -> PyResult<&'py PyList> {
         ("_utc", &o.utc),
     ];
     for (name, c) in fixed {
-        cols.append(fixed_column(py, name, "i64", &c.valid, &c.value_bytes()))?;
+        cols.append(number_column(py, name, "i64", c)?)?;
     }
     cols.append(PyTuple::new(
         py,
@@ -174,11 +176,55 @@ pub fn columns<'py>(py: Python<'py>, o: &Out) -> PyResult<&'py PyList> {
         cols.append(string_column(py, name, c))?;
     }
     for (name, c) in [("size", &o.size), ("nrcpt", &o.nrcpt)] {
-        cols.append(fixed_column(py, name, "i64", &c.valid, &c.value_bytes()))?;
+        cols.append(number_column(py, name, "i64", c)?)?;
     }
-    let d = &o.delay;
-    cols.append(fixed_column(py, "delay", "f64", &d.valid, &d.value_bytes()))?;
+    cols.append(number_column(py, "delay", "f64", &o.delay)?)?;
     Ok(cols)
+}
+
+/// A number's 8 little-endian bytes, written straight into the Python bytes.
+pub trait Le8: Number {
+    fn le8(self) -> [u8; 8];
+}
+
+impl Le8 for i64 {
+    fn le8(self) -> [u8; 8] {
+        self.to_le_bytes()
+    }
+}
+
+impl Le8 for f64 {
+    fn le8(self) -> [u8; 8] {
+        self.to_le_bytes()
+    }
+}
+
+/// fixed_column of a number column, its values written into the bytes object itself: not first
+/// into a fresh Vec (new pages to fault in, every batch) that is then copied.
+fn number_column<'py, T: Le8>(
+    py: Python<'py>,
+    name: &str,
+    kind: &str,
+    c: &NumCol<T>,
+) -> PyResult<&'py PyTuple> {
+    let values = PyBytes::new_with(py, c.values.len() * 8, |b| {
+        for (dst, v) in b.chunks_exact_mut(8).zip(&c.values) {
+            dst.copy_from_slice(&v.le8());
+        }
+        Ok(())
+    })?;
+    Ok(PyTuple::new(
+        py,
+        [
+            name.into_py(py),
+            kind.into_py(py),
+            c.valid.len().into_py(py),
+            c.valid.nulls().into_py(py),
+            PyBytes::new(py, c.valid.bytes()).into_py(py),
+            values.into_py(py),
+            py.None(),
+        ],
+    ))
 }
 
 /// Runs `parse` without the GIL, a panic caught: an Err or a panic becomes a ValueError that

@@ -10,7 +10,6 @@
 //! regexes (Polars runs them with this same regex crate), as do the rare shapes.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use memchr::memchr;
@@ -21,6 +20,7 @@ use crate::columns;
 use crate::fxhash::{FxMap, FxSet};
 use crate::postfix::Event;
 use crate::spam::Spam;
+use crate::spare;
 use crate::syslog::{self, chars, Stamp, Years};
 use crate::{Out, Time};
 
@@ -1135,34 +1135,6 @@ thread_local! {
     /// Compiled once a thread, not once a batch: the compile and the regexes' warmed-up lazy
     /// DFAs would otherwise be paid again by every batch (a followed log's are small).
     static PATTERNS: Patterns = Patterns::new();
-    /// The last batch's columns, emptied: written again without the page faults and zeroing of
-    /// fresh memory (a quarter of the parse's time when each batch allocated its own).
-    static SPARE: RefCell<Option<Out>> = const { RefCell::new(None) };
-}
-
-/// Columns for a batch of `rows` lines: the spare ones emptied, else new ones.
-fn columns_for(rows: usize) -> Out {
-    match SPARE.with(|s| s.borrow_mut().take()) {
-        Some(mut o) => {
-            o.line_no.clear();
-            o.local.clear();
-            o.utc.clear();
-            o.second.clear();
-            for c in o.strings.iter_mut() {
-                c.clear();
-            }
-            o.size.clear();
-            o.nrcpt.clear();
-            o.delay.clear();
-            o
-        }
-        None => Out::new(rows),
-    }
-}
-
-/// The batch's columns, once copied out, kept for the next batch on this thread.
-fn keep_columns(o: Out) {
-    SPARE.with(|s| *s.borrow_mut() = Some(o));
 }
 
 pub fn parse(
@@ -1187,7 +1159,7 @@ fn parse_with(
     if views.len() != rows * 16 {
         return Err(format!("{} bytes of views for {} lines", views.len(), rows));
     }
-    let mut out = columns_for(rows);
+    let mut out = spare::columns(rows);
     let mut unknown = Vec::new();
     let years = Years::carried(
         carried.year,
@@ -1475,6 +1447,6 @@ pub fn py_parse<'py>(
         }
         None => out.set_item("aliases", py.None())?,
     }
-    keep_columns(parsed.out);
+    spare::keep(parsed.out);
     Ok(out)
 }

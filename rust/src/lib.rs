@@ -26,6 +26,7 @@ mod isotime;
 mod postfix;
 mod sendmail;
 mod spam;
+mod spare;
 mod syslog;
 mod traceid;
 
@@ -177,7 +178,26 @@ struct Parsed {
     sessions: Option<Vec<[Option<String>; 4]>>,
 }
 
+thread_local! {
+    /// Compiled once a thread, not once a batch (as exim.rs's): the compile and the regexes'
+    /// warmed-up lazy DFAs were otherwise paid again by every batch.
+    static PATTERNS: (postfix::Patterns, syslog::Patterns) =
+        (postfix::Patterns::new(), syslog::Patterns::new());
+}
+
 fn parse(
+    views: &[u8],
+    buffers: &[&[u8]],
+    line_nos: &[i64],
+    carried: &Carried,
+    at: &AtomicUsize,
+) -> Result<Parsed, String> {
+    PATTERNS.with(|(p, env)| parse_with(p, env, views, buffers, line_nos, carried, at))
+}
+
+fn parse_with(
+    patterns: &postfix::Patterns,
+    env_patterns: &syslog::Patterns,
     views: &[u8],
     buffers: &[&[u8]],
     line_nos: &[i64],
@@ -188,9 +208,8 @@ fn parse(
     if views.len() != rows * 16 {
         return Err(format!("{} bytes of views for {} lines", views.len(), rows));
     }
-    let env_patterns = syslog::Patterns::new();
-    let mut parser = postfix::Parser::new();
-    let mut out = Out::new(rows / 2);
+    let mut parser = postfix::Parser::new(patterns);
+    let mut out = spare::columns(rows / 2);
     let mut unknown = Vec::new();
     let mut years = Years::carried(
         carried.year,
@@ -222,7 +241,7 @@ fn parse(
             format!("line {row}: its view points outside the buffers, or its text is not UTF-8")
         })?;
         let line_no = line_nos.get(row).copied().unwrap_or_default();
-        let env = syslog::split(&env_patterns, line);
+        let env = syslog::split(env_patterns, line);
         let (utc, local) = match env.stamp {
             Some(Stamp::Bsd { mon, day, hms }) => {
                 let m = syslog::bsd_month(mon);
@@ -433,69 +452,10 @@ fn batch_result<'py>(
     unknown: &[i64],
     parse_seconds: f64,
 ) -> PyResult<&'py PyDict> {
-    let cols = PyList::empty(py);
-    cols.append(fixed_column(
-        py,
-        "line_no",
-        "i64",
-        &o.line_no.valid,
-        &o.line_no.value_bytes(),
-    ))?;
-    cols.append(fixed_column(
-        py,
-        "_local",
-        "i64",
-        &o.local.valid,
-        &o.local.value_bytes(),
-    ))?;
-    cols.append(fixed_column(
-        py,
-        "_utc",
-        "i64",
-        &o.utc.valid,
-        &o.utc.value_bytes(),
-    ))?;
-    let second = PyTuple::new(
-        py,
-        [
-            "_second".into_py(py),
-            "bool".into_py(py),
-            o.second.bits.len().into_py(py),
-            0usize.into_py(py),
-            PyBytes::new(py, b"").into_py(py),
-            PyBytes::new(py, o.second.bits.bytes()).into_py(py),
-            py.None(),
-        ],
-    );
-    cols.append(second)?;
-    for (name, c) in STRING_FIELDS.iter().zip(&o.strings) {
-        cols.append(string_column(py, name, c))?;
-    }
-    cols.append(fixed_column(
-        py,
-        "size",
-        "i64",
-        &o.size.valid,
-        &o.size.value_bytes(),
-    ))?;
-    cols.append(fixed_column(
-        py,
-        "nrcpt",
-        "i64",
-        &o.nrcpt.valid,
-        &o.nrcpt.value_bytes(),
-    ))?;
-    cols.append(fixed_column(
-        py,
-        "delay",
-        "f64",
-        &o.delay.valid,
-        &o.delay.value_bytes(),
-    ))?;
     let out = PyDict::new(py);
     out.set_item("rows", o.line_no.values.len())?;
     out.set_item("parse_seconds", parse_seconds)?;
-    out.set_item("columns", cols)?;
+    out.set_item("columns", batch::columns(py, o)?)?;
     let unknown: Vec<u8> = unknown.iter().flat_map(|r| r.to_le_bytes()).collect();
     out.set_item("unknown", PyBytes::new(py, &unknown))?;
     Ok(out)
@@ -582,6 +542,7 @@ fn parse_postfix<'py>(
         }
         None => out.set_item("sessions", py.None())?,
     }
+    spare::keep(parsed.out);
     Ok(out)
 }
 

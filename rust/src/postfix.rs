@@ -421,15 +421,17 @@ fn daemon(program: &str) -> Option<&str> {
     }
 }
 
-pub struct Parser {
-    p: Patterns,
+/// A batch's parser: the thread's compiled patterns (lib.rs keeps them from batch to batch) and
+/// the batch's own memo of the program names' own IP.
+pub struct Parser<'p> {
+    p: &'p Patterns,
     own_ip: FxMap<String, Option<String>>,
 }
 
-impl Parser {
-    pub fn new() -> Self {
+impl<'p> Parser<'p> {
+    pub fn new(p: &'p Patterns) -> Self {
         Parser {
-            p: Patterns::new(),
+            p,
             own_ip: FxMap::default(),
         }
     }
@@ -520,11 +522,11 @@ impl Parser {
         if key == "cl" && daemon == Some("smtpd") && rest.starts_with("client=") {
             let mut e = ev("client");
             let (host, ip) = self.host_ip(rest, "client=", &self.p.client);
-            let (mut host, mut ip) = (host, ip_or_null(&self.p, ip));
+            let (mut host, mut ip) = (host, ip_or_null(self.p, ip));
             if contains(rest, "orig_client=") {
                 if let Some(c) = self.p.orig_client.captures(rest) {
                     host = group(&c, 1).or(host);
-                    ip = ip_or_null(&self.p, group(&c, 2)).or(ip);
+                    ip = ip_or_null(self.p, group(&c, 2)).or(ip);
                 }
             }
             e.client_host = host;
@@ -691,7 +693,7 @@ impl Parser {
                 r.strip_suffix(')').unwrap_or(r)
             });
         let detail = response.map(clip);
-        let to_ip = ip_or_null(&self.p, ip);
+        let to_ip = ip_or_null(self.p, ip);
         let sent = raw == "sent";
         let mut next = None;
         if sent {

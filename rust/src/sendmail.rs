@@ -16,9 +16,10 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use regex::Regex;
 
 use crate::batch::{self, Clock, SyslogIn};
-use crate::columns::{self, Validity};
+use crate::columns;
 use crate::fxhash::FxMap;
 use crate::postfix::{clip, Event};
+use crate::spare;
 use crate::syslog;
 use crate::{le_i64, Out, Time};
 
@@ -90,45 +91,6 @@ fn patterns() -> Arc<(Patterns, syslog::Patterns)> {
     cached
         .get_or_insert_with(|| Arc::new((Patterns::new(), syslog::Patterns::new())))
         .clone()
-}
-
-/// The event columns of the last batch, emptied for the next: they are some 15 MB a batch, and
-/// writing pages the process has not touched yet (a page fault each) was a tenth of the parse.
-static SPARE: Mutex<Option<Out>> = Mutex::new(None);
-
-fn event_columns(rows: usize) -> Out {
-    let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).take();
-    // a to= line may name several recipients: room for a quarter more events than lines
-    spare.unwrap_or_else(|| Out::new(rows + rows / 4))
-}
-
-/// Events a kept set of columns may have room for (a batch of the pipeline is some 40,000 lines):
-/// the columns of a bigger batch are freed, not kept.
-const SPARE_EVENTS_MAX: usize = 100_000;
-
-fn recycle(mut o: Out) {
-    if o.line_no.values.capacity() > SPARE_EVENTS_MAX {
-        return;
-    }
-    for c in [
-        &mut o.line_no,
-        &mut o.local,
-        &mut o.utc,
-        &mut o.size,
-        &mut o.nrcpt,
-    ] {
-        c.values.clear();
-        c.valid = Validity::default();
-    }
-    o.delay.values.clear();
-    o.delay.valid = Validity::default();
-    o.second.bits = Validity::default();
-    for c in &mut o.strings {
-        c.views.clear();
-        c.data.clear();
-        c.valid = Validity::default();
-    }
-    *SPARE.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
 }
 
 fn re(p: &str) -> Regex {
@@ -825,7 +787,8 @@ fn parse(
         texts.push(parser.without_facility(line));
     }
     let mut clock = Clock::new(carried);
-    let mut out = event_columns(rows);
+    // a to= line may name several recipients: room for a quarter more events than lines
+    let mut out = spare::columns(rows + rows / 4);
     let mut unknown = Vec::new();
     let mut dropped = Dropped::default();
     let mut receives: Vec<(&str, &str, i64)> = Vec::new();
@@ -960,6 +923,6 @@ pub fn parse_sendmail<'py>(
         ),
     )?;
     batch::put_state(out, &parsed.state)?;
-    recycle(parsed.out);
+    spare::keep(parsed.out);
     Ok(out)
 }
