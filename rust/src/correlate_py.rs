@@ -7,8 +7,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
-use crate::columns::{BoolCol, I64Col, StrCol};
+use crate::columns::{BoolCol, I64Col};
 use crate::correlate::{self, Input, Rows, Sparse, Split, ViewCol};
+use crate::string_column;
 
 const NONE: u32 = u32::MAX;
 
@@ -105,21 +106,6 @@ fn fixed<'py>(py: Python<'py>, name: &str, c: &I64Col) -> &'py PyTuple {
     )
 }
 
-fn strings<'py>(py: Python<'py>, name: &str, c: &StrCol) -> &'py PyTuple {
-    PyTuple::new(
-        py,
-        [
-            name.into_py(py),
-            "str".into_py(py),
-            c.valid.len().into_py(py),
-            c.valid.nulls().into_py(py),
-            PyBytes::new(py, c.valid.bytes()).into_py(py),
-            PyBytes::new(py, &c.views).into_py(py),
-            PyBytes::new(py, &c.data).into_py(py),
-        ],
-    )
-}
-
 fn row_columns<'py>(py: Python<'py>, r: &Rows) -> PyResult<&'py PyList> {
     let cols = PyList::empty(py);
     let indices: [(&str, &Vec<u32>); 11] = [
@@ -140,9 +126,9 @@ fn row_columns<'py>(py: Python<'py>, r: &Rows) -> PyResult<&'py PyList> {
     }
     cols.append(fixed(py, "received", &i64_col(&r.received)))?;
     cols.append(fixed(py, "last_event", &i64_col(&r.last_event)))?;
-    cols.append(strings(py, "queue_ids", &r.queue_ids.0))?;
-    cols.append(strings(py, "status_text", &r.status_text.0))?;
-    cols.append(strings(py, "detail_text", &r.detail_text.0))?;
+    cols.append(string_column(py, "queue_ids", &r.queue_ids.0))?;
+    cols.append(string_column(py, "status_text", &r.status_text.0))?;
+    cols.append(string_column(py, "detail_text", &r.detail_text.0))?;
     let mut inc = BoolCol::default();
     for b in &r.incomplete {
         inc.push(*b);
@@ -255,7 +241,7 @@ pub fn message_trace_ids<'py>(
         }))
     });
     match result {
-        Ok(Ok(col)) => Ok(strings(py, "message_trace_id", &col)),
+        Ok(Ok(col)) => Ok(string_column(py, "message_trace_id", &col)),
         Ok(Err(msg)) => Err(PyValueError::new_err(format!("message_trace_ids: {msg}"))),
         Err(_) => Err(PyValueError::new_err("message_trace_ids failed (a bug)")),
     }

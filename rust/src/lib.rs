@@ -373,7 +373,8 @@ fn le_i64(bytes: &[u8]) -> Vec<i64> {
         .collect()
 }
 
-fn string_column<'py>(py: Python<'py>, name: &str, c: &StrCol) -> &'py PyTuple {
+/// A string column as the Python side assembles it (ingest/corebuffers.py frame), for every pyfunction.
+pub(crate) fn string_column<'py>(py: Python<'py>, name: &str, c: &StrCol) -> &'py PyTuple {
     PyTuple::new(
         py,
         [
