@@ -1426,9 +1426,8 @@ pub fn py_parse<'py>(
         .collect::<Result<_, _>>()?;
     let views = views.as_bytes();
     let line_nos = crate::le_i64(line_nos.as_bytes());
-    let at = AtomicUsize::new(0);
-    let (parsed, parse_seconds) = crate::run_batch(py, "Exim", &line_nos, &at, || {
-        parse(views, &buffers, &line_nos, &carried, &at)
+    let (parsed, parse_seconds) = crate::run_batch(py, "Exim", &line_nos, |at| {
+        parse(views, &buffers, &line_nos, &carried, at)
     })?;
     let out = crate::batch_result(py, &parsed.out, &parsed.unknown, parse_seconds)?;
     out.set_item("any_pre", parsed.any_pre)?;

@@ -31,10 +31,8 @@ mod syslog;
 mod traceid;
 
 use fxhash::{FxMap, FxSet};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
@@ -410,38 +408,17 @@ fn fixed_column<'py>(
     )
 }
 
-/// Runs one batch's parse with the GIL released, timed; its input error, or the panic of a bug,
-/// becomes the ValueError the wrappers raise as ParserFailed, naming the line it happened on.
+/// Runs one batch's parse through batch::guarded (the GIL released; its input error, or the panic
+/// of a bug, the ValueError naming the line), timed: batch_result reports parse_seconds.
 fn run_batch<T: Send>(
     py: Python<'_>,
     parser: &str,
     line_nos: &[i64],
-    at: &AtomicUsize,
-    f: impl FnOnce() -> Result<T, String> + Send,
+    f: impl FnOnce(&AtomicUsize) -> Result<T, String> + Send,
 ) -> PyResult<(T, f64)> {
     let started = std::time::Instant::now();
-    let result = py.allow_threads(|| catch_unwind(AssertUnwindSafe(f)));
-    let parse_seconds = started.elapsed().as_secs_f64();
-    match result {
-        Ok(Ok(p)) => Ok((p, parse_seconds)),
-        Ok(Err(msg)) => Err(PyValueError::new_err(format!(
-            "the {parser} parser cannot read its input: {msg}"
-        ))),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".to_string());
-            let row = at.load(Ordering::Relaxed);
-            let no = line_nos
-                .get(row)
-                .map_or_else(|| "?".to_string(), |n| n.to_string());
-            Err(PyValueError::new_err(format!(
-                "the {parser} parser failed on line {no} (row {row} of the batch): {what}"
-            )))
-        }
-    }
+    let parsed = batch::guarded(py, parser, line_nos, f)?;
+    Ok((parsed, started.elapsed().as_secs_f64()))
 }
 
 /// What every parser returns of a batch: rows, parse_seconds, columns (the events' columns as
@@ -524,9 +501,8 @@ fn parse_postfix<'py>(
         .collect::<Result<_, _>>()?;
     let views = views.as_bytes();
     let line_nos = le_i64(line_nos.as_bytes());
-    let at = AtomicUsize::new(0);
-    let (parsed, parse_seconds) = run_batch(py, "Postfix", &line_nos, &at, || {
-        parse(views, &buffers, &line_nos, &carried, &at)
+    let (parsed, parse_seconds) = run_batch(py, "Postfix", &line_nos, |at| {
+        parse(views, &buffers, &line_nos, &carried, at)
     })?;
     let out = batch_result(py, &parsed.out, &parsed.unknown, parse_seconds)?;
     out.set_item("months_seen", parsed.months_seen)?;
