@@ -31,12 +31,12 @@ fixture, the corpus and generated logs. Choices that shape a trace:
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 
 from msgtrace import _core
 from msgtrace.ingest.corebuffers import frame, line_views
 from msgtrace.ingest.formats import Parsed, ParserFailed
+from msgtrace.ingest.formats.compiled import line_numbers, rows
 from msgtrace.ingest.formats.context import ParseContext, organization_column
 from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
 
@@ -65,18 +65,16 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     if lines.height and lines.item(0, "line").startswith("\ufeff"):  # a UTF-8 BOM opens the file
         lines = lines.with_columns(pl.col("line").str.strip_prefix("\ufeff"))
     views, buffers = line_views(lines.get_column("line"))
-    line_nos = lines.get_column("line_no").cast(pl.Int64).to_numpy().tobytes()
     fields = state.get("fields")
     try:
         out = _core.parse_exchange(
-            views, buffers, line_nos, list(fields) if fields else None, _split_csv(None, None) is not None
+            views, buffers, line_numbers(lines), list(fields) if fields else None, _split_csv(None, None) is not None
         )
     except ValueError as e:
         raise ParserFailed(str(e)) from None
     if out["fields"] is not None:
         state["fields"] = out["fields"]
-    # the rows' numbers as one buffer (a log of foreign lines is all unknown: no list per line)
-    unknown_rows = pl.Series("row", np.frombuffer(out["unknown"], dtype=np.int64))
+    unknown_rows = rows(out["unknown"])
     known = lines.select("line_no", "line")
     unknown = known[unknown_rows] if unknown_rows.len() else known.clear()
     return Parsed(events=_finish(frame(out["columns"]), ctx), unknown=unknown)
