@@ -9,12 +9,10 @@
 //! each row gives its events in the reference's order: the message rows of the section, its
 //! one-recipient rows, its several-recipient rows, then the rows of rewritten addresses.
 
-use std::cell::RefCell;
 use std::borrow::Cow;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use regex::Regex;
@@ -944,36 +942,15 @@ pub fn parse_exchange<'py>(
         .collect::<Result<_, _>>()?;
     let views = views.as_bytes();
     let line_nos = crate::le_i64(line_nos.as_bytes());
-    let at = AtomicUsize::new(0);
     let started = std::time::Instant::now();
-    let result = py.allow_threads(|| {
-        catch_unwind(AssertUnwindSafe(|| {
-            parse(views, &buffers, &line_nos, fields, reader, &at)
-        }))
-    });
+    let parsed = crate::batch::guarded_at(
+        py,
+        "Exchange",
+        "in the section ending at line",
+        &line_nos,
+        |at| parse(views, &buffers, &line_nos, fields, reader, at),
+    )?;
     let parse_seconds = started.elapsed().as_secs_f64();
-    let parsed = match result {
-        Ok(Ok(p)) => p,
-        Ok(Err(msg)) => {
-            return Err(PyValueError::new_err(format!(
-                "the Exchange parser cannot read its input: {msg}"
-            )))
-        }
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".to_string());
-            let row = at.load(Ordering::Relaxed);
-            let no = line_nos
-                .get(row)
-                .map_or_else(|| "?".to_string(), |n| n.to_string());
-            return Err(PyValueError::new_err(format!(
-                "the Exchange parser failed in the section ending at line {no} (row {row} of the batch): {what}"
-            )));
-        }
-    };
     let o = parsed.out;
     let cols = PyList::empty(py);
     for (name, c) in [("line_no", &o.line_no), ("_time", &o.time)] {
