@@ -234,6 +234,22 @@ where
     T: Send,
     F: FnOnce(&AtomicUsize) -> Result<T, String> + Send,
 {
+    guarded_at(py, format, "on line", line_nos, parse)
+}
+
+/// guarded, the panic's place named `place` (e.g. "in the section ending at line": a parser
+/// that stores in `at` where its current stretch of lines ends, not the line itself).
+pub fn guarded_at<T, F>(
+    py: Python<'_>,
+    format: &str,
+    place: &str,
+    line_nos: &[i64],
+    parse: F,
+) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce(&AtomicUsize) -> Result<T, String> + Send,
+{
     let at = AtomicUsize::new(0);
     let result = py.allow_threads(|| catch_unwind(AssertUnwindSafe(|| parse(&at))));
     match result {
@@ -252,7 +268,7 @@ where
                 .get(row)
                 .map_or_else(|| "?".to_string(), |n| n.to_string());
             Err(PyValueError::new_err(format!(
-                "the {format} parser failed on line {no} (row {row} of the batch): {what}"
+                "the {format} parser failed {place} {no} (row {row} of the batch): {what}"
             )))
         }
     }

@@ -10,10 +10,9 @@
 //! one-recipient rows, its several-recipient rows, then the rows of rewritten addresses.
 
 use std::borrow::Cow;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use regex::Regex;
@@ -246,7 +245,54 @@ struct Out {
     delay: F64Col,
 }
 
+/// Column sets a thread may keep (a section's four and the batch's own).
+const SPARE_SETS: usize = 5;
+/// The rows a kept column set may have room for (a pipeline batch, 8 MiB of lines, is some
+/// 20,000 Exchange lines): a bigger batch's columns, a whole file parsed at once, are freed.
+const SPARE_ROWS_MAX: usize = 200_000;
+
+thread_local! {
+    /// The column sets of the thread's last batch, emptied for its next one: rows are written
+    /// into memory already mapped, not into vectors grown by doubling from empty (the copies of
+    /// their reallocations were an eighth of the parse's instructions) and fresh pages.
+    static SPARE: RefCell<Vec<Out>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A column set for `rows` rows: one of the thread's spare ones emptied, else a new one.
+fn spare_columns(rows: usize) -> Out {
+    match SPARE.with(|s| s.borrow_mut().pop()) {
+        Some(mut o) => {
+            o.clear();
+            o
+        }
+        None => Out::new(rows),
+    }
+}
+
+/// A column set no longer needed (its rows copied on), kept for the thread's next batch.
+fn keep_columns(o: Out) {
+    if o.line_no.values.capacity() <= SPARE_ROWS_MAX {
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE_SETS {
+                s.push(o);
+            }
+        });
+    }
+}
+
 impl Out {
+    fn clear(&mut self) {
+        self.line_no.clear();
+        self.time.clear();
+        for c in self.strings.iter_mut() {
+            c.clear();
+        }
+        self.size.clear();
+        self.nrcpt.clear();
+        self.delay.clear();
+    }
+
     fn new(rows: usize) -> Self {
         Out {
             line_no: I64Col::default(),
@@ -429,10 +475,10 @@ struct Section {
 impl Section {
     fn new(lines: usize) -> Self {
         Section {
-            message: Out::new(lines / 2),
-            single: Out::new(lines / 2),
-            multi: Out::new(lines / 8),
-            rewrite: Out::new(lines / 16),
+            message: spare_columns(lines / 2),
+            single: spare_columns(lines / 2),
+            multi: spare_columns(lines / 8),
+            rewrite: spare_columns(lines / 16),
             unknown: Vec::new(),
         }
     }
@@ -601,13 +647,16 @@ impl Parser {
 
     /// A section read through: its events after the batch's, in the reference's order.
     fn take(&mut self, sec: Section) -> Result<(), String> {
-        if self.out.line_no.values.is_empty() {
-            self.out = sec.message;
+        let spent = if self.out.line_no.values.is_empty() {
+            std::mem::replace(&mut self.out, sec.message)
         } else {
             self.out.append(&sec.message)?;
-        }
-        for o in [&sec.single, &sec.multi, &sec.rewrite] {
-            self.out.append(o)?;
+            sec.message
+        };
+        keep_columns(spent);
+        for o in [sec.single, sec.multi, sec.rewrite] {
+            self.out.append(&o)?;
+            keep_columns(o);
         }
         self.unknown.extend(sec.unknown);
         Ok(())
@@ -834,7 +883,7 @@ fn parse(
         crate::syslog::micros(10000, 1, 1, 0, 0, 0, 0).unwrap_or(i64::MAX),
     );
     let mut p = Parser {
-        out: Out::new(0),
+        out: spare_columns(0),
         unknown: Vec::new(),
         patterns: Patterns::default(),
         bounds,
@@ -893,36 +942,15 @@ pub fn parse_exchange<'py>(
         .collect::<Result<_, _>>()?;
     let views = views.as_bytes();
     let line_nos = crate::le_i64(line_nos.as_bytes());
-    let at = AtomicUsize::new(0);
     let started = std::time::Instant::now();
-    let result = py.allow_threads(|| {
-        catch_unwind(AssertUnwindSafe(|| {
-            parse(views, &buffers, &line_nos, fields, reader, &at)
-        }))
-    });
+    let parsed = crate::batch::guarded_at(
+        py,
+        "Exchange",
+        "in the section ending at line",
+        &line_nos,
+        |at| parse(views, &buffers, &line_nos, fields, reader, at),
+    )?;
     let parse_seconds = started.elapsed().as_secs_f64();
-    let parsed = match result {
-        Ok(Ok(p)) => p,
-        Ok(Err(msg)) => {
-            return Err(PyValueError::new_err(format!(
-                "the Exchange parser cannot read its input: {msg}"
-            )))
-        }
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".to_string());
-            let row = at.load(Ordering::Relaxed);
-            let no = line_nos
-                .get(row)
-                .map_or_else(|| "?".to_string(), |n| n.to_string());
-            return Err(PyValueError::new_err(format!(
-                "the Exchange parser failed in the section ending at line {no} (row {row} of the batch): {what}"
-            )));
-        }
-    };
     let o = parsed.out;
     let cols = PyList::empty(py);
     for (name, c) in [("line_no", &o.line_no), ("_time", &o.time)] {
@@ -952,5 +980,6 @@ pub fn parse_exchange<'py>(
         .collect();
     out.set_item("unknown", PyBytes::new(py, &unknown))?;
     out.set_item("fields", parsed.fields)?;
+    keep_columns(o);
     Ok(out)
 }
