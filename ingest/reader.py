@@ -18,7 +18,6 @@ import bz2
 import glob
 import gzip
 import hashlib
-import io
 import lzma
 import os
 import re
@@ -29,7 +28,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 import polars as pl
+import pyarrow as pa
 
+from msgtrace._core import split_lines
 from msgtrace.defaults import CHUNK_BYTES
 from msgtrace.errors import MsgtraceError
 
@@ -71,11 +72,14 @@ class Marks:
     complete: bool = True  # False: the content ends before the offset
     broken: bool = False  # an archive that could not be decompressed to the offset (unfinished or damaged)
 
-    def advance(self, block: bytes) -> Marks:
-        """The marks after `block` was read on from the offset."""
+    def advance(self, carry: bytes, data: bytes, end: int) -> Marks:
+        """The marks after the block `carry` + `data[:end]` was read on from the offset."""
         # slices first: a block is megabytes, and neither side needs more than a few KiB of it
-        head = self.head if len(self.head) >= HEAD_BYTES else (self.head + block[:HEAD_BYTES])[:HEAD_BYTES]
-        return Marks(head=head, recent=(self.recent + block[-TAIL_BYTES:])[-TAIL_BYTES:])
+        head = self.head
+        if len(head) < HEAD_BYTES:
+            head = (head + carry[:HEAD_BYTES] + data[: min(end, HEAD_BYTES)])[:HEAD_BYTES]
+        recent = (self.recent + carry[-TAIL_BYTES:] + data[max(0, end - TAIL_BYTES) : end])[-TAIL_BYTES:]
+        return Marks(head=head, recent=recent)
 
 
 def digest(data: bytes) -> str:
@@ -229,25 +233,28 @@ def order_series(paths: list[Path]) -> list[Path]:
     return sorted(dict.fromkeys(paths), key=_series_key)
 
 
-def _to_frame(block: bytes, first_line_no: int) -> pl.DataFrame:
-    """Lines of a block of complete lines as a frame (Polars' reader: no Python loop per line)."""
-    try:
-        df = pl.read_csv(
-            io.BytesIO(block),
-            has_header=False,
-            separator="\x00",
-            quote_char=None,
-            new_columns=["line"],
-            schema={"line": pl.String},
-            encoding="utf8-lossy",
-            raise_if_empty=False,
-        )
-    except pl.exceptions.PolarsError:
-        # a NUL byte inside a line: fall back to a plain split (rare)
-        text = block.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
-        df = pl.DataFrame({"line": text.split("\n")[: block.count(b"\n")]}, schema={"line": pl.String})
-    df = df.with_columns(pl.col("line").fill_null("").str.strip_suffix("\r"))
-    return df.with_row_index("line_no", offset=first_line_no).with_columns(pl.col("line_no").cast(pl.Int64))
+def lines_frame(
+    data: bytes,
+    first_line_no: int,
+    carry: bytes = b"",
+    end: int | None = None,
+    skip: int = 0,
+    window: int | None = None,
+) -> pl.DataFrame:
+    """The lines of the block `carry` + `data[:end]` (its first `skip` bytes left out; each line
+    ends with a newline) as a frame of line_no (Int64, from first_line_no) and line (String).
+
+    Split in compiled code (rust/src/lines.rs, which says how a line is read: as Polars' CSV
+    reader read it before): each line's string view points into `data` itself, so the text is
+    not copied; only a line that starts in `carry` or is not valid UTF-8 is. `window`: how far
+    apart the data buffers start (rust/src/lines.rs WINDOW; tests pass a small one).
+    """
+    n, views, windows, own = split_lines(carry, data, len(data) if end is None else end, skip, window)
+    whole = pa.py_buffer(data)
+    buffers = [whole.slice(start, stop - start) for start, stop in windows] + [pa.py_buffer(b) for b in own]
+    text = pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views), *buffers], null_count=0)
+    line_no = pl.int_range(first_line_no, first_line_no + n, dtype=pl.Int64, eager=True)
+    return pl.DataFrame([line_no.alias("line_no"), pl.Series("line", text)])
 
 
 def read_chunks(path: Path, offset: int, line_no: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
@@ -297,20 +304,17 @@ def read_open(
             if salvaging:
                 raise Damaged(path, offset, line_no)
             return
-        data = carry + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            carry = data
+        # the block is carry + data[:end]: handed over in its two parts, not joined (8 MiB copied)
+        end = data.rfind(b"\n") + 1
+        if not end:
+            carry += data
             continue
-        block, carry = data[: cut + 1], data[cut + 1 :]
-        if offset == 0 and block.startswith(b"\xef\xbb\xbf"):
-            block_for_frame = block[3:]
-        else:
-            block_for_frame = block
-        frame = _to_frame(block_for_frame, line_no)
-        offset += len(block)
+        skip = 3 if offset == 0 and (carry + data[:3]).startswith(b"\xef\xbb\xbf") else 0
+        frame = lines_frame(data, line_no, carry, end, skip)
+        marks = marks.advance(carry, data, end) if marks is not None else None
+        offset += len(carry) + end
         line_no += frame.height
-        marks = marks.advance(block) if marks is not None else None
+        carry = data[end:]
         yield Chunk(lines=frame, end_offset=offset, end_line=line_no, marks=marks)
 
 

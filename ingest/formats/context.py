@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -42,4 +43,11 @@ def organization_column(host: pl.Series, ctx: ParseContext) -> pl.Expr:
     log is usually one server's), which saves a lookup per event."""
     if ctx.organization or host.is_empty() or host.null_count() or not (host == host[0]).all():
         return organization_expr(pl.col(host.name), ctx)
-    return pl.lit(pl.select(organization_expr(pl.lit(host[0]), ctx)).item(), pl.String)
+    return pl.lit(_domain(host[0]), pl.String)
+
+
+@functools.lru_cache(maxsize=256)
+def _domain(host: str) -> str:
+    """organization_expr of one host, remembered: the batches of a log name the same host, and
+    working it out (a regex compiled, a query run) cost more than the rest of a batch's columns."""
+    return pl.select(organization_expr(pl.lit(host), ParseContext())).item()

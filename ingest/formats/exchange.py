@@ -36,9 +36,9 @@ import polars as pl
 from msgtrace import _core
 from msgtrace.ingest.corebuffers import frame, line_views
 from msgtrace.ingest.formats import Parsed, ParserFailed
-from msgtrace.ingest.formats.compiled import line_numbers, rows
+from msgtrace.ingest.formats.compiled import in_schema, line_numbers, rows
 from msgtrace.ingest.formats.context import ParseContext, organization_column
-from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
+from msgtrace.ingest.schema import TIME
 
 NAME = "exchange"
 
@@ -97,6 +97,4 @@ def _finish(events: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         pl.lit(ctx.source).alias("source"),
         pl.lit(None, pl.String).alias("next_queue_id"),
     )
-    if all(events.schema.get(c) == t for c, t in EVENT_SCHEMA.items()):
-        return events.select(list(EVENT_SCHEMA))
-    return conform(events, EVENT_SCHEMA)
+    return in_schema(events)

@@ -53,7 +53,8 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         raise ParserFailed(str(e)) from None
     cp.syslog_state_out(ctx, out)
     src = lines.select("line_no", "line")
-    events = frame(out["columns"]).with_columns(cp.utc_expr(ctx).alias("time"))
+    events = frame(out["columns"])
+    events = events.with_columns(cp.utc_times(events, ctx))
     unknown_rows = cp.rows(out["unknown"])
     unknown = src[unknown_rows] if unknown_rows.len() else src.clear()
     # A wall time the zone skips by more than an hour (no instant reads it) makes the line no

@@ -23,6 +23,7 @@ mod exchange;
 mod exim;
 mod fxhash;
 mod isotime;
+mod lines;
 mod postfix;
 mod sendmail;
 mod spam;
@@ -544,5 +545,6 @@ fn _core(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exchange::parse_exchange, m)?)?;
     m.add_function(wrap_pyfunction!(sendmail::parse_sendmail, m)?)?;
     m.add_function(wrap_pyfunction!(parse_exim, m)?)?;
+    m.add_function(wrap_pyfunction!(lines::split_lines, m)?)?;
     Ok(())
 }
