@@ -327,7 +327,7 @@ class MessagesTable(Table):
 
     def _write_file(self, df: pl.DataFrame, path: PurePath, metadata: dict[str, str]) -> None:
         counts = files.status_counts_metadata(df.group_by("status").len())
-        files.write_with_pyarrow(self.fs, df, path, {**counts, **metadata})
+        files.write_messages(self.fs, df, path, {**counts, **metadata})
 
     def replace(self, rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame, days: set[dt.date]) -> int:
         """Write message rows, superseding existing rows in the given days.
@@ -384,17 +384,13 @@ class MessagesTable(Table):
         """Merge a messages partition's current files into `target`, superseded rows dropped, one row
         group at a time: a busy day holds millions of rows, and memory must not grow with it.
 
-        Written by pyarrow like every messages file, each row group sorted by Received; the status
-        counts go in the footer, so they are counted first.
+        Written like every messages file (files.write_messages), each row group sorted by Received;
+        the status counts of the row groups go in the footer, written last.
         """
-        import pyarrow.parquet as pq  # here, not at the top: `msgtrace trace` never writes
-
-        counts = self.scan_files(current).group_by("status").len().collect()
-        schema = pl.DataFrame(schema=MESSAGE_SCHEMA).to_arrow().schema
-        schema = schema.with_metadata(files.status_counts_metadata(counts))
         with self.fs.atomic_path(target, ".parquet") as tmp:
-            writer = pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=True)
+            writer = files.ParquetFileWriter(tmp, MESSAGE_SCHEMA, files.MESSAGE_OPTIONS)
             group: list[pl.DataFrame] = []
+            counts: list[pl.DataFrame] = []
             size = 0
 
             def write_group() -> None:
@@ -403,9 +399,8 @@ class MessagesTable(Table):
                     rows = pl.concat(group)
                     group.clear()
                     rows = rows.sort("received")
-                    table = rows.to_arrow()
-                    del rows
-                    writer.write_table(table.cast(schema), row_group_size=files.ROW_GROUP_SIZE)
+                    counts.append(rows.group_by("status").len())
+                    writer.write(rows)
 
             try:
                 for f, gone in files.superseded_ids(self.fs, current).items():
@@ -429,7 +424,12 @@ class MessagesTable(Table):
                             size = 0
                 write_group()
             finally:
-                writer.close()
+                total_counts = (
+                    pl.concat(counts).group_by("status").agg(pl.col("len").sum())
+                    if counts
+                    else pl.DataFrame(schema={"status": pl.String, "len": pl.UInt32})
+                )
+                writer.close(files.status_counts_metadata(total_counts))
 
 
 class EventsTable(Table):
