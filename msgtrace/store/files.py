@@ -340,7 +340,7 @@ def write_with_polars(fs: FileSystem, df: pl.DataFrame, path: PurePath, metadata
         )
 
 
-# Events files, written by pyarrow (Polars' writer has no per-column options). bench/events_write.py
+# Events files (appends and compactions), written by pyarrow (Polars' writer has no per-column options). bench/events_write.py
 # measured the choice on the 1.54 M events of 2 M generated Postfix lines: 1.34 CPU-s to write
 # instead of 2.12 (Polars, zstd, every statistic and dictionary), 21.6 MB instead of 24.2, and
 # no query that reads events slower. Dictionaries only where values repeat: building one for
@@ -364,11 +364,6 @@ EVENT_OPTIONS: dict[str, object] = {
 }
 
 
-def write_events(fs: FileSystem, df: pl.DataFrame, path: PurePath, metadata: dict[str, str]) -> None:
-    """Write an events file (EVENT_SCHEMA's columns in order) atomically with EVENT_OPTIONS."""
-    write_with_pyarrow(fs, df, path, metadata, EVENT_OPTIONS)
-
-
 # Message rows are what every trace reads: pyarrow's files answer a filtered scan ~25% faster in
 # Polars than Polars' own (measured: 30 days + recipient, 107 vs 172 ms over 8 days), so they are
 # worth its slower write. Chosen as for the events (a day's 181,000 rows of 2 M generated Postfix
@@ -388,11 +383,6 @@ MESSAGE_OPTIONS: dict[str, object] = {
     "write_statistics": MESSAGE_STATISTICS,
     "column_encoding": {"received": "DELTA_BINARY_PACKED"},
 }
-
-
-def write_messages(fs: FileSystem, df: pl.DataFrame, path: PurePath, metadata: dict[str, str]) -> None:
-    """Write a messages file (MESSAGE_SCHEMA's columns in order) atomically with MESSAGE_OPTIONS."""
-    write_with_pyarrow(fs, df, path, metadata, MESSAGE_OPTIONS)
 
 
 def write_state(fs: FileSystem, df: pl.DataFrame, path: PurePath) -> None:
