@@ -56,6 +56,10 @@ STALE_REPORT_TEMP_SECONDS = 3600
 # A partition file with fewer rows than this is small: many of them are worth merging (the
 # watcher writes a few hundred rows a flush; a batch run up to a flush's 200,000 events).
 SMALL_FILE_ROWS = 50_000
+# A compaction reads its files this many rows at a time: a quarter of a row group held beside the
+# group being gathered instead of a whole file's (the 4 events files of a day of 2 M Postfix lines:
+# 320 MB peak instead of 470 for the same CPU).
+COMPACTION_READ_ROWS = files.ROW_GROUP_SIZE // 4
 
 Schema = dict[str, pl.DataType]
 T = TypeVar("T")
@@ -321,6 +325,7 @@ class Table:
                     rows = self._ordered(rows)
                     summaries.append(self._summary(rows))
                     writer.write(rows)
+                    del rows  # not held while the next group is read
             finally:
                 writer.close(self._footer(summaries))
 
@@ -333,21 +338,20 @@ class Table:
         group: list[pl.DataFrame] = []
         size = 0
         for f, gone in gone_by_file.items():
-            # read by Polars a row group's worth at a time (a slice reads only the row groups it
-            # needs): pyarrow's reader would keep its own pool of decoded pages beside Polars'
+            # read by Polars a slice at a time (it reads only the row groups it needs): pyarrow's
+            # reader would keep its own pool of decoded pages beside Polars'
             whole = pl.scan_parquet(
                 self.fs.uri(f), schema=self.schema, hive_partitioning=False, storage_options=self.fs.storage_options()
             )
             total = whole.select(pl.len()).collect().item()
-            for offset in range(0, total, files.ROW_GROUP_SIZE):
-                rows = whole.slice(offset, files.ROW_GROUP_SIZE).collect()
+            for offset in range(0, total, COMPACTION_READ_ROWS):
+                rows = whole.slice(offset, COMPACTION_READ_ROWS).collect()
                 if gone:
                     rows = rows.filter(~pl.col("message_trace_id").is_in(sorted(gone)))
                 group.append(rows)
                 size += rows.height
                 if size >= files.ROW_GROUP_SIZE:
-                    # each copy let go as soon as the next is made: a day's rows are tens of MB a copy
-                    yield _concat_clearing(group)
+                    yield _concat_clearing(group)  # the pieces let go: only the group written is held
                     size = 0
         if group:
             yield _concat_clearing(group)
