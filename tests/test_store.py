@@ -9,7 +9,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from msgtrace.ingest.schema import EVENT_SCHEMA, conform
+from msgtrace.ingest.schema import EVENT_SCHEMA, MESSAGE_SCHEMA, conform
 from msgtrace.store import Store
 from msgtrace.store.fs import TEMP_PREFIX, LocalFileSystem
 from tests.helpers_store import frame, msg, utc
@@ -50,6 +50,36 @@ def test_events_files_carry_statistics_and_dictionaries_only_where_they_pay(tmp_
         .collect()
         .equals(events(3).with_columns(detail=pl.lit("250 2.0.0 Ok"), status=pl.lit("Delivered")))
     )  # type: ignore[union-attr]
+
+
+def assert_messages_file_choices(path: Path) -> None:
+    """A messages file written with files.MESSAGE_OPTIONS (and no Arrow schema in its footer)."""
+    meta = pq.ParquetFile(path).metadata
+    group = meta.row_group(0)
+    col = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    assert col["received"].statistics is not None and col["recipient_lower"].statistics is not None
+    assert col["detail"].statistics is None  # free text: its min/max prune nothing
+    assert "RLE_DICTIONARY" in col["status"].encodings and "RLE_DICTIONARY" not in col["message_trace_id"].encodings
+    assert "DELTA_BINARY_PACKED" in col["received"].encodings
+    assert b"ARROW:schema" not in meta.metadata  # it would name Polars' string views to Arrow readers
+    assert pq.read_schema(path).field("recipient_address").type == "string"
+
+
+def test_messages_files_appended_and_compacted_carry_the_same_per_column_choices(tmp_path: Path) -> None:
+    # dictionaries and statistics only where they pay, in every messages file: a compaction writes
+    # its rows as a flush does, its status counts in the footer written last
+    store = Store(tmp_path)
+    late = msg(utc(2026, 6, 13, 11), recipient="carol@example.org", status="Pending")
+    store.messages.append(frame([msg(utc(2026, 6, 13, 10)), late]))
+    store.messages.replace(frame([{**late, "status": "Delivered"}]), pl.col("status") == "Pending", {DAY})
+    for f in store.messages.current_files(DAY):
+        assert_messages_file_choices(f)  # type: ignore[arg-type]
+    assert store.messages.compact(DAY, min_files=1)
+    (compacted,) = store.messages.current_files(DAY)
+    assert_messages_file_choices(compacted)  # type: ignore[arg-type]
+    assert store.messages.status_counts([compacted]) == {"Delivered": 2}
+    rows = store.messages.scan([DAY]).collect()  # type: ignore[union-attr]
+    assert rows.schema == pl.Schema(MESSAGE_SCHEMA) and sorted(rows.get_column("status")) == ["Delivered"] * 2
 
 
 def test_the_open_state_is_written_with_lz4(tmp_path: Path) -> None:
