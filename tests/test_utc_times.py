@@ -12,8 +12,20 @@ import polars as pl
 import pytest
 from polars.testing import assert_series_equal
 
-from msgtrace.ingest.formats.compiled import utc_expr, utc_times
+from msgtrace.ingest.formats.compiled import utc_times, wall_to_utc
 from msgtrace.ingest.formats.context import ParseContext
+from msgtrace.ingest.schema import TIME
+
+
+def utc_expr(ctx: ParseContext) -> pl.Expr:
+    """The reference: every line's wall time through wall_to_utc (the parsers' way before
+    utc_times), a stamp naming its offset as logged."""
+    utc = pl.col("_utc").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    local = pl.col("_local").cast(pl.Datetime("us"))
+    if ctx.timezone == "UTC":
+        return pl.coalesce(utc, local.dt.replace_time_zone("UTC")).cast(TIME)
+    return pl.coalesce(utc, wall_to_utc(local, pl.col("_second"), ctx.timezone)).cast(TIME)
+
 
 _US = 1_000_000
 

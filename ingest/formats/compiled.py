@@ -102,17 +102,9 @@ def wall_to_utc(local: pl.Expr, second_pass: pl.Expr, tz: str) -> pl.Expr:
     return pl.coalesce(value, gap).dt.convert_time_zone("UTC")
 
 
-def utc_expr(ctx: ParseContext) -> pl.Expr:
-    """Event times in UTC: as logged where the stamp names an offset, else the wall time in ctx.timezone."""
-    utc = pl.col("_utc").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    local = pl.col("_local").cast(pl.Datetime("us"))
-    if ctx.timezone == "UTC":
-        return pl.coalesce(utc, local.dt.replace_time_zone("UTC")).cast(TIME)
-    return pl.coalesce(utc, wall_to_utc(local, pl.col("_second"), ctx.timezone)).cast(TIME)
-
-
 def utc_times(events: pl.DataFrame, ctx: ParseContext) -> pl.Series:
-    """utc_expr of the Rust side's columns (_utc, _local, _second), as the column "time".
+    """Event times in UTC, as the column "time", from the Rust side's columns (_utc, _local,
+    _second): as logged where the stamp names an offset, else the wall time in ctx.timezone.
 
     In a zone other than UTC the three zone lookups of wall_to_utc are paid per run of lines in
     the same wall-clock second (and pass), not per line: a zone's transitions fall on whole
@@ -126,18 +118,24 @@ def utc_times(events: pl.DataFrame, ctx: ParseContext) -> pl.Series:
     local = events.get_column("_local")
     if ctx.timezone == "UTC":
         wall = local.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-        return (wall if utc.null_count() == utc.len() else utc.fill_null(wall)).cast(TIME).alias("time")
+    else:
+        wall = _zone_wall_times(events, ctx.timezone)
+    return (wall if utc.null_count() == utc.len() else utc.fill_null(wall)).cast(TIME).alias("time")
+
+
+def _zone_wall_times(events: pl.DataFrame, tz: str) -> pl.Series:
+    """The events' wall times (_local, _second) in zone `tz` as UTC instants, looked up per run of
+    one wall-clock second (see utc_times); null where the zone skips the wall time."""
+    local = events.get_column("_local")
     key = (local // 1_000_000) * 2 + events.get_column("_second").cast(pl.Int64)  # the second, and the pass
     runs = pl.DataFrame({"key": key.rle().struct.field("value")}).select(
         start=(pl.col("key") // 2) * 1_000_000, second=pl.col("key") % 2 == 1
     )
     read = runs.select(
-        wall_to_utc(pl.col("start").cast(pl.Datetime("us")), pl.col("second"), ctx.timezone).cast(pl.Int64)
-        - pl.col("start")
+        wall_to_utc(pl.col("start").cast(pl.Datetime("us")), pl.col("second"), tz).cast(pl.Int64) - pl.col("start")
     )
     offset = read.to_series().gather(key.rle_id())  # null where the zone skips the wall time
-    wall = (local + offset).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    return (wall if utc.null_count() == utc.len() else utc.fill_null(wall)).cast(TIME).alias("time")
+    return (local + offset).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
 
 
 def finish(events: pl.DataFrame, ctx: ParseContext, name: str) -> pl.DataFrame:

@@ -68,20 +68,30 @@ impl StrCol {
         if v.len() > 12 && self.data.len() + v.len() > VIEW_DATA_MAX {
             return false;
         }
-        // the view is built on the stack and appended in one copy
-        let mut view = [0u8; 16];
-        put(&mut view, 0, &(v.len() as u32).to_le_bytes());
-        if v.len() <= 12 {
-            put(&mut view, 4, v);
-        } else {
-            put(&mut view, 4, v.get(..4).unwrap_or(&[0; 4]));
-            put(&mut view, 12, &(self.data.len() as u32).to_le_bytes());
+        let offset = self.data.len();
+        if v.len() > 12 {
             self.data.extend_from_slice(v);
         }
-        self.views.extend_from_slice(&view);
+        self.views.extend_from_slice(&view(v, 0, offset));
         self.valid.push(value.is_some());
         true
     }
+}
+
+/// The 16-byte string_view entry of `text`: its length and the text itself when it has 12 bytes
+/// or fewer, else its length, first 4 bytes, and where it lies (data buffer `buffer`, `offset`);
+/// built on the stack, appended by the caller in one copy.
+pub fn view(text: &[u8], buffer: usize, offset: usize) -> [u8; 16] {
+    let mut view = [0u8; 16];
+    put(&mut view, 0, &(text.len() as u32).to_le_bytes());
+    if text.len() <= 12 {
+        put(&mut view, 4, text);
+    } else {
+        put(&mut view, 4, text.get(..4).unwrap_or(&[0; 4]));
+        put(&mut view, 8, &(buffer as u32).to_le_bytes());
+        put(&mut view, 12, &(offset as u32).to_le_bytes());
+    }
+    view
 }
 
 /// `bytes` into `view` at `at` (the callers' lengths fit: a view has 16 bytes).

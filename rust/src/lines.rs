@@ -103,26 +103,11 @@ impl Builder {
     }
 
     fn inline(&mut self, text: &[u8]) {
-        let mut view = [0u8; 16];
-        put(&mut view, 0, &(text.len() as u32).to_le_bytes());
-        put(&mut view, 4, text);
-        self.views.extend_from_slice(&view);
+        self.views.extend_from_slice(&crate::columns::view(text, 0, 0));
     }
 
     fn long(&mut self, text: &[u8], buffer: usize, offset: usize) {
-        let mut view = [0u8; 16];
-        put(&mut view, 0, &(text.len() as u32).to_le_bytes());
-        put(&mut view, 4, text.get(..4).unwrap_or(&[]));
-        put(&mut view, 8, &(buffer as u32).to_le_bytes());
-        put(&mut view, 12, &(offset as u32).to_le_bytes());
-        self.views.extend_from_slice(&view);
-    }
-}
-
-/// `bytes` into `view` at `at` (the callers' lengths fit: a view has 16 bytes).
-fn put(view: &mut [u8; 16], at: usize, bytes: &[u8]) {
-    if let Some(dst) = view.get_mut(at..at + bytes.len()) {
-        dst.copy_from_slice(bytes);
+        self.views.extend_from_slice(&crate::columns::view(text, buffer, offset));
     }
 }
 
