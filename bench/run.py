@@ -97,6 +97,18 @@ def bench_ingest(cfg: dict, results: dict) -> float:
         f"parse postfix: {p['rust']['cpu_s_per_m']:.2f} CPU-s per 1M lines (Polars {p['polars']['cpu_s_per_m']:.2f})",
         flush=True,
     )
+    # the watcher's append-to-queryable latency, idle and beside a busy server's appends (bench/watch.py)
+    results["watch"] = json.loads(
+        sh([sys.executable, "-m", "bench.watch", str(log), "--prefill", str(min(200_000, cfg["ingest"][0] // 2))])
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    w = results["watch"]
+    print(
+        f"watch: queryable after {w['idle']['median_s']:.2f} s idle, {w['busy']['median_s']:.2f} s beside "
+        f"{w['busy']['lines_per_s']:,} lines/s (median)",
+        flush=True,
+    )
     for fmt in ("exim", "sendmail", "exchange"):
         n = cfg["formats"]
         try:
@@ -376,7 +388,7 @@ def main() -> None:
     store = WORK / "store-30d"
     if args.ingest_only:
         last = json.loads((ROOT / "bench" / "results.json").read_text())
-        results.update({k: v for k, v in last.items() if k not in results and k != "parse"})
+        results.update({k: v for k, v in last.items() if k not in results and k not in ("parse", "watch")})
         # when the kept sections were measured (an earlier --ingest-only run passes it on)
         results["others_when"] = last.get("others_when") or last["when"]
         bench_ingest(cfg, results)
