@@ -36,6 +36,7 @@ import polars as pl
 
 from msgtrace.errors import MsgtraceError
 from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR, conform
+from msgtrace.memory import release_unused
 from msgtrace.store import files
 from msgtrace.store.cache import ColumnCache, attached
 from msgtrace.store.fs import FileSystem, LocalFileSystem, temp_target
@@ -286,6 +287,7 @@ class Table:
         path = files.next_file(self.fs, self.partition(day), complete, self.write_tag)
         metadata = {files.DELETES_KEY: " ".join(deletes)} if deletes else {}
         self._write_file(frame.select(list(self.schema)), path, metadata)
+        release_unused()  # the writer's buffers and the rows' copies
         return path
 
     def compact(self, day: dt.date, min_files: int = 2) -> bool:
@@ -300,6 +302,7 @@ class Table:
             self._drop_superseded(part)
             return False
         self._compact_into(current, files.next_file(self.fs, part, True, self.write_tag))
+        release_unused()  # the reader's and writer's buffers, before the next partition's
         self._drop_superseded(part)
         return True
 
