@@ -40,6 +40,18 @@ def glibc_mb() -> dict[str, int]:
     return {"glibc_used": round((m.uordblks + m.hblkhd) / 1e6), "glibc_free": round(m.fordblks / 1e6)}
 
 
+def rollup_mb() -> dict[str, int]:
+    """Anonymous, lazily freed (MADV_FREE: counted in RSS until the kernel wants the pages) and
+    file-backed resident memory, in MB."""
+    fields = {}
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in ("Anonymous", "LazyFree", "Rss", "AnonHugePages"):
+                fields[name.lower()] = round(int(rest.split()[0]) / 1e3)
+    return fields
+
+
 def rss_mb() -> float:
     """This process's resident memory now."""
     with open("/proc/self/statm") as f:
@@ -66,7 +78,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True, name="memtrace")
         self.every_s, self.step = every_s, step
         self.peak = 0.0
-        self.highs: list[tuple[float, float, dict[str, list[str]]]] = []
+        self.highs: list[tuple[float, float, dict[str, Any]]] = []
         self.series: list[tuple[float, float]] = []
         self.stop = threading.Event()
         self.t0 = time.perf_counter()
@@ -78,9 +90,9 @@ class Sampler(threading.Thread):
                 self.series.append((round(t, 1), round(now)))
             if now > self.peak:
                 if not self.highs or now > self.highs[-1][1] + self.step:
-                    self.highs.append((t, now, _frames()))
+                    self.highs.append((t, now, {**glibc_mb(), **rollup_mb(), **_frames()}))
                 elif now > self.highs[-1][1] + 1:
-                    self.highs[-1] = (t, now, _frames())
+                    self.highs[-1] = (t, now, {**glibc_mb(), **rollup_mb(), **_frames()})
                 self.peak = now
             time.sleep(self.every_s)
 
