@@ -17,12 +17,18 @@ from pathlib import Path
 import polars as pl
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The arguments of a bench run over some logs: STORE PATH... [--timezone TZ] [--year Y]."""
     ap = argparse.ArgumentParser()
     ap.add_argument("store")
     ap.add_argument("paths", nargs="+")
     ap.add_argument("--timezone", default="UTC")
     ap.add_argument("--year", type=int, default=None)
+    return ap
+
+
+def main() -> None:
+    ap = arguments()
     ap.add_argument("--flush-lines", type=int, default=None)
     ap.add_argument("--no-compact", action="store_true")
     a = ap.parse_args()

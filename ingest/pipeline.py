@@ -26,6 +26,7 @@ from msgtrace.defaults import CHUNK_BYTES, COMPACT_MIN_FILES, FLUSH_EVENTS, QUEU
 from msgtrace.ingest import formats
 from msgtrace.ingest.checkpoint import Checkpoints, SourceState, from_jsonable, jsonable
 from msgtrace.ingest.correlate import correlate
+from msgtrace.ingest.currentrows import CurrentRows
 from msgtrace.ingest.formats import ParseContext
 from msgtrace.ingest.openset import OpenSet, orphans, queue_keys, related_events
 from msgtrace.ingest.reader import (
@@ -41,9 +42,10 @@ from msgtrace.ingest.reader import (
     read_prefix,
     sample_lines,
 )
-from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, MESSAGE_SCHEMA, conform, unique_events
+from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, conform, unique_events
 from msgtrace.ingest.sourceid import SourceId, family_of, in_family, is_derived, next_in_family
 from msgtrace.ingest.supersede import previous_rows, stale_rows
+from msgtrace.memory import release_unused
 from msgtrace.store import Store, days_between
 
 SAMPLE_UNKNOWN = 3
@@ -55,10 +57,6 @@ WARN_FAILED = 5  # warnings naming a failing line, per file; the rest are counte
 # this many times the files it merges a day behind at (see Pipeline._compact_behind).
 ACTIVE_FILES_FACTOR = 4
 NOT_A_SOURCE = "not a source read before"  # FileReport.skipped, see Pipeline.ingest_path(new_sources=False)
-
-
-# What IngestReport.current keeps of each row: enough to apply a flush's `stale` to it.
-_CURRENT_SCHEMA = {c: MESSAGE_SCHEMA[c] for c in ("message_trace_id", "host", "queue_id", "received")}
 
 
 class ParseError(Exception):
@@ -109,24 +107,23 @@ class IngestReport:
     seconds: float = 0.0
     # This run's rows that are still current at its end, one per (message, recipient): what a
     # trace over all days returns of them (a row superseded by a later flush is not counted).
-    # Kept per UTC day of Received: a flush supersedes rows of the days it touches only, so it
-    # updates those days, not every row of the run (which made a long run's flushes ever slower).
-    current_by_day: dict[dt.date, pl.DataFrame] = field(default_factory=dict)
+    current_rows: CurrentRows = field(default_factory=CurrentRows)
+
+    @property
+    def current_by_day(self) -> dict[dt.date, pl.DataFrame]:
+        return self.current_rows.by_day()
 
     @property
     def current(self) -> pl.DataFrame:
-        return pl.concat(
-            [pl.DataFrame(schema=_CURRENT_SCHEMA), *(self.current_by_day[d] for d in sorted(self.current_by_day))]
-        )
+        return self.current_rows.frame()
 
     @property
     def stored_rows(self) -> int:
-        return sum(df.height for df in self.current_by_day.values())
+        return self.current_rows.rows
 
     @property
     def stored_messages(self) -> int:
-        # a MessageTraceId names its Received, so no id is in two days
-        return sum(df.get_column("message_trace_id").n_unique() for df in self.current_by_day.values())
+        return self.current_rows.messages
 
     @property
     def lines(self) -> int:
@@ -667,7 +664,7 @@ class Pipeline:
         self.report.rows += rows.height
         self.report.messages += rows.get_column("message_trace_id").n_unique()
         if self.count_current:
-            _current_after(self.report.current_by_day, rows, written.stale)
+            self.report.current_rows.after(rows, written.stale)
 
     def _compact_behind(self, days: set[dt.date], newest: object) -> None:
         """Compact the days a batch run has left behind, each about once.
@@ -740,49 +737,6 @@ class Pipeline:
         return parsed.lazy().join(ident, on=EVENT_KEY, how="anti", nulls_equal=True).collect()
 
 
-def _current_after(current: dict[dt.date, pl.DataFrame], rows: pl.DataFrame, stale: pl.Expr | pl.DataFrame) -> None:
-    """A run's current rows (per day of Received) after a flush wrote `rows` superseding `stale`
-    (as MessagesTable.replace applies it): rows of a superseded message or of a message written
-    again drop out, the new rows come in. A MessageTraceId names its Received, so only the days
-    of the new and the stale rows can change, unless `stale` is a filter (lines read out of
-    order), which is applied to every day."""
-    new = _by_received_day(rows.select(_owned(c) if t == pl.String else pl.col(c) for c, t in _CURRENT_SCHEMA.items()))
-    if isinstance(stale, pl.DataFrame):
-        gone = _by_received_day(stale.select("message_trace_id", "received"))
-        days = set(new) | set(gone)
-    else:
-        gone, days = {}, set(current) | set(new)
-    for day in days:
-        kept = current.get(day)
-        if kept is not None:
-            if not isinstance(stale, pl.DataFrame):
-                kept = kept.filter(~stale)
-            # one anti-join for the superseded and the rewritten ids: the day's current rows are
-            # the whole day so far (a one-day log: every row of the run), probed once per flush
-            dropped = [f[day].select("message_trace_id") for f in (gone, new) if day in f]
-            if dropped:
-                kept = kept.join(pl.concat(dropped), on="message_trace_id", how="anti")
-        parts = [p for p in (kept, new.get(day)) if p is not None]
-        current[day] = pl.concat(parts) if len(parts) > 1 else parts[0]
-
-
-def _owned(column: str) -> pl.Expr:
-    """A string column in buffers of its own. A column cut from a larger one (a flush's rows are
-    gathered from its events, whose hosts are views into each parsed chunk's buffer) keeps every
-    buffer it was cut from alive: the run's current rows held on to every chunk's host texts
-    (10 M lines: ~150 MB more at the end). Concatenating builds new buffers (null stays null)."""
-    return pl.concat_str([pl.col(column), pl.lit("")]).alias(column)
-
-
-def _by_received_day(df: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:
-    """Rows split by the UTC day of `received` (a null one: under date.min)."""
-    if not df.height:
-        return {}
-    day = pl.col("received").dt.date().fill_null(dt.date.min).alias("_day")
-    parts = df.with_columns(day).partition_by("_day", as_dict=True, include_key=False)
-    return {key[0]: part for key, part in parts.items()}
-
-
 def _marks(marks: Marks | None) -> dict[str, object]:
     """A checkpoint's identity fields for the marks of what it covers."""
     if marks is None:
@@ -852,6 +806,7 @@ def tidy(store: Store, min_files: int = COMPACT_MIN_FILES) -> None:
                 failed.append(e)
         return failed
 
+    release_unused()  # what the flushes freed: compaction allocates through Polars and Arrow
     days = store.days()
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="msgtrace-tidy") as pool:
         done = [pool.submit(each, step, days) for step in (_compact_messages, _compact_events)]

@@ -31,8 +31,9 @@ QUEUE_LIFETIME = queue_lifetime()  # 6 days
 # --compact-files; a batch ingest after it ran).
 COMPACT_MIN_FILES = 8
 
-# Ingest tuning (ingest.pipeline.IngestOptions): events per flush bounds peak memory (10M Postfix
-# lines: 1.3 GB peak; 100k: 0.9 GB but 20% more CPU); lines are read in chunks of about this many bytes.
+# Ingest tuning (ingest.pipeline.IngestOptions): events per flush bounds peak memory, a flush's
+# working set being some 10 times its events' size (10 M Postfix lines: 0.83 GB peak; 100k
+# events a flush would save ~0.1 GB for 36% more CPU); lines are read in chunks of about this many bytes.
 FLUSH_EVENTS = 200_000
 CHUNK_BYTES = 8 * 1024 * 1024
 # `msgtrace web --cache-mb`: memory for the decoded trace columns of recently searched days

@@ -130,3 +130,18 @@ def test_stale_temps_are_removed_and_nothing_else(tmp_path: Path) -> None:
     assert store.remove_stale_temps() == 2
     assert [p.name for p in part.iterdir()] == ["g000001-a.parquet"]
     assert [p.name for p in store.state.dir.iterdir()] == ["sources.json"]
+
+
+def test_rows_across_midnight_go_to_their_days_each_in_order(tmp_path: Path) -> None:
+    # one flush's rows, out of order over three days: ordered once and cut into days as slices
+    store = Store(tmp_path)
+    hours = [49, 3, 26, 1, 30, 50, 2]
+    times = [utc(2026, 6, 13) + dt.timedelta(hours=h) for h in hours]
+    store.events.append(conform(pl.DataFrame({"time": times, "queue_id": [f"Q{h}" for h in hours]}), EVENT_SCHEMA))
+    store.messages.replace(frame([msg(t, queue_id=f"Q{t.hour}") for t in times]), pl.lit(False), set())
+    for table, column in ((store.events, "time"), (store.messages, "received")):
+        for day in (DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)):
+            (f,) = table.current_files(day)
+            got = pl.read_parquet(f).get_column(column)
+            assert got.is_sorted() and got.dt.date().unique().to_list() == [day]
+        assert table.scan().select(pl.len()).collect().item() == len(hours)  # type: ignore[union-attr]

@@ -36,6 +36,7 @@ import polars as pl
 
 from msgtrace.errors import MsgtraceError
 from msgtrace.ingest.schema import EVENT_SCHEMA, EVENTS_DIR, MESSAGE_SCHEMA, MESSAGES_DIR, conform
+from msgtrace.memory import release_unused
 from msgtrace.store import files
 from msgtrace.store.cache import ColumnCache, attached
 from msgtrace.store.fs import FileSystem, LocalFileSystem, temp_target
@@ -262,15 +263,23 @@ class Table:
         """
         if deletes and not self.keeps_deletes:
             raise ValueError(f"the {self.name} table keeps no deletes")
-        frame = conform(frame, self.schema)
-        return self._append_days(_split_days(frame, self.time_column), deletes or {})
+        release_unused()  # what the previous flush freed, before this one's files are encoded
+        return self._append_days(self._by_day(conform(frame, self.schema)), deletes or {})
+
+    def _by_day(self, frame: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:
+        """New rows split by the UTC day of the time column (their partition), each day's in the
+        order they are written: slices of the frame ordered once, not a copy a day and another to
+        order it (a flush across midnight held both beside the flush's own)."""
+        if frame.get_column(self.time_column).has_nulls():
+            return {day: self._ordered(part) for day, part in _split_days(frame, self.time_column).items()}
+        return _slice_days(self._ordered(frame), self.time_column)
 
     def _append_days(self, by_day: dict[dt.date, pl.DataFrame], deletes: dict[dt.date, list[str]]) -> int:
+        """Write each day's ordered rows (and each day with deletes only) as one new file."""
         written = 0
         for day in sorted(set(by_day) | {d for d, ids in deletes.items() if ids}):
-            part = by_day.get(day)
-            rows = self._ordered(part) if part is not None else pl.DataFrame(schema=self.schema)
-            self.write(day, rows, deletes.get(day))
+            rows = by_day.get(day)
+            self.write(day, rows if rows is not None else pl.DataFrame(schema=self.schema), deletes.get(day))
             written += 1
         return written
 
@@ -286,6 +295,7 @@ class Table:
         path = files.next_file(self.fs, self.partition(day), complete, self.write_tag)
         metadata = {files.DELETES_KEY: " ".join(deletes)} if deletes else {}
         self._write_file(frame.select(list(self.schema)), path, metadata)
+        release_unused()  # the writer's buffers and the rows' copies
         return path
 
     def compact(self, day: dt.date, min_files: int = 2) -> bool:
@@ -300,6 +310,7 @@ class Table:
             self._drop_superseded(part)
             return False
         self._compact_into(current, files.next_file(self.fs, part, True, self.write_tag))
+        release_unused()  # the reader's and writer's buffers, before the next partition's
         self._drop_superseded(part)
         return True
 
@@ -406,7 +417,7 @@ class MessagesTable(Table):
         the MessageTraceIds of the stale rows it supersedes, so a deferral delivered days later
         costs a small file, not a rewrite of its partition. Returns files written.
         """
-        new_by_day = _split_days(conform(rows, MESSAGE_SCHEMA), "received")
+        new_by_day = self._by_day(conform(rows, MESSAGE_SCHEMA))
         known = _split_days(stale, "received") if isinstance(stale, pl.DataFrame) else None
         deletes: dict[dt.date, list[str]] = {}
         for day in sorted(days | set(new_by_day)):
@@ -733,6 +744,22 @@ def _concat_clearing(frames: list[pl.DataFrame]) -> pl.DataFrame:
     """The frames as one, the list emptied (its frames no longer held here)."""
     out = pl.concat(frames)
     frames.clear()
+    return out
+
+
+def _slice_days(df: pl.DataFrame, time_col: str) -> dict[dt.date, pl.DataFrame]:
+    """Rows sorted by a time column without nulls, split by its UTC day: zero-copy slices."""
+    if not df.height:
+        return {}
+    days = df.get_column(time_col).dt.date()
+    first, last = days.first(), days.last()
+    if first == last:
+        return {first: df}  # type: ignore[dict-item]  # the usual flush: one day
+    runs = days.rle().struct.unnest()
+    out, at = {}, 0
+    for n, day in runs.iter_rows():
+        out[day] = df.slice(at, n)
+        at += n
     return out
 
 
