@@ -53,12 +53,7 @@ class OpenSet:
         dropped from everything (lines read again after a crash) are allowed."""
         if touched is None:
             touched = [Keys(everything)]
-        still_open = (
-            rows.select("host", "queue_ids", "incomplete")
-            .filter(pl.col("incomplete") & (pl.col("queue_ids") != ""))
-            .select("host", pl.col("queue_ids").str.split(" ").alias("queue_id"))
-            .explode("queue_id")
-        )
+        still_open = queue_id_rows(rows, [], where=pl.col("incomplete"))
         kept = self.events
         if kept.height and touched:
             named = touched[0].named_by(kept)
@@ -112,6 +107,19 @@ def _essentials(ev: pl.DataFrame) -> pl.DataFrame:
         return ev
     ev = ev.sort("time", "source", "line_no")
     return ev.filter(essentials_keep(ev))
+
+
+def queue_id_rows(rows: pl.DataFrame, columns: list[str], where: pl.Expr | None = None) -> pl.DataFrame:
+    """The message rows' `columns`, host and queue_id, once for each queue id in queue_ids (rows
+    with none, NOQUEUE rejects, left out; `where`: of the rows for which it holds). Only the few
+    rows of a message that passed a content filter name several, and only those are split."""
+    keep = pl.col("queue_ids") != ""
+    narrow = rows.select(*columns, "host", "queue_ids", *([] if where is None else [where.alias("_where")]))
+    narrow = narrow.filter(keep if where is None else keep & pl.col("_where")).select(*columns, "host", "queue_ids")
+    several = pl.col("queue_ids").str.contains(" ", literal=True)
+    one = narrow.filter(~several)
+    many = narrow.filter(several).with_columns(pl.col("queue_ids").str.split(" ")).explode("queue_ids")
+    return pl.concat([one, many]).rename({"queue_ids": "queue_id"})
 
 
 def queue_keys(ev: pl.DataFrame) -> pl.DataFrame:

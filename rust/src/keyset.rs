@@ -7,6 +7,7 @@
 //!
 //! As in a Polars join, a null host or queue id matches nothing.
 
+use std::hash::Hasher;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::PyValueError;
@@ -14,33 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::correlate::ViewCol;
-use crate::fxhash::{FxMap, FxSet};
-
-/// A key's bytes: parts of (maybe null) text, each tagged and length-prefixed, so that no two
-/// different tuples share one (a host may hold any byte).
-fn put_part(buf: &mut Vec<u8>, part: Option<&[u8]>) {
-    match part {
-        None => buf.push(0),
-        Some(p) => {
-            buf.push(1);
-            buf.extend_from_slice(&(p.len() as u64).to_le_bytes());
-            buf.extend_from_slice(p);
-        }
-    }
-}
-
-/// The join key of (host, queue id) into `buf`; false when either is null (it matches nothing).
-fn join_key(buf: &mut Vec<u8>, host: Option<&[u8]>, qid: Option<&[u8]>) -> bool {
-    buf.clear();
-    match (host, qid) {
-        (Some(h), Some(q)) => {
-            put_part(buf, Some(h));
-            put_part(buf, Some(q));
-            true
-        }
-        _ => false,
-    }
-}
+use crate::fxhash::{FxHasher, FxMap, FxSet};
 
 /// A string column of `rows` rows (its validity's length) from (views, [buffers], validity), as
 /// ingest/corebuffers.views gives it.
@@ -69,12 +44,6 @@ struct Pair<'a> {
     host: ViewCol<'a>,
     qid: ViewCol<'a>,
     rows: usize,
-}
-
-impl<'a> Pair<'a> {
-    fn key(&self, buf: &mut Vec<u8>, row: usize) -> bool {
-        join_key(buf, self.host.get(row), self.qid.get(row))
-    }
 }
 
 fn same_rows(what: &str, a: usize, b: usize) -> PyResult<()> {
@@ -119,15 +88,119 @@ fn rows_bytes(py: Python<'_>, rows: &[usize]) -> PyObject {
 
 const NONE: u32 = u32::MAX;
 
+/// One key of a QidTable: its host's number, its queue id in the table's text, its hash.
+struct QidKey {
+    host: u32,
+    start: usize,
+    len: usize,
+    hash: u64,
+}
+
+/// (host number, queue id) -> key number, open addressing: the queue ids in one buffer, so a
+/// flush's tens of thousands of keys cost no allocation each (a map of boxed keys spent half of
+/// the build in malloc and memmove).
+#[derive(Default)]
+struct QidTable {
+    /// key numbers (NONE: empty), a power of two of them, at most half full
+    slots: Vec<u32>,
+    keys: Vec<QidKey>,
+    text: Vec<u8>,
+}
+
+fn qid_hash(host: u32, qid: &[u8]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write_u32(host);
+    h.write(qid);
+    // FxHash leaves queue ids of a few hex digits clustered: murmur3's finalizer spreads them
+    let mut x = h.finish();
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    x ^ (x >> 33)
+}
+
+impl QidTable {
+    fn slot_of(&self, hash: u64) -> usize {
+        (hash as usize) & self.slots.len().saturating_sub(1)
+    }
+
+    fn is(&self, k: u32, host: u32, qid: &[u8], hash: u64) -> bool {
+        self.keys.get(k as usize).map_or(false, |key| {
+            key.hash == hash
+                && key.host == host
+                && self.text.get(key.start..key.start + key.len) == Some(qid)
+        })
+    }
+
+    /// The slot holding the key, or the empty slot where it would go (None: no slots).
+    fn probe(&self, host: u32, qid: &[u8], hash: u64) -> Option<(usize, Option<u32>)> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut i = self.slot_of(hash);
+        // at most half full: an empty slot ends every probe
+        for _ in 0..self.slots.len() {
+            match self.slots.get(i).copied()? {
+                NONE => return Some((i, None)),
+                k if self.is(k, host, qid, hash) => return Some((i, Some(k))),
+                _ => i = (i + 1) & mask,
+            }
+        }
+        None
+    }
+
+    fn find(&self, host: u32, qid: &[u8]) -> Option<u32> {
+        self.probe(host, qid, qid_hash(host, qid))?.1
+    }
+
+    /// The key's number, added when new.
+    fn add(&mut self, host: u32, qid: &[u8]) -> u32 {
+        let hash = qid_hash(host, qid);
+        if let Some((_, Some(k))) = self.probe(host, qid, hash) {
+            return k;
+        }
+        if (self.keys.len() + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let k = self.keys.len() as u32;
+        if let Some((i, None)) = self.probe(host, qid, hash) {
+            if let Some(slot) = self.slots.get_mut(i) {
+                *slot = k;
+            }
+        }
+        self.keys.push(QidKey {
+            host,
+            start: self.text.len(),
+            len: qid.len(),
+            hash,
+        });
+        self.text.extend_from_slice(qid);
+        k
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(1024);
+        let old = std::mem::replace(&mut self.slots, vec![NONE; size]);
+        let mask = size - 1;
+        for k in old.into_iter().filter(|k| *k != NONE) {
+            let hash = self.keys.get(k as usize).map_or(0, |key| key.hash);
+            let mut i = self.slot_of(hash);
+            while self.slots.get(i).map_or(false, |s| *s != NONE) {
+                i = (i + 1) & mask;
+            }
+            if let Some(slot) = self.slots.get_mut(i) {
+                *slot = k;
+            }
+        }
+    }
+}
+
 /// The distinct (host, queue id) keys a frame names as queue id or hand-off target
 /// (openset.queue_keys), numbered; per key the first row naming it as its queue id, per row the
-/// number of its queue id's key. Queue ids are kept per host (a log has a few hosts, a flush's
-/// tens of thousands of queue ids), so a row hashes its queue id alone.
+/// number of its queue id's key.
 #[pyclass(module = "msgtrace._core")]
 pub struct KeySet {
-    hosts: FxMap<Box<[u8]>, usize>,
-    /// per host (its number in `hosts`): queue id -> key number
-    qids: Vec<FxMap<Box<[u8]>, u32>>,
+    hosts: FxMap<Box<[u8]>, u32>,
+    qids: QidTable,
     /// per key: the first row with it as queue id (None: named only as a hand-off target)
     first: Vec<Option<usize>>,
     /// per row of the frame: its queue id's key number (NONE: a null host or queue id)
@@ -137,7 +210,7 @@ pub struct KeySet {
 /// Finds keys in a KeySet, remembering the last host (rows of one host come in runs).
 struct Finder<'s> {
     set: &'s KeySet,
-    last: Option<(&'s [u8], usize)>,
+    last: Option<(&'s [u8], u32)>,
 }
 
 impl<'s> Finder<'s> {
@@ -145,7 +218,7 @@ impl<'s> Finder<'s> {
         Finder { set, last: None }
     }
 
-    fn host(&mut self, host: &[u8]) -> Option<usize> {
+    fn host(&mut self, host: &[u8]) -> Option<u32> {
         if let Some((h, i)) = self.last {
             if h == host {
                 return Some(i);
@@ -158,7 +231,7 @@ impl<'s> Finder<'s> {
 
     fn find(&mut self, host: Option<&[u8]>, qid: Option<&[u8]>) -> Option<u32> {
         let h = self.host(host?)?;
-        self.set.qids.get(h)?.get(qid?).copied()
+        self.set.qids.find(h, qid?)
     }
 }
 
@@ -168,7 +241,7 @@ impl KeySet {
         &mut self,
         host: Option<&'a [u8]>,
         qid: Option<&[u8]>,
-        last_host: &mut Option<(&'a [u8], usize)>,
+        last_host: &mut Option<(&'a [u8], u32)>,
     ) -> u32 {
         let (host, qid) = match (host, qid) {
             (Some(h), Some(q)) => (h, q),
@@ -177,35 +250,23 @@ impl KeySet {
         let h = match *last_host {
             Some((last, h)) if last == host => h,
             _ => {
-                let h = match self.hosts.get(host) {
-                    Some(h) => *h,
-                    None => {
-                        self.hosts.insert(host.into(), self.qids.len());
-                        self.qids.push(FxMap::default());
-                        self.qids.len() - 1
-                    }
-                };
+                let n = self.hosts.len() as u32;
+                let h = *self.hosts.entry(host.into()).or_insert(n);
                 *last_host = Some((host, h));
                 h
             }
         };
-        let next = self.first.len() as u32;
-        let qids = match self.qids.get_mut(h) {
-            Some(q) => q,
-            None => return NONE, // (every host has its map)
-        };
-        if let Some(k) = qids.get(qid) {
-            return *k;
+        let k = self.qids.add(h, qid);
+        if k as usize == self.first.len() {
+            self.first.push(None);
         }
-        qids.insert(qid.into(), next);
-        self.first.push(None);
-        next
+        k
     }
 
     fn build(qid: &Pair, next: &ViewCol) -> KeySet {
         let mut set = KeySet {
             hosts: FxMap::default(),
-            qids: Vec::new(),
+            qids: QidTable::default(),
             first: Vec::new(),
             row_keys: Vec::with_capacity(qid.rows),
         };
@@ -311,23 +372,22 @@ impl KeySet {
     /// openset.related_events over the open set in memory: rows naming a key as queue id, then
     /// those naming one as hand-off target, then twice more the same for the keys the rows found
     /// name that were not searched yet (the other side of hand-offs), each row once, in that order.
-    fn related(&self, ev: &Pair, next: &ViewCol) -> Vec<usize> {
+    fn related<'a>(&self, ev: &Pair<'a>, next: &ViewCol<'a>) -> Vec<usize> {
         let mut found = vec![false; ev.rows];
         let mut out: Vec<usize> = Vec::new();
-        let mut buf = Vec::new();
         let mut finder = Finder::new(self);
-        take_matching(ev, next, |h, q| finder.find(h, q).is_some(), &mut found, &mut out);
-        let mut searched: FxSet<Box<[u8]>> = FxSet::default();
+        let hit = |h, q| finder.find(h, q).is_some();
+        take_matching(ev, next, hit, &mut found, &mut out);
+        let mut searched: FxSet<(&[u8], &[u8])> = FxSet::default();
         let mut scanned = 0; // rows found before hold only keys searched already
         for _ in 0..2 {
-            let mut linked: FxSet<Box<[u8]>> = FxSet::default();
+            let mut linked: FxSet<(&[u8], &[u8])> = FxSet::default();
             for &row in out.get(scanned..).unwrap_or(&[]) {
                 for qid in [ev.qid.get(row), next.get(row)] {
-                    if finder.find(ev.host.get(row), qid).is_none()
-                        && join_key(&mut buf, ev.host.get(row), qid)
-                        && !searched.contains(buf.as_slice())
-                    {
-                        linked.insert(buf.as_slice().into());
+                    if let (Some(h), Some(q)) = (ev.host.get(row), qid) {
+                        if finder.find(Some(h), Some(q)).is_none() && !searched.contains(&(h, q)) {
+                            linked.insert((h, q));
+                        }
                     }
                 }
             }
@@ -335,9 +395,9 @@ impl KeySet {
             if linked.is_empty() {
                 break;
             }
-            let mut key = Vec::new();
-            let hit = |h: Option<&[u8]>, q: Option<&[u8]>| {
-                join_key(&mut key, h, q) && linked.contains(key.as_slice())
+            let hit = |h, q| match (h, q) {
+                (Some(h), Some(q)) => linked.contains(&(h, q)),
+                _ => false,
             };
             take_matching(ev, next, hit, &mut found, &mut out);
             searched.extend(linked);
@@ -347,10 +407,10 @@ impl KeySet {
 }
 
 /// Rows not found yet whose queue id, then those whose hand-off target, is a `hit` key.
-fn take_matching(
-    ev: &Pair,
-    next: &ViewCol,
-    mut hit: impl FnMut(Option<&[u8]>, Option<&[u8]>) -> bool,
+fn take_matching<'a>(
+    ev: &Pair<'a>,
+    next: &ViewCol<'a>,
+    mut hit: impl FnMut(Option<&'a [u8]>, Option<&'a [u8]>) -> bool,
     found: &mut [bool],
     out: &mut Vec<usize>,
 ) {
@@ -374,15 +434,16 @@ const RECEIVE: u8 = 3;
 
 /// The group an event's class is decided in: (host, queue id, class), and for an outcome the
 /// recipient (lowercased) and whether it is a "no outcome yet" (0, 1, or 2 for a null status).
-fn group_key(buf: &mut Vec<u8>, p: &Pair, rcpt: &ViewCol, getting: &[u8], row: usize, class: u8) {
-    buf.clear();
-    put_part(buf, p.host.get(row));
-    put_part(buf, p.qid.get(row));
-    buf.push(class);
-    if class == OUTCOME_DELIVER || class == OUTCOME_REJECT {
-        put_part(buf, rcpt.get(row));
-        buf.push(getting.get(row).copied().unwrap_or(2));
-    }
+type Group<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, u8, Option<&'a [u8]>, u8);
+
+fn group<'a>(p: &Pair<'a>, rcpt: &ViewCol<'a>, getting: &[u8], row: usize, class: u8) -> Group<'a> {
+    let outcome = class == OUTCOME_DELIVER || class == OUTCOME_REJECT;
+    let (r, g) = if outcome {
+        (rcpt.get(row), getting.get(row).copied().unwrap_or(2))
+    } else {
+        (None, 0)
+    };
+    (p.host.get(row), p.qid.get(row), class, r, g)
 }
 
 /// openset._essentials' filter over events sorted by time: an outcome, an info line and a
@@ -390,31 +451,22 @@ fn group_key(buf: &mut Vec<u8>, p: &Pair, rcpt: &ViewCol, getting: &[u8], row: u
 fn essentials(p: &Pair, rcpt: &ViewCol, class: &[u8], getting: &[u8]) -> Vec<bool> {
     let class_of = |row: usize| class.get(row).copied().unwrap_or(KEEP);
     let mut keep = vec![true; p.rows];
-    let mut seen: FxSet<Box<[u8]>> = FxSet::default();
-    let mut buf = Vec::new();
+    let mut seen: FxSet<Group> = FxSet::default();
     for row in (0..p.rows).rev() {
         let c = class_of(row);
         if c == KEEP {
             continue;
         }
-        group_key(&mut buf, p, rcpt, getting, row, c);
-        let last = !seen.contains(buf.as_slice());
-        if last {
-            seen.insert(buf.as_slice().into());
-        }
+        let last = seen.insert(group(p, rcpt, getting, row, c));
         if let Some(k) = keep.get_mut(row) {
             *k = last;
         }
     }
     seen.clear();
     for row in 0..p.rows {
-        if class_of(row) == RECEIVE {
-            group_key(&mut buf, p, rcpt, getting, row, RECEIVE);
-            if !seen.contains(buf.as_slice()) {
-                seen.insert(buf.as_slice().into());
-                if let Some(k) = keep.get_mut(row) {
-                    *k = true;
-                }
+        if class_of(row) == RECEIVE && seen.insert(group(p, rcpt, getting, row, RECEIVE)) {
+            if let Some(k) = keep.get_mut(row) {
+                *k = true;
             }
         }
     }
@@ -448,39 +500,29 @@ pub fn essentials_keep(
 /// Whether each row's (host, queue id) has an event at or after `cutoff` (times: little-endian
 /// int64 and one validity byte a row); a null key, or a key with no time, is not alive.
 fn alive(p: &Pair, times: &[u8], valid: &[u8], cutoff: i64) -> Vec<bool> {
-    let mut ids: FxMap<Box<[u8]>, usize> = FxMap::default();
-    let mut last: Vec<Option<i64>> = Vec::new();
-    let mut row_ids: Vec<Option<usize>> = Vec::with_capacity(p.rows);
-    let mut buf = Vec::new();
+    let key = |row: usize| match (p.host.get(row), p.qid.get(row)) {
+        (Some(h), Some(q)) => Some((h, q)),
+        _ => None,
+    };
+    let time = |row: usize| -> Option<i64> {
+        let bytes: [u8; 8] = times.get(row * 8..row * 8 + 8)?.try_into().ok()?;
+        valid
+            .get(row)
+            .filter(|v| **v != 0)
+            .map(|_| i64::from_le_bytes(bytes))
+    };
+    let mut last: FxMap<(&[u8], &[u8]), i64> = FxMap::default();
     for row in 0..p.rows {
-        if !p.key(&mut buf, row) {
-            row_ids.push(None);
-            continue;
-        }
-        let id = match ids.get(buf.as_slice()) {
-            Some(id) => *id,
-            None => {
-                ids.insert(buf.as_slice().into(), last.len());
-                last.push(None);
-                last.len() - 1
-            }
-        };
-        row_ids.push(Some(id));
-        let time = times
-            .get(row * 8..row * 8 + 8)
-            .and_then(|b| b.try_into().ok());
-        if let (Some(t), true) = (time, valid.get(row).map_or(false, |v| *v != 0)) {
-            let t = i64::from_le_bytes(t);
-            if let Some(l) = last.get_mut(id) {
-                *l = Some(l.map_or(t, |l| l.max(t)));
-            }
+        if let (Some(k), Some(t)) = (key(row), time(row)) {
+            let l = last.entry(k).or_insert(t);
+            *l = (*l).max(t);
         }
     }
-    row_ids
-        .iter()
-        .map(|id| {
-            id.and_then(|id| last.get(id).copied().flatten())
-                .map_or(false, |t| t >= cutoff)
+    (0..p.rows)
+        .map(|row| {
+            key(row)
+                .and_then(|k| last.get(&k))
+                .map_or(false, |t| *t >= cutoff)
         })
         .collect()
 }
