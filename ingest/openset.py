@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 
 from msgtrace.ingest.keyset import Keys, alive, essentials_keep
@@ -139,18 +140,22 @@ def orphans(parsed: pl.DataFrame, related: pl.DataFrame, keys: Keys | None = Non
     """(host, queue_id) of parsed messages that neither start here nor are open (`keys`:
     Keys(parsed), when the caller has them)."""
     ev = parsed.select("host", "queue_id", "kind", "time", "source", "line_no")
+    not_start = ~pl.col("kind").is_in(START_KINDS)
     if keys is not None and _in_line_order(ev) and not ev.get_column("host").null_count():
         # the usual flush: one file's lines in order, so each queue id's first row is its first
-        # event, which the keys know already (a null host, matching nothing, is not a key)
-        firsts = ev.select("host", "queue_id", "kind")[keys.first_rows()]
+        # event, which the keys know already (a null host, matching nothing, is not a key); a
+        # filter, not a gather of those rows (which copies string views slowly)
+        first = np.zeros(ev.height, dtype=np.bool_)
+        first[keys.first_rows().to_numpy()] = True
+        firsts = ev.filter(pl.Series(first) & not_start)
     else:
         ev = ev.drop_nulls("queue_id")
         if _in_line_order(ev):  # no sort per group is needed (most of this function's cost otherwise)
             firsts = ev.unique(["host", "queue_id"], keep="first").select("host", "queue_id", "kind")
         else:
             firsts = ev.group_by("host", "queue_id").agg(pl.col("kind").sort_by("time", "source", "line_no").first())
-    firsts = firsts.filter(~pl.col("kind").is_in(START_KINDS)).select("host", "queue_id")
-    return firsts.join(queue_keys(related), on=["host", "queue_id"], how="anti")
+        firsts = firsts.filter(not_start)
+    return firsts.select("host", "queue_id").join(queue_keys(related), on=["host", "queue_id"], how="anti")
 
 
 def _in_line_order(ev: pl.DataFrame) -> bool:
