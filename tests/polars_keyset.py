@@ -11,6 +11,7 @@ import polars as pl
 from msgtrace.ingest import openset
 from msgtrace.ingest.openset import START_KINDS, _in_line_order, queue_keys
 from msgtrace.ingest.schema import EVENT_KEY, EVENT_SCHEMA, conform
+from msgtrace.ingest.traceid import message_trace_ids
 
 KEY = ["host", "queue_id"]
 
@@ -86,3 +87,28 @@ def update(
     reopened = everything.join(still_open, on=KEY, how="semi")
     events = pl.concat([kept, conform(essentials(reopened), EVENT_SCHEMA)], how="vertical_relaxed")
     return expire(events, lifetime)
+
+
+def previous_rows(rows: pl.DataFrame, related: pl.DataFrame) -> pl.DataFrame:
+    """supersede.previous_rows as it was: every row's queue ids split and exploded."""
+    earlier = queue_keys(related)
+    if not earlier.height or not rows.height:
+        return rows.select("message_trace_id", "received").clear()
+    kept = (
+        rows.filter(pl.col("queue_ids") != "")
+        .select("message_trace_id", "received", "host", pl.col("queue_ids").str.split(" ").alias("queue_id"))
+        .explode("queue_id")
+        .join(earlier, on=KEY, how="semi")
+        .select("message_trace_id", "received")
+    )
+    own = (
+        related.filter(pl.col("queue_id").is_not_null())
+        .group_by(KEY)
+        .agg(pl.col("time").min().alias("received"))
+        .join(rows.select(KEY), on=KEY, how="anti")
+    )
+    if own.height:
+        key = own.select(pl.concat_str(KEY, separator="|")).to_series()
+        ids = message_trace_ids(key, own.get_column("received"))
+        kept = pl.concat([kept, own.select(ids.alias("message_trace_id"), "received")])
+    return kept.unique()

@@ -1,7 +1,7 @@
 """The flush's bookkeeping by the compiled core (ingest/keyset.py over rust/src/keyset.rs) against the
 Polars joins it replaced (tests/polars_keyset.py, the reference): flushes simulated over golden
 fixtures, generated logs of every format and the shared corpus (the open set carried from flush to
-flush, related events, orphans, the update and its expiry compared at each), and frames made at
+flush, related events, orphans, the superseded rows, the update and its expiry compared at each), and frames made at
 random with null, empty, long and non-ASCII keys."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from msgtrace.ingest.correlate import correlate
 from msgtrace.ingest.keyset import Keys, alive
 from msgtrace.ingest.openset import OpenSet, _essentials, orphans, queue_keys
 from msgtrace.ingest.schema import EVENT_SCHEMA, unique_events
+from msgtrace.ingest.supersede import previous_rows
 from tests import polars_keyset as ref
 from tests.conftest import CORPUS, FIXTURES
 from tests.test_correlate_rust import FORMATS, _corpus_events, parse, read
@@ -51,6 +52,7 @@ def _flushes(events: pl.DataFrame, size: int, lifetime: dt.timedelta) -> None:
         _same_rows(orphans(parsed, related, keys), ref.orphans(parsed, related), "orphans")
         everything = pl.concat([related, parsed], how="vertical_relaxed")
         rows = correlate(everything, lifetime)
+        _same_rows(previous_rows(rows, related), ref.previous_rows(rows, related), "previous_rows")
         want = ref.update(open_events, everything, rows, lifetime)
         for touched in ([Keys(related), keys], None):
             s = _open_set(open_events)
