@@ -12,9 +12,12 @@ Saved as one Parquet file (explicit schema, atomic), after the data it describes
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 
+from msgtrace.ingest.keyset import Keys, alive, essentials_keep
 from msgtrace.ingest.schema import EVENT_SCHEMA, conform, unique_events
 from msgtrace.store import StateFiles
 
@@ -29,43 +32,40 @@ class OpenSet:
         saved = state.read_frame(OPEN_FILE, EVENT_SCHEMA)
         self.events = saved if saved is not None else pl.DataFrame(schema=EVENT_SCHEMA)
 
-    def related(self, parsed: pl.DataFrame, keys: pl.DataFrame | None = None) -> pl.DataFrame:
+    def related(self, parsed: pl.DataFrame, keys: Keys | None = None) -> pl.DataFrame:
         """Open events of the messages the parsed events touch, following content-filter links
-        (`keys`: queue_keys(parsed), when the caller has them already)."""
+        (`keys`: Keys(parsed), when the caller has them already)."""
         if not self.events.height:
             return self.events
-        return related_events(self.events.lazy(), queue_keys(parsed) if keys is None else keys)
+        return unique_events((Keys(parsed) if keys is None else keys).related(self.events))
 
     def update(
         self,
         everything: pl.DataFrame,
         rows: pl.DataFrame,
         lifetime: dt.timedelta,
-        touched: pl.DataFrame | None = None,
+        touched: Sequence[Keys] | None = None,
     ) -> None:
         """Replace the touched messages' open events by those still open after this flush, then expire.
 
-        `touched`: the (host, queue_id) keys everything names (queue_keys(everything), repeats
-        allowed), when the caller has them: a flush knows its parsed events' keys already, and
-        hashing every key of 200,000 events again costs more than the rest of the update."""
+        `touched`: Keys of the frames that, one after the other, hold everything's events (a
+        flush's related and parsed events, whose keys it has already: hashing every key of 200,000
+        events again cost more than the rest of the update); a frame's repeats of an event
+        dropped from everything (lines read again after a crash) are allowed."""
         if touched is None:
-            touched = queue_keys(everything)
-        still_open = (
-            rows.select("host", "queue_ids", "incomplete")
-            .filter(pl.col("incomplete") & (pl.col("queue_ids") != ""))
-            .select("host", pl.col("queue_ids").str.split(" ").alias("queue_id"))
-            .explode("queue_id")
-            .unique()
-        )
-        kept = self.events.join(touched, on=["host", "queue_id"], how="anti")
-        # (a null queue id matches nothing)
-        reopened = everything.join(still_open, on=["host", "queue_id"], how="semi")
+            touched = [Keys(everything)]
+        still_open = queue_id_rows(rows, [], where=pl.col("incomplete"))
+        kept = self.events
+        if kept.height and touched:
+            named = touched[0].named_by(kept)
+            for keys in touched[1:]:
+                named |= keys.named_by(kept)
+            kept = kept.filter(~named)
+        reopened = everything.filter(_rows_named(everything, touched, still_open))
         events = pl.concat([kept, conform(_essentials(reopened), EVENT_SCHEMA)], how="vertical_relaxed")
         newest = events.get_column("time").max()
         if newest is not None:
-            last = events.group_by("host", "queue_id").agg(pl.col("time").max().alias("_last"))
-            alive = last.filter(pl.col("_last") >= newest - lifetime).select("host", "queue_id")
-            events = events.join(alive, on=["host", "queue_id"], how="semi")
+            events = events.filter(alive(events, newest - lifetime))
         self.events = events
 
     def save(self) -> None:
@@ -84,6 +84,17 @@ class OpenSet:
         return self.events.select(pl.struct("host", "queue_id").n_unique()).item() if self.events.height else 0
 
 
+def _rows_named(everything: pl.DataFrame, parts: Sequence[Keys], keys: pl.DataFrame) -> pl.Series:
+    """Whether each event of everything has one of the (host, queue_id) keys as queue id (a null
+    one matches nothing): from the parts' keys when everything is the parts one after the other."""
+    if not keys.height:
+        return pl.repeat(False, everything.height, eager=True)
+    if sum(p.height for p in parts) == everything.height:
+        return pl.concat([p.rows_named(keys) for p in parts])
+    with_next = keys.with_columns(pl.lit(None, pl.String).alias("next_queue_id"))
+    return Keys(with_next).named_by(everything)
+
+
 def _essentials(ev: pl.DataFrame) -> pl.DataFrame:
     """The events that decide an open message's row, without the repetition of its retries.
 
@@ -96,22 +107,20 @@ def _essentials(ev: pl.DataFrame) -> pl.DataFrame:
     if not ev.height:
         return ev
     ev = ev.sort("time", "source", "line_no")
-    key = [pl.col("host"), pl.col("queue_id")]
-    outcome = pl.col("kind").is_in(["deliver", "reject"]) & pl.col("recipient").is_not_null()
-    per_recipient = [*key, pl.col("kind"), pl.col("recipient").str.to_lowercase(), pl.col("status").eq("GettingStatus")]
-    last_outcome = pl.int_range(pl.len()).over(per_recipient) == pl.len().over(per_recipient) - 1
-    nth = pl.int_range(pl.len()).over([*key, pl.col("kind")])
-    last = nth == pl.len().over([*key, pl.col("kind")]) - 1
-    keep = (
-        pl.when(outcome)
-        .then(last_outcome)
-        .when(pl.col("kind") == "receive")
-        .then((nth == 0) | last)
-        .when(pl.col("kind") == "info")
-        .then(last)  # only its time matters to the row (the message's latest line)
-        .otherwise(True)
-    )
-    return ev.filter(keep)
+    return ev.filter(essentials_keep(ev))
+
+
+def queue_id_rows(rows: pl.DataFrame, columns: list[str], where: pl.Expr | None = None) -> pl.DataFrame:
+    """The message rows' `columns`, host and queue_id, once for each queue id in queue_ids (rows
+    with none, NOQUEUE rejects, left out; `where`: of the rows for which it holds). Only the few
+    rows of a message that passed a content filter name several, and only those are split."""
+    keep = pl.col("queue_ids") != ""
+    narrow = rows.select(*columns, "host", "queue_ids", *([] if where is None else [where.alias("_where")]))
+    narrow = narrow.filter(keep if where is None else keep & pl.col("_where")).select(*columns, "host", "queue_ids")
+    several = pl.col("queue_ids").str.contains(" ", literal=True)
+    one = narrow.filter(~several)
+    many = narrow.filter(several).with_columns(pl.col("queue_ids").str.split(" ")).explode("queue_ids")
+    return pl.concat([one, many]).rename({"queue_ids": "queue_id"})
 
 
 def queue_keys(ev: pl.DataFrame) -> pl.DataFrame:
@@ -127,17 +136,26 @@ def queue_keys(ev: pl.DataFrame) -> pl.DataFrame:
 START_KINDS = ["client", "receive", "msgid"]
 
 
-def orphans(parsed: pl.DataFrame, related: pl.DataFrame) -> pl.DataFrame:
-    """(host, queue_id) of parsed messages that neither start here nor are open."""
-    ev = parsed.select("host", "queue_id", "kind", "time", "source", "line_no").drop_nulls("queue_id")
-    if _in_line_order(ev):
+def orphans(parsed: pl.DataFrame, related: pl.DataFrame, keys: Keys | None = None) -> pl.DataFrame:
+    """(host, queue_id) of parsed messages that neither start here nor are open (`keys`:
+    Keys(parsed), when the caller has them)."""
+    ev = parsed.select("host", "queue_id", "kind", "time", "source", "line_no")
+    not_start = ~pl.col("kind").is_in(START_KINDS)
+    if keys is not None and _in_line_order(ev) and not ev.get_column("host").null_count():
         # the usual flush: one file's lines in order, so each queue id's first row is its first
-        # event, and no sort per group is needed (most of this function's cost otherwise)
-        firsts = ev.unique(["host", "queue_id"], keep="first").select("host", "queue_id", "kind")
+        # event, which the keys know already (a null host, matching nothing, is not a key); a
+        # filter, not a gather of those rows (which copies string views slowly)
+        first = np.zeros(ev.height, dtype=np.bool_)
+        first[keys.first_rows().to_numpy()] = True
+        firsts = ev.filter(pl.Series(first) & not_start)
     else:
-        firsts = ev.group_by("host", "queue_id").agg(pl.col("kind").sort_by("time", "source", "line_no").first())
-    firsts = firsts.filter(~pl.col("kind").is_in(START_KINDS)).select("host", "queue_id")
-    return firsts.join(queue_keys(related), on=["host", "queue_id"], how="anti")
+        ev = ev.drop_nulls("queue_id")
+        if _in_line_order(ev):  # no sort per group is needed (most of this function's cost otherwise)
+            firsts = ev.unique(["host", "queue_id"], keep="first").select("host", "queue_id", "kind")
+        else:
+            firsts = ev.group_by("host", "queue_id").agg(pl.col("kind").sort_by("time", "source", "line_no").first())
+        firsts = firsts.filter(not_start)
+    return firsts.select("host", "queue_id").join(queue_keys(related), on=["host", "queue_id"], how="anti")
 
 
 def _in_line_order(ev: pl.DataFrame) -> bool:

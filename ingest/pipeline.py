@@ -28,6 +28,7 @@ from msgtrace.ingest.checkpoint import Checkpoints, SourceState, from_jsonable, 
 from msgtrace.ingest.correlate import correlate
 from msgtrace.ingest.currentrows import CurrentRows
 from msgtrace.ingest.formats import ParseContext
+from msgtrace.ingest.keyset import Keys
 from msgtrace.ingest.openset import OpenSet, orphans, queue_keys, related_events
 from msgtrace.ingest.reader import (
     Damaged,
@@ -152,7 +153,7 @@ class _FlushPlan:
     new: pl.DataFrame
     span: pl.DataFrame
     in_order: bool
-    keys: pl.DataFrame  # queue_keys(parsed): every step that needs them shares one hashing of them
+    keys: Keys  # Keys(parsed): every step that needs them shares one hashing of them
 
     @property
     def reread(self) -> bool:
@@ -584,7 +585,7 @@ class Pipeline:
             return None
         new = self._unseen(parsed)
         span = _span(parsed)
-        return _FlushPlan(parsed, new, span, in_order=not self._read_out_of_order(span), keys=queue_keys(parsed))
+        return _FlushPlan(parsed, new, span, in_order=not self._read_out_of_order(span), keys=Keys(parsed))
 
     def _gather(self, plan: _FlushPlan) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Step 2: everything the touched messages logged so far (the open messages' events, plus
@@ -593,12 +594,12 @@ class Pipeline:
         # Lines re-read after a crash are in both the open set and the new lines, and count once.
         related = self.open.related(parsed, plan.keys)
         if plan.in_order:
-            search = orphans(parsed, related)  # only messages neither starting nor open
+            search = orphans(parsed, related, plan.keys)  # only messages neither starting nor open
         else:
             # Lines older than what is stored: a log read out of order (a rotated file's tail
             # after the new file, files ingested newest first). Messages they touch may already
             # be stored complete, so search the events table over the queue lifetime around them.
-            search = plan.keys
+            search = queue_keys(parsed)
         if plan.reread:
             # Lines stored before a crash (or a failed flush) and read again: the open set saved
             # then may already have closed their messages, so their stored events are needed too.
@@ -606,12 +607,13 @@ class Pipeline:
             search = pl.concat([search, queue_keys(again)]).unique()
         if search.height:
             related = pl.concat([related, self._stored_related(search, parsed)], how="vertical_relaxed")
-        everything = pl.concat([related, parsed], how="vertical_relaxed")
-        if plan.reread or search.height:
-            # both sides unique, but a line can be on both: read again after a crash, or found
-            # among stored events as well as open ones
-            everything = unique_events(everything)
-        return related, everything
+        if plan.reread:  # both sides unique, but a line read again after a crash can be on both
+            return related, unique_events(pl.concat([related, parsed], how="vertical_relaxed"))
+        if search.height:
+            # a line found among stored events as well as open ones; none of them is a parsed one
+            # (those are stored by this flush), so only the few related events need the check
+            related = unique_events(related)
+        return related, pl.concat([related, parsed], how="vertical_relaxed")
 
     def _correlate_and_write(self, plan: _FlushPlan, related: pl.DataFrame, everything: pl.DataFrame) -> _Written:
         """Step 3: message rows from the events; new events and rows written, the open set updated.
@@ -637,9 +639,8 @@ class Pipeline:
                 self.store.messages.replace(rows, stale, days)
 
             writing.append(self._store_writer.submit(write_rows))
-            # everything is related and parsed: its keys are theirs (related ones are few)
-            touched = pl.concat([plan.keys, queue_keys(related)])
-            self.open.update(everything, rows, self.options.queue_lifetime, touched)
+            # everything is related then parsed events: its keys are theirs (related ones are few)
+            self.open.update(everything, rows, self.options.queue_lifetime, [Keys(related), plan.keys])
             for w in writing:
                 w.result()
         except BaseException:

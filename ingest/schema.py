@@ -136,14 +136,35 @@ def unique_events(ev: pl.DataFrame) -> pl.DataFrame:
     """The events without repeats of an EVENT_KEY, the first of each kept, in order.
 
     Repeats are rare (lines read twice after a crash), and a unique over the key costs a hash and
-    a copy of every column. Equal keys have equal hashes, so when no two keys share a 64-bit hash
-    there is nothing to remove, and only the hash was paid for.
+    a copy of every column. A flush's parsed lines of one file come in line order, so only the
+    events of one line can repeat a key, and those few are checked. Otherwise: equal keys have
+    equal hashes, so when no two keys share a 64-bit hash there is nothing to remove, and only
+    the hash was paid for.
     """
-    # one hash per key column, seeded apart and combined: cheaper than hashing a struct
-    key_hash = pl.reduce(lambda a, b: a ^ b, [pl.col(c).hash(seed=i + 1) for i, c in enumerate(EVENT_KEY)])
-    if ev.height < 2 or not ev.select(key_hash.is_duplicated().any()).item():
+    if ev.height < 2 or _unique_in_line_order(ev):
+        return ev
+    if not ev.select(_key_hash(EVENT_KEY).is_duplicated().any()).item():
         return ev
     return ev.unique(EVENT_KEY, keep="first", maintain_order=True)
+
+
+def _key_hash(columns: list[str]) -> pl.Expr:
+    # one hash per key column, seeded apart and combined: cheaper than hashing a struct
+    return pl.reduce(lambda a, b: a ^ b, [pl.col(c).hash(seed=i + 1) for i, c in enumerate(columns)])
+
+
+def _unique_in_line_order(ev: pl.DataFrame) -> bool:
+    """Whether the events are of one source, in line order, and no two events of one line share
+    kind and recipient (False: not known, check otherwise)."""
+    source, line_no = ev.get_column("source"), ev.get_column("line_no")
+    if source.null_count() or line_no.null_count() or not line_no.is_sorted():
+        return False
+    if source.min() != source.max():
+        return False
+    step = pl.col("line_no").diff().fill_null(1)
+    shared = (step == 0) | (step.shift(-1) == 0)  # the events of lines with more than one
+    lines = ev.filter(shared).select("line_no", "kind", "recipient")
+    return not lines.height or not lines.select(_key_hash(lines.columns).is_duplicated().any()).item()
 
 
 def empty_events() -> pl.DataFrame:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from msgtrace.ingest.openset import queue_keys
+from msgtrace.ingest.openset import queue_id_rows, queue_keys
 from msgtrace.ingest.traceid import message_trace_ids
 
 
@@ -31,9 +31,7 @@ def previous_rows(rows: pl.DataFrame, related: pl.DataFrame) -> pl.DataFrame:
     if not earlier.height or not rows.height:
         return rows.select("message_trace_id", "received").clear()
     kept = (
-        rows.filter(pl.col("queue_ids") != "")
-        .select("message_trace_id", "received", "host", pl.col("queue_ids").str.split(" ").alias("queue_id"))
-        .explode("queue_id")
+        queue_id_rows(rows, ["message_trace_id", "received"])
         .join(earlier, on=["host", "queue_id"], how="semi")
         .select("message_trace_id", "received")
     )

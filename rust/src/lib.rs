@@ -546,5 +546,8 @@ fn _core(_py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sendmail::parse_sendmail, m)?)?;
     m.add_function(wrap_pyfunction!(parse_exim, m)?)?;
     m.add_function(wrap_pyfunction!(lines::split_lines, m)?)?;
+    keyset::register(m)?;
     Ok(())
 }
+
+mod keyset;
