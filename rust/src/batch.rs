@@ -12,9 +12,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
-use crate::syslog::{self, Stamp, YearState, Years};
 use crate::columns::{NumCol, Number};
-use crate::{string_column, Out, Time, SECOND_PASS_MICROS, STRING_FIELDS};
+use crate::syslog::{self, Stamp, YearState, Years};
+use crate::{text_column, Out, Time, SECOND_PASS_MICROS, STRING_FIELDS};
 
 /// ctx.state["syslog"] and the context as the batch starts (see postfix.py's _state_in).
 pub struct SyslogIn {
@@ -173,7 +173,7 @@ pub fn columns<'py>(py: Python<'py>, o: &Out) -> PyResult<&'py PyList> {
         ],
     ))?;
     for (name, c) in STRING_FIELDS.iter().zip(&o.strings) {
-        cols.append(string_column(py, name, c))?;
+        cols.append(text_column(py, name, c)?)?;
     }
     for (name, c) in [("size", &o.size), ("nrcpt", &o.nrcpt)] {
         cols.append(number_column(py, name, "i64", c)?)?;

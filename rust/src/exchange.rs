@@ -957,7 +957,7 @@ pub fn parse_exchange<'py>(
         cols.append(crate::fixed_column(py, name, "i64", &c.valid, &c.value_bytes()))?;
     }
     for (name, c) in STRING_FIELDS.iter().zip(&o.strings) {
-        cols.append(crate::string_column(py, name, c))?;
+        cols.append(crate::text_column(py, name, c)?)?;
     }
     for (name, c) in [("size", &o.size), ("nrcpt", &o.nrcpt)] {
         cols.append(crate::fixed_column(py, name, "i64", &c.valid, &c.value_bytes()))?;

@@ -372,18 +372,58 @@ fn le_i64(bytes: &[u8]) -> Vec<i64> {
         .collect()
 }
 
-/// A string column as the Python side assembles it (ingest/corebuffers.py frame), for every pyfunction.
+/// A string column as the Python side assembles it (ingest/corebuffers.py frame), for every
+/// pyfunction (the correlator's): text_column, through a padded copy of the views and validity.
 pub(crate) fn string_column<'py>(py: Python<'py>, name: &str, c: &StrCol) -> &'py PyTuple {
+    let mut views = vec![0u8; c.len() * 16];
+    c.views_into(&mut views);
+    let mut bits = vec![0u8; if c.nulls() > 0 { (c.len() + 7) / 8 } else { 0 }];
+    c.bits_into(&mut bits);
+    column_tuple(
+        py,
+        name,
+        c,
+        PyBytes::new(py, &bits),
+        PyBytes::new(py, &views),
+    )
+}
+
+/// string_column for the parsers' event columns, the views and validity written straight into
+/// the bytes objects (zeroed there, which pads the null rows StrCol leaves implied).
+pub(crate) fn text_column<'py>(py: Python<'py>, name: &str, c: &StrCol) -> PyResult<&'py PyTuple> {
+    let bits = if c.nulls() > 0 {
+        PyBytes::new_with(py, (c.len() + 7) / 8, |b| {
+            c.bits_into(b);
+            Ok(())
+        })?
+    } else {
+        PyBytes::new(py, b"")
+    };
+    let views = PyBytes::new_with(py, c.len() * 16, |b| {
+        c.views_into(b);
+        Ok(())
+    })?;
+    Ok(column_tuple(py, name, c, bits, views))
+}
+
+/// (name, "str", len, null_count, validity, views, data)
+fn column_tuple<'py>(
+    py: Python<'py>,
+    name: &str,
+    c: &StrCol,
+    bits: &PyBytes,
+    views: &PyBytes,
+) -> &'py PyTuple {
     PyTuple::new(
         py,
         [
             name.into_py(py),
             "str".into_py(py),
-            c.valid.len().into_py(py),
-            c.valid.nulls().into_py(py),
-            PyBytes::new(py, c.valid.bytes()).into_py(py),
-            PyBytes::new(py, &c.views).into_py(py),
-            PyBytes::new(py, &c.data).into_py(py),
+            c.len().into_py(py),
+            c.nulls().into_py(py),
+            bits.into_py(py),
+            views.into_py(py),
+            PyBytes::new(py, c.data()).into_py(py),
         ],
     )
 }
