@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::columns::{NumCol, Number};
-use crate::syslog::{self, Stamp, YearState, Years};
+use crate::syslog::{self, BsdCache, Stamp, YearState, Years};
 use crate::{text_column, Out, Time, SECOND_PASS_MICROS, STRING_FIELDS};
 
 /// ctx.state["syslog"] and the context as the batch starts (see postfix.py's _state_in).
@@ -56,6 +56,7 @@ impl SyslogIn {
 /// The year inference and the latest wall time, line after line.
 pub struct Clock {
     years: Years,
+    stamps: BsdCache,
     running: Option<i64>,
 }
 
@@ -86,6 +87,7 @@ impl Clock {
         };
         Clock {
             years,
+            stamps: BsdCache::default(),
             running: c.max_local,
         }
     }
@@ -96,9 +98,7 @@ impl Clock {
     pub fn time(&mut self, stamp: Option<Stamp>) -> Option<Time> {
         let (utc, local) = match stamp {
             Some(Stamp::Bsd { mon, day, hms }) => {
-                let m = syslog::bsd_month(mon);
-                let year = self.years.year(m, syslog::bsd_day(day));
-                (None, m.and_then(|m| syslog::bsd_local(year, m, day, hms)))
+                (None, self.stamps.local(&mut self.years, mon, day, hms))
             }
             Some(Stamp::Iso(iso)) => syslog::iso(iso),
             None => (None, None),

@@ -334,6 +334,7 @@ struct Envelope<'a> {
 /// own latest wall time, each as the reference keeps it.
 pub struct Clock {
     years: Years,
+    stamps: syslog::BsdCache,
     syslog_running: Option<i64>,
     exim_running: Option<i64>,
     /// a slow line with " exim" went through syslog.split (the reference then touches its state)
@@ -357,9 +358,7 @@ impl Clock {
     fn syslog_time(&mut self, stamp: Stamp) -> Option<Time> {
         let (utc, local) = match stamp {
             Stamp::Bsd { mon, day, hms } => {
-                let m = syslog::bsd_month(mon);
-                let year = self.years.year(m, syslog::bsd_day(day));
-                (None, m.and_then(|m| syslog::bsd_local(year, m, day, hms)))
+                (None, self.stamps.local(&mut self.years, mon, day, hms))
             }
             Stamp::Iso(iso) => syslog::iso(iso),
         };
@@ -1170,6 +1169,7 @@ fn parse_with(
     );
     let mut clock = Clock {
         years,
+        stamps: syslog::BsdCache::default(),
         syslog_running: carried.syslog_max_local,
         exim_running: carried.exim_max_local,
         any_pre: false,

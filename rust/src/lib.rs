@@ -217,6 +217,7 @@ fn parse_with(
         carried.last_month,
         carried.rollovers,
     );
+    let mut stamps = syslog::BsdCache::default();
     let mut running = carried.max_local;
     // the carried sessions first (their client= was in an earlier batch)
     let carried_keys: Vec<OpenSession> = carried
@@ -242,11 +243,7 @@ fn parse_with(
         let line_no = line_nos.get(row).copied().unwrap_or_default();
         let env = syslog::split(env_patterns, line);
         let (utc, local) = match env.stamp {
-            Some(Stamp::Bsd { mon, day, hms }) => {
-                let m = syslog::bsd_month(mon);
-                let year = years.year(m, syslog::bsd_day(day));
-                (None, m.and_then(|m| syslog::bsd_local(year, m, day, hms)))
-            }
+            Some(Stamp::Bsd { mon, day, hms }) => (None, stamps.local(&mut years, mon, day, hms)),
             Some(Stamp::Iso(iso)) => syslog::iso(iso),
             None => (None, None),
         };

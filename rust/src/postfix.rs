@@ -61,11 +61,7 @@ pub struct Patterns {
     subject: Regex,
     amavis_blocked: Regex,
     amavis_quarantined: Regex,
-    amavis_verdict: Regex,
-    amavis_queued_as: Regex,
-    amavis_subject: Regex,
     amavis_raw: Regex,
-    amavis_msgid: Regex,
 }
 
 fn re(p: &str) -> Regex {
@@ -114,11 +110,7 @@ impl Patterns {
             subject: re(r"^(?:warning|info): header Subject: (.*?) from (?:\S*\[|local; )"),
             amavis_blocked: re(r"\) Blocked [A-Z-]+ "),
             amavis_quarantined: re(r"\{[^}]*Quarantined[^}]*\}"),
-            amavis_verdict: re(r"^\([0-9-]+\) (?:Passed|Blocked) "),
-            amavis_queued_as: re(r"queued_as: ([0-9A-Za-z]+)"),
-            amavis_subject: re(r#", Subject: "((?:[^"]|"")*)""#),
             amavis_raw: re(r" \(raw: .*\)$"),
-            amavis_msgid: re(r", Message-ID: (<[^<>]*>)"),
         }
     }
 }
@@ -354,12 +346,98 @@ fn verb_len(text: &str) -> usize {
 
 /// `Queue-ID: ([0-9A-Za-z]+)`: the first "Queue-ID: " followed by a letter or digit, and that run.
 fn amavis_queue_id(body: &str) -> Option<&str> {
-    for at in memmem::find_iter(body.as_bytes(), b"Queue-ID: ") {
-        let rest = body.get(at + 10..)?;
+    word_after(body, "Queue-ID: ")
+}
+
+/// `needle([0-9A-Za-z]+)`: the first `needle` followed by an ASCII letter or digit, and that run.
+fn word_after<'a>(body: &'a str, needle: &str) -> Option<&'a str> {
+    for at in memmem::find_iter(body.as_bytes(), needle.as_bytes()) {
+        let rest = body.get(at + needle.len()..)?;
         let n = rest.bytes().take_while(u8::is_ascii_alphanumeric).count();
         if n > 0 {
             return rest.get(..n);
         }
+    }
+    None
+}
+
+/// `^\([0-9-]+\) (?:Passed|Blocked) `: amavis's verdict line (every class in it is ASCII).
+fn amavis_verdict(body: &str) -> bool {
+    let rest = match body.strip_prefix('(') {
+        Some(r) => r,
+        None => return false,
+    };
+    let n = rest
+        .bytes()
+        .take_while(|c| c.is_ascii_digit() || *c == b'-')
+        .count();
+    n > 0
+        && rest.get(n..).map_or(false, |t| {
+            t.starts_with(") Passed ") || t.starts_with(") Blocked ")
+        })
+}
+
+/// `, Subject: "((?:[^"]|"")*)"` on any text: after the first `, Subject: "`, the text up to the
+/// first quote that is not one of a doubled pair; with none before the end, the regex backs off
+/// to the start of the last doubled pair (whose first quote then closes it); no quote, no match
+/// (a later `, Subject: "` would bring a quote after this one).
+fn amavis_subject(body: &str) -> Option<&str> {
+    let needle = b", Subject: \"";
+    let rest = body.get(memmem::find(body.as_bytes(), needle)? + needle.len()..)?;
+    let b = rest.as_bytes();
+    let (mut i, mut last_pair) = (0, None);
+    while let Some(q) = b.get(i..).and_then(|t| memchr::memchr(b'"', t)) {
+        let q = i + q;
+        if b.get(q + 1) != Some(&b'"') {
+            return rest.get(..q);
+        }
+        last_pair = Some(q);
+        i = q + 2;
+    }
+    rest.get(..last_pair?)
+}
+
+/// `, Message-ID: (<[^<>]*>)` on any text: the first `, Message-ID: <` whose run of characters
+/// other than '<' and '>' ends at a '>'.
+fn amavis_msgid(body: &str) -> Option<&str> {
+    let needle = b", Message-ID: <";
+    for at in memmem::find_iter(body.as_bytes(), needle) {
+        let open = at + needle.len() - 1;
+        let inner = body.as_bytes().get(open + 1..)?;
+        if let Some(n) = memchr::memchr2(b'<', b'>', inner) {
+            if inner.get(n) == Some(&b'>') {
+                return body.get(open..open + n + 2);
+            }
+        }
+    }
+    None
+}
+
+/// `^(?:warning|info): header Subject: (.*?) from (?:\S*\[|local; )` on ASCII text: the text up
+/// to the first " from " (no newline before it: `.` stops there) followed by "local; " or by a
+/// run of non-blanks that holds a '['.
+fn ascii_subject(rest: &str) -> Option<&str> {
+    let body = rest
+        .strip_prefix("warning: header Subject: ")
+        .or_else(|| rest.strip_prefix("info: header Subject: "))?;
+    let b = body.as_bytes();
+    let newline = memchr::memchr(b'\n', b).unwrap_or(b.len());
+    let mut from = 0;
+    // every " from ", overlapping ones too (" from from h[ip]")
+    while let Some(i) = b.get(from..).and_then(|t| memmem::find(t, b" from ")) {
+        let at = from + i;
+        if at > newline {
+            return None;
+        }
+        let after = b.get(at + 6..).unwrap_or(&[]);
+        let bracket = after
+            .iter()
+            .take_while(|c| !is_space(**c))
+            .any(|c| *c == b'[');
+        if bracket || after.starts_with(b"local; ") {
+            return body.get(..at);
+        }
+        from = at + 1;
     }
     None
 }
@@ -461,7 +539,10 @@ impl<'p> Parser<'p> {
                 ],
             ) {
                 events.push(self.reject(body, None));
-            } else if !self.p.noise.is_match(body) {
+            } else if !(body.starts_with("connect from") // the commonest of _NOISE's prefixes
+                || body.starts_with("disconnect from")
+                || self.p.noise.is_match(body))
+            {
                 unknown = true;
             }
         }
@@ -615,7 +696,12 @@ impl<'p> Parser<'p> {
             )
         {
             let mut e = ev("subject");
-            e.subject = capture(&self.p.subject, rest, 1).map(Cow::Borrowed);
+            e.subject = if rest.is_ascii() {
+                ascii_subject(rest)
+            } else {
+                capture(&self.p.subject, rest, 1)
+            }
+            .map(Cow::Borrowed);
             events.push(e);
         }
         // info: a queue-id line no handler claimed
@@ -794,7 +880,11 @@ impl<'p> Parser<'p> {
     pub fn amavis<'a>(&self, body: &'a str, events: &mut Vec<Event<'a>>) {
         let p = &self.p;
 
-        if p.amavis_blocked.is_match(body) && contains(body, "Queue-ID: ") {
+        // the regex needs its literal: most amavis lines are Passed ones
+        if contains(body, ") Blocked ")
+            && p.amavis_blocked.is_match(body)
+            && contains(body, "Queue-ID: ")
+        {
             let status = if p.amavis_quarantined.is_match(body) {
                 "Quarantined"
             } else if contains(body, "Blocked SPAM") {
@@ -812,15 +902,18 @@ impl<'p> Parser<'p> {
             });
         }
         let names = contains(body, ", Subject: \"") || contains(body, "Message-ID: ");
-        if names && p.amavis_verdict.is_match(body) {
-            let qid = amavis_queue_id(body).or_else(|| capture(&p.amavis_queued_as, body, 1));
+        if names && amavis_verdict(body) {
+            let qid = amavis_queue_id(body).or_else(|| word_after(body, "queued_as: "));
             if let Some(qid) = qid {
-                let subject = capture(&p.amavis_subject, body, 1).map(|s| {
+                let subject = amavis_subject(body).map(|s| {
                     let s = if contains(s, "\"\"") {
                         Cow::Owned(s.replace("\"\"", "\""))
                     } else {
                         Cow::Borrowed(s)
                     };
+                    if !contains(&s, " (raw: ") {
+                        return s; // what the regex needs
+                    }
                     match p.amavis_raw.replacen(&s, 1, "") {
                         Cow::Borrowed(_) => s,
                         Cow::Owned(o) => Cow::Owned(o),
@@ -830,7 +923,7 @@ impl<'p> Parser<'p> {
                     kind: "subject",
                     queue_id: Some(qid),
                     subject,
-                    message_id: capture(&p.amavis_msgid, body, 1),
+                    message_id: amavis_msgid(body),
                     ..Default::default()
                 });
             }

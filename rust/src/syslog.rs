@@ -341,6 +341,58 @@ pub fn bsd_local(year: i64, month: i64, day: &str, hms_text: &str) -> Option<i64
     micros(year, month, d, h, m, s, 0)
 }
 
+/// The last RFC 3164 stamp read and what it gave: a log writes some ten lines a second, so most
+/// lines repeat the stamp of the line before, and the month name, the day and the calendar are
+/// then not read again.
+#[derive(Default)]
+pub struct BsdCache {
+    /// month name, day length, day, HH:MM:SS (None: no stamp yet, or one of other lengths)
+    key: Option<[u8; 14]>,
+    month: Option<i64>,
+    day: Option<i64>,
+    year: i64,
+    local: Option<i64>,
+}
+
+fn stamp_key(mon: &str, day: &str, hms: &str) -> Option<[u8; 14]> {
+    if mon.len() != 3 || day.len() > 2 || hms.len() != 8 {
+        return None;
+    }
+    let mut key = [0u8; 14];
+    key.get_mut(0..3)?.copy_from_slice(mon.as_bytes());
+    *key.get_mut(3)? = day.len() as u8;
+    key.get_mut(4..4 + day.len())?
+        .copy_from_slice(day.as_bytes());
+    key.get_mut(6..14)?.copy_from_slice(hms.as_bytes());
+    Some(key)
+}
+
+impl BsdCache {
+    /// Naive local microseconds of an RFC 3164 stamp, the year from `years` (which moves on with
+    /// every stamp, repeated or not): bsd_month, bsd_day, years.year and bsd_local.
+    pub fn local(&mut self, years: &mut Years, mon: &str, day: &str, hms: &str) -> Option<i64> {
+        let key = stamp_key(mon, day, hms);
+        let repeated = key.is_some() && key == self.key;
+        if !repeated {
+            self.month = bsd_month(mon);
+            self.day = bsd_day(day);
+        }
+        let year = years.year(self.month, self.day);
+        if repeated && year == self.year {
+            return self.local;
+        }
+        let local = self.month.and_then(|m| bsd_local(year, m, day, hms));
+        *self = BsdCache {
+            key,
+            month: self.month,
+            day: self.day,
+            year,
+            local,
+        };
+        local
+    }
+}
+
 /// An RFC 3164 day as Polars casts it to Int32 (for the year inference without a year).
 pub fn bsd_day(day: &str) -> Option<i64> {
     if day.is_empty() || !day.bytes().all(|c| c.is_ascii_digit()) {
