@@ -175,7 +175,9 @@ def test_fuzz_random_and_mutated_lines() -> None:
 def test_hand_readers_of_subjects_message_ids_and_verdicts() -> None:
     # the hand-written readers of _AMAVIS_SUBJECT, _AMAVIS_MSGID, the verdict, queued_as and the
     # header Subject warning, on the shapes where a regex backs off or looks further
-    amavis = "Jun 13 10:00:00 mx1 amavis[910]: (2-11) Passed CLEAN {RelayedInbound}, <a@x> -> <b@y>, Queue-ID: 3F1A22C01"
+    amavis = (
+        "Jun 13 10:00:00 mx1 amavis[910]: (2-11) Passed CLEAN {RelayedInbound}, <a@x> -> <b@y>, Queue-ID: 3F1A22C01"
+    )
     warning = "Jun 13 10:00:00 mx1 postfix/cleanup[902]: 3F1A22C01: warning: header Subject: "
     lines = [
         amavis + ', Message-ID: <m@x>, Subject: "a ""b"" c"',  # doubled quotes inside
