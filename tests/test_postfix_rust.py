@@ -204,6 +204,22 @@ def test_hand_readers_of_subjects_message_ids_and_verdicts() -> None:
         "Jun 13 10:00:00 mx1 postfix/cleanup[902]: 3F1A22C01: info: header Subject: cron from local; from=<root>",
         "Jun 13 10:00:00 mx1 postfix/cleanup[902]: 3F1A22C01: info: header Subject: é from h[1]; from=<root>",
     ]
+    reject = "Jun 13 10:00:00 mx1 postfix/smtpd[901]: NOQUEUE: reject: "
+    lines += [
+        reject + "RCPT from u[192.0.2.9]: 554 5.7.1 x; from=<a@x>, to=<b@y>, proto=ESMTP, helo=<h>",
+        reject + "RCPT from u[192.0.2.9]: 554 5.7.1 x; from=<a@x> to=<b@y> proto=esmtp helo=<h>",
+        reject + "RCPT from u[192.0.2.9]: 554 5.7.1 x; from=<a@x> helo=<h> tail",
+        reject + "RCPT from u[192.0.2.9]: 554 5.7.1 x; from=<a@x> proto=SMTP,",
+        reject + "RCPT from u[192.0.2.9]: 554 5.7.1 x; from=<a@x to=<b@y>",
+        reject + "RCPT from u[192.0.2.9]: 554 spam; from=<never closed",
+        reject + "RCPT from u[192.0.2.9]: 554 x; from=<a> to=<b; from=<c> to=<d>",
+        reject + "MAIL xfrom h[192.0.2.1]: 554 blocked; from=<a@x>",
+        reject + "RCPT from from h[192.0.2.1]: 554 blocked; from=<a@x>",
+        reject + "RCPT from h [192.0.2.1] from g[192.0.2.2]: 554 x; from=<a@x>",
+        reject + "RCPT from h[192.0.2.1: 554 x from g[192.0.2.2]; from=<a@x>",
+        reject + "RCPT from h,x[192.0.2.1]: 554 x; from=<a@x>",
+        reject + "RCPT from é[192.0.2.1]: 554 x; from=<a@x>",
+    ]
     for cuts in ([], [3], [7, 11]):
         assert_same(lines, cuts, year=2026)
 

@@ -150,7 +150,7 @@ pub fn i64_bytes(values: &[i64]) -> Vec<u8> {
 }
 
 /// The event columns as (name, kind, len, null_count, validity, values or views, data) tuples.
-pub fn columns<'py>(py: Python<'py>, o: &Out) -> PyResult<&'py PyList> {
+pub fn columns<'py>(py: Python<'py>, o: &mut Out) -> PyResult<&'py PyList> {
     let cols = PyList::empty(py);
     let fixed = [
         ("line_no", &o.line_no),
@@ -172,8 +172,8 @@ pub fn columns<'py>(py: Python<'py>, o: &Out) -> PyResult<&'py PyList> {
             py.None(),
         ],
     ))?;
-    for (name, c) in STRING_FIELDS.iter().zip(&o.strings) {
-        cols.append(text_column(py, name, c)?)?;
+    for (name, c) in STRING_FIELDS.iter().zip(o.strings.iter_mut()) {
+        cols.append(text_column(py, name, c))?;
     }
     for (name, c) in [("size", &o.size), ("nrcpt", &o.nrcpt)] {
         cols.append(number_column(py, name, "i64", c)?)?;

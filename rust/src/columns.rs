@@ -117,6 +117,23 @@ impl StrCol {
         &self.data
     }
 
+    /// The null rows after the last text written out (zero views and validity bits): the views
+    /// and the validity are then complete, and `views`/`bits` hand them out as they are.
+    pub fn pad(&mut self) {
+        self.views.resize(self.rows * 16, 0);
+        self.bits.resize((self.rows + 7) / 8, 0);
+    }
+
+    /// Every row's view, when padded (else only up to the last text).
+    pub fn views(&self) -> &[u8] {
+        &self.views
+    }
+
+    /// The validity bitmap, when padded (else only up to the last text).
+    pub fn bits(&self) -> &[u8] {
+        &self.bits
+    }
+
     /// The views of every row into `out` (16 bytes a row, zeroed by the caller).
     pub fn views_into(&self, out: &mut [u8]) {
         if let Some(dst) = out.get_mut(..self.views.len()) {
@@ -172,6 +189,47 @@ pub fn view_str<'a>(views: &'a [u8], buffers: &[&'a [u8]], row: usize) -> Option
         buffers.get(buffer)?.get(offset..offset + len)?
     };
     std::str::from_utf8(bytes).ok()
+}
+
+/// A string_view column's rows as text, each data buffer checked for UTF-8 once (the lines of a
+/// batch lie in one buffer, the block read): a row's text is then a slice of checked text,
+/// which is UTF-8 when it starts and ends on character boundaries, what `str::get` checks.
+/// A buffer that is not UTF-8 as a whole (or a view inside no buffer) is checked row by row.
+pub struct Lines<'a> {
+    views: &'a [u8],
+    buffers: &'a [&'a [u8]],
+    texts: Vec<Option<&'a str>>,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(views: &'a [u8], buffers: &'a [&'a [u8]]) -> Self {
+        let texts = buffers
+            .iter()
+            .map(|b| std::str::from_utf8(b).ok())
+            .collect();
+        Lines {
+            views,
+            buffers,
+            texts,
+        }
+    }
+
+    /// The text of `row` (view_str's answer).
+    pub fn get(&self, row: usize) -> Option<&'a str> {
+        let view = self.views.get(row * 16..row * 16 + 16)?;
+        let word = |at: usize| -> Option<usize> {
+            let b: [u8; 4] = view.get(at..at + 4)?.try_into().ok()?;
+            Some(u32::from_le_bytes(b) as usize)
+        };
+        let len = word(0)?;
+        if len > 12 {
+            let (buffer, offset) = (word(8)?, word(12)?);
+            if let Some(Some(text)) = self.texts.get(buffer) {
+                return text.get(offset..offset + len);
+            }
+        }
+        view_str(self.views, self.buffers, row)
+    }
 }
 
 /// A number that goes into an Arrow buffer as its little-endian bytes.

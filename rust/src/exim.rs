@@ -1178,9 +1178,10 @@ fn parse_with(
     let mut members: Vec<Member> = Vec::new();
     let mut done: FxSet<(&str, &str)> = FxSet::default();
     let ctx_host = carried.host.as_str();
+    let lines = columns::Lines::new(views, buffers);
     for row in 0..rows {
         at.store(row, Ordering::Relaxed);
-        let line = columns::view_str(views, buffers, row).ok_or_else(|| {
+        let line = lines.get(row).ok_or_else(|| {
             format!("line {row}: its view points outside the buffers, or its text is not UTF-8")
         })?;
         let line_no = line_nos.get(row).copied().unwrap_or_default();
@@ -1429,7 +1430,8 @@ pub fn py_parse<'py>(
     let (parsed, parse_seconds) = crate::run_batch(py, "Exim", &line_nos, |at| {
         parse(views, &buffers, &line_nos, &carried, at)
     })?;
-    let out = crate::batch_result(py, &parsed.out, &parsed.unknown, parse_seconds)?;
+    let mut parsed = parsed;
+    let out = crate::batch_result(py, &mut parsed.out, &parsed.unknown, parse_seconds)?;
     out.set_item("any_pre", parsed.any_pre)?;
     out.set_item("months_seen", parsed.months_seen)?;
     out.set_item("last_month", parsed.last_month)?;

@@ -235,9 +235,10 @@ fn parse_with(
         }
     }
     let mut events: Vec<Event> = Vec::with_capacity(4); // one line's, reused line after line
+    let lines = columns::Lines::new(views, buffers);
     for row in 0..rows {
         at.store(row, Ordering::Relaxed);
-        let line = columns::view_str(views, buffers, row).ok_or_else(|| {
+        let line = lines.get(row).ok_or_else(|| {
             format!("line {row}: its view points outside the buffers, or its text is not UTF-8")
         })?;
         let line_no = line_nos.get(row).copied().unwrap_or_default();
@@ -385,22 +386,12 @@ pub(crate) fn string_column<'py>(py: Python<'py>, name: &str, c: &StrCol) -> &'p
     )
 }
 
-/// string_column for the parsers' event columns, the views and validity written straight into
-/// the bytes objects (zeroed there, which pads the null rows StrCol leaves implied).
-pub(crate) fn text_column<'py>(py: Python<'py>, name: &str, c: &StrCol) -> PyResult<&'py PyTuple> {
-    let bits = if c.nulls() > 0 {
-        PyBytes::new_with(py, (c.len() + 7) / 8, |b| {
-            c.bits_into(b);
-            Ok(())
-        })?
-    } else {
-        PyBytes::new(py, b"")
-    };
-    let views = PyBytes::new_with(py, c.len() * 16, |b| {
-        c.views_into(b);
-        Ok(())
-    })?;
-    Ok(column_tuple(py, name, c, bits, views))
+/// string_column for the parsers' event columns: padded in place (only the null rows after
+/// the last text are written), then copied once into the bytes objects.
+pub(crate) fn text_column<'py>(py: Python<'py>, name: &str, c: &mut StrCol) -> &'py PyTuple {
+    c.pad();
+    let bits = PyBytes::new(py, if c.nulls() > 0 { c.bits() } else { b"" });
+    column_tuple(py, name, c, bits, PyBytes::new(py, c.views()))
 }
 
 /// (name, "str", len, null_count, validity, views, data)
@@ -464,7 +455,7 @@ fn run_batch<T: Send>(
 /// unknown lines' rows as little-endian int64); the caller adds the state it carries.
 fn batch_result<'py>(
     py: Python<'py>,
-    o: &Out,
+    o: &mut Out,
     unknown: &[i64],
     parse_seconds: f64,
 ) -> PyResult<&'py PyDict> {
@@ -542,7 +533,8 @@ fn parse_postfix<'py>(
     let (parsed, parse_seconds) = run_batch(py, "Postfix", &line_nos, |at| {
         parse(views, &buffers, &line_nos, &carried, at)
     })?;
-    let out = batch_result(py, &parsed.out, &parsed.unknown, parse_seconds)?;
+    let mut parsed = parsed;
+    let out = batch_result(py, &mut parsed.out, &parsed.unknown, parse_seconds)?;
     out.set_item("months_seen", parsed.months_seen)?;
     out.set_item("last_month", parsed.last_month)?;
     out.set_item("rollovers", parsed.rollovers)?;

@@ -42,7 +42,6 @@ pub struct Event<'a> {
 
 pub struct Patterns {
     noise: Regex,
-    trailer: Regex,
     names: Regex,
     spam: Spam,
     ip_literal: Regex,
@@ -82,9 +81,6 @@ impl Patterns {
                 r"|max |cache |table |host |begin |end |conversation|certificate|client=|dict_|match_|premature|",
                 r"Trusted|Untrusted|Verified|Anonymous|message repeated)"
             )),
-            trailer: re(
-                r"; from=<[^>]*>,?(?: to=<[^>]*>,?)?(?: proto=[A-Z]+,?)?(?: helo=<[^>]*>)?",
-            ),
             names: re(r"<[^>]*>|[^\s\[]*\[[^\]]*\]"),
             spam: Spam::new(),
             ip_literal: re(r"^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)$"),
@@ -127,8 +123,10 @@ fn capture<'a>(r: &Regex, text: &'a str, i: usize) -> Option<&'a str> {
     r.captures(text).and_then(|c| group(&c, i))
 }
 
+/// std's substring search: no searcher to build per call (memmem::find's costs more than the
+/// search on a line).
 fn contains(text: &str, needle: &str) -> bool {
-    memmem::find(text.as_bytes(), needle.as_bytes()).is_some()
+    text.contains(needle)
 }
 
 /// What regex `\s` is on an ASCII byte (Unicode White_Space: includes the vertical tab).
@@ -168,15 +166,10 @@ fn ip_or_null<'a>(p: &Patterns, value: Option<&'a str>) -> Option<Cow<'a, str>> 
 
 /// IP_LITERAL on ASCII text: `\d{1,3}(?:\.\d{1,3}){3}` or `[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*`, whole.
 fn ascii_ip_literal(v: &str) -> bool {
-    let mut parts = 0;
-    let dotted = v.split('.').all(|part| {
-        parts += 1;
-        (1..=3).contains(&part.len()) && part.bytes().all(|c| c.is_ascii_digit())
-    });
-    if dotted && parts == 4 {
+    let b = v.as_bytes();
+    if dotted_quad(b) {
         return true;
     }
-    let b = v.as_bytes();
     let colon = match b.iter().position(|c| *c == b':') {
         Some(c) => c,
         None => return false,
@@ -189,6 +182,25 @@ fn ascii_ip_literal(v: &str) -> bool {
         && tail
             .iter()
             .all(|c| c.is_ascii_hexdigit() || *c == b':' || *c == b'.')
+}
+
+/// `\d{1,3}(?:\.\d{1,3}){3}` whole, on ASCII: four runs of 1 to 3 digits between dots.
+fn dotted_quad(b: &[u8]) -> bool {
+    let (mut parts, mut run) = (1, 0);
+    for &c in b {
+        if c == b'.' {
+            if !(1..=3).contains(&run) {
+                return false;
+            }
+            parts += 1;
+            run = 0;
+        } else if c.is_ascii_digit() {
+            run += 1;
+        } else {
+            return false;
+        }
+    }
+    parts == 4 && (1..=3).contains(&run)
 }
 
 /// `prefix([^\[\s,]*)\[([^\]]*)\]` anchored right after `prefix`, on ASCII text.
@@ -305,6 +317,56 @@ fn ascii_delivery(rest: &str) -> Option<Delivery<'_>> {
         Some(rest.get(dsn_start..dsn_end)?),
         Some(rest.get(ss..se)?),
     ])
+}
+
+/// `(?:from|RCPT from|MAIL from|END-OF-MESSAGE from|DATA from) ([^\[\s,]*)\[([^\]]*)\]` on
+/// ASCII text: every alternative ends in "from" (and none of their heads holds one), so the
+/// leftmost match is at the first "from " followed by a host and a bracketed IP.
+fn ascii_reject_host_ip(text: &str) -> Option<(&str, &str)> {
+    memmem::find_iter(text.as_bytes(), b"from ")
+        .find_map(|at| text.get(at + 5..).and_then(ascii_host_ip))
+}
+
+/// `text` without its first `; from=<[^>]*>,?(?: to=<[^>]*>,?)?(?: proto=[A-Z]+,?)?(?: helo=<[^>]*>)?`
+/// (the envelope trailer of a reject), on any text: the optional parts after the sender are
+/// each taken where they match, as the greedy regex does with nothing after them.
+fn without_trailer(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    let start = match memmem::find(b, b"; from=<") {
+        Some(s) => s,
+        None => return Cow::Borrowed(text),
+    };
+    // `<[^>]*>` after `name`: where it ends
+    let bracketed = |i: usize, name: &[u8]| -> Option<usize> {
+        let open = i + name.len();
+        if b.get(i..open)? != name {
+            return None;
+        }
+        Some(open + memchr::memchr(b'>', b.get(open..)?)? + 1)
+    };
+    let comma = |i: usize| if b.get(i) == Some(&b',') { i + 1 } else { i };
+    let mut end = match bracketed(start, b"; from=<") {
+        Some(e) => comma(e),
+        None => return Cow::Borrowed(text), // no '>' after the first: none after a later one
+    };
+    if let Some(e) = bracketed(end, b" to=<") {
+        end = comma(e);
+    }
+    if b.get(end..end + 7) == Some(b" proto=") {
+        let n = b.get(end + 7..).map_or(0, |t| {
+            t.iter().take_while(|c| c.is_ascii_uppercase()).count()
+        });
+        if n > 0 {
+            end = comma(end + 7 + n);
+        }
+    }
+    if let Some(e) = bracketed(end, b" helo=<") {
+        end = e;
+    }
+    match (text.get(..start), text.get(end..)) {
+        (Some(head), Some(tail)) => Cow::Owned([head, tail].concat()),
+        _ => Cow::Borrowed(text),
+    }
 }
 
 /// `; from=<([^>]*)>`: the sender of a reject/hold trailer (the first "; from=<" with a '>' after it).
@@ -491,7 +553,9 @@ pub struct Sessions<'a> {
 
 fn daemon(program: &str) -> Option<&str> {
     // ([^/]+)$
-    let d = program.rsplit('/').next()?;
+    let d = program
+        .rfind('/')
+        .map_or(Some(program), |at| program.get(at + 1..))?;
     if d.is_empty() {
         None
     } else {
@@ -844,14 +908,21 @@ impl<'p> Parser<'p> {
     /// _rejects: a reject line (with its queue id, or NOQUEUE) as an event.
     fn reject<'a>(&self, text: &'a str, qid: Option<&'a str>) -> Event<'a> {
         let p = &self.p;
-        let (host, ip) = match p.reject_host_ip.captures(text) {
-            Some(c) => (group(&c, 1), group(&c, 2)),
-            None => (None, None),
+        let (host, ip) = if text.is_ascii() {
+            match ascii_reject_host_ip(text) {
+                Some((h, i)) => (Some(h), Some(i)),
+                None => (None, None),
+            }
+        } else {
+            match p.reject_host_ip.captures(text) {
+                Some(c) => (group(&c, 1), group(&c, 2)),
+                None => (None, None),
+            }
         };
         let client_ip =
             ip_or_null(p, ip).or_else(|| ip_or_null(p, capture(&p.postscreen_ip, text, 1)));
         let verb = verb_len(text);
-        let reason = p.trailer.replacen(text.get(verb..).unwrap_or(""), 1, "");
+        let reason = without_trailer(text.get(verb..).unwrap_or(""));
         let has_envelope = contains(text, "; from=<");
         let status = if has_envelope {
             let named = p.names.replace_all(&reason, "");
