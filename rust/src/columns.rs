@@ -56,6 +56,9 @@ pub struct StrCol {
     bits: Vec<u8>,
     rows: usize,
     nulls: usize,
+    /// the view of the last text longer than 12 bytes: the same text again (the host, the
+    /// program of a run of lines) points at the same bytes, not at a copy
+    last_long: Option<[u8; 16]>,
 }
 
 /// The longest text a view's 32-bit offset can reach in one data buffer.
@@ -69,10 +72,12 @@ impl StrCol {
             bits: Vec::with_capacity(rows / 8 + 1),
             rows: 0,
             nulls: 0,
+            last_long: None,
         }
     }
 
     /// Appends a row; false (nothing appended) when the column's text would pass 4 GiB.
+    #[inline]
     pub fn push(&mut self, value: Option<&str>) -> bool {
         match value {
             None => {
@@ -90,18 +95,44 @@ impl StrCol {
         }
         let row = self.rows;
         // the null rows since the last text: zero views and validity bits
-        self.views.resize(row * 16, 0);
-        self.bits.resize(row / 8 + 1, 0);
-        let offset = self.data.len();
-        if v.len() > 12 {
-            self.data.extend_from_slice(v);
+        if self.views.len() < row * 16 {
+            self.views.resize(row * 16, 0);
         }
-        self.views.extend_from_slice(&view(v, 0, offset));
+        if self.bits.len() <= row / 8 {
+            self.bits.resize(row / 8 + 1, 0);
+        }
+        let entry = if v.len() <= 12 {
+            view(v, 0, 0)
+        } else {
+            match self.last_long.filter(|last| self.repeats(last, v)) {
+                Some(last) => last,
+                None => {
+                    let entry = view(v, 0, self.data.len());
+                    self.data.extend_from_slice(v);
+                    self.last_long = Some(entry);
+                    entry
+                }
+            }
+        };
+        self.views.extend_from_slice(&entry);
         if let Some(b) = self.bits.get_mut(row / 8) {
             *b |= 1 << (row % 8);
         }
         self.rows += 1;
         true
+    }
+
+    /// Whether the long text of view `last` (in `data`) is `v`.
+    fn repeats(&self, last: &[u8; 16], v: &[u8]) -> bool {
+        let word = |at: usize| -> usize {
+            let mut w = [0u8; 4];
+            if let Some(src) = last.get(at..at + 4) {
+                w.copy_from_slice(src);
+            }
+            u32::from_le_bytes(w) as usize
+        };
+        let (len, offset) = (word(0), word(12));
+        len == v.len() && self.data.get(offset..offset + len) == Some(v)
     }
 
     pub fn len(&self) -> usize {
@@ -380,6 +411,7 @@ impl StrCol {
         self.bits.clear();
         self.rows = 0;
         self.nulls = 0;
+        self.last_long = None;
     }
 }
 

@@ -937,10 +937,7 @@ pub fn parse_exchange<'py>(
     fields: Option<Vec<String>>,
     reader: bool,
 ) -> PyResult<&'py PyDict> {
-    let buffers: Vec<&[u8]> = buffers
-        .iter()
-        .map(|b| b.downcast::<PyBytes>().map(PyBytes::as_bytes))
-        .collect::<Result<_, _>>()?;
+    let buffers = crate::data_buffers(buffers)?;
     let views = views.as_bytes();
     let line_nos = crate::le_i64(line_nos.as_bytes());
     let started = std::time::Instant::now();

@@ -370,6 +370,29 @@ fn le_i64(bytes: &[u8]) -> Vec<i64> {
         .collect()
 }
 
+/// The data buffers of the lines as handed over (ingest/corebuffers.py line_windows): each a
+/// bytes object, or (bytes, offset, length), a window of the block the reader read, read there.
+pub(crate) fn data_buffers(buffers: &PyList) -> PyResult<Vec<&[u8]>> {
+    buffers
+        .iter()
+        .map(|b| {
+            if let Ok(bytes) = b.downcast::<PyBytes>() {
+                return Ok(bytes.as_bytes());
+            }
+            let (block, offset, len): (&PyBytes, usize, usize) = b.extract()?;
+            offset
+                .checked_add(len)
+                .and_then(|end| block.as_bytes().get(offset..end))
+                .ok_or_else(|| {
+                    pyo3::exceptions::PyValueError::new_err(format!(
+                        "a data buffer's window {offset}+{len} passes its block's {} bytes",
+                        block.as_bytes().len()
+                    ))
+                })
+        })
+        .collect()
+}
+
 /// A string column as the Python side assembles it (ingest/corebuffers.py frame), for every
 /// pyfunction (the correlator's): text_column, through a padded copy of the views and validity.
 pub(crate) fn string_column<'py>(py: Python<'py>, name: &str, c: &StrCol) -> &'py PyTuple {
@@ -524,10 +547,7 @@ fn parse_postfix<'py>(
         },
         sessions,
     };
-    let buffers: Vec<&[u8]> = buffers
-        .iter()
-        .map(|b| b.downcast::<PyBytes>().map(PyBytes::as_bytes))
-        .collect::<Result<_, _>>()?;
+    let buffers = crate::data_buffers(buffers)?;
     let views = views.as_bytes();
     let line_nos = le_i64(line_nos.as_bytes());
     let (parsed, parse_seconds) = run_batch(py, "Postfix", &line_nos, |at| {

@@ -323,8 +323,8 @@ fn ascii_delivery(rest: &str) -> Option<Delivery<'_>> {
 /// ASCII text: every alternative ends in "from" (and none of their heads holds one), so the
 /// leftmost match is at the first "from " followed by a host and a bracketed IP.
 fn ascii_reject_host_ip(text: &str) -> Option<(&str, &str)> {
-    memmem::find_iter(text.as_bytes(), b"from ")
-        .find_map(|at| text.get(at + 5..).and_then(ascii_host_ip))
+    text.match_indices("from ")
+        .find_map(|(at, _)| text.get(at + 5..).and_then(ascii_host_ip))
 }
 
 /// `text` without its first `; from=<[^>]*>,?(?: to=<[^>]*>,?)?(?: proto=[A-Z]+,?)?(?: helo=<[^>]*>)?`
@@ -332,7 +332,7 @@ fn ascii_reject_host_ip(text: &str) -> Option<(&str, &str)> {
 /// each taken where they match, as the greedy regex does with nothing after them.
 fn without_trailer(text: &str) -> Cow<'_, str> {
     let b = text.as_bytes();
-    let start = match memmem::find(b, b"; from=<") {
+    let start = match text.find("; from=<") {
         Some(s) => s,
         None => return Cow::Borrowed(text),
     };
@@ -371,15 +371,14 @@ fn without_trailer(text: &str) -> Cow<'_, str> {
 
 /// `; from=<([^>]*)>`: the sender of a reject/hold trailer (the first "; from=<" with a '>' after it).
 fn env_sender(text: &str) -> Option<&str> {
-    let at = memmem::find(text.as_bytes(), b"; from=<")? + 8;
+    let at = text.find("; from=<")? + 8;
     let rest = text.get(at..)?;
     rest.get(..memchr::memchr(b'>', rest.as_bytes())?)
 }
 
 /// `; from=<[^>]*>,? to=<([^>]*)>`: the recipient of a trailer, at the first "; from=<" that has one.
 fn env_recipient(text: &str) -> Option<&str> {
-    let b = text.as_bytes();
-    for at in memmem::find_iter(b, b"; from=<") {
+    for (at, _) in text.match_indices("; from=<") {
         let rest = text.get(at + 8..)?;
         let close = memchr::memchr(b'>', rest.as_bytes())?; // none here: none after a later one either
         let after = rest.get(close + 1..)?;
@@ -413,7 +412,7 @@ fn amavis_queue_id(body: &str) -> Option<&str> {
 
 /// `needle([0-9A-Za-z]+)`: the first `needle` followed by an ASCII letter or digit, and that run.
 fn word_after<'a>(body: &'a str, needle: &str) -> Option<&'a str> {
-    for at in memmem::find_iter(body.as_bytes(), needle.as_bytes()) {
+    for (at, _) in body.match_indices(needle) {
         let rest = body.get(at + needle.len()..)?;
         let n = rest.bytes().take_while(u8::is_ascii_alphanumeric).count();
         if n > 0 {
@@ -444,8 +443,8 @@ fn amavis_verdict(body: &str) -> bool {
 /// to the start of the last doubled pair (whose first quote then closes it); no quote, no match
 /// (a later `, Subject: "` would bring a quote after this one).
 fn amavis_subject(body: &str) -> Option<&str> {
-    let needle = b", Subject: \"";
-    let rest = body.get(memmem::find(body.as_bytes(), needle)? + needle.len()..)?;
+    let needle = ", Subject: \"";
+    let rest = body.get(body.find(needle)? + needle.len()..)?;
     let b = rest.as_bytes();
     let (mut i, mut last_pair) = (0, None);
     while let Some(q) = b.get(i..).and_then(|t| memchr::memchr(b'"', t)) {
@@ -462,8 +461,8 @@ fn amavis_subject(body: &str) -> Option<&str> {
 /// `, Message-ID: (<[^<>]*>)` on any text: the first `, Message-ID: <` whose run of characters
 /// other than '<' and '>' ends at a '>'.
 fn amavis_msgid(body: &str) -> Option<&str> {
-    let needle = b", Message-ID: <";
-    for at in memmem::find_iter(body.as_bytes(), needle) {
+    let needle = ", Message-ID: <";
+    for (at, _) in body.match_indices(needle) {
         let open = at + needle.len() - 1;
         let inner = body.as_bytes().get(open + 1..)?;
         if let Some(n) = memchr::memchr2(b'<', b'>', inner) {
@@ -835,7 +834,8 @@ impl<'p> Parser<'p> {
             "deferred" => "Pending",
             _ => "Failed",
         };
-        let response = memmem::find(rest.as_bytes(), b", status=")
+        let response = rest
+            .find(", status=")
             .and_then(|at| rest.get(at + 9..))
             .map(|r| {
                 let r = r.strip_prefix(raw).unwrap_or(r);
@@ -885,7 +885,7 @@ impl<'p> Parser<'p> {
 
     /// `queued as ([0-9A-Za-z]+)\)?$`: what follows the last "queued as " must be the id to the end.
     fn queued_as<'a>(&self, detail: &'a str) -> Option<&'a str> {
-        let at = memmem::rfind(detail.as_bytes(), b"queued as ")?;
+        let at = detail.rfind("queued as ")?;
         let tail = detail.get(at + 10..)?;
         let id = tail.strip_suffix(')').unwrap_or(tail);
         if !id.is_empty() && id.bytes().all(|c| c.is_ascii_alphanumeric()) {
@@ -963,7 +963,7 @@ impl<'p> Parser<'p> {
             } else {
                 "Failed"
             };
-            let at = memmem::find(body.as_bytes(), b") ").map_or(0, |a| a + 2);
+            let at = body.find(") ").map_or(0, |a| a + 2);
             events.push(Event {
                 kind: "hold",
                 queue_id: amavis_queue_id(body),

@@ -896,10 +896,7 @@ pub fn parse_sendmail<'py>(
     state: &PyDict,
 ) -> PyResult<&'py PyDict> {
     let carried = SyslogIn::from_dict(state)?;
-    let buffers: Vec<&[u8]> = buffers
-        .iter()
-        .map(|b| b.downcast::<PyBytes>().map(PyBytes::as_bytes))
-        .collect::<Result<_, _>>()?;
+    let buffers = crate::data_buffers(buffers)?;
     let views = views.as_bytes();
     let line_nos = le_i64(line_nos.as_bytes());
     let started = std::time::Instant::now();
