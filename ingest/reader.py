@@ -33,6 +33,7 @@ import pyarrow as pa
 from msgtrace._core import split_lines
 from msgtrace.defaults import CHUNK_BYTES
 from msgtrace.errors import MsgtraceError
+from msgtrace.ingest.corebuffers import remember_block
 
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 FINGERPRINT_BYTES = 4096  # of the identifying head; enough to tell files apart, cheap to read
@@ -250,6 +251,7 @@ def lines_frame(
     apart the data buffers start (rust/src/lines.rs WINDOW; tests pass a small one).
     """
     n, views, windows, own = split_lines(carry, data, len(data) if end is None else end, skip, window)
+    remember_block(data)  # the parsers read the lines' text in it (corebuffers.line_views)
     whole = pa.py_buffer(data)
     buffers = [whole.slice(start, stop - start) for start, stop in windows] + [pa.py_buffer(b) for b in own]
     text = pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views), *buffers], null_count=0)

@@ -172,6 +172,58 @@ def test_fuzz_random_and_mutated_lines() -> None:
     assert rounds >= 1
 
 
+def test_hand_readers_of_subjects_message_ids_and_verdicts() -> None:
+    # the hand-written readers of _AMAVIS_SUBJECT, _AMAVIS_MSGID, the verdict, queued_as and the
+    # header Subject warning, on the shapes where a regex backs off or looks further
+    amavis = (
+        "Jun 13 10:00:00 mx1 amavis[910]: (2-11) Passed CLEAN {RelayedInbound}, <a@x> -> <b@y>, Queue-ID: 3F1A22C01"
+    )
+    warning = "Jun 13 10:00:00 mx1 postfix/cleanup[902]: 3F1A22C01: warning: header Subject: "
+    lines = [
+        amavis + ', Message-ID: <m@x>, Subject: "a ""b"" c"',  # doubled quotes inside
+        amavis + ', Message-ID: <m@x>, Subject: "a ""b"" c',  # no closing quote: back to the last pair
+        amavis + ', Message-ID: <m@x>, Subject: "no quote at all',
+        amavis + ', Subject: "one", Subject: "two"',
+        amavis + ', Subject: "x (raw: =?utf-8?B?eA==?=)"',
+        amavis + ', Subject: "x (raw: y) z"',
+        amavis + ", Message-ID: <a<b>, Message-ID: <c@d>",  # the first one is no match
+        amavis + ", Message-ID: <never closed",
+        amavis + ', Message-ID: <é@x>, Subject: "é ""ü"""',
+        "Jun 13 10:00:00 mx1 amavis[910]: (2-11) Passed CLEAN {x}, Message-ID: <m@x>, queued_as: , queued_as: 4PbC4z6",
+        "Jun 13 10:00:00 mx1 amavis[910]: (2-11)Passed CLEAN {x}, Queue-ID: 3F1A22C01, Message-ID: <m@x>",
+        "Jun 13 10:00:00 mx1 amavis[910]: () Passed CLEAN {x}, Queue-ID: 3F1A22C01, Message-ID: <m@x>",
+        "Jun 13 10:00:00 mx1 amavis[910]: (1-2) Blocked INFECTED {x}, Queue-ID: 3F1A22C01, Message-ID: <m@x>",
+        "Jun 13 10:00:00 mx1 amavis[910]: (1-2) Blocked spam {x}, Queue-ID: 3F1A22C01, Message-ID: <m@x>",
+        warning + "x from from h[1.2.3.4]; from=<a@x>",  # overlapping " from "
+        warning + "x from y from h[1.2.3.4]; from=<a@x>",
+        warning + "x from y z from local; from=<a@x>",
+        warning + "x from ab[ from=<a@x>",
+        warning + "x from  h[1.2.3.4]",
+        warning + "no sender here",
+        warning + "tab\tfrom h[1] from h[2]",
+        "Jun 13 10:00:00 mx1 postfix/cleanup[902]: 3F1A22C01: info: header Subject: cron from local; from=<root>",
+        "Jun 13 10:00:00 mx1 postfix/cleanup[902]: 3F1A22C01: info: header Subject: é from h[1]; from=<root>",
+    ]
+    reject = "Jun 13 10:00:00 mx1 postfix/smtpd[901]: NOQUEUE: reject: "
+    lines += [
+        reject + "RCPT from u[192.0.2.9]: 554 5.7.1 x; from=<a@x>, to=<b@y>, proto=ESMTP, helo=<h>",
+        reject + "RCPT from u[192.0.2.9]: 554 5.7.1 x; from=<a@x> to=<b@y> proto=esmtp helo=<h>",
+        reject + "RCPT from u[192.0.2.9]: 554 5.7.1 x; from=<a@x> helo=<h> tail",
+        reject + "RCPT from u[192.0.2.9]: 554 5.7.1 x; from=<a@x> proto=SMTP,",
+        reject + "RCPT from u[192.0.2.9]: 554 5.7.1 x; from=<a@x to=<b@y>",
+        reject + "RCPT from u[192.0.2.9]: 554 spam; from=<never closed",
+        reject + "RCPT from u[192.0.2.9]: 554 x; from=<a> to=<b; from=<c> to=<d>",
+        reject + "MAIL xfrom h[192.0.2.1]: 554 blocked; from=<a@x>",
+        reject + "RCPT from from h[192.0.2.1]: 554 blocked; from=<a@x>",
+        reject + "RCPT from h [192.0.2.1] from g[192.0.2.2]: 554 x; from=<a@x>",
+        reject + "RCPT from h[192.0.2.1: 554 x from g[192.0.2.2]; from=<a@x>",
+        reject + "RCPT from h,x[192.0.2.1]: 554 x; from=<a@x>",
+        reject + "RCPT from é[192.0.2.1]: 554 x; from=<a@x>",
+    ]
+    for cuts in ([], [3], [7, 11]):
+        assert_same(lines, cuts, year=2026)
+
+
 def test_a_batch_with_a_slice_offset_and_state_copy() -> None:
     # a frame sliced from a larger one (the pipeline halves failing batches) hands Arrow offsets
     # that do not start at 0; and the state is plain data the checkpoint can copy

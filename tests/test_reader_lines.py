@@ -97,3 +97,31 @@ def test_any_block_any_carry_any_window(
 def test_a_line_longer_than_a_window_is_an_error_not_a_wrong_line() -> None:
     with pytest.raises(ValueError, match="a line of 40 bytes"):
         lines_frame(b"short\n" + b"x" * 40 + b"\n", 0, window=16)
+
+
+def test_the_parsers_read_a_blocks_lines_in_place() -> None:
+    # corebuffers.line_windows hands the data buffers of a frame lines_frame made as windows of
+    # the block read (no copy), with the very bytes line_views copies; the extension checks a
+    # window against its block
+    from msgtrace import _core
+    from msgtrace.ingest import corebuffers
+
+    data = b"".join(
+        f"Jun 13 10:00:{i % 60:02d} mx1 postfix/qmgr[1]: 3F1A22C{i:03d}: removed\n".encode() for i in range(50)
+    )
+    frame = lines_frame(data, 0, carry=b"Jun 13 10:00:00 mx1 postfix/qmgr[1]: ", window=512)
+    views, copies = corebuffers.line_views(frame.get_column("line"))
+    views_too, windows = corebuffers.line_windows(frame.get_column("line"))
+    assert views == views_too and any(isinstance(w, tuple) for w in windows)
+    for copy, window in zip(copies, windows, strict=True):
+        block, offset, length = window if isinstance(window, tuple) else (window, 0, len(window))
+        assert block is data or isinstance(window, bytes)
+        assert block[offset : offset + length] == copy
+    line_nos = frame.get_column("line_no").to_numpy().tobytes()
+    in_place = _core.parse_postfix(views, windows, line_nos, {"year": 2026})
+    copied = _core.parse_postfix(views, copies, line_nos, {"year": 2026})
+    assert (
+        in_place["rows"] == copied["rows"] == 49 and in_place["columns"] == copied["columns"]
+    )  # the first line: no queue id
+    with pytest.raises(ValueError, match="passes its block"):
+        _core.parse_postfix(views, [(data, len(data) - 4, 8)], line_nos, {"year": 2026})

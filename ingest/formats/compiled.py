@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from msgtrace.ingest.corebuffers import frame, line_views
+from msgtrace.ingest.corebuffers import DataBuffer, frame, line_windows
 from msgtrace.ingest.formats import Parsed, ParserFailed
 from msgtrace.ingest.formats.context import ParseContext, organization_column
 from msgtrace.ingest.schema import EVENT_SCHEMA, TIME, conform
@@ -23,7 +23,7 @@ _US = dt.timedelta(microseconds=1)
 
 
 def parse(
-    core: Callable[[bytes, list[bytes], bytes, dict[str, Any]], dict[str, Any]],
+    core: Callable[[bytes, list[DataBuffer], bytes, dict[str, Any]], dict[str, Any]],
     lines: pl.DataFrame,
     ctx: ParseContext,
     name: str,
@@ -32,7 +32,7 @@ def parse(
 ) -> Parsed:
     """One batch through a compiled parser `core`: its input, the state carried in and out
     (state_in, state_out), and its output as events and unknown lines."""
-    views, buffers = line_views(lines.get_column("line"))
+    views, buffers = line_windows(lines.get_column("line"))
     try:
         out = core(views, buffers, line_numbers(lines), state_in(ctx))
     except ValueError as e:

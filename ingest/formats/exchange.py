@@ -34,7 +34,7 @@ from __future__ import annotations
 import polars as pl
 
 from msgtrace import _core
-from msgtrace.ingest.corebuffers import frame, line_views
+from msgtrace.ingest.corebuffers import frame, line_windows
 from msgtrace.ingest.formats import Parsed, ParserFailed
 from msgtrace.ingest.formats.compiled import in_schema, line_numbers, rows
 from msgtrace.ingest.formats.context import ParseContext, organization_column
@@ -64,7 +64,7 @@ def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     state = ctx.state.setdefault(NAME, {})
     if lines.height and lines.item(0, "line").startswith("\ufeff"):  # a UTF-8 BOM opens the file
         lines = lines.with_columns(pl.col("line").str.strip_prefix("\ufeff"))
-    views, buffers = line_views(lines.get_column("line"))
+    views, buffers = line_windows(lines.get_column("line"))
     fields = state.get("fields")
     try:
         out = _core.parse_exchange(

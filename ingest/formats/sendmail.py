@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from msgtrace import _core
-from msgtrace.ingest.corebuffers import frame, line_views
+from msgtrace.ingest.corebuffers import frame, line_windows
 from msgtrace.ingest.formats import Parsed, ParserFailed
 from msgtrace.ingest.formats import compiled as cp
 from msgtrace.ingest.formats.compiled import wall_to_utc
@@ -47,7 +47,7 @@ def detect(sample: list[str]) -> bool:
 def parse(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     """Sendmail syslog lines -> events (receive, deliver, handoff, bounce, reject, hold, info) and unknown lines."""
     try:
-        views, buffers = line_views(lines.get_column("line"))
+        views, buffers = line_windows(lines.get_column("line"))
         out = _core.parse_sendmail(views, buffers, cp.line_numbers(lines), cp.syslog_state_in(ctx))
     except ValueError as e:
         raise ParserFailed(str(e)) from None

@@ -12,9 +12,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
-use crate::syslog::{self, Stamp, YearState, Years};
 use crate::columns::{NumCol, Number};
-use crate::{string_column, Out, Time, SECOND_PASS_MICROS, STRING_FIELDS};
+use crate::syslog::{self, BsdCache, Stamp, YearState, Years};
+use crate::{text_column, Out, Time, SECOND_PASS_MICROS, STRING_FIELDS};
 
 /// ctx.state["syslog"] and the context as the batch starts (see postfix.py's _state_in).
 pub struct SyslogIn {
@@ -56,6 +56,7 @@ impl SyslogIn {
 /// The year inference and the latest wall time, line after line.
 pub struct Clock {
     years: Years,
+    stamps: BsdCache,
     running: Option<i64>,
 }
 
@@ -86,6 +87,7 @@ impl Clock {
         };
         Clock {
             years,
+            stamps: BsdCache::default(),
             running: c.max_local,
         }
     }
@@ -96,9 +98,7 @@ impl Clock {
     pub fn time(&mut self, stamp: Option<Stamp>) -> Option<Time> {
         let (utc, local) = match stamp {
             Some(Stamp::Bsd { mon, day, hms }) => {
-                let m = syslog::bsd_month(mon);
-                let year = self.years.year(m, syslog::bsd_day(day));
-                (None, m.and_then(|m| syslog::bsd_local(year, m, day, hms)))
+                (None, self.stamps.local(&mut self.years, mon, day, hms))
             }
             Some(Stamp::Iso(iso)) => syslog::iso(iso),
             None => (None, None),
@@ -150,7 +150,7 @@ pub fn i64_bytes(values: &[i64]) -> Vec<u8> {
 }
 
 /// The event columns as (name, kind, len, null_count, validity, values or views, data) tuples.
-pub fn columns<'py>(py: Python<'py>, o: &Out) -> PyResult<&'py PyList> {
+pub fn columns<'py>(py: Python<'py>, o: &mut Out) -> PyResult<&'py PyList> {
     let cols = PyList::empty(py);
     let fixed = [
         ("line_no", &o.line_no),
@@ -172,8 +172,8 @@ pub fn columns<'py>(py: Python<'py>, o: &Out) -> PyResult<&'py PyList> {
             py.None(),
         ],
     ))?;
-    for (name, c) in STRING_FIELDS.iter().zip(&o.strings) {
-        cols.append(string_column(py, name, c))?;
+    for (name, c) in STRING_FIELDS.iter().zip(o.strings.iter_mut()) {
+        cols.append(text_column(py, name, c))?;
     }
     for (name, c) in [("size", &o.size), ("nrcpt", &o.nrcpt)] {
         cols.append(number_column(py, name, "i64", c)?)?;

@@ -44,10 +44,21 @@ impl Validity {
 /// A nullable UTF-8 column in Arrow's string_view layout, which Polars takes without a copy
 /// (its own string columns are views): per row a 16-byte view, the length then either the
 /// text itself (up to 12 bytes) or its first 4 bytes, buffer 0 and the offset in `data`.
+///
+/// Nulls are not written: an event fills 3 to 6 of its 17 text fields, and a null row's view
+/// and validity bit are zeros, so `views` and `bits` end at the last non-null row and the rows
+/// after it are implied (padded with zeros where the column is copied out: `views_into`,
+/// `bits_into`). A push of a null only counts the row.
 pub struct StrCol {
-    pub views: Vec<u8>,
-    pub data: Vec<u8>,
-    pub valid: Validity,
+    views: Vec<u8>,
+    data: Vec<u8>,
+    /// validity (bit i set: row i not null), up to the byte of the last non-null row
+    bits: Vec<u8>,
+    rows: usize,
+    nulls: usize,
+    /// the view of the last text longer than 12 bytes: the same text again (the host, the
+    /// program of a run of lines) points at the same bytes, not at a copy
+    last_long: Option<[u8; 16]>,
 }
 
 /// The longest text a view's 32-bit offset can reach in one data buffer.
@@ -58,23 +69,115 @@ impl StrCol {
         StrCol {
             views: Vec::with_capacity(rows * 16),
             data: Vec::with_capacity(bytes),
-            valid: Validity::default(),
+            bits: Vec::with_capacity(rows / 8 + 1),
+            rows: 0,
+            nulls: 0,
+            last_long: None,
         }
     }
 
     /// Appends a row; false (nothing appended) when the column's text would pass 4 GiB.
+    #[inline]
     pub fn push(&mut self, value: Option<&str>) -> bool {
-        let v = value.unwrap_or("").as_bytes();
+        match value {
+            None => {
+                self.rows += 1;
+                self.nulls += 1;
+                true
+            }
+            Some(v) => self.push_text(v.as_bytes()),
+        }
+    }
+
+    fn push_text(&mut self, v: &[u8]) -> bool {
         if v.len() > 12 && self.data.len() + v.len() > VIEW_DATA_MAX {
             return false;
         }
-        let offset = self.data.len();
-        if v.len() > 12 {
-            self.data.extend_from_slice(v);
+        let row = self.rows;
+        // the null rows since the last text: zero views and validity bits
+        if self.views.len() < row * 16 {
+            self.views.resize(row * 16, 0);
         }
-        self.views.extend_from_slice(&view(v, 0, offset));
-        self.valid.push(value.is_some());
+        if self.bits.len() <= row / 8 {
+            self.bits.resize(row / 8 + 1, 0);
+        }
+        let entry = if v.len() <= 12 {
+            view(v, 0, 0)
+        } else {
+            match self.last_long.filter(|last| self.repeats(last, v)) {
+                Some(last) => last,
+                None => {
+                    let entry = view(v, 0, self.data.len());
+                    self.data.extend_from_slice(v);
+                    self.last_long = Some(entry);
+                    entry
+                }
+            }
+        };
+        self.views.extend_from_slice(&entry);
+        if let Some(b) = self.bits.get_mut(row / 8) {
+            *b |= 1 << (row % 8);
+        }
+        self.rows += 1;
         true
+    }
+
+    /// Whether the long text of view `last` (in `data`) is `v`.
+    fn repeats(&self, last: &[u8; 16], v: &[u8]) -> bool {
+        let word = |at: usize| -> usize {
+            let mut w = [0u8; 4];
+            if let Some(src) = last.get(at..at + 4) {
+                w.copy_from_slice(src);
+            }
+            u32::from_le_bytes(w) as usize
+        };
+        let (len, offset) = (word(0), word(12));
+        len == v.len() && self.data.get(offset..offset + len) == Some(v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn nulls(&self) -> usize {
+        self.nulls
+    }
+
+    /// The texts longer than 12 bytes, which the views point into.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The null rows after the last text written out (zero views and validity bits): the views
+    /// and the validity are then complete, and `views`/`bits` hand them out as they are.
+    pub fn pad(&mut self) {
+        self.views.resize(self.rows * 16, 0);
+        self.bits.resize((self.rows + 7) / 8, 0);
+    }
+
+    /// Every row's view, when padded (else only up to the last text).
+    pub fn views(&self) -> &[u8] {
+        &self.views
+    }
+
+    /// The validity bitmap, when padded (else only up to the last text).
+    pub fn bits(&self) -> &[u8] {
+        &self.bits
+    }
+
+    /// The views of every row into `out` (16 bytes a row, zeroed by the caller).
+    pub fn views_into(&self, out: &mut [u8]) {
+        if let Some(dst) = out.get_mut(..self.views.len()) {
+            dst.copy_from_slice(&self.views);
+        }
+    }
+
+    /// The validity bitmap of every row into `out` (a byte per 8 rows, zeroed by the caller).
+    pub fn bits_into(&self, out: &mut [u8]) {
+        let n = self.bits.len().min(out.len());
+        if let (Some(dst), Some(src)) = (out.get_mut(..n), self.bits.get(..n)) {
+            dst.copy_from_slice(src);
+        }
     }
 }
 
@@ -117,6 +220,47 @@ pub fn view_str<'a>(views: &'a [u8], buffers: &[&'a [u8]], row: usize) -> Option
         buffers.get(buffer)?.get(offset..offset + len)?
     };
     std::str::from_utf8(bytes).ok()
+}
+
+/// A string_view column's rows as text, each data buffer checked for UTF-8 once (the lines of a
+/// batch lie in one buffer, the block read): a row's text is then a slice of checked text,
+/// which is UTF-8 when it starts and ends on character boundaries, what `str::get` checks.
+/// A buffer that is not UTF-8 as a whole (or a view inside no buffer) is checked row by row.
+pub struct Lines<'a> {
+    views: &'a [u8],
+    buffers: &'a [&'a [u8]],
+    texts: Vec<Option<&'a str>>,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(views: &'a [u8], buffers: &'a [&'a [u8]]) -> Self {
+        let texts = buffers
+            .iter()
+            .map(|b| std::str::from_utf8(b).ok())
+            .collect();
+        Lines {
+            views,
+            buffers,
+            texts,
+        }
+    }
+
+    /// The text of `row` (view_str's answer).
+    pub fn get(&self, row: usize) -> Option<&'a str> {
+        let view = self.views.get(row * 16..row * 16 + 16)?;
+        let word = |at: usize| -> Option<usize> {
+            let b: [u8; 4] = view.get(at..at + 4)?.try_into().ok()?;
+            Some(u32::from_le_bytes(b) as usize)
+        };
+        let len = word(0)?;
+        if len > 12 {
+            let (buffer, offset) = (word(8)?, word(12)?);
+            if let Some(Some(text)) = self.texts.get(buffer) {
+                return text.get(offset..offset + len);
+            }
+        }
+        view_str(self.views, self.buffers, row)
+    }
 }
 
 /// A number that goes into an Arrow buffer as its little-endian bytes.
@@ -183,7 +327,10 @@ impl Validity {
             return;
         }
         for i in 0..other.len {
-            let bit = other.bits.get(i / 8).map_or(false, |b| (b >> (i % 8)) & 1 == 1);
+            let bit = other
+                .bits
+                .get(i / 8)
+                .map_or(false, |b| (b >> (i % 8)) & 1 == 1);
             self.push(bit);
         }
     }
@@ -208,6 +355,14 @@ impl StrCol {
         if base + other.data.len() > VIEW_DATA_MAX {
             return false;
         }
+        if other.views.is_empty() {
+            // only nulls: counted, nothing written
+            self.rows += other.rows;
+            self.nulls += other.nulls;
+            return true;
+        }
+        let start = self.rows;
+        self.views.resize(start * 16, 0);
         self.views.reserve(other.views.len());
         for v in other.views.chunks_exact(16) {
             let mut view: [u8; 16] = match v.try_into() {
@@ -228,14 +383,35 @@ impl StrCol {
             self.views.extend_from_slice(&view);
         }
         self.data.extend_from_slice(&other.data);
-        self.valid.extend_from(&other.valid);
+        if start % 8 == 0 {
+            self.bits.resize(start / 8, 0);
+            self.bits.extend_from_slice(&other.bits);
+        } else {
+            let written = other.views.len() / 16;
+            self.bits.resize((start + written - 1) / 8 + 1, 0);
+            for i in 0..written {
+                let set = other
+                    .bits
+                    .get(i / 8)
+                    .map_or(false, |b| (b >> (i % 8)) & 1 == 1);
+                let row = start + i;
+                if let (true, Some(b)) = (set, self.bits.get_mut(row / 8)) {
+                    *b |= 1 << (row % 8);
+                }
+            }
+        }
+        self.rows += other.rows;
+        self.nulls += other.nulls;
         true
     }
 
     pub fn clear(&mut self) {
         self.views.clear();
         self.data.clear();
-        self.valid.clear();
+        self.bits.clear();
+        self.rows = 0;
+        self.nulls = 0;
+        self.last_long = None;
     }
 }
 

@@ -892,8 +892,9 @@ fn parse(
     let mut layout = carried;
     let mut seen_header = false;
     let mut section: Vec<(usize, i64, &str)> = Vec::new();
+    let lines = columns::Lines::new(views, buffers);
     for row in 0..rows {
-        let line = columns::view_str(views, buffers, row).ok_or_else(|| {
+        let line = lines.get(row).ok_or_else(|| {
             format!("line {row}: its view points outside the buffers, or its text is not UTF-8")
         })?;
         let line_no = line_nos.get(row).copied().unwrap_or_default();
@@ -936,10 +937,7 @@ pub fn parse_exchange<'py>(
     fields: Option<Vec<String>>,
     reader: bool,
 ) -> PyResult<&'py PyDict> {
-    let buffers: Vec<&[u8]> = buffers
-        .iter()
-        .map(|b| b.downcast::<PyBytes>().map(PyBytes::as_bytes))
-        .collect::<Result<_, _>>()?;
+    let buffers = crate::data_buffers(buffers)?;
     let views = views.as_bytes();
     let line_nos = crate::le_i64(line_nos.as_bytes());
     let started = std::time::Instant::now();
@@ -951,13 +949,13 @@ pub fn parse_exchange<'py>(
         |at| parse(views, &buffers, &line_nos, fields, reader, at),
     )?;
     let parse_seconds = started.elapsed().as_secs_f64();
-    let o = parsed.out;
+    let mut o = parsed.out;
     let cols = PyList::empty(py);
     for (name, c) in [("line_no", &o.line_no), ("_time", &o.time)] {
         cols.append(crate::fixed_column(py, name, "i64", &c.valid, &c.value_bytes()))?;
     }
-    for (name, c) in STRING_FIELDS.iter().zip(&o.strings) {
-        cols.append(crate::string_column(py, name, c))?;
+    for (name, c) in STRING_FIELDS.iter().zip(o.strings.iter_mut()) {
+        cols.append(crate::text_column(py, name, c))?;
     }
     for (name, c) in [("size", &o.size), ("nrcpt", &o.nrcpt)] {
         cols.append(crate::fixed_column(py, name, "i64", &c.valid, &c.value_bytes()))?;

@@ -217,6 +217,7 @@ fn parse_with(
         carried.last_month,
         carried.rollovers,
     );
+    let mut stamps = syslog::BsdCache::default();
     let mut running = carried.max_local;
     // the carried sessions first (their client= was in an earlier batch)
     let carried_keys: Vec<OpenSession> = carried
@@ -234,19 +235,16 @@ fn parse_with(
         }
     }
     let mut events: Vec<Event> = Vec::with_capacity(4); // one line's, reused line after line
+    let lines = columns::Lines::new(views, buffers);
     for row in 0..rows {
         at.store(row, Ordering::Relaxed);
-        let line = columns::view_str(views, buffers, row).ok_or_else(|| {
+        let line = lines.get(row).ok_or_else(|| {
             format!("line {row}: its view points outside the buffers, or its text is not UTF-8")
         })?;
         let line_no = line_nos.get(row).copied().unwrap_or_default();
         let env = syslog::split(env_patterns, line);
         let (utc, local) = match env.stamp {
-            Some(Stamp::Bsd { mon, day, hms }) => {
-                let m = syslog::bsd_month(mon);
-                let year = years.year(m, syslog::bsd_day(day));
-                (None, m.and_then(|m| syslog::bsd_local(year, m, day, hms)))
-            }
+            Some(Stamp::Bsd { mon, day, hms }) => (None, stamps.local(&mut years, mon, day, hms)),
             Some(Stamp::Iso(iso)) => syslog::iso(iso),
             None => (None, None),
         };
@@ -372,18 +370,71 @@ fn le_i64(bytes: &[u8]) -> Vec<i64> {
         .collect()
 }
 
-/// A string column as the Python side assembles it (ingest/corebuffers.py frame), for every pyfunction.
+/// The data buffers of the lines as handed over (ingest/corebuffers.py line_windows): each a
+/// bytes object, or (bytes, offset, length), a window of the block the reader read, read there.
+pub(crate) fn data_buffers(buffers: &PyList) -> PyResult<Vec<&[u8]>> {
+    buffers
+        .iter()
+        .map(|b| {
+            if let Ok(bytes) = b.downcast::<PyBytes>() {
+                return Ok(bytes.as_bytes());
+            }
+            let (block, offset, len): (&PyBytes, usize, usize) = b.extract()?;
+            offset
+                .checked_add(len)
+                .and_then(|end| block.as_bytes().get(offset..end))
+                .ok_or_else(|| {
+                    pyo3::exceptions::PyValueError::new_err(format!(
+                        "a data buffer's window {offset}+{len} passes its block's {} bytes",
+                        block.as_bytes().len()
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// A string column as the Python side assembles it (ingest/corebuffers.py frame), for every
+/// pyfunction (the correlator's): text_column, through a padded copy of the views and validity.
 pub(crate) fn string_column<'py>(py: Python<'py>, name: &str, c: &StrCol) -> &'py PyTuple {
+    let mut views = vec![0u8; c.len() * 16];
+    c.views_into(&mut views);
+    let mut bits = vec![0u8; if c.nulls() > 0 { (c.len() + 7) / 8 } else { 0 }];
+    c.bits_into(&mut bits);
+    column_tuple(
+        py,
+        name,
+        c,
+        PyBytes::new(py, &bits),
+        PyBytes::new(py, &views),
+    )
+}
+
+/// string_column for the parsers' event columns: padded in place (only the null rows after
+/// the last text are written), then copied once into the bytes objects.
+pub(crate) fn text_column<'py>(py: Python<'py>, name: &str, c: &mut StrCol) -> &'py PyTuple {
+    c.pad();
+    let bits = PyBytes::new(py, if c.nulls() > 0 { c.bits() } else { b"" });
+    column_tuple(py, name, c, bits, PyBytes::new(py, c.views()))
+}
+
+/// (name, "str", len, null_count, validity, views, data)
+fn column_tuple<'py>(
+    py: Python<'py>,
+    name: &str,
+    c: &StrCol,
+    bits: &PyBytes,
+    views: &PyBytes,
+) -> &'py PyTuple {
     PyTuple::new(
         py,
         [
             name.into_py(py),
             "str".into_py(py),
-            c.valid.len().into_py(py),
-            c.valid.nulls().into_py(py),
-            PyBytes::new(py, c.valid.bytes()).into_py(py),
-            PyBytes::new(py, &c.views).into_py(py),
-            PyBytes::new(py, &c.data).into_py(py),
+            c.len().into_py(py),
+            c.nulls().into_py(py),
+            bits.into_py(py),
+            views.into_py(py),
+            PyBytes::new(py, c.data()).into_py(py),
         ],
     )
 }
@@ -427,7 +478,7 @@ fn run_batch<T: Send>(
 /// unknown lines' rows as little-endian int64); the caller adds the state it carries.
 fn batch_result<'py>(
     py: Python<'py>,
-    o: &Out,
+    o: &mut Out,
     unknown: &[i64],
     parse_seconds: f64,
 ) -> PyResult<&'py PyDict> {
@@ -496,16 +547,14 @@ fn parse_postfix<'py>(
         },
         sessions,
     };
-    let buffers: Vec<&[u8]> = buffers
-        .iter()
-        .map(|b| b.downcast::<PyBytes>().map(PyBytes::as_bytes))
-        .collect::<Result<_, _>>()?;
+    let buffers = crate::data_buffers(buffers)?;
     let views = views.as_bytes();
     let line_nos = le_i64(line_nos.as_bytes());
     let (parsed, parse_seconds) = run_batch(py, "Postfix", &line_nos, |at| {
         parse(views, &buffers, &line_nos, &carried, at)
     })?;
-    let out = batch_result(py, &parsed.out, &parsed.unknown, parse_seconds)?;
+    let mut parsed = parsed;
+    let out = batch_result(py, &mut parsed.out, &parsed.unknown, parse_seconds)?;
     out.set_item("months_seen", parsed.months_seen)?;
     out.set_item("last_month", parsed.last_month)?;
     out.set_item("rollovers", parsed.rollovers)?;

@@ -42,7 +42,6 @@ pub struct Event<'a> {
 
 pub struct Patterns {
     noise: Regex,
-    trailer: Regex,
     names: Regex,
     spam: Spam,
     ip_literal: Regex,
@@ -61,11 +60,7 @@ pub struct Patterns {
     subject: Regex,
     amavis_blocked: Regex,
     amavis_quarantined: Regex,
-    amavis_verdict: Regex,
-    amavis_queued_as: Regex,
-    amavis_subject: Regex,
     amavis_raw: Regex,
-    amavis_msgid: Regex,
 }
 
 fn re(p: &str) -> Regex {
@@ -86,9 +81,6 @@ impl Patterns {
                 r"|max |cache |table |host |begin |end |conversation|certificate|client=|dict_|match_|premature|",
                 r"Trusted|Untrusted|Verified|Anonymous|message repeated)"
             )),
-            trailer: re(
-                r"; from=<[^>]*>,?(?: to=<[^>]*>,?)?(?: proto=[A-Z]+,?)?(?: helo=<[^>]*>)?",
-            ),
             names: re(r"<[^>]*>|[^\s\[]*\[[^\]]*\]"),
             spam: Spam::new(),
             ip_literal: re(r"^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)$"),
@@ -114,11 +106,7 @@ impl Patterns {
             subject: re(r"^(?:warning|info): header Subject: (.*?) from (?:\S*\[|local; )"),
             amavis_blocked: re(r"\) Blocked [A-Z-]+ "),
             amavis_quarantined: re(r"\{[^}]*Quarantined[^}]*\}"),
-            amavis_verdict: re(r"^\([0-9-]+\) (?:Passed|Blocked) "),
-            amavis_queued_as: re(r"queued_as: ([0-9A-Za-z]+)"),
-            amavis_subject: re(r#", Subject: "((?:[^"]|"")*)""#),
             amavis_raw: re(r" \(raw: .*\)$"),
-            amavis_msgid: re(r", Message-ID: (<[^<>]*>)"),
         }
     }
 }
@@ -135,8 +123,10 @@ fn capture<'a>(r: &Regex, text: &'a str, i: usize) -> Option<&'a str> {
     r.captures(text).and_then(|c| group(&c, i))
 }
 
+/// std's substring search: no searcher to build per call (memmem::find's costs more than the
+/// search on a line).
 fn contains(text: &str, needle: &str) -> bool {
-    memmem::find(text.as_bytes(), needle.as_bytes()).is_some()
+    text.contains(needle)
 }
 
 /// What regex `\s` is on an ASCII byte (Unicode White_Space: includes the vertical tab).
@@ -176,15 +166,10 @@ fn ip_or_null<'a>(p: &Patterns, value: Option<&'a str>) -> Option<Cow<'a, str>> 
 
 /// IP_LITERAL on ASCII text: `\d{1,3}(?:\.\d{1,3}){3}` or `[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*`, whole.
 fn ascii_ip_literal(v: &str) -> bool {
-    let mut parts = 0;
-    let dotted = v.split('.').all(|part| {
-        parts += 1;
-        (1..=3).contains(&part.len()) && part.bytes().all(|c| c.is_ascii_digit())
-    });
-    if dotted && parts == 4 {
+    let b = v.as_bytes();
+    if dotted_quad(b) {
         return true;
     }
-    let b = v.as_bytes();
     let colon = match b.iter().position(|c| *c == b':') {
         Some(c) => c,
         None => return false,
@@ -197,6 +182,25 @@ fn ascii_ip_literal(v: &str) -> bool {
         && tail
             .iter()
             .all(|c| c.is_ascii_hexdigit() || *c == b':' || *c == b'.')
+}
+
+/// `\d{1,3}(?:\.\d{1,3}){3}` whole, on ASCII: four runs of 1 to 3 digits between dots.
+fn dotted_quad(b: &[u8]) -> bool {
+    let (mut parts, mut run) = (1, 0);
+    for &c in b {
+        if c == b'.' {
+            if !(1..=3).contains(&run) {
+                return false;
+            }
+            parts += 1;
+            run = 0;
+        } else if c.is_ascii_digit() {
+            run += 1;
+        } else {
+            return false;
+        }
+    }
+    parts == 4 && (1..=3).contains(&run)
 }
 
 /// `prefix([^\[\s,]*)\[([^\]]*)\]` anchored right after `prefix`, on ASCII text.
@@ -315,17 +319,66 @@ fn ascii_delivery(rest: &str) -> Option<Delivery<'_>> {
     ])
 }
 
+/// `(?:from|RCPT from|MAIL from|END-OF-MESSAGE from|DATA from) ([^\[\s,]*)\[([^\]]*)\]` on
+/// ASCII text: every alternative ends in "from" (and none of their heads holds one), so the
+/// leftmost match is at the first "from " followed by a host and a bracketed IP.
+fn ascii_reject_host_ip(text: &str) -> Option<(&str, &str)> {
+    text.match_indices("from ")
+        .find_map(|(at, _)| text.get(at + 5..).and_then(ascii_host_ip))
+}
+
+/// `text` without its first `; from=<[^>]*>,?(?: to=<[^>]*>,?)?(?: proto=[A-Z]+,?)?(?: helo=<[^>]*>)?`
+/// (the envelope trailer of a reject), on any text: the optional parts after the sender are
+/// each taken where they match, as the greedy regex does with nothing after them.
+fn without_trailer(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    let start = match text.find("; from=<") {
+        Some(s) => s,
+        None => return Cow::Borrowed(text),
+    };
+    // `<[^>]*>` after `name`: where it ends
+    let bracketed = |i: usize, name: &[u8]| -> Option<usize> {
+        let open = i + name.len();
+        if b.get(i..open)? != name {
+            return None;
+        }
+        Some(open + memchr::memchr(b'>', b.get(open..)?)? + 1)
+    };
+    let comma = |i: usize| if b.get(i) == Some(&b',') { i + 1 } else { i };
+    let mut end = match bracketed(start, b"; from=<") {
+        Some(e) => comma(e),
+        None => return Cow::Borrowed(text), // no '>' after the first: none after a later one
+    };
+    if let Some(e) = bracketed(end, b" to=<") {
+        end = comma(e);
+    }
+    if b.get(end..end + 7) == Some(b" proto=") {
+        let n = b.get(end + 7..).map_or(0, |t| {
+            t.iter().take_while(|c| c.is_ascii_uppercase()).count()
+        });
+        if n > 0 {
+            end = comma(end + 7 + n);
+        }
+    }
+    if let Some(e) = bracketed(end, b" helo=<") {
+        end = e;
+    }
+    match (text.get(..start), text.get(end..)) {
+        (Some(head), Some(tail)) => Cow::Owned([head, tail].concat()),
+        _ => Cow::Borrowed(text),
+    }
+}
+
 /// `; from=<([^>]*)>`: the sender of a reject/hold trailer (the first "; from=<" with a '>' after it).
 fn env_sender(text: &str) -> Option<&str> {
-    let at = memmem::find(text.as_bytes(), b"; from=<")? + 8;
+    let at = text.find("; from=<")? + 8;
     let rest = text.get(at..)?;
     rest.get(..memchr::memchr(b'>', rest.as_bytes())?)
 }
 
 /// `; from=<[^>]*>,? to=<([^>]*)>`: the recipient of a trailer, at the first "; from=<" that has one.
 fn env_recipient(text: &str) -> Option<&str> {
-    let b = text.as_bytes();
-    for at in memmem::find_iter(b, b"; from=<") {
+    for (at, _) in text.match_indices("; from=<") {
         let rest = text.get(at + 8..)?;
         let close = memchr::memchr(b'>', rest.as_bytes())?; // none here: none after a later one either
         let after = rest.get(close + 1..)?;
@@ -354,12 +407,98 @@ fn verb_len(text: &str) -> usize {
 
 /// `Queue-ID: ([0-9A-Za-z]+)`: the first "Queue-ID: " followed by a letter or digit, and that run.
 fn amavis_queue_id(body: &str) -> Option<&str> {
-    for at in memmem::find_iter(body.as_bytes(), b"Queue-ID: ") {
-        let rest = body.get(at + 10..)?;
+    word_after(body, "Queue-ID: ")
+}
+
+/// `needle([0-9A-Za-z]+)`: the first `needle` followed by an ASCII letter or digit, and that run.
+fn word_after<'a>(body: &'a str, needle: &str) -> Option<&'a str> {
+    for (at, _) in body.match_indices(needle) {
+        let rest = body.get(at + needle.len()..)?;
         let n = rest.bytes().take_while(u8::is_ascii_alphanumeric).count();
         if n > 0 {
             return rest.get(..n);
         }
+    }
+    None
+}
+
+/// `^\([0-9-]+\) (?:Passed|Blocked) `: amavis's verdict line (every class in it is ASCII).
+fn amavis_verdict(body: &str) -> bool {
+    let rest = match body.strip_prefix('(') {
+        Some(r) => r,
+        None => return false,
+    };
+    let n = rest
+        .bytes()
+        .take_while(|c| c.is_ascii_digit() || *c == b'-')
+        .count();
+    n > 0
+        && rest.get(n..).map_or(false, |t| {
+            t.starts_with(") Passed ") || t.starts_with(") Blocked ")
+        })
+}
+
+/// `, Subject: "((?:[^"]|"")*)"` on any text: after the first `, Subject: "`, the text up to the
+/// first quote that is not one of a doubled pair; with none before the end, the regex backs off
+/// to the start of the last doubled pair (whose first quote then closes it); no quote, no match
+/// (a later `, Subject: "` would bring a quote after this one).
+fn amavis_subject(body: &str) -> Option<&str> {
+    let needle = ", Subject: \"";
+    let rest = body.get(body.find(needle)? + needle.len()..)?;
+    let b = rest.as_bytes();
+    let (mut i, mut last_pair) = (0, None);
+    while let Some(q) = b.get(i..).and_then(|t| memchr::memchr(b'"', t)) {
+        let q = i + q;
+        if b.get(q + 1) != Some(&b'"') {
+            return rest.get(..q);
+        }
+        last_pair = Some(q);
+        i = q + 2;
+    }
+    rest.get(..last_pair?)
+}
+
+/// `, Message-ID: (<[^<>]*>)` on any text: the first `, Message-ID: <` whose run of characters
+/// other than '<' and '>' ends at a '>'.
+fn amavis_msgid(body: &str) -> Option<&str> {
+    let needle = ", Message-ID: <";
+    for (at, _) in body.match_indices(needle) {
+        let open = at + needle.len() - 1;
+        let inner = body.as_bytes().get(open + 1..)?;
+        if let Some(n) = memchr::memchr2(b'<', b'>', inner) {
+            if inner.get(n) == Some(&b'>') {
+                return body.get(open..open + n + 2);
+            }
+        }
+    }
+    None
+}
+
+/// `^(?:warning|info): header Subject: (.*?) from (?:\S*\[|local; )` on ASCII text: the text up
+/// to the first " from " (no newline before it: `.` stops there) followed by "local; " or by a
+/// run of non-blanks that holds a '['.
+fn ascii_subject(rest: &str) -> Option<&str> {
+    let body = rest
+        .strip_prefix("warning: header Subject: ")
+        .or_else(|| rest.strip_prefix("info: header Subject: "))?;
+    let b = body.as_bytes();
+    let newline = memchr::memchr(b'\n', b).unwrap_or(b.len());
+    let mut from = 0;
+    // every " from ", overlapping ones too (" from from h[ip]")
+    while let Some(i) = b.get(from..).and_then(|t| memmem::find(t, b" from ")) {
+        let at = from + i;
+        if at > newline {
+            return None;
+        }
+        let after = b.get(at + 6..).unwrap_or(&[]);
+        let bracket = after
+            .iter()
+            .take_while(|c| !is_space(**c))
+            .any(|c| *c == b'[');
+        if bracket || after.starts_with(b"local; ") {
+            return body.get(..at);
+        }
+        from = at + 1;
     }
     None
 }
@@ -413,7 +552,9 @@ pub struct Sessions<'a> {
 
 fn daemon(program: &str) -> Option<&str> {
     // ([^/]+)$
-    let d = program.rsplit('/').next()?;
+    let d = program
+        .rfind('/')
+        .map_or(Some(program), |at| program.get(at + 1..))?;
     if d.is_empty() {
         None
     } else {
@@ -461,7 +602,10 @@ impl<'p> Parser<'p> {
                 ],
             ) {
                 events.push(self.reject(body, None));
-            } else if !self.p.noise.is_match(body) {
+            } else if !(body.starts_with("connect from") // the commonest of _NOISE's prefixes
+                || body.starts_with("disconnect from")
+                || self.p.noise.is_match(body))
+            {
                 unknown = true;
             }
         }
@@ -615,7 +759,12 @@ impl<'p> Parser<'p> {
             )
         {
             let mut e = ev("subject");
-            e.subject = capture(&self.p.subject, rest, 1).map(Cow::Borrowed);
+            e.subject = if rest.is_ascii() {
+                ascii_subject(rest)
+            } else {
+                capture(&self.p.subject, rest, 1)
+            }
+            .map(Cow::Borrowed);
             events.push(e);
         }
         // info: a queue-id line no handler claimed
@@ -685,7 +834,8 @@ impl<'p> Parser<'p> {
             "deferred" => "Pending",
             _ => "Failed",
         };
-        let response = memmem::find(rest.as_bytes(), b", status=")
+        let response = rest
+            .find(", status=")
             .and_then(|at| rest.get(at + 9..))
             .map(|r| {
                 let r = r.strip_prefix(raw).unwrap_or(r);
@@ -735,7 +885,7 @@ impl<'p> Parser<'p> {
 
     /// `queued as ([0-9A-Za-z]+)\)?$`: what follows the last "queued as " must be the id to the end.
     fn queued_as<'a>(&self, detail: &'a str) -> Option<&'a str> {
-        let at = memmem::rfind(detail.as_bytes(), b"queued as ")?;
+        let at = detail.rfind("queued as ")?;
         let tail = detail.get(at + 10..)?;
         let id = tail.strip_suffix(')').unwrap_or(tail);
         if !id.is_empty() && id.bytes().all(|c| c.is_ascii_alphanumeric()) {
@@ -758,14 +908,21 @@ impl<'p> Parser<'p> {
     /// _rejects: a reject line (with its queue id, or NOQUEUE) as an event.
     fn reject<'a>(&self, text: &'a str, qid: Option<&'a str>) -> Event<'a> {
         let p = &self.p;
-        let (host, ip) = match p.reject_host_ip.captures(text) {
-            Some(c) => (group(&c, 1), group(&c, 2)),
-            None => (None, None),
+        let (host, ip) = if text.is_ascii() {
+            match ascii_reject_host_ip(text) {
+                Some((h, i)) => (Some(h), Some(i)),
+                None => (None, None),
+            }
+        } else {
+            match p.reject_host_ip.captures(text) {
+                Some(c) => (group(&c, 1), group(&c, 2)),
+                None => (None, None),
+            }
         };
         let client_ip =
             ip_or_null(p, ip).or_else(|| ip_or_null(p, capture(&p.postscreen_ip, text, 1)));
         let verb = verb_len(text);
-        let reason = p.trailer.replacen(text.get(verb..).unwrap_or(""), 1, "");
+        let reason = without_trailer(text.get(verb..).unwrap_or(""));
         let has_envelope = contains(text, "; from=<");
         let status = if has_envelope {
             let named = p.names.replace_all(&reason, "");
@@ -794,7 +951,11 @@ impl<'p> Parser<'p> {
     pub fn amavis<'a>(&self, body: &'a str, events: &mut Vec<Event<'a>>) {
         let p = &self.p;
 
-        if p.amavis_blocked.is_match(body) && contains(body, "Queue-ID: ") {
+        // the regex needs its literal: most amavis lines are Passed ones
+        if contains(body, ") Blocked ")
+            && p.amavis_blocked.is_match(body)
+            && contains(body, "Queue-ID: ")
+        {
             let status = if p.amavis_quarantined.is_match(body) {
                 "Quarantined"
             } else if contains(body, "Blocked SPAM") {
@@ -802,7 +963,7 @@ impl<'p> Parser<'p> {
             } else {
                 "Failed"
             };
-            let at = memmem::find(body.as_bytes(), b") ").map_or(0, |a| a + 2);
+            let at = body.find(") ").map_or(0, |a| a + 2);
             events.push(Event {
                 kind: "hold",
                 queue_id: amavis_queue_id(body),
@@ -812,15 +973,18 @@ impl<'p> Parser<'p> {
             });
         }
         let names = contains(body, ", Subject: \"") || contains(body, "Message-ID: ");
-        if names && p.amavis_verdict.is_match(body) {
-            let qid = amavis_queue_id(body).or_else(|| capture(&p.amavis_queued_as, body, 1));
+        if names && amavis_verdict(body) {
+            let qid = amavis_queue_id(body).or_else(|| word_after(body, "queued_as: "));
             if let Some(qid) = qid {
-                let subject = capture(&p.amavis_subject, body, 1).map(|s| {
+                let subject = amavis_subject(body).map(|s| {
                     let s = if contains(s, "\"\"") {
                         Cow::Owned(s.replace("\"\"", "\""))
                     } else {
                         Cow::Borrowed(s)
                     };
+                    if !contains(&s, " (raw: ") {
+                        return s; // what the regex needs
+                    }
                     match p.amavis_raw.replacen(&s, 1, "") {
                         Cow::Borrowed(_) => s,
                         Cow::Owned(o) => Cow::Owned(o),
@@ -830,7 +994,7 @@ impl<'p> Parser<'p> {
                     kind: "subject",
                     queue_id: Some(qid),
                     subject,
-                    message_id: capture(&p.amavis_msgid, body, 1),
+                    message_id: amavis_msgid(body),
                     ..Default::default()
                 });
             }

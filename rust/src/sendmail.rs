@@ -779,9 +779,10 @@ fn parse(
     let parser = Parser { p };
     // every line's text first, the facility tag cut (a handful of lines own a new text)
     let mut texts: Vec<Cow<str>> = Vec::with_capacity(rows);
+    let lines = columns::Lines::new(views, buffers);
     for row in 0..rows {
         at.store(row, Ordering::Relaxed);
-        let line = columns::view_str(views, buffers, row).ok_or_else(|| {
+        let line = lines.get(row).ok_or_else(|| {
             format!("line {row}: its view points outside the buffers, or its text is not UTF-8")
         })?;
         texts.push(parser.without_facility(line));
@@ -895,20 +896,17 @@ pub fn parse_sendmail<'py>(
     state: &PyDict,
 ) -> PyResult<&'py PyDict> {
     let carried = SyslogIn::from_dict(state)?;
-    let buffers: Vec<&[u8]> = buffers
-        .iter()
-        .map(|b| b.downcast::<PyBytes>().map(PyBytes::as_bytes))
-        .collect::<Result<_, _>>()?;
+    let buffers = crate::data_buffers(buffers)?;
     let views = views.as_bytes();
     let line_nos = le_i64(line_nos.as_bytes());
     let started = std::time::Instant::now();
-    let parsed = batch::guarded(py, "Sendmail", &line_nos, |at| {
+    let mut parsed = batch::guarded(py, "Sendmail", &line_nos, |at| {
         parse(views, &buffers, &line_nos, &carried, at)
     })?;
     let out = PyDict::new(py);
     out.set_item("rows", parsed.out.line_no.values.len())?;
     out.set_item("parse_seconds", started.elapsed().as_secs_f64())?;
-    out.set_item("columns", batch::columns(py, &parsed.out)?)?;
+    out.set_item("columns", batch::columns(py, &mut parsed.out)?)?;
     out.set_item(
         "unknown",
         PyBytes::new(py, &batch::i64_bytes(&parsed.unknown)),

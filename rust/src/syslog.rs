@@ -59,91 +59,79 @@ pub struct Envelope<'a> {
     pub lead: Option<&'a str>,
 }
 
-fn is_digit(b: u8) -> bool {
-    b.is_ascii_digit()
-}
-
 /// `_CLEAN` by hand on the bytes; None where it does not match with ASCII digits (the regex
 /// paths then decide, with Unicode digits as Polars reads `\d`).
 fn clean(line: &str) -> Option<Envelope<'_>> {
     let b = line.as_bytes();
-    let at = |i: usize| b.get(i).copied();
-    // [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d
-    if !at(0)?.is_ascii_uppercase() || !at(1)?.is_ascii_lowercase() || !at(2)?.is_ascii_lowercase()
-    {
-        return None;
-    }
-    let d4 = at(4)?;
-    if at(3)? != b' ' || !(d4 == b' ' || is_digit(d4)) || !is_digit(at(5)?) || at(6)? != b' ' {
-        return None;
-    }
-    for (i, want_digit) in [
-        (7, true),
-        (8, true),
-        (9, false),
-        (10, true),
-        (11, true),
-        (12, false),
-        (13, true),
-        (14, true),
-    ] {
-        let c = at(i)?;
-        if want_digit && !is_digit(c) || !want_digit && c != b':' {
-            return None;
-        }
-    }
-    if at(15)? != b' ' {
+    // [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d and a space: the 16 bytes of the stamp, as an array
+    // (its indices are constants)
+    let head: [u8; 16] = b.get(..16)?.try_into().ok()?;
+    let stamp = head[0].is_ascii_uppercase()
+        && head[1].is_ascii_lowercase()
+        && head[2].is_ascii_lowercase()
+        && head[3] == b' '
+        && (head[4] == b' ' || head[4].is_ascii_digit())
+        && head[5].is_ascii_digit()
+        && head[6] == b' '
+        && head[7].is_ascii_digit()
+        && head[8].is_ascii_digit()
+        && head[9] == b':'
+        && head[10].is_ascii_digit()
+        && head[11].is_ascii_digit()
+        && head[12] == b':'
+        && head[13].is_ascii_digit()
+        && head[14].is_ascii_digit()
+        && head[15] == b' ';
+    if !stamp {
         return None;
     }
     // host: [^ :]+ then a space
-    let host_start = 16;
-    let mut i = host_start;
-    while let Some(c) = at(i) {
-        if c == b' ' || c == b':' {
-            break;
-        }
-        i += 1;
-    }
-    if i == host_start || at(i)? != b' ' {
+    let rest = b.get(16..)?;
+    let host_len = rest.iter().position(|c| *c == b' ' || *c == b':')?;
+    if host_len == 0 || rest.get(host_len) != Some(&b' ') {
         return None;
     }
-    let host_end = i;
+    let (host_start, host_end) = (16, 16 + host_len);
     // program: [^ \[:]+
-    let prog_start = i + 1;
-    i = prog_start;
-    while let Some(c) = at(i) {
-        if c == b' ' || c == b'[' || c == b':' {
-            break;
-        }
-        i += 1;
-    }
-    if i == prog_start {
+    let prog_start = host_end + 1;
+    let rest = b.get(prog_start..)?;
+    let prog_len = rest
+        .iter()
+        .position(|c| *c == b' ' || *c == b'[' || *c == b':')?;
+    if prog_len == 0 {
         return None;
     }
-    let prog_end = i;
+    let prog_end = prog_start + prog_len;
+    let mut i = prog_end;
     let mut pid = None;
-    if at(i)? == b'[' {
+    if b.get(i) == Some(&b'[') {
         let pid_start = i + 1;
-        let mut j = pid_start;
-        while at(j).map_or(false, is_digit) {
-            j += 1;
-        }
-        if j == pid_start || at(j)? != b']' {
+        let n = b
+            .get(pid_start..)?
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if n == 0 || b.get(pid_start + n) != Some(&b']') {
             return None;
         }
-        pid = Some(line.get(pid_start..j)?);
-        i = j + 1;
+        pid = Some(line.get(pid_start..pid_start + n)?);
+        i = pid_start + n + 1;
     }
-    if at(i)? != b':' || at(i + 1)? != b' ' {
+    if b.get(i..i + 2) != Some(b": ") {
         return None;
     }
-    let body_start = i + 2;
-    let full_body = line.get(body_start..)?;
+    let full_body = line.get(i + 2..)?;
     let (lead, body) = cut_lead(full_body);
+    // the stamp's bytes are ASCII: cut on character boundaries
+    let day = if head[4] == b' ' {
+        line.get(5..6)?
+    } else {
+        line.get(4..6)?
+    };
     Some(Envelope {
         stamp: Some(Stamp::Bsd {
             mon: line.get(0..3)?,
-            day: line.get(4..6)?.trim_start(),
+            day,
             hms: line.get(7..15)?,
         }),
         host: Some(line.get(host_start..host_end)?),
@@ -172,6 +160,10 @@ fn cut_lead(body: &str) -> (Option<&str>, &str) {
 pub fn chars(s: &str, n: usize) -> &str {
     if s.len() <= n {
         return s;
+    }
+    // n ASCII bytes are n characters (most texts): no walk over the characters
+    if s.as_bytes().get(..n).map_or(false, |head| head.is_ascii()) {
+        return s.get(..n).unwrap_or(s);
     }
     match s.char_indices().nth(n) {
         Some((at, _)) => s.get(..at).unwrap_or(s),
@@ -339,6 +331,58 @@ pub fn bsd_local(year: i64, month: i64, day: &str, hms_text: &str) -> Option<i64
     let d = number(day, 1, 2)?;
     let (h, m, s) = hms(hms_text)?;
     micros(year, month, d, h, m, s, 0)
+}
+
+/// The last RFC 3164 stamp read and what it gave: a log writes some ten lines a second, so most
+/// lines repeat the stamp of the line before, and the month name, the day and the calendar are
+/// then not read again.
+#[derive(Default)]
+pub struct BsdCache {
+    /// month name, day length, day, HH:MM:SS (None: no stamp yet, or one of other lengths)
+    key: Option<[u8; 14]>,
+    month: Option<i64>,
+    day: Option<i64>,
+    year: i64,
+    local: Option<i64>,
+}
+
+fn stamp_key(mon: &str, day: &str, hms: &str) -> Option<[u8; 14]> {
+    if mon.len() != 3 || day.len() > 2 || hms.len() != 8 {
+        return None;
+    }
+    let mut key = [0u8; 14];
+    key.get_mut(0..3)?.copy_from_slice(mon.as_bytes());
+    *key.get_mut(3)? = day.len() as u8;
+    key.get_mut(4..4 + day.len())?
+        .copy_from_slice(day.as_bytes());
+    key.get_mut(6..14)?.copy_from_slice(hms.as_bytes());
+    Some(key)
+}
+
+impl BsdCache {
+    /// Naive local microseconds of an RFC 3164 stamp, the year from `years` (which moves on with
+    /// every stamp, repeated or not): bsd_month, bsd_day, years.year and bsd_local.
+    pub fn local(&mut self, years: &mut Years, mon: &str, day: &str, hms: &str) -> Option<i64> {
+        let key = stamp_key(mon, day, hms);
+        let repeated = key.is_some() && key == self.key;
+        if !repeated {
+            self.month = bsd_month(mon);
+            self.day = bsd_day(day);
+        }
+        let year = years.year(self.month, self.day);
+        if repeated && year == self.year {
+            return self.local;
+        }
+        let local = self.month.and_then(|m| bsd_local(year, m, day, hms));
+        *self = BsdCache {
+            key,
+            month: self.month,
+            day: self.day,
+            year,
+            local,
+        };
+        local
+    }
 }
 
 /// An RFC 3164 day as Polars casts it to Int32 (for the year inference without a year).
