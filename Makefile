@@ -51,6 +51,9 @@ test-fast: lint typecheck
 lint: $(STAMP)
 	$(BIN)/ruff check $(CODE)
 	$(BIN)/ruff format --check $(CODE)
+	@# rustup's toolchains carry rustfmt; Debian's cargo does not (package rustfmt): said, not skipped silently
+	@if cargo fmt --version >/dev/null 2>&1; then cd rust && cargo fmt --check; \
+	  else echo "rustfmt is missing: rust/ is not format-checked here (apt-get install rustfmt)"; fi
 
 # mypy cannot follow setuptools' editable import hook, so it reads the msgtrace namespace from a
 # tree of links that mirrors the installed layout (msgtrace.ingest -> ingest/, msgtrace.query -> query/).

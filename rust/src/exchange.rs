@@ -234,7 +234,8 @@ pub const STRING_FIELDS: [&str; 15] = [
     "detail",
 ];
 
-const TOO_BIG: &str = "the batch's events hold more than 4 GiB of text: parse it in smaller batches";
+const TOO_BIG: &str =
+    "the batch's events hold more than 4 GiB of text: parse it in smaller batches";
 
 struct Out {
     line_no: I64Col,
@@ -419,7 +420,12 @@ fn dsn<'s>(p: &mut Patterns, own: &'s str) -> Option<Cow<'s, str>> {
         if !matches!(b.get(at), Some(b'2' | b'4' | b'5')) || b.get(at + 1) != Some(&b'.') {
             return None;
         }
-        let run = |from: usize| b.iter().skip(from).take_while(|c| c.is_ascii_digit()).count();
+        let run = |from: usize| {
+            b.iter()
+                .skip(from)
+                .take_while(|c| c.is_ascii_digit())
+                .count()
+        };
         let r1 = run(at + 2);
         if !(1..=3).contains(&r1) || b.get(at + 2 + r1) != Some(&b'.') {
             return None;
@@ -639,7 +645,11 @@ impl Parser {
         let r = &*r;
         self.message_row(&mut sec.message, r)?;
         if listed(r) {
-            let out = if r.n == 1 { &mut sec.single } else { &mut sec.multi };
+            let out = if r.n == 1 {
+                &mut sec.single
+            } else {
+                &mut sec.multi
+            };
             self.listed_rows(out, r)?;
         }
         self.rewrites(&mut sec.rewrite, r)
@@ -679,7 +689,11 @@ impl Parser {
             kind: if receive { "receive" } else { "info" },
             size: int(TOTAL_BYTES),
             nrcpt: int(RECIPIENT_COUNT),
-            client_host: if receive { r.get(CLIENT_HOSTNAME) } else { None },
+            client_host: if receive {
+                r.get(CLIENT_HOSTNAME)
+            } else {
+                None
+            },
             client_ip: if r.program() == "RECEIVE" && r.get(SOURCE) == Some("SMTP") {
                 r.get(CLIENT_IP)
             } else {
@@ -704,7 +718,14 @@ impl Parser {
             None
         };
         if r.n == 1 {
-            return self.listed_row(out, r, trim(rcpt), status.map(|s| Cow::Borrowed(trim(s))), 0, delay);
+            return self.listed_row(
+                out,
+                r,
+                trim(rcpt),
+                status.map(|s| Cow::Borrowed(trim(s))),
+                0,
+                delay,
+            );
         }
         let pieces = status.map(|s| statuses(&mut self.patterns, s));
         for (i, recipient) in rcpt.split(';').enumerate() {
@@ -756,8 +777,16 @@ impl Parser {
             status,
             recipient: Some(recipient),
             orig_recipient: orig(r, recipient, i),
-            relay: if is_outcome { r.get(SERVER_HOSTNAME) } else { None },
-            to_ip: if program == "SEND" { r.get(SERVER_IP) } else { None },
+            relay: if is_outcome {
+                r.get(SERVER_HOSTNAME)
+            } else {
+                None
+            },
+            to_ip: if program == "SEND" {
+                r.get(SERVER_IP)
+            } else {
+                None
+            },
             dsn: if is_outcome {
                 own.as_deref().and_then(|o| dsn(&mut self.patterns, o))
             } else {
@@ -845,7 +874,8 @@ fn orig<'s>(r: &'s Row, recipient: &str, i: usize) -> Option<Cow<'s, str>> {
         return None;
     }
     let related = r.get(RELATED)?;
-    let several = (r.class == Class::Rewrite && r.n > 1).then(|| related.split(';').collect::<Vec<_>>());
+    let several =
+        (r.class == Class::Rewrite && r.n > 1).then(|| related.split(';').collect::<Vec<_>>());
     let piece = match several {
         Some(v) if v.len() == r.n => v.get(i).copied(),
         _ => related.split(';').next(),
@@ -952,13 +982,25 @@ pub fn parse_exchange<'py>(
     let mut o = parsed.out;
     let cols = PyList::empty(py);
     for (name, c) in [("line_no", &o.line_no), ("_time", &o.time)] {
-        cols.append(crate::fixed_column(py, name, "i64", &c.valid, &c.value_bytes()))?;
+        cols.append(crate::fixed_column(
+            py,
+            name,
+            "i64",
+            &c.valid,
+            &c.value_bytes(),
+        ))?;
     }
     for (name, c) in STRING_FIELDS.iter().zip(o.strings.iter_mut()) {
         cols.append(crate::text_column(py, name, c))?;
     }
     for (name, c) in [("size", &o.size), ("nrcpt", &o.nrcpt)] {
-        cols.append(crate::fixed_column(py, name, "i64", &c.valid, &c.value_bytes()))?;
+        cols.append(crate::fixed_column(
+            py,
+            name,
+            "i64",
+            &c.valid,
+            &c.value_bytes(),
+        ))?;
     }
     cols.append(crate::fixed_column(
         py,

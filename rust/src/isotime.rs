@@ -45,7 +45,10 @@ pub fn stamp(s: &str) -> Option<i64> {
             let (rest, v) = number(r, 9)?;
             let digits = r.len() - rest.len();
             let scaled = v * 10i64.pow(9 - digits as u32);
-            (rest.trim_start_matches(|c: char| c.is_ascii_digit()), scaled)
+            (
+                rest.trim_start_matches(|c: char| c.is_ascii_digit()),
+                scaled,
+            )
         }
         None => (s, 0),
     };

@@ -103,11 +103,13 @@ impl Builder {
     }
 
     fn inline(&mut self, text: &[u8]) {
-        self.views.extend_from_slice(&crate::columns::view(text, 0, 0));
+        self.views
+            .extend_from_slice(&crate::columns::view(text, 0, 0));
     }
 
     fn long(&mut self, text: &[u8], buffer: usize, offset: usize) {
-        self.views.extend_from_slice(&crate::columns::view(text, buffer, offset));
+        self.views
+            .extend_from_slice(&crate::columns::view(text, buffer, offset));
     }
 }
 
