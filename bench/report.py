@@ -48,7 +48,8 @@ def write_report(r: dict, path: Path) -> None:
     out = [
         "# Benchmarks",
         "",
-        f"Run `make bench` ({r['mode']} mode) on {r['when']}: {r['machine']['cpus']} CPUs, Python "
+        f"Run `{'make bench-ingest' if r.get('others_when') else 'make bench'}` ({r['mode']} mode) on {r['when']}: "
+        f"{r['machine']['cpus']} CPUs, Python "
         f"{r['machine']['python']}, Polars {r['machine']['polars']}. Numbers are from one run; compare them as "
         "ratios within the run. `make bench-quick` uses smaller inputs.",
         "",
