@@ -60,7 +60,7 @@ def assert_messages_file_choices(path: Path) -> None:
     assert col["received"].statistics is not None and col["recipient_lower"].statistics is not None
     assert col["detail"].statistics is None  # free text: its min/max prune nothing
     assert "RLE_DICTIONARY" in col["status"].encodings and "RLE_DICTIONARY" not in col["message_trace_id"].encodings
-    assert "DELTA_BINARY_PACKED" in col["received"].encodings
+    assert "DELTA_BINARY_PACKED" not in col["received"].encodings  # its decoding slowed the report by 10%
     assert b"ARROW:schema" not in meta.metadata  # it would name Polars' string views to Arrow readers
     assert pq.read_schema(path).field("recipient_address").type == "string"
 
