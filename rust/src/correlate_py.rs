@@ -35,6 +35,17 @@ fn bytes_of<'py>(d: &'py PyDict, k: &str) -> PyResult<&'py [u8]> {
 
 /// (views, [buffers], validity) -> a string column of `rows` rows
 fn view_col<'py>(name: &str, rows: usize, t: &'py PyAny) -> PyResult<ViewCol<'py>> {
+    read_view_col("correlate_events", name, rows, t)
+}
+
+/// (views, [buffers], validity), as ingest/corebuffers.views gives it -> a string column of
+/// `rows` rows; `caller` names the function in the error.
+pub(crate) fn read_view_col<'py>(
+    caller: &str,
+    name: &str,
+    rows: usize,
+    t: &'py PyAny,
+) -> PyResult<ViewCol<'py>> {
     let t: &PyTuple = t.downcast()?;
     let views: &PyBytes = t.get_item(0)?.downcast()?;
     let buffers: &PyList = t.get_item(1)?.downcast()?;
@@ -44,7 +55,7 @@ fn view_col<'py>(name: &str, rows: usize, t: &'py PyAny) -> PyResult<ViewCol<'py
         .map(|b| b.downcast::<PyBytes>().map(PyBytes::as_bytes))
         .collect::<Result<_, _>>()?;
     ViewCol::new(name, rows, views.as_bytes(), buffers, valid.as_bytes())
-        .map_err(|m| PyValueError::new_err(format!("correlate_events: {m}")))
+        .map_err(|m| PyValueError::new_err(format!("{caller}: {m}")))
 }
 
 /// (rows as int64 bytes, [string columns]) -> a sparse subset of `n` events

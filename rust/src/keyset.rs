@@ -12,7 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyTuple};
 
 use crate::correlate::ViewCol;
 use crate::fxhash::{FxHasher, FxMap, FxSet};
@@ -25,17 +25,9 @@ struct Col<'a> {
 }
 
 fn col<'py>(name: &str, t: &'py PyAny) -> PyResult<Col<'py>> {
-    let t: &PyTuple = t.downcast()?;
-    let views: &PyBytes = t.get_item(0)?.downcast()?;
-    let buffers: &PyList = t.get_item(1)?.downcast()?;
-    let valid: &PyBytes = t.get_item(2)?.downcast()?;
-    let buffers: Vec<&[u8]> = buffers
-        .iter()
-        .map(|b| b.downcast::<PyBytes>().map(PyBytes::as_bytes))
-        .collect::<Result<_, _>>()?;
+    let valid: &PyBytes = t.downcast::<PyTuple>()?.get_item(2)?.downcast()?;
     let rows = valid.as_bytes().len();
-    let text = ViewCol::new(name, rows, views.as_bytes(), buffers, valid.as_bytes())
-        .map_err(|m| PyValueError::new_err(format!("keyset: {m}")))?;
+    let text = crate::correlate_py::read_view_col("keyset", name, rows, t)?;
     Ok(Col { text, rows })
 }
 
