@@ -229,6 +229,8 @@ def _queued_rows(events: pl.DataFrame, out: pl.DataFrame) -> pl.DataFrame:
     rows = pl.DataFrame(
         {
             "received": _time(s("received")),
+            # hashed in the correlator, once a message (its key: host|queue id)
+            "message_trace_id": s("message_trace_id"),
             "host": take("host", "msg"),
             "queue_id": take("queue_id", "msg"),
             "format": take("format", "msg"),
@@ -258,12 +260,12 @@ def _queued_rows(events: pl.DataFrame, out: pl.DataFrame) -> pl.DataFrame:
             "incomplete": s("incomplete"),
         }
     )
-    return rows.with_columns(pl.concat_str([pl.col("host"), pl.col("queue_id")], separator="|").alias("_key"))
+    return rows
 
 
 def _standalone_rows(ev: pl.DataFrame) -> pl.DataFrame:
     """NOQUEUE-style rejects: each line is a message of its own."""
-    return ev.sort(_ORDER).select(
+    rows = ev.sort(_ORDER).select(
         pl.col("time").alias("received"),
         "host",
         "format",
@@ -287,6 +289,8 @@ def _standalone_rows(ev: pl.DataFrame) -> pl.DataFrame:
         pl.lit(False).alias("incomplete"),
         _standalone_key(),
     )
+    ids = message_trace_ids(rows.get_column("_key"), rows.get_column("received"))
+    return rows.drop("_key").with_columns(ids)
 
 
 def _standalone_key() -> pl.Expr:
@@ -316,10 +320,7 @@ def _finish(rows: pl.DataFrame) -> pl.DataFrame:
         pl.col("organization").fill_null(""),
         pl.col("host").fill_null(""),
     )
-    # one id per message, hashed once per message rather than once per recipient row
-    msgs = rows.select("_key", "received").unique()
-    msgs = msgs.with_columns(message_trace_ids(msgs.get_column("_key"), msgs.get_column("received")))
-    rows = rows.join(msgs, on=["_key", "received"], how="left").with_columns(
+    rows = rows.with_columns(
         pl.col("sender_address").str.to_lowercase().alias("sender_lower"),
         pl.col("recipient_address").str.to_lowercase().alias("recipient_lower"),
     )

@@ -22,6 +22,7 @@ use std::borrow::Cow;
 
 use crate::columns::StrCol;
 use crate::fxhash::{FxMap, FxSet};
+use crate::traceid;
 
 // kind codes, as ingest/correlate.py _KIND_CODES sends them (0: null)
 pub const K_NULL: u8 = 0;
@@ -172,6 +173,8 @@ impl Default for TextCol {
 pub struct Rows {
     pub msg: Vec<u32>,
     pub received: Vec<i64>,
+    /// the message's MessageTraceId (traceid.rs), one text a message: its rows share its bytes
+    pub trace_id: TextCol,
     pub queue_ids: TextCol,
     pub from_ip: Vec<u32>,
     pub size: Vec<u32>,
@@ -672,6 +675,7 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
     let mut members_at: FxMap<Cow<str>, usize> = FxMap::default();
     let mut pre: Vec<Pre> = Vec::new();
     let mut finals: Vec<(bool, u8)> = Vec::new();
+    let (mut key, mut hashed, mut trace_id) = (Vec::new(), Vec::new(), String::new());
     for r in 0..n_insts {
         if get_u32(&root, r) != r as u32 {
             continue; // a root is its own root; the others' events join no message
@@ -942,10 +946,19 @@ pub fn run(inp: &Input) -> Result<(Rows, Split), String> {
         let counted = nrcpt.map_or(false, |n| outcomes >= n) && !held;
         let incomplete = !has_start || !(all_final && (has_end || counted));
         let received = get(&inst_start, r);
+        traceid::message_trace_id(
+            inp.host.get(first),
+            inp.queue_id.get(first),
+            received,
+            &mut key,
+            &mut hashed,
+            &mut trace_id,
+        );
         for (p, (caught, _)) in pre.iter().zip(&finals) {
             let caught = *caught;
             rows.msg.push(first as u32);
             rows.received.push(received);
+            push_str(&mut rows.trace_id.0, Some(&trace_id))?;
             push_str(&mut rows.queue_ids.0, Some(queue_ids))?;
             rows.from_ip.push(from_ip);
             rows.size.push(size);

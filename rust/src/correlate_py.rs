@@ -137,6 +137,7 @@ fn row_columns<'py>(py: Python<'py>, r: &Rows) -> PyResult<&'py PyList> {
     }
     cols.append(fixed(py, "received", &i64_col(&r.received)))?;
     cols.append(fixed(py, "last_event", &i64_col(&r.last_event)))?;
+    cols.append(string_column(py, "message_trace_id", &r.trace_id.0))?;
     cols.append(string_column(py, "queue_ids", &r.queue_ids.0))?;
     cols.append(string_column(py, "status_text", &r.status_text.0))?;
     cols.append(string_column(py, "detail_text", &r.detail_text.0))?;

@@ -3,8 +3,6 @@
 //! Received time in milliseconds). The numpy version it replaced is kept as the test reference
 //! (tests/numpy_traceid.py); the ids must never change.
 
-use std::io::Write;
-
 use crate::columns::StrCol;
 use crate::correlate::ViewCol;
 
@@ -31,8 +29,8 @@ pub fn trace_id(
     // concat_str: a null part makes the whole text null, which is hashed as ""
     if let (Some(k), Some(r)) = (key, received) {
         scratch.extend_from_slice(k);
-        // infallible: io::Write for Vec<u8> never fails
-        let _ = write!(scratch, "|{r}");
+        scratch.push(b'|');
+        push_decimal(scratch, r);
     }
     let a = fnv1a(BASIS_A, scratch);
     let b = fnv1a(BASIS_B, scratch);
@@ -41,18 +39,72 @@ pub fn trace_id(
     let hi = (ms << 16) | 0x7000 | (a & 0x0FFF);
     let lo = 0x8000_0000_0000_0000u64 | (((a >> 12) ^ (b << 9)) & 0x3FFF_FFFF_FFFF_FFFF);
     out.clear();
-    // the 16 bytes (hi then lo, big-endian) as hex in the 8-4-4-4-12 layout
-    let _ = std::fmt::Write::write_fmt(
-        out,
-        format_args!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            hi >> 32,
-            (hi >> 16) & 0xFFFF,
-            hi & 0xFFFF,
-            lo >> 48,
-            lo & 0xFFFF_FFFF_FFFF
-        ),
-    );
+    push_uuid(out, hi, lo);
+}
+
+/// A queued message's id: its key is "host|queue id" (None when either is null, as concat_str
+/// gives null), with `scratch` and `key` as working space.
+pub fn message_trace_id(
+    host: Option<&[u8]>,
+    queue_id: Option<&[u8]>,
+    received: i64,
+    key: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    out: &mut String,
+) {
+    let joined = match (host, queue_id) {
+        (Some(h), Some(q)) => {
+            key.clear();
+            key.extend_from_slice(h);
+            key.push(b'|');
+            key.extend_from_slice(q);
+            Some(key.as_slice())
+        }
+        _ => None,
+    };
+    trace_id(joined, Some(received), scratch, out);
+}
+
+/// The 16 bytes (hi then lo, big-endian) as lowercase hex in the 8-4-4-4-12 layout, by hand:
+/// the formatting machinery cost more than the hashing.
+fn push_uuid(text: &mut String, hi: u64, lo: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, byte) in hi
+        .to_be_bytes()
+        .iter()
+        .chain(lo.to_be_bytes().iter())
+        .enumerate()
+    {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text.push('-');
+        }
+        for nibble in [byte >> 4, byte & 0xF] {
+            text.push(char::from(
+                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+}
+
+/// `v` in decimal, as Rust's `{}` writes it.
+fn push_decimal(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    let mut digits = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        if let Some(slot) = digits.get_mut(at) {
+            *slot = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(at..).unwrap_or(&[]));
 }
 
 /// The ids of a column of keys and Received times (valid: one byte a row, 0 for null).
