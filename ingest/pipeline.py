@@ -560,7 +560,11 @@ class Pipeline:
         self._writing = self._writer.submit(write)
 
     def _write_buffer(self, buffer: list[pl.DataFrame]) -> None:
-        parsed = pl.concat(buffer, how="vertical_relaxed")
+        # One chunk per column: the chunks' constant columns (host, format, source...) concatenate
+        # to a single chunk while the others keep one per batch, and Polars realigns a frame of
+        # such columns, a copy of every column, before each operation on it (13 ms a time on a
+        # flush of 237,000 events, some 20 times a flush); once here, then never again.
+        parsed = pl.concat(buffer, how="vertical_relaxed", rechunk=True)
         try:
             self._write(parsed)
         except BaseException:

@@ -47,13 +47,13 @@ def test_orig_pairs_several_rewrites_by_position_and_else_takes_the_first() -> N
         ]
     )
     got = ev.filter(pl.col("status") == "GettingStatus").select("line_no", "recipient", "orig_recipient").rows()
-    assert got == [
-        (3, "e@x", "Alias-E@x"),  # one-recipient lines first, then the split ones
-        (4, "F@x", None),
+    assert got == [  # in line order, a split line's recipients in its order
         (1, "a@x", "alias-a@x"),
         (1, "b@x", "alias-b@x"),
         (2, "c@x", "alias-c@x"),
         (2, "d@x", "alias-c@x"),
+        (3, "e@x", "Alias-E@x"),
+        (4, "F@x", None),
         (5, "m1@x", "group@x"),
         (5, "m2@x", "group@x"),
     ]
@@ -76,8 +76,8 @@ def test_delay_dsn_and_detail_on_outcome_rows_only() -> None:
     assert got == [
         (1, "Pending", 10.25, "4.4.0", "451 4.4.0 later"),
         (2, "GettingStatus", None, None, None),
+        (2, "None", None, None, "resolved to b@x"),  # a line's rewrite after its recipients
         (3, "Delivered", None, "2.1.5", "250 2.1.5 ok"),
         (4, "FilteredAsSpam", None, "5.7.1", "550 5.7.1 spam"),
-        (2, "None", None, None, "resolved to b@x"),
     ]
     assert ev.get_column("time").unique().to_list() == [dt.datetime(2026, 6, 14, 9, 0, 10, 500000, tzinfo=dt.UTC)]

@@ -467,24 +467,22 @@ fn delay(r: &Row) -> Option<f64> {
 }
 
 /// The events of one section, kept apart until it is read through (a quote that derails the
-/// reader sends the whole section to the regex), each kind of row in a list of its own: the
-/// reference gives all of a section's message rows, then its one-recipient rows, its
-/// several-recipient rows and the rewrites' rows. Each line is read once, while it is in cache.
+/// reader sends the whole section to the regex). They are in line order, each line's message row,
+/// then its recipients' rows, then its rewrites' rows: the order of the log, in which the
+/// pipeline's checks for one file's lines in order (ingest/openset.py orphans) take their fast
+/// path, and the events files are written in time order. (The Polars reference gives all of a
+/// section's message rows first, then its one-recipient rows, its several-recipient rows and the
+/// rewrites' rows: the same events, which the tests sort by line to compare.) Each line is read
+/// once, while it is in cache.
 struct Section {
-    message: Out,
-    single: Out,
-    multi: Out,
-    rewrite: Out,
+    out: Out,
     unknown: Vec<usize>,
 }
 
 impl Section {
     fn new(lines: usize) -> Self {
         Section {
-            message: spare_columns(lines / 2),
-            single: spare_columns(lines / 2),
-            multi: spare_columns(lines / 8),
-            rewrite: spare_columns(lines / 16),
+            out: spare_columns(lines * 2),
             unknown: Vec::new(),
         }
     }
@@ -564,31 +562,20 @@ impl Parser {
     }
 
     /// No layout (a file read from its middle): the regex over each line, mapped by the
-    /// standard layout of its width; pl.concat puts the 2010 lines first, then 2013, then 2016.
+    /// standard layout of its width.
     fn by_width(&mut self, lines: &[Line]) -> Result<Section, String> {
         let mut sec = Section::new(lines.len());
         let mut spans = Vec::new();
-        let widths: Vec<Option<usize>> = lines
-            .iter()
-            .map(|l| {
-                let text = l.2.strip_suffix('\r').unwrap_or(l.2);
-                csvsplit::regex_fields(text, &mut spans).filter(|w| layout_of_width(*w).is_some())
-            })
+        let layouts: Vec<(usize, Projection)> = [26, 27, 30]
+            .into_iter()
+            .filter_map(|w| layout_of_width(w).map(|f| (w, Projection::new(&f, slot_of))))
             .collect();
-        for (line, w) in lines.iter().zip(&widths) {
-            if w.is_none() {
-                sec.unknown.push(line.0);
-            }
-        }
-        for width in [26, 27, 30] {
-            let proj = match layout_of_width(width) {
-                Some(f) => Projection::new(&f, slot_of),
-                None => continue,
-            };
-            for (line, w) in lines.iter().zip(&widths) {
-                if *w == Some(width) {
-                    self.regex_row(&mut sec, line, Some(&proj), &mut spans)?;
-                }
+        for line in lines {
+            let text = line.2.strip_suffix('\r').unwrap_or(line.2);
+            let width = csvsplit::regex_fields(text, &mut spans);
+            match layouts.iter().find(|(w, _)| Some(*w) == width) {
+                Some((_, proj)) => self.regex_row(&mut sec, line, Some(proj), &mut spans)?,
+                None => sec.unknown.push(line.0),
             }
         }
         Ok(sec)
@@ -643,30 +630,20 @@ impl Parser {
             return Ok(());
         }
         let r = &*r;
-        self.message_row(&mut sec.message, r)?;
+        self.message_row(&mut sec.out, r)?;
         if listed(r) {
-            let out = if r.n == 1 {
-                &mut sec.single
-            } else {
-                &mut sec.multi
-            };
-            self.listed_rows(out, r)?;
+            self.listed_rows(&mut sec.out, r)?;
         }
-        self.rewrites(&mut sec.rewrite, r)
+        self.rewrites(&mut sec.out, r)
     }
 
-    /// A section read through: its events after the batch's, in the reference's order.
+    /// A section read through: its events after the batch's.
     fn take(&mut self, sec: Section) -> Result<(), String> {
-        let spent = if self.out.line_no.values.is_empty() {
-            std::mem::replace(&mut self.out, sec.message)
+        if self.out.line_no.values.is_empty() {
+            keep_columns(std::mem::replace(&mut self.out, sec.out));
         } else {
-            self.out.append(&sec.message)?;
-            sec.message
-        };
-        keep_columns(spent);
-        for o in [sec.single, sec.multi, sec.rewrite] {
-            self.out.append(&o)?;
-            keep_columns(o);
+            self.out.append(&sec.out)?;
+            keep_columns(sec.out);
         }
         self.unknown.extend(sec.unknown);
         Ok(())
