@@ -73,8 +73,9 @@ class Keys:
         return events.filter(pl.Series(found))
 
 
-def essentials_keep(ev: pl.DataFrame) -> pl.Series:
-    """openset._essentials' filter over events sorted by (time, source, line_no)."""
+def essentials_keep(ev: pl.DataFrame, order: pl.Series) -> pl.Series:
+    """openset._essentials' filter: whether each event is kept, the events taken in `order`
+    (their row numbers sorted by time, source and line_no)."""
     kind = pl.col("kind")
     outcome = kind.is_in(["deliver", "reject"]) & pl.col("recipient").is_not_null()
     cls = (
@@ -95,6 +96,7 @@ def essentials_keep(ev: pl.DataFrame) -> pl.Series:
         views(parts.get_column("recipient")),
         parts.get_column("cls").to_numpy().tobytes(),
         parts.get_column("getting").to_numpy().tobytes(),
+        order.cast(pl.Int64).to_numpy().tobytes(),
     )
     return _mask(keep)
 

@@ -106,8 +106,10 @@ def _essentials(ev: pl.DataFrame) -> pl.DataFrame:
     """
     if not ev.height:
         return ev
-    ev = ev.sort("time", "source", "line_no")
-    return ev.filter(essentials_keep(ev))
+    # decided in time order, kept in the frame's own: sorting the row numbers, not the rows (a
+    # gather of every column, 27 ms a flush of the Exchange bench's 2 M lines)
+    order = ev.select(pl.arg_sort_by("time", "source", "line_no", maintain_order=True)).to_series()
+    return ev.filter(essentials_keep(ev, order))
 
 
 def queue_id_rows(rows: pl.DataFrame, columns: list[str], where: pl.Expr | None = None) -> pl.DataFrame:

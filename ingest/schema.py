@@ -163,7 +163,9 @@ def _unique_in_line_order(ev: pl.DataFrame) -> bool:
         return False
     step = pl.col("line_no").diff().fill_null(1)
     shared = (step == 0) | (step.shift(-1) == 0)  # the events of lines with more than one
-    lines = ev.filter(shared).select("line_no", "kind", "recipient")
+    # narrowed first: a filter copies every column it keeps (most of them, where lines have
+    # several events: Exchange's recipients)
+    lines = ev.select("line_no", "kind", "recipient").filter(shared)
     return not lines.height or not lines.select(_key_hash(lines.columns).is_duplicated().any()).item()
 
 

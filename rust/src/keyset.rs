@@ -438,13 +438,20 @@ fn group<'a>(p: &Pair<'a>, rcpt: &ViewCol<'a>, getting: &[u8], row: usize, class
     (p.host.get(row), p.qid.get(row), class, r, g)
 }
 
-/// openset._essentials' filter over events sorted by time: an outcome, an info line and a
-/// receive line are kept when last of their group, a receive line also when first; the rest always.
-fn essentials(p: &Pair, rcpt: &ViewCol, class: &[u8], getting: &[u8]) -> Vec<bool> {
+/// openset._essentials' filter over events taken in `order` (their rows sorted by time): an
+/// outcome, an info line and a receive line are kept when last of their group, a receive line
+/// also when first; the rest always. The mask is by row, in the frame's own order.
+fn essentials(
+    p: &Pair,
+    rcpt: &ViewCol,
+    class: &[u8],
+    getting: &[u8],
+    order: &[usize],
+) -> Vec<bool> {
     let class_of = |row: usize| class.get(row).copied().unwrap_or(KEEP);
     let mut keep = vec![true; p.rows];
     let mut seen: FxSet<Group> = FxSet::default();
-    for row in (0..p.rows).rev() {
+    for &row in order.iter().rev() {
         let c = class_of(row);
         if c == KEEP {
             continue;
@@ -455,7 +462,7 @@ fn essentials(p: &Pair, rcpt: &ViewCol, class: &[u8], getting: &[u8]) -> Vec<boo
         }
     }
     seen.clear();
-    for row in 0..p.rows {
+    for &row in order {
         if class_of(row) == RECEIVE && seen.insert(group(p, rcpt, getting, row, RECEIVE)) {
             if let Some(k) = keep.get_mut(row) {
                 *k = true;
@@ -465,9 +472,35 @@ fn essentials(p: &Pair, rcpt: &ViewCol, class: &[u8], getting: &[u8]) -> Vec<boo
     keep
 }
 
-/// One byte a row of events sorted by time: whether openset._essentials keeps it. classes: one
-/// byte a row (0 keep, 1 deliver outcome, 2 reject outcome, 3 receive, 4 info); getting: one
-/// byte a row, whether the status is GettingStatus (2: null).
+/// A row order (little-endian int64 row numbers): every row of `rows` exactly once.
+fn row_order(bytes: &[u8], rows: usize) -> PyResult<Vec<usize>> {
+    let bad = || {
+        PyValueError::new_err(format!(
+            "keyset: the order is not a permutation of {rows} rows"
+        ))
+    };
+    if bytes.len() != rows * 8 {
+        return Err(bad());
+    }
+    let mut seen = vec![false; rows];
+    let mut order = Vec::with_capacity(rows);
+    for c in bytes.chunks_exact(8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        let row = usize::try_from(i64::from_le_bytes(a)).map_err(|_| bad())?;
+        match seen.get_mut(row) {
+            Some(s) if !*s => *s = true,
+            _ => return Err(bad()),
+        }
+        order.push(row);
+    }
+    Ok(order)
+}
+
+/// One byte a row of events: whether openset._essentials keeps it, the events taken in `order`
+/// (little-endian int64 row numbers, sorted by time). classes: one byte a row (0 keep, 1 deliver
+/// outcome, 2 reject outcome, 3 receive, 4 info); getting: one byte a row, whether the status is
+/// GettingStatus (2: null).
 #[pyfunction]
 pub fn essentials_keep(
     py: Python<'_>,
@@ -476,6 +509,7 @@ pub fn essentials_keep(
     recipient: &PyAny,
     classes: &PyBytes,
     getting: &PyBytes,
+    order: &PyBytes,
 ) -> PyResult<PyObject> {
     let p = pair(host, qid)?;
     let rcpt = col("recipient", recipient)?;
@@ -483,8 +517,9 @@ pub fn essentials_keep(
     let (class, getting) = (classes.as_bytes(), getting.as_bytes());
     same_rows("queue_id and class", p.rows, class.len())?;
     same_rows("queue_id and getting", p.rows, getting.len())?;
+    let order = row_order(order.as_bytes(), p.rows)?;
     let keep = guarded(py, "essentials_keep", || {
-        essentials(&p, &rcpt.text, class, getting)
+        essentials(&p, &rcpt.text, class, getting, &order)
     })?;
     Ok(mask_bytes(py, &keep))
 }
