@@ -811,7 +811,7 @@ def tidy(store: Store, min_files: int = COMPACT_MIN_FILES) -> None:
                 failed.append(e)
         return failed
 
-    release_unused()  # what the flushes freed: compaction allocates through Polars and Arrow
+    release_unused(everything=True)  # what the flushes freed: compaction allocates through Polars and Arrow
     days = store.days()
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="msgtrace-tidy") as pool:
         done = [pool.submit(each, step, days) for step in (_compact_messages, _compact_events)]

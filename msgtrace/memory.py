@@ -69,13 +69,15 @@ def _free_bytes() -> Callable[[], int] | None:
     return lambda: int(info().fordblks)
 
 
-def release_unused() -> None:
+def release_unused(everything: bool = False) -> None:
     """Return the memory Arrow's pool holds free to the system, and the C library's once it
-    holds more than TRIM_FREE_BYTES free (always, where its free memory cannot be read)."""
+    holds more than TRIM_FREE_BYTES free (always, where its free memory cannot be read).
+    `everything`: the C library's too, however little (before a compaction, a run's peak: it
+    reads and writes a whole day while the next flush is parsed)."""
     trim = _malloc_trim()
     if trim is not None:
         free = _free_bytes()
-        if free is None or free() >= TRIM_FREE_BYTES:
+        if everything or free is None or free() >= TRIM_FREE_BYTES:
             trim(0)
     if "pyarrow" in sys.modules:  # never imported for it
         sys.modules["pyarrow"].default_memory_pool().release_unused()

@@ -309,8 +309,9 @@ class Table:
         if len(current) < min_files:
             self._drop_superseded(part)
             return False
+        release_unused(everything=True)  # a compaction is a run's peak: room for it first
         self._compact_into(current, files.next_file(self.fs, part, True, self.write_tag))
-        release_unused()  # the reader's and writer's buffers, before the next partition's
+        release_unused(everything=True)  # the reader's and writer's buffers, before the next partition's
         self._drop_superseded(part)
         return True
 
