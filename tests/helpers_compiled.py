@@ -45,6 +45,8 @@ def assert_same(
     ev_rust, unk_rust = run(compiled, lines, list(cuts), ctx_rust)
     ev_ref, unk_ref = run(reference, lines, list(cuts), ctx_ref)
     assert ev_rust.schema == ev_ref.schema
+    # the compiled parsers give the log's line order (the pipeline's in-order fast paths need it)
+    assert ev_rust.get_column("line_no").is_sorted(), "the compiled parser's events are not in line order"
     got, want = _sorted(ev_rust), _sorted(ev_ref)
     if not got.equals(want):
         diff_a = got.join(want, on=got.columns, how="anti", nulls_equal=True)

@@ -433,3 +433,71 @@ impl BoolCol {
         self.bits.clear();
     }
 }
+
+// Rows put in another order: `order` lists each row once (row `order[i]` becomes row i). A
+// string column's long texts stay where they are in `data` (a view says where), so only views,
+// bits and values move.
+
+impl Validity {
+    /// Whether row `row` is set (false past the end).
+    pub fn get(&self, row: usize) -> bool {
+        row < self.len
+            && self
+                .bits
+                .get(row / 8)
+                .map_or(false, |b| (b >> (row % 8)) & 1 == 1)
+    }
+
+    pub fn permute(&mut self, order: &[usize]) {
+        let mut out = Validity::default();
+        for &row in order {
+            out.push(self.get(row));
+        }
+        *self = out;
+    }
+}
+
+impl StrCol {
+    pub fn permute(&mut self, order: &[usize]) {
+        let mut views = vec![0u8; order.len() * 16];
+        let mut bits = vec![0u8; (order.len() + 7) / 8];
+        for (i, &row) in order.iter().enumerate() {
+            let set = self
+                .bits
+                .get(row / 8)
+                .map_or(false, |b| (b >> (row % 8)) & 1 == 1);
+            if !set {
+                continue; // a null: zero view, zero bit
+            }
+            if let (Some(dst), Some(src)) = (
+                views.get_mut(i * 16..i * 16 + 16),
+                self.views.get(row * 16..row * 16 + 16),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            if let Some(b) = bits.get_mut(i / 8) {
+                *b |= 1 << (i % 8);
+            }
+        }
+        self.views = views;
+        self.bits = bits;
+        self.rows = order.len();
+        self.last_long = None;
+    }
+}
+
+impl<T: Number> NumCol<T> {
+    pub fn permute(&mut self, order: &[usize]) {
+        self.values = order
+            .iter()
+            .map(|&row| self.values.get(row).copied().unwrap_or_default())
+            .collect();
+        self.valid.permute(order);
+    }
+}
+
+impl BoolCol {
+    pub fn permute(&mut self, order: &[usize]) {
+        self.bits.permute(order);
+    }
+}

@@ -1270,11 +1270,16 @@ fn parse_with(
         }
     }
     at.store(rows, Ordering::Relaxed);
+    let lines_read = out.line_no.values.len();
     let aliases = if carried.aliases.is_empty() && members.is_empty() {
         None
     } else {
         Some(expansions(&mut out, &members, &carried.aliases, &done)?)
     };
+    // the expansions, decided once every line was read, go after their member's line: the
+    // events in line order (the pipeline's checks for one file's lines in order take their
+    // fast path; the reference lists them last)
+    out.merge_tail_by_line(lines_read);
     let (months_seen, last_month, rollovers) = clock.years.outcome();
     Ok(Parsed {
         out,

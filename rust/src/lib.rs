@@ -78,6 +78,43 @@ struct Out {
 }
 
 impl Out {
+    /// The rows from `head` on (events made after the batch's lines were read: Exim's
+    /// expansions) merged into the rows before them, which are in line order: each goes after
+    /// the rows of its line and of the lines before it, so the whole is in line order (as a
+    /// stable sort by line number would put it) and not only by sections.
+    fn merge_tail_by_line(&mut self, head: usize) {
+        let lines = &self.line_no.values;
+        let line = |r: usize| lines.get(r).copied().unwrap_or_default();
+        if head >= lines.len() {
+            return;
+        }
+        let mut tail: Vec<usize> = (head..lines.len()).collect();
+        tail.sort_by_key(|&r| line(r)); // stable: ties keep their order
+        let mut order = Vec::with_capacity(lines.len());
+        let mut rest = tail.into_iter().peekable();
+        for h in 0..head {
+            while let Some(&r) = rest.peek() {
+                if line(r) >= line(h) {
+                    break;
+                }
+                order.push(r);
+                rest.next();
+            }
+            order.push(h);
+        }
+        order.extend(rest);
+        self.line_no.permute(&order);
+        self.local.permute(&order);
+        self.utc.permute(&order);
+        self.second.permute(&order);
+        for c in self.strings.iter_mut() {
+            c.permute(&order);
+        }
+        self.size.permute(&order);
+        self.nrcpt.permute(&order);
+        self.delay.permute(&order);
+    }
+
     fn new(rows: usize) -> Self {
         let strings = (0..STRING_FIELDS.len())
             .map(|_| StrCol::with_capacity(rows, rows * 8))

@@ -858,6 +858,7 @@ fn parse(
         }
     }
     at.store(rows, Ordering::Relaxed);
+    let lines_read = out.line_no.values.len();
     if !addresses.is_empty() {
         let mut first_from: FxMap<(&str, &str), i64> = FxMap::default();
         for &(host, qid, line_no) in &receives {
@@ -871,6 +872,9 @@ fn parse(
             parser.address_line(a, refused, &mut out)?;
         }
     }
+    // the address lines' events, decided once every line was read, go to their lines: the
+    // events in line order (as in Exim's expansions)
+    out.merge_tail_by_line(lines_read);
     Ok(Parsed {
         out,
         unknown,
