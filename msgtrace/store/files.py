@@ -387,20 +387,16 @@ MESSAGE_OPTIONS: dict[str, object] = {
 
 
 # State frames (the open events) are rewritten at every flush and always read whole, so a cheap
-# codec pays and statistics prune nothing. pyarrow's writer, not Polars': the open events of a
-# 2 M-line Exchange log (84,000 events) took 43 instead of 65-89 ms CPU to write at each of its
-# ~20 flushes, the same 2.2 MB, and read back no slower (9 against 11 ms).
+# codec pays and statistics prune nothing (bench/events_write.py, the 2 M-line store's open
+# events: lz4 16-21 instead of zstd's 28-40 ms CPU to write, no slower to read). pyarrow's writer,
+# not Polars': the open events of a 2 M-line Exchange log (84,000 events) took 43 instead of
+# 65-89 ms CPU to write at each of its ~20 flushes, the same 2.2 MB, and read back no slower.
 STATE_OPTIONS: dict[str, object] = {"compression": "lz4", "use_dictionary": True, "write_statistics": False}
 
 
-def write_state(fs: FileSystem, df: pl.DataFrame, path: PurePath, schema: dict[str, pl.DataType]) -> None:
-    """Write a state frame (already in `schema`, its columns in order) atomically."""
-    with fs.atomic_path(path, ".parquet") as tmp:
-        writer = ParquetFileWriter(tmp, schema, STATE_OPTIONS)
-        try:
-            writer.write(df)
-        finally:
-            writer.close()
+def write_state(fs: FileSystem, df: pl.DataFrame, path: PurePath) -> None:
+    """Write a state frame (already in its schema, its columns in order) atomically."""
+    write_with_pyarrow(fs, df, path, {}, STATE_OPTIONS)
 
 
 _DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Float64: "DOUBLE", pl.Boolean: "BOOLEAN"}

@@ -523,7 +523,7 @@ class StateFiles:
         """Replace a state frame atomically (the explicit schema)."""
         if self.guard is not None:
             self.guard()
-        files.write_state(self.fs, conform(df, schema), self.dir / name, schema)
+        files.write_state(self.fs, conform(df, schema), self.dir / name)
 
 
 class ReportPartials:
