@@ -5,6 +5,11 @@
 //! plus for strings 64-bit offsets and UTF-8 data (pyarrow's large_string), for numbers the
 //! values themselves (a null row holds 0).
 
+/// Bit `i` of a bitmap (least significant bit first; false past its end).
+fn bit_at(bits: &[u8], i: usize) -> bool {
+    bits.get(i / 8).map_or(false, |b| (b >> (i % 8)) & 1 == 1)
+}
+
 /// A validity bitmap, grown one row at a time.
 #[derive(Default)]
 pub struct Validity {
@@ -327,11 +332,7 @@ impl Validity {
             return;
         }
         for i in 0..other.len {
-            let bit = other
-                .bits
-                .get(i / 8)
-                .map_or(false, |b| (b >> (i % 8)) & 1 == 1);
-            self.push(bit);
+            self.push(bit_at(&other.bits, i));
         }
     }
 }
@@ -390,10 +391,7 @@ impl StrCol {
             let written = other.views.len() / 16;
             self.bits.resize((start + written - 1) / 8 + 1, 0);
             for i in 0..written {
-                let set = other
-                    .bits
-                    .get(i / 8)
-                    .map_or(false, |b| (b >> (i % 8)) & 1 == 1);
+                let set = bit_at(&other.bits, i);
                 let row = start + i;
                 if let (true, Some(b)) = (set, self.bits.get_mut(row / 8)) {
                     *b |= 1 << (row % 8);
@@ -441,11 +439,7 @@ impl BoolCol {
 impl Validity {
     /// Whether row `row` is set (false past the end).
     pub fn get(&self, row: usize) -> bool {
-        row < self.len
-            && self
-                .bits
-                .get(row / 8)
-                .map_or(false, |b| (b >> (row % 8)) & 1 == 1)
+        row < self.len && bit_at(&self.bits, row)
     }
 
     pub fn permute(&mut self, order: &[usize]) {
@@ -462,11 +456,7 @@ impl StrCol {
         let mut views = vec![0u8; order.len() * 16];
         let mut bits = vec![0u8; (order.len() + 7) / 8];
         for (i, &row) in order.iter().enumerate() {
-            let set = self
-                .bits
-                .get(row / 8)
-                .map_or(false, |b| (b >> (row % 8)) & 1 == 1);
-            if !set {
+            if !bit_at(&self.bits, row) {
                 continue; // a null: zero view, zero bit
             }
             if let (Some(dst), Some(src)) = (
