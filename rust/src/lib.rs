@@ -78,10 +78,10 @@ struct Out {
 }
 
 impl Out {
-    /// The rows from `head` on (events made after the batch's lines were read: Exim's
-    /// expansions) merged into the rows before them, which are in line order: each goes after
-    /// the rows of its line and of the lines before it, so the whole is in line order (as a
-    /// stable sort by line number would put it) and not only by sections.
+    /// The rows from `head` on (events decided once the batch's lines were read: Exim's
+    /// expansions, Sendmail's address lines) merged into the rows before them, which are in line
+    /// order: each goes after the rows of its line and of the lines before it, so the whole is
+    /// in line order, as a stable sort by line number would put it.
     fn merge_tail_by_line(&mut self, head: usize) {
         let lines = &self.line_no.values;
         let line = |r: usize| lines.get(r).copied().unwrap_or_default();
