@@ -1,10 +1,10 @@
 """The compiled Exchange parser (msgtrace._core, on the production path) against the vectorised
-Polars parser it replaced (tests/polars_exchange.py, kept as the reference): the same events, the
-compiled parser's in the log's line order and the reference's sorted by line to compare (it lists
-a section's message rows first, then its recipients' and rewrites' rows), unknown lines and carried state on every fixture holding an Exchange log, every
-file of the shared corpus's Exchange part, generated logs over seeds, and random and mutated lines
-(the fuzz test, which also holds the extension to its promise: a malformed line is an unknown
-line, never a crash).
+Polars parser it replaced (tests/polars_exchange.py, kept as the reference): the same events (the
+compiled parser's in the log's line order; the reference's sorted by line to compare, as it lists
+a section's message rows first, then its recipients' and rewrites' rows), unknown lines and
+carried state on every fixture holding an Exchange log, every file of the shared corpus's Exchange
+part, generated logs over seeds, and random and mutated lines (the fuzz test, which also holds
+the extension to its promise: a malformed line is an unknown line, never a crash).
 
 Each log is also cut into batches at random places, so what one batch carries to the next (the
 `#Fields` layout) is compared too; and each is read once more with the CSV reader's path turned
